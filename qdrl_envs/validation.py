@@ -1,0 +1,89 @@
+"""Action checking shared by every environment.
+
+Actions are checked, not silently repaired (DESIGN §2): a wrong shape, NaN/inf, or a value
+outside the action space raises ``ValueError`` saying what was wrong. stable-baselines3 clips
+Box actions before ``step``, so honest agents never pay for this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+
+def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) -> np.ndarray:
+    """Validate ``action`` against ``space`` and return it as a NumPy array.
+
+    Args:
+        space: The (single-environment) action space: Box, Discrete or MultiDiscrete.
+        action: The action as given to ``step``.
+        batch: For vector environments, the number of sub-environments; the action then carries
+            a leading axis of that length.
+
+    Returns:
+        The action as an ``ndarray`` (float64 for Box, int64 for discrete spaces).
+
+    Raises:
+        ValueError: If the shape is wrong, an entry is NaN or infinite, or a value lies outside
+            the space (the message names the offending entries).
+    """
+    lead: tuple[int, ...] = () if batch is None else (batch,)
+    where = "" if batch is None else " (batched)"
+    try:
+        arr = np.asarray(action)
+    except Exception as exc:  # pragma: no cover - exotic objects
+        raise ValueError(f"action{where} could not be converted to an array: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or np.issubdtype(arr.dtype, np.bool_)):
+        raise ValueError(f"action{where} must be numeric, got dtype {arr.dtype}: {action!r}")
+
+    if isinstance(space, spaces.Discrete):
+        expected: tuple[int, ...] = lead
+    elif isinstance(space, (spaces.Box, spaces.MultiDiscrete)):
+        expected = lead + tuple(space.shape)
+    else:  # pragma: no cover - programming error in an env
+        raise TypeError(f"check_action does not support {type(space).__name__}")
+
+    if arr.shape != expected:
+        # Allow a size-1 array for a Discrete action (SB3 passes arrays of shape (1,)).
+        if isinstance(space, spaces.Discrete) and arr.size == int(np.prod(expected or (1,))):
+            arr = arr.reshape(expected)
+        else:
+            raise ValueError(f"action{where} must have shape {expected}, got {arr.shape}")
+
+    if not np.all(np.isfinite(arr.astype(np.float64))):
+        bad = np.argwhere(~np.isfinite(arr.astype(np.float64))).tolist()
+        raise ValueError(f"action{where} contains NaN or inf at index {bad}: {arr.tolist()}")
+
+    if isinstance(space, spaces.Box):
+        arr = arr.astype(np.float64)
+        lo = np.broadcast_to(space.low, expected)
+        hi = np.broadcast_to(space.high, expected)
+        out = (arr < lo) | (arr > hi)
+        if out.any():
+            idx = np.argwhere(out).tolist()
+            raise ValueError(
+                f"action{where} outside the action space [{space.low.min()}, {space.high.max()}]"
+                f" at index {idx}: {arr.tolist()}"
+            )
+        return arr
+
+    as_float = arr.astype(np.float64)
+    if not np.all(as_float == np.round(as_float)):
+        raise ValueError(f"action{where} must be integral for {space}, got {arr.tolist()}")
+    arr = as_float.astype(np.int64)
+    if isinstance(space, spaces.Discrete):
+        lo_d, hi_d = int(space.start), int(space.start + space.n - 1)
+        if np.any((arr < lo_d) | (arr > hi_d)):
+            raise ValueError(f"action{where} must be in [{lo_d}, {hi_d}], got {arr.tolist()}")
+        return arr
+    nvec = np.broadcast_to(space.nvec, expected)
+    start = np.broadcast_to(space.start, expected)
+    out = (arr < start) | (arr >= start + nvec)
+    if out.any():
+        raise ValueError(
+            f"action{where} outside {space} at index {np.argwhere(out).tolist()}: {arr.tolist()}"
+        )
+    return arr
