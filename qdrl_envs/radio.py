@@ -96,12 +96,14 @@ def log_distance_path_loss_db(
 
 def path_gain(distance_m: ArrayLike, carrier_hz: float, exponent: float,
               extra_loss_db: ArrayLike = 0.0) -> NDArray[np.float64]:
-    """Linear large-scale power gain ``10^(-(PL(d) + extra_loss_db)/10)`` (see log-distance model)."""
+    """Linear large-scale power gain ``10^(-(PL(d) + extra_loss_db)/10)`` (log-distance PL)."""
     loss = log_distance_path_loss_db(distance_m, carrier_hz, exponent) + np.asarray(extra_loss_db)
     return db_to_linear(-loss)
 
 
-def rayleigh_coefficients(rng: np.random.Generator, shape: tuple[int, ...]) -> NDArray[np.complex128]:
+def rayleigh_coefficients(
+    rng: np.random.Generator, shape: tuple[int, ...]
+) -> NDArray[np.complex128]:
     """Draw i.i.d. unit-power circularly-symmetric complex Gaussian coefficients CN(0, 1)."""
     re = rng.standard_normal(shape)
     im = rng.standard_normal(shape)
@@ -162,7 +164,7 @@ def interference_sinr(p_w: ArrayLike, gains: ArrayLike, noise_w: ArrayLike) -> N
 
 
 def pairwise_distance(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
-    """Euclidean distances between point sets ``a (..., M, D)`` and ``b (..., K, D)`` -> ``(..., M, K)``."""
+    """Euclidean distances between ``a (..., M, D)`` and ``b (..., K, D)``: ``(..., M, K)``."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return np.linalg.norm(a[..., :, None, :] - b[..., None, :, :], axis=-1)
