@@ -1,0 +1,578 @@
+"""Where sweep results live: an abstract store with a written contract, and its backends.
+
+Pick a backend with :func:`get_store`::
+
+    store = get_store(None)                          # in memory (tests, notebooks)
+    store = get_store("sqlite:///results/quick.db")  # one SQLite file (the default for sweeps)
+    store = get_store(store)                         # an existing store passes through
+
+A *run* is one agent trained and evaluated on one environment with one seed. Its identity is
+``(sweep, env, agent, seed)`` plus a hash of its configuration (:class:`RunKey`); the run id is
+derived from that identity, so every backend gives the same run the same id, and changing a
+run's configuration makes a new run (the old one is kept).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DONE_STATUSES",
+    "STATUSES",
+    "BaseStore",
+    "EvalPoint",
+    "InMemoryStore",
+    "RunKey",
+    "RunRecord",
+    "RunResult",
+    "SQLiteStore",
+    "StoreError",
+    "get_store",
+]
+
+PENDING = "pending"
+RUNNING = "running"
+FINISHED = "finished"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+NOT_APPLICABLE = "not_applicable"
+UNAVAILABLE = "unavailable"
+STATUSES = (PENDING, RUNNING, FINISHED, FAILED, INTERRUPTED, NOT_APPLICABLE, UNAVAILABLE)
+"""Every run status. ``unavailable``: the env or agent could not be imported (yet)."""
+DONE_STATUSES = frozenset({FINISHED, NOT_APPLICABLE})
+"""Statuses a rerun of the sweep skips; every other status is redone."""
+RESULT_STATUSES = frozenset({FINISHED, FAILED, NOT_APPLICABLE, UNAVAILABLE})
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used (unreadable, corrupt, not a qdrl store, ...)."""
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """The identity of a run (see the module docstring).
+
+    Attributes:
+        sweep: Sweep name.
+        env: Environment label (the id unless the sweep gave a label).
+        agent: Agent label (the registry name unless the sweep gave a label).
+        seed: Run seed.
+        config_hash: Hash of the run's full configuration.
+        env_id: Gymnasium id (informative, not part of the identity beyond ``config_hash``).
+        agent_name: Registry name (informative likewise).
+        config: The configuration the hash was taken over (stored as JSON).
+    """
+
+    sweep: str
+    env: str
+    agent: str
+    seed: int
+    config_hash: str
+    env_id: str = ""
+    agent_name: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        """20 hex digits derived from the identity; equal across backends."""
+        text = "\x1f".join([self.sweep, self.env, self.agent, str(self.seed), self.config_hash])
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One evaluation of a run: after ``step`` training steps, ``returns`` of K episodes."""
+
+    step: int
+    mean: float
+    std: float
+    returns: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What executing a run produced; written to the store in one transaction.
+
+    Attributes:
+        status: ``finished``, ``failed``, ``not_applicable`` or ``unavailable``.
+        reason: Why it is not ``finished`` (error text, the adapter's cap message, the import
+            error).
+        adapter: The action-space adapter used (``None``: none needed).
+        wall_s: Wall-clock seconds of the run (training and evaluation).
+        params_quantum: Trainable quantum parameters (0 for classical agents).
+        params_classical: Trainable classical parameters.
+        final_score: Mean return of the final evaluation.
+        final_std: Its standard deviation over episodes.
+        metrics: Final-evaluation means of the env's numeric ``info`` entries (physics).
+        curve: The evaluation curve.
+    """
+
+    status: str
+    reason: str | None = None
+    adapter: str | None = None
+    wall_s: float | None = None
+    params_quantum: int | None = None
+    params_classical: int | None = None
+    final_score: float | None = None
+    final_std: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    curve: tuple[EvalPoint, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"RunResult.status must be one of {sorted(RESULT_STATUSES)}, "
+                             f"got {self.status!r}")
+        if self.status == FINISHED and self.final_score is None:
+            raise ValueError("a finished RunResult needs a final_score")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored: its key, status, timings and result (without the curve)."""
+
+    run_id: str
+    key: RunKey
+    status: str
+    attempts: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: RunResult | None = None
+
+
+class BaseStore(abc.ABC):
+    """The results store contract.
+
+    Every backend guarantees:
+
+    1. **Identity.** :meth:`ensure_run` is idempotent: one row per :class:`RunKey` (run id),
+       however many times or from how many writers it is called; it never changes an existing
+       row.
+    2. **Atomic results.** :meth:`record_result` writes the status, scores, parameter counts,
+       metrics and the whole evaluation curve at once: a reader sees all of it or none of it,
+       including after a crash (SIGKILL) of the writing process.
+    3. **Finished is final.** Once a run is ``finished`` or ``not_applicable`` (the
+       :data:`DONE_STATUSES`), no call changes it; a later :meth:`record_result` or
+       :meth:`mark_running` on it returns ``False`` and writes nothing.
+    4. **Nothing lost.** Concurrent writers (threads of one process for the in-memory store;
+       threads and processes for SQLite) never lose each other's writes.
+    5. **Never damage what is there.** Opening a store that exists but cannot be read, is
+       corrupt, or is not a qdrl store raises :class:`StoreError` without writing to it.
+
+    Statuses move ``pending -> running -> finished | failed | not_applicable | unavailable``;
+    :meth:`mark_interrupted` turns ``running`` into ``interrupted``; every status outside
+    :data:`DONE_STATUSES` may go back to ``running`` (a rerun redoes it).
+    """
+
+    @abc.abstractmethod
+    def ensure_run(self, key: RunKey) -> RunRecord:
+        """Create the run as ``pending`` unless it exists; return its record."""
+
+    @abc.abstractmethod
+    def mark_running(self, run_id: str) -> bool:
+        """Set a not-done run to ``running`` (attempts + 1). Return ``False`` if it is done.
+
+        Raises:
+            KeyError: If the run does not exist.
+        """
+
+    @abc.abstractmethod
+    def record_result(self, run_id: str, result: RunResult) -> bool:
+        """Write a run's result atomically. Return ``False`` (writing nothing) if it is done.
+
+        Raises:
+            KeyError: If the run does not exist.
+        """
+
+    @abc.abstractmethod
+    def mark_interrupted(self, run_ids: Iterable[str]) -> int:
+        """Set those of ``run_ids`` that are ``running`` to ``interrupted``; return how many."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """Return the run, or ``None``."""
+
+    @abc.abstractmethod
+    def list_runs(self, sweep: str | None = None) -> list[RunRecord]:
+        """Return the runs (of one sweep, or all), ordered by creation."""
+
+    @abc.abstractmethod
+    def get_curve(self, run_id: str) -> list[EvalPoint]:
+        """Return the evaluation curve of a run, ordered by step (empty if none)."""
+
+    def sweeps(self) -> list[str]:
+        """Return the sweep names present, in order of first appearance."""
+        return list(dict.fromkeys(r.key.sweep for r in self.list_runs()))
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (no-op by default)."""
+
+    def __enter__(self) -> BaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_result_run(record: RunRecord | None, run_id: str) -> RunRecord:
+    if record is None:
+        raise KeyError(f"no run with id {run_id!r} in the store")
+    return record
+
+
+class InMemoryStore(BaseStore):
+    """A store in a dict guarded by a lock; lives as long as the object (one process only)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunRecord] = {}
+        self._curves: dict[str, tuple[EvalPoint, ...]] = {}
+
+    def ensure_run(self, key: RunKey) -> RunRecord:  # noqa: D102
+        with self._lock:
+            run_id = key.run_id
+            if run_id not in self._runs:
+                self._runs[run_id] = RunRecord(run_id=run_id, key=key, status=PENDING,
+                                               created_at=time.time())
+            return self._runs[run_id]
+
+    def mark_running(self, run_id: str) -> bool:  # noqa: D102
+        with self._lock:
+            rec = _check_result_run(self._runs.get(run_id), run_id)
+            if rec.status in DONE_STATUSES:
+                return False
+            self._runs[run_id] = replace(rec, status=RUNNING, attempts=rec.attempts + 1,
+                                         started_at=time.time(), finished_at=None)
+            return True
+
+    def record_result(self, run_id: str, result: RunResult) -> bool:  # noqa: D102
+        with self._lock:
+            rec = _check_result_run(self._runs.get(run_id), run_id)
+            if rec.status in DONE_STATUSES:
+                return False
+            self._runs[run_id] = replace(rec, status=result.status, finished_at=time.time(),
+                                         result=replace(result, curve=()))
+            self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
+            return True
+
+    def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
+        n = 0
+        with self._lock:
+            for run_id in run_ids:
+                rec = self._runs.get(run_id)
+                if rec is not None and rec.status == RUNNING:
+                    self._runs[run_id] = replace(rec, status=INTERRUPTED)
+                    n += 1
+        return n
+
+    def get_run(self, run_id: str) -> RunRecord | None:  # noqa: D102
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def list_runs(self, sweep: str | None = None) -> list[RunRecord]:  # noqa: D102
+        with self._lock:
+            return [r for r in self._runs.values() if sweep is None or r.key.sweep == sweep]
+
+    def get_curve(self, run_id: str) -> list[EvalPoint]:  # noqa: D102
+        with self._lock:
+            return list(self._curves.get(run_id, ()))
+
+
+_SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS qdrl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    sweep TEXT NOT NULL, env TEXT NOT NULL, agent TEXT NOT NULL, seed INTEGER NOT NULL,
+    config_hash TEXT NOT NULL, env_id TEXT NOT NULL, agent_name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, started_at REAL, finished_at REAL,
+    reason TEXT, adapter TEXT, wall_s REAL, params_quantum INTEGER, params_classical INTEGER,
+    final_score REAL, final_std REAL, metrics TEXT,
+    UNIQUE (sweep, env, agent, seed, config_hash)
+);
+CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, seq);
+CREATE TABLE IF NOT EXISTS evals (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    step INTEGER NOT NULL, mean REAL NOT NULL, std REAL NOT NULL, returns TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _num(x: float | None) -> float | None:
+    """SQLite stores NaN as NULL; keep inf/NaN out of the file explicitly."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+class SQLiteStore(BaseStore):
+    """A store in one SQLite file (stdlib ``sqlite3``), safe for several processes.
+
+    The file is opened in WAL mode; every write is one ``BEGIN IMMEDIATE`` transaction (writers
+    wait up to ``timeout`` seconds for each other). Opening checks, before writing anything,
+    that the file is a SQLite database, passes ``PRAGMA integrity_check``, and is empty or a
+    qdrl store.
+
+    Args:
+        path: The database file; created (with its parent folder) if missing.
+        timeout: Seconds a writer waits for the lock.
+
+    Raises:
+        StoreError: If the file cannot be opened or read, is not SQLite, is corrupt, or holds
+            another application's tables. The file is left untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        exists = self.path.exists()
+        if exists:
+            self._check_header()
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder of store {self.path}: {exc}") from exc
+        mode = "rw" if exists else "rwc"
+        try:
+            self._conn = sqlite3.connect(f"file:{self.path.resolve()}?mode={mode}", uri=True,
+                                         timeout=timeout, isolation_level=None,
+                                         check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        try:
+            self._open(exists)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(f"store {self.path} is unreadable or corrupt: {exc}") from exc
+        except StoreError:
+            self._conn.close()
+            raise
+
+    def _check_header(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a directory, not a SQLite file")
+        try:
+            with self.path.open("rb") as fh:
+                head = fh.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot read store {self.path}: {exc}") from exc
+        if head and head != _SQLITE_HEADER:
+            raise StoreError(f"{self.path} is not a SQLite database (bad header); refusing to "
+                             "use or overwrite it")
+
+    def _open(self, exists: bool) -> None:
+        c = self._conn
+        if exists:
+            rows = c.execute("PRAGMA integrity_check").fetchall()
+            if [r[0] for r in rows] != ["ok"]:
+                detail = "; ".join(str(r[0]) for r in rows[:5])
+                raise StoreError(f"store {self.path} fails PRAGMA integrity_check: {detail}")
+            tables = {r[0] for r in c.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "qdrl_meta" not in tables:
+                raise StoreError(f"{self.path} is a SQLite database of another application "
+                                 f"(tables {sorted(tables)}); refusing to write to it")
+            if "qdrl_meta" in tables:
+                row = c.execute("SELECT value FROM qdrl_meta WHERE key='schema'").fetchone()
+                if row is None or row[0] != _SCHEMA_VERSION:
+                    raise StoreError(f"store {self.path} has schema {row and row[0]!r}; this "
+                                     f"version reads schema {_SCHEMA_VERSION!r}")
+        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
+            raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.execute("PRAGMA foreign_keys=ON")
+        with self._tx():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute("INSERT OR IGNORE INTO qdrl_meta (key, value) VALUES ('schema', ?)",
+                      (_SCHEMA_VERSION,))
+
+    class _Tx:
+        def __init__(self, store: SQLiteStore) -> None:
+            self.store = store
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._lock.acquire()
+            try:
+                self.store._conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.store._lock.release()
+                raise
+            return self.store._conn
+
+        def __exit__(self, exc_type: type | None, *rest: object) -> None:
+            try:
+                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.store._lock.release()
+
+    def _tx(self) -> SQLiteStore._Tx:
+        return SQLiteStore._Tx(self)
+
+    def integrity_check(self) -> str:
+        """Run ``PRAGMA integrity_check`` and return its first line (``"ok"`` when sound)."""
+        with self._lock:
+            return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:  # noqa: D102
+        with self._lock:
+            self._conn.close()
+
+    def ensure_run(self, key: RunKey) -> RunRecord:  # noqa: D102
+        run_id = key.run_id
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO runs (run_id, seq, sweep, env, agent, seed, config_hash,"
+                " env_id, agent_name, config, status, created_at) VALUES (?, (SELECT"
+                " COALESCE(MAX(seq), 0) + 1 FROM runs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, key.sweep, key.env, key.agent, key.seed, key.config_hash, key.env_id,
+                 key.agent_name, json.dumps(dict(key.config), sort_keys=True), PENDING,
+                 time.time()))
+        rec = self.get_run(run_id)
+        assert rec is not None
+        return rec
+
+    def _status(self, c: sqlite3.Connection, run_id: str) -> str:
+        row = c.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run with id {run_id!r} in the store")
+        return str(row[0])
+
+    def mark_running(self, run_id: str) -> bool:  # noqa: D102
+        with self._tx() as c:
+            if self._status(c, run_id) in DONE_STATUSES:
+                return False
+            c.execute("UPDATE runs SET status=?, attempts=attempts+1, started_at=?, "
+                      "finished_at=NULL WHERE run_id=?", (RUNNING, time.time(), run_id))
+            return True
+
+    def record_result(self, run_id: str, result: RunResult) -> bool:  # noqa: D102
+        with self._tx() as c:
+            if self._status(c, run_id) in DONE_STATUSES:
+                return False
+            c.execute("DELETE FROM evals WHERE run_id=?", (run_id,))
+            c.executemany(
+                "INSERT INTO evals (run_id, step, mean, std, returns) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, int(p.step), float(p.mean), float(p.std), json.dumps(list(p.returns)))
+                 for p in result.curve])
+            c.execute(
+                "UPDATE runs SET status=?, finished_at=?, reason=?, adapter=?, wall_s=?, "
+                "params_quantum=?, params_classical=?, final_score=?, final_std=?, metrics=? "
+                "WHERE run_id=?",
+                (result.status, time.time(), result.reason, result.adapter, _num(result.wall_s),
+                 result.params_quantum, result.params_classical, _num(result.final_score),
+                 _num(result.final_std), json.dumps(dict(result.metrics), sort_keys=True),
+                 run_id))
+            return True
+
+    def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
+        ids = list(run_ids)
+        if not ids:
+            return 0
+        with self._tx() as c:
+            n = 0
+            for run_id in ids:
+                n += c.execute("UPDATE runs SET status=? WHERE run_id=? AND status=?",
+                               (INTERRUPTED, run_id, RUNNING)).rowcount
+            return n
+
+    _COLS = ("run_id, sweep, env, agent, seed, config_hash, env_id, agent_name, config, status, "
+             "attempts, created_at, started_at, finished_at, reason, adapter, wall_s, "
+             "params_quantum, params_classical, final_score, final_std, metrics")
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> RunRecord:
+        (run_id, sweep, env, agent, seed, chash, env_id, agent_name, config, status, attempts,
+         created, started, finished, reason, adapter, wall, pq, pc, score, std, metrics) = row
+        key = RunKey(sweep=sweep, env=env, agent=agent, seed=int(seed), config_hash=chash,
+                     env_id=env_id, agent_name=agent_name, config=json.loads(config))
+        result = None
+        if status in RESULT_STATUSES:
+            result = RunResult(status=status, reason=reason, adapter=adapter, wall_s=wall,
+                               params_quantum=pq, params_classical=pc,
+                               final_score=score if score is not None or status != FINISHED
+                               else math.nan,
+                               final_std=std, metrics=json.loads(metrics or "{}"))
+        return RunRecord(run_id=run_id, key=key, status=status, attempts=int(attempts),
+                         created_at=created, started_at=started, finished_at=finished,
+                         result=result)
+
+    def get_run(self, run_id: str) -> RunRecord | None:  # noqa: D102
+        with self._lock:
+            row = self._conn.execute(f"SELECT {self._COLS} FROM runs WHERE run_id=?",
+                                     (run_id,)).fetchone()
+        return None if row is None else self._record(row)
+
+    def list_runs(self, sweep: str | None = None) -> list[RunRecord]:  # noqa: D102
+        with self._lock:
+            if sweep is None:
+                rows = self._conn.execute(f"SELECT {self._COLS} FROM runs ORDER BY seq")
+            else:
+                rows = self._conn.execute(
+                    f"SELECT {self._COLS} FROM runs WHERE sweep=? ORDER BY seq", (sweep,))
+            rows = rows.fetchall()
+        return [self._record(r) for r in rows]
+
+    def get_curve(self, run_id: str) -> list[EvalPoint]:  # noqa: D102
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT step, mean, std, returns FROM evals WHERE run_id=? ORDER BY step",
+                (run_id,)).fetchall()
+        return [EvalPoint(step=int(s), mean=float(m), std=float(d),
+                          returns=tuple(json.loads(r))) for s, m, d, r in rows]
+
+
+def get_store(store: str | os.PathLike[str] | BaseStore | None) -> BaseStore:
+    """Return a store from ``None`` (in memory), a URL / path, or a store (passed through).
+
+    Args:
+        store: ``None``; ``"memory://"``; ``"sqlite:///relative/path.db"`` (three slashes:
+            relative to the working directory) or ``"sqlite:////absolute/path.db"``; a plain
+            path ending in ``.db`` / ``.sqlite``; or a :class:`BaseStore`.
+
+    Returns:
+        The store.
+
+    Raises:
+        ValueError: If the URL's scheme is unknown (the message lists the accepted forms).
+        StoreError: If a SQLite store cannot be opened (see :class:`SQLiteStore`).
+    """
+    if store is None:
+        return InMemoryStore()
+    if isinstance(store, BaseStore):
+        return store
+    if isinstance(store, os.PathLike):
+        return SQLiteStore(store)
+    if not isinstance(store, str):
+        raise TypeError(f"store must be None, a URL string, a path or a BaseStore, got "
+                        f"{type(store).__name__}")
+    if store in ("memory://", ":memory:"):
+        return InMemoryStore()
+    if store.startswith("sqlite:///"):
+        path = store[len("sqlite:///"):]
+        if not path:
+            raise ValueError(f"store URL {store!r} names no file")
+        return SQLiteStore(path)
+    if "://" not in store and store.endswith((".db", ".sqlite", ".sqlite3")):
+        return SQLiteStore(store)
+    raise ValueError(f"unknown store {store!r}; use None, 'memory://', 'sqlite:///rel/path.db', "
+                     "'sqlite:////abs/path.db' or a path ending in .db")

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import qdrl_envs
+from benchmarks.spec import SpecError, expand_runs, load_sweep, parse_sweep
+
+GOOD = """\
+name: t
+seeds: [0, 3]
+timesteps: 128
+eval: {every: 64, episodes: 2}
+executor: {kind: local, workers: 2}
+envs:
+  - CartPole-v1
+  - id: Pendulum-v1
+    kwargs: {g: 9.0}
+    max_episode_steps: 50
+agents:
+  - ppo
+  - name: a2c
+    kwargs: {n_steps: 8}
+    timesteps: 64
+  - baselines
+"""
+
+
+def test_good_sweep_parses_and_expands() -> None:
+    spec = parse_sweep(GOOD, "good.yaml")
+    assert spec.name == "t" and spec.seeds == (0, 3) and spec.timesteps == 128
+    assert spec.store == "sqlite:///results/t.db"
+    assert spec.executor.workers == 2 and spec.eval.every == 64 and spec.eval.episodes == 2
+    assert spec.envs[1].kwargs == {"g": 9.0} and spec.envs[1].max_episode_steps == 50
+    runs = expand_runs(spec, baselines_of=lambda env_id: ["random"])
+    assert len(runs) == 2 * 3 * 2
+    a2c = [r for r in runs if r.agent.name == "a2c"]
+    assert {r.timesteps for r in a2c} == {64}
+    assert len({r.config_hash for r in runs}) == len(runs)
+    assert runs[0].name == "t/CartPole-v1/ppo/0"
+
+
+def test_config_change_changes_hash() -> None:
+    a = expand_runs(parse_sweep(GOOD))[0]
+    b = expand_runs(parse_sweep(GOOD.replace("timesteps: 128", "timesteps: 256")))[0]
+    c = expand_runs(parse_sweep(GOOD))[0]
+    assert a.config_hash != b.config_hash
+    assert a.config_hash == c.config_hash
+
+
+def test_registered_expands_to_every_qdrl_env() -> None:
+    spec = parse_sweep("name: r\nenvs: registered\nagents: [random]\n")
+    assert tuple(e.id for e in spec.envs) == qdrl_envs.ENV_IDS
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("name: x\nenvs: [a\n", r"^s\.yaml:3:1: malformed YAML"),
+        ("name: x\n  envs: [a]\n", r"^s\.yaml:2:\d+: malformed YAML"),
+        ("", r"^s\.yaml:1: the sweep file is empty"),
+        ("- a\n", r"^s\.yaml:1: <top>: must be a mapping"),
+        ("name: x\nagents: [ppo]\n", r"missing required key 'envs'"),
+        ("name: x\nenvs: [a]\nagents: [ppo]\nseed: 3\n", r"^s\.yaml:4: seed: unknown key"),
+        ("name: x\nenvs: [a]\nagents: [ppo]\nseeds: two\n",
+         r"^s\.yaml:4: seeds: must be an integer, got str 'two'"),
+        ("name: x\nenvs: [a]\nagents: [ppo]\nseeds: [1, 1]\n", r"seeds must be distinct"),
+        ("name: x\nenvs: [a]\nagents: [ppo]\ntimesteps: 0\n", r"timesteps: must be >= 1"),
+        ("name: x\nenvs: [a]\nagents: [ppo]\ntimesteps: true\n", r"must be an integer"),
+        ("name: x\nenvs: [a]\nagents: [ppo]\nexecutor: {kind: slurm}\n",
+         r"^s\.yaml:4: executor\.kind: must be one of \['local', 'ray'\]"),
+        ("name: x\nenvs: [a]\nagents: [ppo]\nexecutor: {address: auto}\n",
+         r"only the ray executor takes an address"),
+        ("name: x\nenvs: [a]\nagents:\n  - ppo\n  - name: a2c\n    kwargs: [1]\n",
+         r"^s\.yaml:6: agents\[1\]\.kwargs: must be a mapping of keyword arguments"),
+        ("name: x\nenvs: [a]\nagents:\n  - ppo\n  - {kwargs: {}}\n",
+         r"^s\.yaml:5: agents\[1\]: missing required key 'name'"),
+        ("name: x\nenvs:\n  - id: a\n    kwarg: {}\nagents: [ppo]\n",
+         r"^s\.yaml:4: envs\[0\]\.kwarg: unknown key 'kwarg'"),
+        ("name: x\nenvs: [a, a]\nagents: [ppo]\n", r"duplicate entry 'a'"),
+        ("name: a/b\nenvs: [a]\nagents: [ppo]\n", r"must not contain slashes"),
+        ("name: x\nenvs: []\nagents: [ppo]\n", r"envs: must be a non-empty list"),
+        ("name: x\nenvs: [3]\nagents: [ppo]\n", r"envs\[0\]: must be a mapping"),
+    ],
+)
+def test_bad_sweeps_name_key_and_line(text: str, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        parse_sweep(text, "s.yaml")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read the sweep file"):
+        load_sweep(tmp_path / "missing.yaml")
+    p = tmp_path / "ok.yaml"
+    p.write_text(GOOD)
+    assert load_sweep(p).path == str(p)

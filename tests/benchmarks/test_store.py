@@ -1,0 +1,246 @@
+"""The store contract (BaseStore docstring), run against every backend."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.store import (
+    BaseStore,
+    EvalPoint,
+    InMemoryStore,
+    RunKey,
+    RunResult,
+    SQLiteStore,
+    StoreError,
+    get_store,
+)
+
+
+def key(i: int = 0, *, sweep: str = "s", chash: str = "h0") -> RunKey:
+    return RunKey(sweep=sweep, env="E", agent=f"a{i}", seed=i % 3, config_hash=chash,
+                  env_id="Env-v0", agent_name="ppo", config={"i": i})
+
+
+def finished(score: float = 1.5, n: int = 3) -> RunResult:
+    return RunResult(status="finished", adapter="BoxToDiscrete", wall_s=0.5, params_quantum=4,
+                     params_classical=10, final_score=score, final_std=0.1,
+                     metrics={"secrecy_rate": 2.0},
+                     curve=tuple(EvalPoint(step=s * 10, mean=float(s), std=0.0,
+                                           returns=(float(s), float(s)))
+                                 for s in range(n)))
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+    s = InMemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "r.db")
+    yield s
+    s.close()
+
+
+def test_ensure_run_is_idempotent(store: BaseStore) -> None:
+    a = store.ensure_run(key(1))
+    b = store.ensure_run(key(1))
+    assert a.run_id == b.run_id == key(1).run_id
+    assert a.status == "pending"
+    assert len(store.list_runs()) == 1
+    store.ensure_run(key(1, chash="h1"))  # a changed config is a new run
+    assert len(store.list_runs()) == 2
+    assert store.list_runs(sweep="other") == []
+    assert store.sweeps() == ["s"]
+
+
+def test_result_roundtrip(store: BaseStore) -> None:
+    rid = store.ensure_run(key(2)).run_id
+    assert store.mark_running(rid)
+    rec = store.get_run(rid)
+    assert rec is not None and rec.status == "running" and rec.attempts == 1
+    assert store.record_result(rid, finished(3.25))
+    rec = store.get_run(rid)
+    assert rec is not None and rec.status == "finished" and rec.result is not None
+    assert rec.result.final_score == 3.25
+    assert rec.result.adapter == "BoxToDiscrete"
+    assert (rec.result.params_quantum, rec.result.params_classical) == (4, 10)
+    assert rec.result.metrics == {"secrecy_rate": 2.0}
+    assert rec.key.config == {"i": 2}
+    curve = store.get_curve(rid)
+    assert [p.step for p in curve] == [0, 10, 20]
+    assert curve[2].returns == (2.0, 2.0)
+
+
+def test_finished_is_final(store: BaseStore) -> None:
+    rid = store.ensure_run(key(3)).run_id
+    store.mark_running(rid)
+    store.record_result(rid, finished(1.0))
+    assert not store.mark_running(rid)
+    assert not store.record_result(rid, finished(9.0, n=1))
+    assert store.mark_interrupted([rid]) == 0
+    rec = store.get_run(rid)
+    assert rec is not None and rec.status == "finished"
+    assert rec.result is not None and rec.result.final_score == 1.0
+    assert len(store.get_curve(rid)) == 3
+
+
+def test_not_applicable_is_done_failed_is_redone(store: BaseStore) -> None:
+    na = store.ensure_run(key(4)).run_id
+    store.record_result(na, RunResult(status="not_applicable", reason="cap exceeded"))
+    assert not store.mark_running(na)
+    rec = store.get_run(na)
+    assert rec is not None and rec.result is not None and rec.result.reason == "cap exceeded"
+    failed = store.ensure_run(key(5)).run_id
+    store.mark_running(failed)
+    store.record_result(failed, RunResult(status="failed", reason="boom"))
+    assert store.mark_running(failed)
+    rec = store.get_run(failed)
+    assert rec is not None and rec.attempts == 2
+
+
+def test_mark_interrupted_only_touches_running(store: BaseStore) -> None:
+    ids = [store.ensure_run(key(i)).run_id for i in range(3)]
+    store.mark_running(ids[0])
+    store.mark_running(ids[1])
+    assert store.mark_interrupted(ids) == 2
+    assert [store.get_run(i).status for i in ids] == ["interrupted", "interrupted", "pending"]
+
+
+def test_unknown_run_and_bad_result(store: BaseStore) -> None:
+    with pytest.raises(KeyError, match="no run"):
+        store.mark_running("nope")
+    with pytest.raises(KeyError, match="no run"):
+        store.record_result("nope", finished())
+    assert store.get_run("nope") is None
+    assert store.get_curve("nope") == []
+    with pytest.raises(ValueError, match="status must be one of"):
+        RunResult(status="done")
+    with pytest.raises(ValueError, match="needs a final_score"):
+        RunResult(status="finished")
+
+
+def test_threads_lose_nothing(store: BaseStore) -> None:
+    def write(offset: int) -> None:
+        for i in range(offset, offset + 25):
+            rid = store.ensure_run(key(i)).run_id
+            store.ensure_run(key(1000))  # shared key, written by all
+            store.mark_running(rid)
+            store.record_result(rid, finished(float(i), n=2))
+
+    threads = [threading.Thread(target=write, args=(o,)) for o in (0, 25, 50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runs = store.list_runs()
+    assert len(runs) == 76
+    done = [r for r in runs if r.status == "finished"]
+    assert sorted(r.result.final_score for r in done) == [float(i) for i in range(75)]
+
+
+def _process_writer(path: str, offset: int) -> None:
+    store = SQLiteStore(path)
+    for i in range(offset, offset + 30):
+        rid = store.ensure_run(key(i)).run_id
+        store.ensure_run(key(1000))
+        store.mark_running(rid)
+        store.record_result(rid, finished(float(i), n=4))
+    store.close()
+
+
+def test_two_processes_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    SQLiteStore(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_process_writer, args=(path, o)) for o in (0, 30)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = SQLiteStore(path)
+    runs = store.list_runs()
+    assert len(runs) == 61
+    scores = sorted(r.result.final_score for r in runs if r.status == "finished")
+    assert scores == [float(i) for i in range(60)]
+    assert all(len(store.get_curve(r.run_id)) == 4 for r in runs if r.status == "finished")
+    assert store.integrity_check() == "ok"
+    store.close()
+
+
+def test_get_store_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(get_store(None), InMemoryStore)
+    assert isinstance(get_store("memory://"), InMemoryStore)
+    mem = InMemoryStore()
+    assert get_store(mem) is mem
+    monkeypatch.chdir(tmp_path)
+    rel = get_store("sqlite:///sub/rel.db")
+    assert isinstance(rel, SQLiteStore) and (tmp_path / "sub" / "rel.db").exists()
+    rel.close()
+    absolute = get_store(f"sqlite:///{tmp_path / 'abs.db'}")
+    assert (tmp_path / "abs.db").exists()
+    absolute.close()
+    with pytest.raises(ValueError, match="unknown store 'postgres://x'"):
+        get_store("postgres://x")
+    with pytest.raises(TypeError, match="store must be"):
+        get_store(3)  # type: ignore[arg-type]
+
+
+def test_sqlite_persists_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    s = SQLiteStore(path)
+    rid = s.ensure_run(key(7)).run_id
+    s.record_result(rid, finished(7.0))
+    s.close()
+    s2 = SQLiteStore(path)
+    assert s2.get_run(rid).result.final_score == 7.0
+    s2.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_corrupt_file_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    junk = b"this is not a database\n" * 100
+    path.write_bytes(junk)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        SQLiteStore(path)
+    assert path.read_bytes() == junk
+
+
+def test_damaged_sqlite_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    s = SQLiteStore(path)
+    for i in range(200):
+        rid = s.ensure_run(key(i)).run_id
+        s.record_result(rid, finished(float(i), n=5))
+    s.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 4 * page
+    data[2 * page + 8: 2 * page + 8 + 2000] = b"\xff" * 2000  # smash a b-tree page
+    path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"damaged\.db"):
+        SQLiteStore(path)
+    assert path.read_bytes() == before
+
+
+def test_foreign_database_and_directory_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "other.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.commit()
+    conn.close()
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="another application"):
+        SQLiteStore(foreign)
+    assert foreign.read_bytes() == before
+    with pytest.raises(StoreError, match="is a directory"):
+        SQLiteStore(tmp_path)
