@@ -1,0 +1,322 @@
+"""Shared traffic pieces: Poisson arrivals, FIFO backlog queues and Markov mobility.
+
+Everything here is batched over a leading axis of ``N`` environment instances and built for the
+:mod:`qdrl_envs.core` pattern, where each instance owns its own ``np.random.Generator``:
+
+* :class:`PoissonArrivals` — Poisson counts for ``K`` streams with fixed rates, drawn by inverse
+  transform from uniforms (exact, through a precomputed CDF table), so an environment can take
+  *one* block of uniforms per instance and slot from :func:`qdrl_envs.core.draw` and turn it into
+  arrivals, fading and moves with array operations only.
+* :class:`FifoQueues` — ``Q`` first-in-first-out backlogs per instance (bits, tasks, words: any
+  divisible unit) tracked by arrival cohort, so every served unit knows its delay. Per slot:
+  content ages by one slot, content that can no longer meet its queue's deadline expires, the
+  arrivals enter (the part that overflows the buffer is dropped), and a service capacity drains
+  the oldest content first. Served, expired and overflow amounts are returned separately.
+* :class:`MarkovMobility` — users moving between ``K`` areas by a row-stochastic transition
+  matrix (:func:`ring_mobility` builds the common "stay or step to a neighbour" chain).
+
+Each sampler has a ``*_from_uniform`` method (the maths, on arrays of uniforms) and a ``sample``
+method that draws those uniforms through :func:`qdrl_envs.core.draw`, so a single env and its
+vector twin consume their generators identically.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from qdrl_envs.core import draw
+
+__all__ = [
+    "FifoQueues",
+    "MarkovMobility",
+    "PoissonArrivals",
+    "QueueStep",
+    "ring_mobility",
+]
+
+_MAX_POISSON_RATE = 1e5
+
+
+def _poisson_cdf(rate: float) -> NDArray[np.float64]:
+    """CDF of Poisson(rate) on ``0..k_max`` with ``k_max`` far in the tail (mass < 1e-15)."""
+    if rate == 0.0:
+        return np.ones(1)
+    k_max = math.ceil(rate + 14.0 * math.sqrt(rate) + 30.0)
+    k = np.arange(k_max + 1, dtype=np.float64)
+    log_fact = np.concatenate(([0.0], np.cumsum(np.log(k[1:]))))
+    log_pmf = k * math.log(rate) - rate - log_fact
+    cdf = np.cumsum(np.exp(log_pmf))
+    return np.minimum(cdf, 1.0)
+
+
+class PoissonArrivals:
+    """Poisson arrival counts for ``K`` independent streams with fixed per-slot rates.
+
+    Counts are drawn by inverse transform: ``count = min{k : F(k) > u}`` with ``F`` the Poisson
+    CDF tabulated once at construction (exact up to a tail mass below 1e-15), so one uniform per
+    stream and slot gives one count and every stream is drawn with a single ``searchsorted``.
+
+    Args:
+        rates: Mean arrivals per slot, one per stream (shape ``(K,)``), each in ``[0, 1e5]``.
+
+    Raises:
+        ValueError: If a rate is negative, not finite or above ``1e5``, or ``rates`` is not 1-D.
+
+    Example:
+        >>> arr = PoissonArrivals([0.5, 3.0])
+        >>> counts = arr.from_uniform(np.array([[0.1, 0.99]]))  # shape (1, 2)
+    """
+
+    def __init__(self, rates: ArrayLike) -> None:
+        r = np.asarray(rates, dtype=np.float64)
+        if r.ndim != 1 or r.size == 0:
+            raise ValueError(f"rates must be a non-empty 1-D sequence, got shape {r.shape}")
+        bad = ~np.isfinite(r) | (r < 0.0) | (r > _MAX_POISSON_RATE)
+        if bad.any():
+            raise ValueError(f"rates must be finite and in [0, {_MAX_POISSON_RATE:g}], got "
+                             f"{r.tolist()} (bad at index {np.flatnonzero(bad).tolist()})")
+        self.rates = r
+        self.num_streams = r.size
+        # Stream k's CDF is shifted into [k, k + 1] and all tables are concatenated, so one
+        # searchsorted of u + k finds every stream's count at once.
+        tables = [_poisson_cdf(float(x)) + k for k, x in enumerate(r)]
+        self._offsets = np.cumsum([0] + [t.size for t in tables[:-1]]).astype(np.int64)
+        self._k_max = np.array([t.size - 1 for t in tables], dtype=np.int64)
+        self._table = np.concatenate(tables)
+        self._shift = np.arange(self.num_streams, dtype=np.float64)
+
+    def from_uniform(self, u: ArrayLike) -> NDArray[np.int64]:
+        """Turn uniforms in ``[0, 1)`` of shape ``(..., K)`` into Poisson counts ``(..., K)``.
+
+        Raises:
+            ValueError: If the last axis of ``u`` is not ``K``.
+        """
+        u = np.asarray(u, dtype=np.float64)
+        if u.shape[-1:] != (self.num_streams,):
+            raise ValueError(f"u must end with an axis of {self.num_streams} streams, "
+                             f"got shape {u.shape}")
+        idx = np.searchsorted(self._table, u + self._shift, side="right") - self._offsets
+        return np.minimum(idx, self._k_max)
+
+    def sample(self, rngs: Sequence[np.random.Generator]) -> NDArray[np.int64]:
+        """Draw one slot of counts for each instance: shape ``(len(rngs), K)``."""
+        k = self.num_streams
+        return self.from_uniform(draw(rngs, lambda g: g.random(k)))
+
+
+@dataclass
+class QueueStep:
+    """What one slot of :meth:`FifoQueues.step` did, per instance and queue (shape ``(N, Q)``).
+
+    Attributes:
+        served: Units served this slot.
+        delay_sum_slots: Sum over served units of their delay in slots (a unit that arrived
+            this slot and is served in it has delay 1). ``delay_sum_slots / served`` is the mean.
+        max_delay_slots: Delay of the oldest unit served this slot (0 when nothing was served).
+        expired: Units dropped at the start of the slot because they could no longer be served
+            within the queue's deadline.
+        overflow: Arriving units dropped because the buffer was full.
+        accepted: Arriving units that entered the buffer.
+    """
+
+    served: NDArray[np.float64]
+    delay_sum_slots: NDArray[np.float64]
+    max_delay_slots: NDArray[np.float64]
+    expired: NDArray[np.float64]
+    overflow: NDArray[np.float64]
+    accepted: NDArray[np.float64]
+
+
+class FifoQueues:
+    """``Q`` FIFO backlogs on each of ``N`` instances, tracked by arrival cohort.
+
+    Content is a divisible amount (bits, tasks, words). ``amount[n, q, a]`` is the content of
+    queue ``q`` that arrived ``a`` slots ago. One :meth:`step` is one slot:
+
+    1. content ages by one slot; content of queue ``q`` that reaches age ``deadline_slots[q]``
+       can no longer be served within its deadline and expires (counted in ``expired``);
+    2. the arrivals enter at age 0, up to the free buffer (``buffer[q]`` units); the rest
+       overflows (counted in ``overflow``);
+    3. up to ``capacity`` units are served, oldest first (FIFO); a unit of age ``a`` served now
+       has delay ``a + 1`` slots, so every unit ever served had delay ``<= deadline_slots[q]``.
+
+    Args:
+        num_envs: Number of instances ``N``.
+        deadline_slots: Per queue, the largest delay (slots) a unit may have when served
+            (shape ``(Q,)``, each ``>= 1``).
+        buffer: Per queue, the most units the buffer holds (``inf`` for unbounded).
+
+    Raises:
+        ValueError: On a non-positive ``num_envs`` or deadline, a negative buffer, or lengths
+            that do not match.
+    """
+
+    def __init__(self, num_envs: int, deadline_slots: Sequence[int],
+                 buffer: Sequence[float] | ArrayLike) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        d = np.asarray(deadline_slots)
+        if d.ndim != 1 or d.size == 0 or not np.issubdtype(d.dtype, np.integer) or (d < 1).any():
+            raise ValueError(f"deadline_slots must be a non-empty 1-D sequence of integers >= 1, "
+                             f"got {list(np.atleast_1d(d))}")
+        b = np.asarray(buffer, dtype=np.float64)
+        if b.shape != d.shape or np.isnan(b).any() or (b < 0).any():
+            raise ValueError(f"buffer must hold {d.size} non-negative numbers (inf allowed), "
+                             f"got {np.atleast_1d(b).tolist()}")
+        self.num_envs = int(num_envs)
+        self.num_queues = d.size
+        self.deadline_slots = d.astype(np.int64)
+        self.buffer = b
+        self.max_age = int(d.max())
+        ages = np.arange(self.max_age + 1)
+        self._expire = (ages[None, :] >= self.deadline_slots[:, None]).astype(np.float64)
+        self._keep = 1.0 - self._expire
+        self._delay_rev = (ages[: self.max_age][::-1] + 1.0)  # delay of ages L-1..0 when served
+        self.amount = np.zeros((self.num_envs, self.num_queues, self.max_age + 1))
+
+    def reset(self, idx: ArrayLike) -> None:
+        """Empty the queues of the instances ``idx``."""
+        self.amount[np.asarray(idx)] = 0.0
+
+    @property
+    def backlog(self) -> NDArray[np.float64]:
+        """Units waiting in each queue, shape ``(N, Q)``."""
+        return self.amount.sum(axis=-1)
+
+    @property
+    def head_age_slots(self) -> NDArray[np.float64]:
+        """Age in slots of the oldest waiting unit of each queue (0 when empty), ``(N, Q)``.
+
+        A unit that arrived in the last slot has age 1 here: it is the delay it would have if it
+        were served in the next slot, minus one.
+        """
+        present = self.amount[..., : self.max_age] > 1e-12
+        ages = np.arange(1, self.max_age + 1, dtype=np.float64)
+        return np.max(np.where(present, ages, 0.0), axis=-1)
+
+    def step(self, arrivals: ArrayLike, capacity: ArrayLike) -> QueueStep:
+        """Advance one slot: age and expire, admit ``arrivals``, serve up to ``capacity``.
+
+        Args:
+            arrivals: Units arriving this slot, shape ``(N, Q)`` (non-negative).
+            capacity: Units each queue can serve this slot, shape ``(N, Q)`` (non-negative).
+
+        Returns:
+            The :class:`QueueStep` accounting of the slot.
+        """
+        a = self.amount
+        # 1. age by one slot; what reaches its deadline expires.
+        a[..., 1:] = a[..., :-1].copy()
+        a[..., 0] = 0.0
+        expired = (a * self._expire).sum(axis=-1)
+        a *= self._keep
+        # 2. admit arrivals up to the free buffer.
+        arr = np.asarray(arrivals, dtype=np.float64)
+        free = np.maximum(self.buffer - a.sum(axis=-1), 0.0)
+        accepted = np.minimum(arr, free)
+        a[..., 0] = accepted
+        # 3. serve oldest first: walk ages L-1 .. 0.
+        rev = a[..., self.max_age - 1:: -1]
+        before = np.cumsum(rev, axis=-1) - rev
+        cap = np.asarray(capacity, dtype=np.float64)[..., None]
+        served_rev = np.minimum(rev, np.maximum(cap - before, 0.0))
+        a[..., : self.max_age] -= served_rev[..., ::-1]
+        np.maximum(a, 0.0, out=a)
+        served = served_rev.sum(axis=-1)
+        delay_sum = served_rev @ self._delay_rev
+        max_delay = np.max(np.where(served_rev > 1e-12, self._delay_rev, 0.0), axis=-1)
+        return QueueStep(served=served, delay_sum_slots=delay_sum, max_delay_slots=max_delay,
+                         expired=expired, overflow=arr - accepted, accepted=accepted)
+
+
+class MarkovMobility:
+    """Users moving between ``K`` areas by a Markov chain, batched over instances and users.
+
+    ``P[i, j]`` is the probability that a user in area ``i`` is in area ``j`` one slot later.
+    A move is drawn by inverse transform from one uniform per user and slot, with one
+    ``searchsorted`` over all users.
+
+    Args:
+        transition: Row-stochastic matrix ``(K, K)`` (rows sum to 1 within 1e-9).
+
+    Raises:
+        ValueError: If the matrix is not square, has negative or non-finite entries, or a row
+            does not sum to 1.
+    """
+
+    def __init__(self, transition: ArrayLike) -> None:
+        p = np.asarray(transition, dtype=np.float64)
+        if p.ndim != 2 or p.shape[0] != p.shape[1] or p.shape[0] == 0:
+            raise ValueError(f"transition must be a square (K, K) matrix, got shape {p.shape}")
+        if not np.all(np.isfinite(p)) or (p < 0).any():
+            raise ValueError("transition entries must be finite and non-negative")
+        sums = p.sum(axis=1)
+        if not np.allclose(sums, 1.0, atol=1e-9):
+            raise ValueError(f"transition rows must sum to 1, got row sums {sums.tolist()}")
+        self.transition = p
+        self.num_areas = p.shape[0]
+        cum = np.cumsum(p, axis=1)
+        cum[:, -1] = 1.0
+        # Row i is shifted into [i, i + 1]; one searchsorted of u + area finds every move.
+        self._table = (cum + np.arange(self.num_areas)[:, None]).ravel()
+
+    def step_from_uniform(self, area: ArrayLike, u: ArrayLike) -> NDArray[np.int64]:
+        """Next areas given current ``area`` (ints in ``[0, K)``) and uniforms ``u`` (same shape).
+
+        Raises:
+            ValueError: If shapes differ or an area is out of range.
+        """
+        s = np.asarray(area, dtype=np.int64)
+        u = np.asarray(u, dtype=np.float64)
+        if s.shape != u.shape:
+            raise ValueError(f"area and u must have the same shape, got {s.shape} and {u.shape}")
+        if s.size and (s.min() < 0 or s.max() >= self.num_areas):
+            raise ValueError(f"areas must be in [0, {self.num_areas - 1}], got {s.tolist()}")
+        nxt = np.searchsorted(self._table, u + s, side="right") - s * self.num_areas
+        return np.minimum(nxt, self.num_areas - 1)
+
+    def sample(self, rngs: Sequence[np.random.Generator], area: ArrayLike) -> NDArray[np.int64]:
+        """Draw the next areas, ``area`` of shape ``(len(rngs), U)``."""
+        s = np.asarray(area, dtype=np.int64)
+        shape = s.shape[1:]
+        return self.step_from_uniform(s, draw(rngs, lambda g: g.random(shape)))
+
+
+def ring_mobility(num_areas: int, p_stay: float) -> MarkovMobility:
+    """Areas on a ring: stay with ``p_stay``, else step to either neighbour with equal chance.
+
+    With two areas the only neighbour gets ``1 - p_stay``; with one area users always stay.
+
+    Args:
+        num_areas: Number of areas ``K >= 1``.
+        p_stay: Probability of staying in the current area, in ``[0, 1]``.
+
+    Returns:
+        The :class:`MarkovMobility` chain.
+
+    Raises:
+        ValueError: On ``num_areas < 1`` or ``p_stay`` outside ``[0, 1]``.
+    """
+    if not isinstance(num_areas, (int, np.integer)) or num_areas < 1:
+        raise ValueError(f"num_areas must be an integer >= 1, got {num_areas!r}")
+    if not (isinstance(p_stay, (int, float)) and 0.0 <= p_stay <= 1.0):
+        raise ValueError(f"p_stay must be in [0, 1], got {p_stay!r}")
+    k = int(num_areas)
+    p = np.zeros((k, k))
+    if k == 1:
+        p[0, 0] = 1.0
+        return MarkovMobility(p)
+    idx = np.arange(k)
+    p[idx, idx] = p_stay
+    move = 1.0 - p_stay
+    if k == 2:
+        p[idx, 1 - idx] += move
+    else:
+        p[idx, (idx + 1) % k] += move / 2.0
+        p[idx, (idx - 1) % k] += move / 2.0
+    return MarkovMobility(p)
