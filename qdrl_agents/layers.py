@@ -1,0 +1,518 @@
+"""Torch layers around the quantum engine: `QuantumLayer` and the hybrid compositions.
+
+The engine (`qdrl_agents.circuits`, `qdrl_agents.executors`) knows nothing of torch modules:
+a `CircuitSpec` builds a Qiskit circuit, an executor turns (input angles, circuit weights) into
+expectation values. This module is the thin adapter (DESIGN §5, STYLE item 8). Everything that
+is classical stays here, in torch, and the circuit stays linear in its parameters:
+
+* observation squashing (``arctan`` or ``tanh``) maps unbounded features to bounded angles;
+* trainable input scaling ``lambda`` per (layer, input): ``angle = lambda * squash(x)``
+  (Jerbi et al. 2021, Skolik et al. 2022);
+* trainable circuit weights (the rotation angles of the variational blocks);
+* trainable output scaling and bias per output, since expectations lie in ``[-1, 1]`` and
+  returns or Q-values do not.
+
+The parameters carry fixed names (``input_scaling``, ``weights``, ``output_scaling``,
+``output_bias``) and `QuantumLayer.parameter_groups` sorts them into the groups
+``"input_scaling"``, ``"weights"`` and ``"output_scaling"`` so that an optimiser can give each
+its own learning rate (see `qdrl_agents.policies.make_grouped_optimizer`).
+
+Hybrid compositions of paper Sec. IV-A2:
+
+* `ClassicalToQuantum`: a classical encoder (linear or MLP) maps wide inputs onto the qubits;
+* `QuantumToClassical`: a small classical head after the quantum layer;
+* `ParallelHybrid`: a quantum and a classical branch on the same input, outputs concatenated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit
+from qdrl_agents.executors import Executor, make_executor
+
+__all__ = [
+    "PARAMETER_GROUPS",
+    "ClassicalToQuantum",
+    "ParallelHybrid",
+    "QuantumLayer",
+    "QuantumToClassical",
+    "make_encoder",
+    "parameter_counts",
+    "quantum_parameter_groups",
+]
+
+#: Names of the parameter groups an optimiser can address separately. ``"classical"`` holds
+#: every trainable parameter that is not part of a `QuantumLayer` (encoders, heads, value nets).
+PARAMETER_GROUPS: tuple[str, ...] = ("input_scaling", "weights", "output_scaling", "classical")
+
+Squash = Literal["arctan", "tanh", "none"]
+WeightInit = Literal["uniform", "normal", "zeros"]
+
+_SQUASH_FNS = {
+    "arctan": torch.atan,
+    "tanh": torch.tanh,
+    "none": lambda x: x,
+}
+
+
+class QuantumLayer(nn.Module):
+    """A parametrised quantum circuit as a torch layer.
+
+    ``forward(x)`` computes, for a batch ``x`` of shape ``(B, n_inputs)``::
+
+        angles[b, l, i] = input_scaling[l, i] * squash(x[b, i])        # l: re-uploading layer
+        y[b, k] = output_scaling[k] * <O_k>(angles[b], weights) + output_bias[k]
+
+    where ``<O_k>`` are the circuit's readout expectations, computed by the executor. The
+    executor is called once per batch; with the default ``"statevector"`` executor all
+    observables come from one simulated state and gradients are exact (autograd).
+
+    Args:
+        spec: The circuit description (qubits, layers, rotation, entanglement, readout, ...).
+        executor: ``"statevector"`` (default, exact and fast), ``"qiskit"`` (EstimatorQNN over a
+            V2 estimator: shots, noise models, hardware), or an `Executor` instance built for
+            this very circuit.
+        executor_kwargs: Options passed to `make_executor` (e.g. ``shots=``, ``estimator=``).
+        squash: ``"arctan"`` (default), ``"tanh"`` or ``"none"``: applied to the inputs before
+            input scaling. ``"none"`` suits inputs that are already angles.
+        input_scaling: Whether the input scaling ``lambda`` is trainable. When False it is a
+            fixed buffer equal to ``input_scaling_init``.
+        input_scaling_init: Initial value of every ``lambda``.
+        weight_init: ``"uniform"`` in ``[0, 2*pi)`` (default), ``"normal"`` with standard
+            deviation ``weight_init_std`` (near the identity circuit, a remedy for barren
+            plateaus), or ``"zeros"``.
+        weight_init_std: Standard deviation for ``weight_init="normal"``, radians.
+        output_scaling: Whether a trainable per-output multiplier is applied.
+        output_scaling_init: Initial value of the output multipliers.
+        output_bias: Whether a trainable per-output bias is added.
+
+    Raises:
+        TypeError: If ``spec`` is not a `CircuitSpec`.
+        ValueError: If an option is outside its allowed values.
+    """
+
+    def __init__(
+        self,
+        spec: CircuitSpec,
+        *,
+        executor: str | Executor = "statevector",
+        executor_kwargs: Mapping[str, Any] | None = None,
+        squash: Squash = "arctan",
+        input_scaling: bool = True,
+        input_scaling_init: float = 1.0,
+        weight_init: WeightInit = "uniform",
+        weight_init_std: float = 0.1,
+        output_scaling: bool = True,
+        output_scaling_init: float = 1.0,
+        output_bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(spec, CircuitSpec):
+            raise TypeError(f"spec must be a CircuitSpec, got {type(spec).__name__}")
+        if squash not in _SQUASH_FNS:
+            raise ValueError(f"squash must be one of {sorted(_SQUASH_FNS)}, got {squash!r}")
+        if weight_init not in ("uniform", "normal", "zeros"):
+            raise ValueError(
+                f"weight_init must be one of ['normal', 'uniform', 'zeros'], got {weight_init!r}"
+            )
+        if not (math.isfinite(weight_init_std) and weight_init_std > 0):
+            raise ValueError(f"weight_init_std must be a positive number, got {weight_init_std}")
+        for name, value in (
+            ("input_scaling_init", input_scaling_init),
+            ("output_scaling_init", output_scaling_init),
+        ):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+
+        self.spec = spec
+        self.built: BuiltCircuit = build_circuit(spec)
+        self.executor: Executor = make_executor(executor, self.built, **dict(executor_kwargs or {}))
+        self.squash = squash
+        self.weight_init = weight_init
+        self.weight_init_std = float(weight_init_std)
+
+        n_inputs = spec.n_inputs if spec.n_inputs is not None else spec.n_qubits
+        self.n_inputs = int(n_inputs)
+        self.n_outputs = int(self.built.n_outputs)
+        n_input_params = int(self.built.n_input_params)
+        if n_input_params % self.n_inputs != 0:
+            raise ValueError(
+                f"circuit has {n_input_params} input parameters, not a multiple of "
+                f"n_inputs={self.n_inputs}"
+            )
+        self.n_encodings = n_input_params // self.n_inputs
+
+        lam = torch.full((self.n_encodings, self.n_inputs), float(input_scaling_init))
+        if input_scaling:
+            self.input_scaling = nn.Parameter(lam)
+        else:
+            self.register_buffer("input_scaling", lam)
+        self.weights = nn.Parameter(torch.empty(int(self.built.n_weights)))
+        if output_scaling:
+            self.output_scaling = nn.Parameter(torch.full((self.n_outputs,), output_scaling_init))
+        else:
+            self.register_parameter("output_scaling", None)
+        if output_bias:
+            self.output_bias = nn.Parameter(torch.zeros(self.n_outputs))
+        else:
+            self.register_parameter("output_bias", None)
+        self.reset_weights()
+
+    @property
+    def circuit(self) -> Any:
+        """The Qiskit ``QuantumCircuit`` this layer evaluates (drawable with ``.draw()``)."""
+        return self.built.circuit
+
+    @property
+    def in_features(self) -> int:
+        """Width of the inputs this layer takes (the circuit's ``n_inputs``)."""
+        return self.n_inputs
+
+    @property
+    def out_features(self) -> int:
+        """Width of the outputs (one per readout observable)."""
+        return self.n_outputs
+
+    def reset_weights(self, generator: torch.Generator | None = None) -> None:
+        """Re-draw the circuit weights with the configured initialisation.
+
+        Args:
+            generator: Optional torch generator, for reproducible draws.
+        """
+        with torch.no_grad():
+            if self.weight_init == "uniform":
+                self.weights.uniform_(0.0, 2.0 * math.pi, generator=generator)
+            elif self.weight_init == "normal":
+                self.weights.normal_(0.0, self.weight_init_std, generator=generator)
+            else:
+                self.weights.zero_()
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Map inputs to the circuit's input angles.
+
+        Args:
+            x: Inputs of shape ``(B, n_inputs)``.
+
+        Returns:
+            Angles of shape ``(B, n_input_params)``, ordered layer-major as the circuit's
+            input `ParameterVector`.
+        """
+        squashed = _SQUASH_FNS[self.squash](x)
+        lam = self.input_scaling.to(dtype=x.dtype)
+        return (lam.unsqueeze(0) * squashed.unsqueeze(1)).reshape(x.shape[0], -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate the circuit on a batch.
+
+        Args:
+            x: Inputs of shape ``(B, n_inputs)`` or ``(n_inputs,)``.
+
+        Returns:
+            Outputs of shape ``(B, n_outputs)`` (or ``(n_outputs,)`` for an unbatched input).
+
+        Raises:
+            ValueError: If the last dimension of ``x`` is not ``n_inputs`` or ``x`` has more than
+                two dimensions.
+        """
+        if x.ndim not in (1, 2) or x.shape[-1] != self.n_inputs:
+            raise ValueError(
+                f"QuantumLayer expected inputs of shape (batch, {self.n_inputs}) or "
+                f"({self.n_inputs},), got {tuple(x.shape)}"
+            )
+        unbatched = x.ndim == 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        angles = self.encode(x)
+        out = self.executor(angles, self.weights.to(dtype=x.dtype))
+        if self.output_scaling is not None:
+            out = out * self.output_scaling.to(dtype=out.dtype)
+        if self.output_bias is not None:
+            out = out + self.output_bias.to(dtype=out.dtype)
+        return out.squeeze(0) if unbatched else out
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters of this layer by group.
+
+        Returns:
+            ``{"input_scaling": [...], "weights": [...], "output_scaling": [...]}``; the output
+            group holds the output scaling and the output bias. Empty lists for disabled parts.
+        """
+        groups: dict[str, list[nn.Parameter]] = {
+            "input_scaling": [],
+            "weights": [self.weights],
+            "output_scaling": [],
+        }
+        if isinstance(self.input_scaling, nn.Parameter):
+            groups["input_scaling"].append(self.input_scaling)
+        for p in (self.output_scaling, self.output_bias):
+            if p is not None:
+                groups["output_scaling"].append(p)
+        return groups
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Count trainable parameters.
+
+        Returns:
+            ``{"quantum": n, "classical": m}``: ``quantum`` counts the circuit weights (gate
+            angles); ``classical`` counts the torch-side input scaling, output scaling and bias.
+        """
+        return parameter_counts(self)
+
+    def extra_repr(self) -> str:
+        """One-line summary for ``print(module)``."""
+        s = self.spec
+        return (
+            f"n_qubits={s.n_qubits}, n_layers={s.n_layers}, n_inputs={self.n_inputs}, "
+            f"n_outputs={self.n_outputs}, n_weights={self.weights.numel()}, squash={self.squash}"
+        )
+
+
+def quantum_parameter_groups(module: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Sort all trainable parameters of ``module`` into the `PARAMETER_GROUPS`.
+
+    Parameters of every `QuantumLayer` inside ``module`` go to ``"input_scaling"``,
+    ``"weights"`` or ``"output_scaling"``; all other trainable parameters (encoders, heads, SB3's
+    ``action_net`` and ``value_net``, ``log_std``) go to ``"classical"``. Each parameter appears
+    once, in the order of ``module.parameters()``, so that the grouping is deterministic (an
+    optimiser state dict saved from one instance loads into another).
+
+    Args:
+        module: Any torch module.
+
+    Returns:
+        A dict with the four keys of `PARAMETER_GROUPS`, each a list of parameters.
+    """
+    owner: dict[int, str] = {}
+    for sub in module.modules():
+        if isinstance(sub, QuantumLayer):
+            for group, params in sub.parameter_groups().items():
+                for p in params:
+                    owner[id(p)] = group
+    groups: dict[str, list[nn.Parameter]] = {g: [] for g in PARAMETER_GROUPS}
+    for p in module.parameters():
+        if p.requires_grad:
+            groups[owner.get(id(p), "classical")].append(p)
+    return groups
+
+
+def parameter_counts(module: nn.Module) -> dict[str, int]:
+    """Count the quantum and classical trainable parameters of a module.
+
+    Args:
+        module: Any torch module (a `QuantumLayer`, a hybrid, an SB3 policy).
+
+    Returns:
+        ``{"quantum": n, "classical": m}``: ``quantum`` is the number of circuit weights over
+        all `QuantumLayer` s inside (each distinct parameter once); ``classical`` is every other
+        trainable parameter (input and output scaling included, as they live in torch).
+    """
+    groups = quantum_parameter_groups(module)
+    quantum = sum(p.numel() for p in groups["weights"])
+    total = sum(p.numel() for ps in groups.values() for p in ps)
+    return {"quantum": int(quantum), "classical": int(total - quantum)}
+
+
+def make_encoder(
+    in_features: int,
+    out_features: int,
+    hidden: Sequence[int] = (),
+    activation: type[nn.Module] = nn.Tanh,
+) -> nn.Sequential:
+    """A classical encoder: ``Linear`` (no ``hidden``) or an MLP.
+
+    Args:
+        in_features: Input width.
+        out_features: Output width (usually the number of qubits).
+        hidden: Hidden layer widths; empty for a single linear map.
+        activation: Activation between layers (not after the last one: the quantum layer's
+            squashing bounds the result).
+
+    Returns:
+        The encoder module.
+
+    Raises:
+        ValueError: If a width is not positive.
+    """
+    widths = [int(in_features), *(int(h) for h in hidden), int(out_features)]
+    if any(w <= 0 for w in widths):
+        raise ValueError(f"encoder widths must be positive, got {widths}")
+    layers: list[nn.Module] = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class _Composite(nn.Module):
+    """Shared helpers of the hybrid compositions."""
+
+    def quantum_layers(self) -> Iterator[QuantumLayer]:
+        """Yield the `QuantumLayer` s inside.
+
+        Yields:
+            Each quantum layer in module order.
+        """
+        for m in self.modules():
+            if isinstance(m, QuantumLayer):
+                yield m
+
+    @property
+    def circuit(self) -> Any:
+        """The Qiskit circuit of the (first) quantum layer."""
+        return next(self.quantum_layers()).circuit
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Count trainable parameters, see `parameter_counts`.
+
+        Returns:
+            ``{"quantum": n, "classical": m}``.
+        """
+        return parameter_counts(self)
+
+
+class ClassicalToQuantum(_Composite):
+    """Classical -> quantum hybrid: an encoder maps inputs onto the quantum layer's inputs.
+
+    Use it when observations are wider than the qubit count (paper Sec. IV-A2).
+
+    Args:
+        quantum: The quantum layer.
+        in_features: Input width of the whole module.
+        hidden: Hidden widths of the encoder MLP; empty (default) for a linear encoder.
+        encoder: A ready-made encoder module instead (then ``hidden`` is ignored); it must
+            map ``(B, in_features)`` to ``(B, quantum.in_features)``.
+        activation: Activation of the encoder MLP.
+
+    Raises:
+        ValueError: If a width is not positive.
+    """
+
+    def __init__(
+        self,
+        quantum: QuantumLayer,
+        in_features: int,
+        *,
+        hidden: Sequence[int] = (),
+        encoder: nn.Module | None = None,
+        activation: type[nn.Module] = nn.Tanh,
+    ) -> None:
+        super().__init__()
+        self.in_features = int(in_features)
+        self.encoder = (
+            encoder
+            if encoder is not None
+            else make_encoder(in_features, quantum.in_features, hidden, activation)
+        )
+        self.quantum = quantum
+        self.out_features = quantum.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode, then evaluate the circuit.
+
+        Args:
+            x: Inputs of shape ``(B, in_features)``.
+
+        Returns:
+            Outputs of shape ``(B, quantum.out_features)``.
+
+        Raises:
+            ValueError: If the last dimension of ``x`` is not ``in_features``.
+        """
+        _check_width(x, self.in_features, type(self).__name__)
+        return self.quantum(self.encoder(x))
+
+
+class QuantumToClassical(_Composite):
+    """Quantum -> classical hybrid: a small classical head after the quantum layer.
+
+    Args:
+        quantum: The quantum layer (or any quantum-containing module with ``out_features``).
+        out_features: Output width of the head.
+        hidden: Hidden widths of the head MLP; empty (default) for a linear head.
+        activation: Activation of the head MLP.
+
+    Raises:
+        ValueError: If a width is not positive.
+    """
+
+    def __init__(
+        self,
+        quantum: nn.Module,
+        out_features: int,
+        *,
+        hidden: Sequence[int] = (),
+        activation: type[nn.Module] = nn.Tanh,
+    ) -> None:
+        super().__init__()
+        self.quantum = quantum
+        self.in_features = int(quantum.in_features)
+        self.out_features = int(out_features)
+        self.head = make_encoder(int(quantum.out_features), out_features, hidden, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate the circuit, then the head.
+
+        Args:
+            x: Inputs of shape ``(B, in_features)``.
+
+        Returns:
+            Outputs of shape ``(B, out_features)``.
+        """
+        return self.head(self.quantum(x))
+
+
+class ParallelHybrid(_Composite):
+    """Parallel hybrid: quantum and classical branches on the same input, outputs concatenated.
+
+    Args:
+        quantum: The quantum branch (a `QuantumLayer` or a hybrid with ``in_features`` and
+            ``out_features``).
+        classical: The classical branch, an ``nn.Module`` mapping ``(B, in_features)`` to
+            ``(B, classical_out_features)``.
+        classical_out_features: Output width of the classical branch.
+
+    Raises:
+        ValueError: If ``classical_out_features`` is not positive.
+    """
+
+    def __init__(
+        self, quantum: nn.Module, classical: nn.Module, classical_out_features: int
+    ) -> None:
+        super().__init__()
+        if classical_out_features <= 0:
+            raise ValueError(
+                f"classical_out_features must be positive, got {classical_out_features}"
+            )
+        self.quantum = quantum
+        self.classical = classical
+        self.in_features = int(quantum.in_features)
+        self.out_features = int(quantum.out_features) + int(classical_out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate both branches and concatenate (quantum first).
+
+        Args:
+            x: Inputs of shape ``(B, in_features)``.
+
+        Returns:
+            Outputs of shape ``(B, out_features)``.
+
+        Raises:
+            ValueError: If the last dimension of ``x`` is not ``in_features``.
+        """
+        _check_width(x, self.in_features, type(self).__name__)
+        return torch.cat([self.quantum(x), self.classical(x)], dim=-1)
+
+
+def _check_width(x: torch.Tensor, expected: int, who: str) -> None:
+    if x.ndim != 2 or x.shape[-1] != expected:
+        raise ValueError(
+            f"{who} expected inputs of shape (batch, {expected}), got {tuple(x.shape)}"
+        )
