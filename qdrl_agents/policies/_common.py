@@ -1,0 +1,476 @@
+"""Pieces shared by the quantum SB3 policies: configuration, network builder, grouped optimiser."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from torch import nn
+
+from qdrl_agents.circuits import CircuitSpec
+from qdrl_agents.executors import Executor
+from qdrl_agents.layers import (
+    PARAMETER_GROUPS,
+    ClassicalToQuantum,
+    QuantumLayer,
+    QuantumToClassical,
+    parameter_counts,
+    quantum_parameter_groups,
+)
+
+OutputHead = Literal["auto", "direct", "linear"]
+_OUTPUT_HEADS = ("auto", "direct", "linear")
+_FLAT_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+@dataclass(frozen=True)
+class QuantumNetConfig:
+    """The quantum part of a policy, as given through ``policy_kwargs``.
+
+    Every field is a keyword of the quantum policies (``policy_kwargs=dict(n_qubits=4, ...)``);
+    unknown keywords are rejected with a ``TypeError`` naming them.
+
+    Attributes:
+        n_qubits: Qubits per circuit. ``None`` (default): one per input feature. When the
+            features are wider than ``n_qubits`` an ``encoder`` is required.
+        n_layers: Variational layers (each re-uploads the inputs when ``reupload``).
+        rotation: Rotation block, ``"ryrz"`` or ``"u3"``.
+        entanglement: ``"circular"``, ``"linear"``, ``"all_to_all"``, ``"parallel"`` or
+            ``"none"``.
+        entangler: Two-qubit gate, ``"cz"`` or ``"cnot"``.
+        encoding: Encoding rotation, ``"ry"``, ``"rx"`` or ``"rz"``.
+        reupload: Data re-uploading in every layer (default True).
+        final_rotation: A final rotation block after the last layer.
+        squash: Observation squashing before input scaling: ``"arctan"``, ``"tanh"``, ``"none"``.
+        executor: ``"statevector"`` (default), ``"qiskit"`` or an `Executor` instance (only
+            with a single quantum network; not saved with the model).
+        executor_kwargs: Options for `qdrl_agents.executors.make_executor`.
+        input_scaling: Trainable input scaling ``lambda`` (default True).
+        input_scaling_init: Initial ``lambda``.
+        output_scaling: Trainable output scaling (default True).
+        output_scaling_init: Initial output scaling.
+        weight_init: ``"uniform"`` in [0, 2 pi) (default), ``"normal"`` or ``"zeros"``.
+        weight_init_std: Standard deviation of ``weight_init="normal"``.
+        encoder: Classical -> quantum encoder for features wider than the qubits: ``None``
+            (default: none; wider features raise ``ValueError``), ``"linear"``, ``"mlp"``
+            (one hidden layer of 64, tanh) or a list of hidden widths.
+    """
+
+    n_qubits: int | None = None
+    n_layers: int = 2
+    rotation: str = "ryrz"
+    entanglement: str = "circular"
+    entangler: str = "cz"
+    encoding: str = "ry"
+    reupload: bool = True
+    final_rotation: bool = True
+    squash: str = "arctan"
+    executor: str | Executor = "statevector"
+    executor_kwargs: Mapping[str, Any] | None = None
+    input_scaling: bool = True
+    input_scaling_init: float = 1.0
+    output_scaling: bool = True
+    output_scaling_init: float = 1.0
+    weight_init: str = "uniform"
+    weight_init_std: float = 0.1
+    encoder: str | Sequence[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_qubits is not None and (
+            isinstance(self.n_qubits, bool)
+            or not isinstance(self.n_qubits, int)
+            or self.n_qubits < 1
+        ):
+            raise ValueError(f"n_qubits must be a positive int or None, got {self.n_qubits!r}")
+        if (
+            isinstance(self.n_layers, bool)
+            or not isinstance(self.n_layers, int)
+            or (self.n_layers < 1)
+        ):
+            raise ValueError(f"n_layers must be a positive int, got {self.n_layers!r}")
+        if self.encoder is not None and not isinstance(self.encoder, str | Sequence):
+            raise ValueError(
+                f"encoder must be None, 'linear', 'mlp' or a list of hidden widths, "
+                f"got {self.encoder!r}"
+            )
+        if isinstance(self.encoder, str) and self.encoder not in ("linear", "mlp"):
+            raise ValueError(
+                f"encoder must be None, 'linear', 'mlp' or a list of hidden widths, "
+                f"got {self.encoder!r}"
+            )
+        if not isinstance(self.executor, str) and not callable(self.executor):
+            raise ValueError(f"executor must be a name or an Executor, got {self.executor!r}")
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any], who: str) -> QuantumNetConfig:
+        """Build from policy keyword arguments, rejecting unknown names.
+
+        Args:
+            kwargs: The keyword arguments.
+            who: Name of the policy, for the error message.
+
+        Returns:
+            The config.
+
+        Raises:
+            TypeError: If a keyword is not a field.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(
+                f"{who} got unexpected keyword argument(s) {unknown}; quantum options are "
+                f"{sorted(names)}"
+            )
+        return cls(**kwargs)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields as a flat dict (for ``_get_constructor_parameters``).
+
+        Returns:
+            Field name -> value, without copying values.
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def check_observation_space(
+    observation_space: spaces.Space,
+    features_extractor_class: type[BaseFeaturesExtractor],
+    who: str,
+) -> None:
+    """Reject observation spaces a quantum policy cannot take, at construction.
+
+    Flat spaces (Box, Discrete, MultiDiscrete, MultiBinary) are accepted. Images need a
+    classical features extractor (e.g. SB3's ``NatureCNN``) and an ``encoder``.
+
+    Args:
+        observation_space: The env's observation space.
+        features_extractor_class: The SB3 features extractor class in use.
+        who: Name of the policy, for the error message.
+
+    Raises:
+        ValueError: For Dict, Tuple and other structured spaces, and for images with the default
+            ``FlattenExtractor``.
+    """
+    if not isinstance(observation_space, _FLAT_SPACES):
+        raise ValueError(
+            f"{who} takes flat observation spaces (Box, Discrete, MultiDiscrete, MultiBinary), "
+            f"got {type(observation_space).__name__}; wrap the env in "
+            f"gymnasium.wrappers.FlattenObservation"
+        )
+    if features_extractor_class is FlattenExtractor and is_image_space(observation_space):
+        raise ValueError(
+            f"{who} got image observations {observation_space.shape}: pass a convolutional "
+            f"features_extractor_class (e.g. stable_baselines3.common.torch_layers.NatureCNN) "
+            f"and encoder='linear' so the features fit the qubits"
+        )
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    """Raise ValueError unless ``value`` is one of ``allowed``.
+
+    Args:
+        name: Field name for the message.
+        value: The value.
+        allowed: Allowed values.
+
+    Raises:
+        ValueError: If ``value`` is not allowed.
+    """
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def direct_outputs(output_head: str, n_outputs: int, n_qubits: int) -> bool:
+    """Decide whether a network reads its outputs directly from scaled expectations.
+
+    Args:
+        output_head: ``"auto"``, ``"direct"`` or ``"linear"``.
+        n_outputs: Outputs the network must produce.
+        n_qubits: Qubits in its circuit.
+
+    Returns:
+        True for a direct readout (one parity group of qubits per output), False for a
+        per-qubit Z readout followed by a classical linear map.
+
+    Raises:
+        ValueError: If ``output_head="direct"`` but there are more outputs than qubits.
+    """
+    check_choice("output_head", output_head, _OUTPUT_HEADS)
+    if output_head == "linear":
+        return False
+    if n_outputs > n_qubits:
+        if output_head == "direct":
+            raise ValueError(
+                f"output_head='direct' needs at most one output per qubit: {n_outputs} outputs, "
+                f"{n_qubits} qubits; use output_head='linear' or more qubits"
+            )
+        return False
+    return True
+
+
+def parity_partition(n_qubits: int, n_groups: int) -> tuple[tuple[int, ...], ...]:
+    """Split qubits ``0..n_qubits-1`` into ``n_groups`` contiguous, near-equal groups.
+
+    Args:
+        n_qubits: Number of qubits.
+        n_groups: Number of groups (``1 <= n_groups <= n_qubits``).
+
+    Returns:
+        The groups, e.g. ``((0, 1), (2, 3))`` for 4 qubits and 2 groups.
+    """
+    base, extra = divmod(n_qubits, n_groups)
+    groups, start = [], 0
+    for g in range(n_groups):
+        size = base + (1 if g < extra else 0)
+        groups.append(tuple(range(start, start + size)))
+        start += size
+    return tuple(groups)
+
+
+def resolve_n_qubits(cfg: QuantumNetConfig, in_features: int, who: str) -> int:
+    """The number of qubits of a network on ``in_features`` inputs.
+
+    Args:
+        cfg: The quantum config.
+        in_features: Width of the network's input.
+        who: Description of the network, for the error message.
+
+    Returns:
+        ``cfg.n_qubits`` or, when None, ``in_features``.
+
+    Raises:
+        ValueError: If the inputs are wider than the qubits and no encoder is configured.
+    """
+    n_qubits = cfg.n_qubits if cfg.n_qubits is not None else in_features
+    if cfg.encoder is None and in_features > n_qubits:
+        raise ValueError(
+            f"{who}: {in_features} input features but n_qubits={n_qubits} and no encoder; pass "
+            f"encoder='linear' (or 'mlp', or hidden widths) to map the features onto the "
+            f"qubits, or n_qubits>={in_features}"
+        )
+    return n_qubits
+
+
+def build_quantum_net(
+    cfg: QuantumNetConfig,
+    in_features: int,
+    *,
+    who: str,
+    n_direct_outputs: int | None = None,
+    head_outputs: int | None = None,
+    output_bias: bool = False,
+) -> nn.Module:
+    """Build a quantum network (optional encoder -> `QuantumLayer` -> optional linear head).
+
+    Args:
+        cfg: The quantum config.
+        in_features: Input width.
+        who: Description of the network, for error messages.
+        n_direct_outputs: Read this many outputs directly, one parity group of qubits each
+            (``parity_partition``); None reads Pauli-Z on every qubit.
+        head_outputs: Add a classical linear head with this many outputs (quantum -> classical).
+        output_bias: Add a trainable bias to the quantum outputs.
+
+    Returns:
+        A module with ``in_features`` and ``out_features`` attributes.
+    """
+    n_qubits = resolve_n_qubits(cfg, in_features, who)
+    n_inputs = n_qubits if cfg.encoder is not None else in_features
+    if n_direct_outputs is not None:
+        readout: dict[str, Any] = {
+            "readout": "parity",
+            "parity_groups": parity_partition(n_qubits, n_direct_outputs),
+        }
+    else:
+        readout = {"readout": "z"}
+    spec = CircuitSpec(
+        n_qubits=n_qubits,
+        n_layers=cfg.n_layers,
+        n_inputs=n_inputs,
+        rotation=cfg.rotation,
+        entanglement=cfg.entanglement,
+        entangler=cfg.entangler,
+        encoding=cfg.encoding,
+        reupload=cfg.reupload,
+        final_rotation=cfg.final_rotation,
+        **readout,
+    )
+    net: nn.Module = QuantumLayer(
+        spec,
+        executor=cfg.executor,
+        executor_kwargs=cfg.executor_kwargs,
+        squash=cfg.squash,  # type: ignore[arg-type]
+        input_scaling=cfg.input_scaling,
+        input_scaling_init=cfg.input_scaling_init,
+        weight_init=cfg.weight_init,  # type: ignore[arg-type]
+        weight_init_std=cfg.weight_init_std,
+        output_scaling=cfg.output_scaling,
+        output_scaling_init=cfg.output_scaling_init,
+        output_bias=output_bias,
+    )
+    if cfg.encoder is not None:
+        hidden: Sequence[int]
+        if cfg.encoder == "linear":
+            hidden = ()
+        elif cfg.encoder == "mlp":
+            hidden = (64,)
+        else:
+            hidden = tuple(int(h) for h in cfg.encoder)
+        net = ClassicalToQuantum(net, in_features, hidden=hidden)  # type: ignore[arg-type]
+    if head_outputs is not None:
+        net = QuantumToClassical(net, head_outputs)
+    return net
+
+
+def first_circuit(module: nn.Module) -> Any:
+    """The Qiskit circuit of the first `QuantumLayer` inside ``module``.
+
+    Args:
+        module: A module containing a quantum layer.
+
+    Returns:
+        The ``QuantumCircuit``.
+
+    Raises:
+        ValueError: If there is no quantum layer.
+    """
+    for m in module.modules():
+        if isinstance(m, QuantumLayer):
+            return m.circuit
+    raise ValueError(f"{type(module).__name__} holds no QuantumLayer")
+
+
+def count_parameters(modules: Iterable[nn.Module]) -> dict[str, int]:
+    """Quantum / classical trainable parameter counts over modules, each parameter once.
+
+    Args:
+        modules: The trained networks (target networks excluded by the caller).
+
+    Returns:
+        ``{"quantum": n, "classical": m}``.
+    """
+    holder = nn.ModuleList()
+    for m in modules:
+        holder.append(m)
+    return parameter_counts(holder)
+
+
+# --------------------------------------------------------------------------------------------
+# Separate learning rates per parameter group, surviving SB3's learning-rate schedule.
+# --------------------------------------------------------------------------------------------
+
+LR_MULTIPLIER_KEY = "lr_multiplier"
+
+
+class _ScaledLRGroup(dict):
+    """An optimiser param group whose ``"lr"`` is set relative to a base rate.
+
+    SB3's ``update_learning_rate`` does ``group["lr"] = schedule(progress)`` for every group.
+    Here that assignment stores ``schedule(progress) * group["lr_multiplier"]``, so per-group
+    ratios persist through any schedule. Reading ``group["lr"]`` returns the effective rate.
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key == "lr" and LR_MULTIPLIER_KEY in self:
+            value = float(value) * float(self[LR_MULTIPLIER_KEY])
+        super().__setitem__(key, value)
+
+
+def _wrap_param_groups(optimizer: torch.optim.Optimizer) -> None:
+    optimizer.param_groups[:] = [
+        g if isinstance(g, _ScaledLRGroup) else _ScaledLRGroup(g) for g in optimizer.param_groups
+    ]
+
+
+def make_grouped_optimizer(
+    module: nn.Module,
+    optimizer_class: type[torch.optim.Optimizer],
+    base_lr: float,
+    optimizer_kwargs: Mapping[str, Any] | None,
+    group_lrs: Mapping[str, float | None],
+    parameters: Iterable[nn.Parameter] | None = None,
+) -> torch.optim.Optimizer:
+    """An optimiser with one param group per `PARAMETER_GROUPS` entry and fixed lr ratios.
+
+    Each group's initial learning rate is ``group_lrs[name]`` (or ``base_lr`` when None) and its
+    ``"lr_multiplier"`` is that rate divided by ``base_lr``. Every later assignment
+    ``group["lr"] = x`` (what SB3's schedule does) stores ``x * lr_multiplier``. The multipliers
+    are saved in the optimiser state dict and re-applied after ``load_state_dict``.
+
+    Args:
+        module: The module whose parameters are grouped (`quantum_parameter_groups`).
+        optimizer_class: A torch optimiser class.
+        base_lr: The algorithm's initial learning rate, ``lr_schedule(1)``.
+        optimizer_kwargs: Extra optimiser arguments (``eps``, ...).
+        group_lrs: Group name -> initial learning rate or None.
+        parameters: Restrict to these parameters (default: all of ``module``'s).
+
+    Returns:
+        The optimiser.
+
+    Raises:
+        ValueError: If a group name is unknown or a learning rate is not positive.
+    """
+    unknown = sorted(set(group_lrs) - set(PARAMETER_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown parameter group(s) {unknown}; groups are {PARAMETER_GROUPS}")
+    if not (math.isfinite(base_lr) and base_lr > 0):
+        raise ValueError(f"the base learning rate must be positive, got {base_lr}")
+    keep = None if parameters is None else {id(p) for p in parameters}
+    param_groups = []
+    for name, params in quantum_parameter_groups(module).items():
+        if keep is not None:
+            params = [p for p in params if id(p) in keep]
+        if not params:
+            continue
+        lr = group_lrs.get(name)
+        lr = base_lr if lr is None else float(lr)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr_{name} must be a positive number, got {lr}")
+        param_groups.append(
+            {"params": params, "lr": lr, "name": name, LR_MULTIPLIER_KEY: lr / base_lr}
+        )
+    optimizer = optimizer_class(param_groups, lr=base_lr, **dict(optimizer_kwargs or {}))
+    _wrap_param_groups(optimizer)
+    optimizer.register_load_state_dict_post_hook(_wrap_param_groups)
+    return optimizer
+
+
+def learning_rates(
+    lr_input_scaling: float | None,
+    lr_weights: float | None,
+    lr_output_scaling: float | None,
+    lr_classical: float | None,
+) -> dict[str, float | None]:
+    """Collect the per-group learning rates of a policy's keywords.
+
+    Args:
+        lr_input_scaling: Initial lr of the input scaling ``lambda`` (None: the algorithm's).
+        lr_weights: Initial lr of the circuit weights.
+        lr_output_scaling: Initial lr of output scaling and bias.
+        lr_classical: Initial lr of all classical parameters.
+
+    Returns:
+        Group name -> learning rate or None.
+
+    Raises:
+        ValueError: If a rate is given but not a positive number.
+    """
+    lrs = {
+        "input_scaling": lr_input_scaling,
+        "weights": lr_weights,
+        "output_scaling": lr_output_scaling,
+        "classical": lr_classical,
+    }
+    for name, lr in lrs.items():
+        if lr is not None and not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr_{name} must be a positive number or None, got {lr!r}")
+    return lrs
