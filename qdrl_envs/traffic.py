@@ -9,9 +9,9 @@ Everything here is batched over a leading axis of ``N`` environment instances an
   arrivals, fading and moves with array operations only.
 * :class:`FifoQueues` — ``Q`` first-in-first-out backlogs per instance (bits, tasks, words: any
   divisible unit) tracked by arrival cohort, so every served unit knows its delay. Per slot:
-  content ages by one slot, content that can no longer meet its queue's deadline expires, the
-  arrivals enter (the part that overflows the buffer is dropped), and a service capacity drains
-  the oldest content first. Served, expired and overflow amounts are returned separately.
+  the arrivals enter (the part that overflows the buffer is dropped), a service capacity drains
+  the oldest content first, then content ages by one slot and what can no longer meet its
+  queue's deadline expires. Served, expired and overflow amounts are returned separately.
 * :class:`MarkovMobility` — users moving between ``K`` areas by a row-stochastic transition
   matrix (:func:`ring_mobility` builds the common "stay or step to a neighbour" chain).
 
@@ -118,8 +118,8 @@ class QueueStep:
         delay_sum_slots: Sum over served units of their delay in slots (a unit that arrived
             this slot and is served in it has delay 1). ``delay_sum_slots / served`` is the mean.
         max_delay_slots: Delay of the oldest unit served this slot (0 when nothing was served).
-        expired: Units dropped at the start of the slot because they could no longer be served
-            within the queue's deadline.
+        expired: Units dropped at the end of the slot because, unserved, they can no longer
+            meet the queue's deadline.
         overflow: Arriving units dropped because the buffer was full.
         accepted: Arriving units that entered the buffer.
     """
@@ -177,6 +177,7 @@ class FifoQueues:
         self._expire = (ages[None, :] >= self.deadline_slots[:, None]).astype(np.float64)
         self._keep = 1.0 - self._expire
         self._delay_rev = (ages[: self.max_age][::-1] + 1.0)  # delay of ages L-1..0 when served
+        self._ages = ages.astype(np.float64)
         self.amount = np.zeros((self.num_envs, self.num_queues, self.max_age + 1))
 
     def reset(self, idx: ArrayLike) -> None:
@@ -190,17 +191,16 @@ class FifoQueues:
 
     @property
     def head_age_slots(self) -> NDArray[np.float64]:
-        """Age in slots of the oldest waiting unit of each queue (0 when empty), ``(N, Q)``.
+        """Slots the oldest waiting unit of each queue has waited (0 when empty), ``(N, Q)``.
 
-        A unit that arrived in the last slot has age 1 here: it is the delay it would have if it
-        were served in the next slot, minus one.
+        Content left over from the last slot has waited 1 slot; served in the next slot its
+        delay would be one more than this.
         """
-        present = self.amount[..., : self.max_age] > 1e-12
-        ages = np.arange(1, self.max_age + 1, dtype=np.float64)
-        return np.max(np.where(present, ages, 0.0), axis=-1)
+        present = self.amount > 1e-12
+        return np.max(np.where(present, self._ages, 0.0), axis=-1)
 
     def step(self, arrivals: ArrayLike, capacity: ArrayLike) -> QueueStep:
-        """Advance one slot: age and expire, admit ``arrivals``, serve up to ``capacity``.
+        """Advance one slot: admit ``arrivals``, serve up to ``capacity``, then age and expire.
 
         Args:
             arrivals: Units arriving this slot, shape ``(N, Q)`` (non-negative).
@@ -210,17 +210,12 @@ class FifoQueues:
             The :class:`QueueStep` accounting of the slot.
         """
         a = self.amount
-        # 1. age by one slot; what reaches its deadline expires.
-        a[..., 1:] = a[..., :-1].copy()
-        a[..., 0] = 0.0
-        expired = (a * self._expire).sum(axis=-1)
-        a *= self._keep
-        # 2. admit arrivals up to the free buffer.
+        # 1. admit arrivals (age 0) up to the free buffer.
         arr = np.asarray(arrivals, dtype=np.float64)
         free = np.maximum(self.buffer - a.sum(axis=-1), 0.0)
         accepted = np.minimum(arr, free)
         a[..., 0] = accepted
-        # 3. serve oldest first: walk ages L-1 .. 0.
+        # 2. serve oldest first: walk ages L-1 .. 0.
         rev = a[..., self.max_age - 1:: -1]
         before = np.cumsum(rev, axis=-1) - rev
         cap = np.asarray(capacity, dtype=np.float64)[..., None]
@@ -230,6 +225,11 @@ class FifoQueues:
         served = served_rev.sum(axis=-1)
         delay_sum = served_rev @ self._delay_rev
         max_delay = np.max(np.where(served_rev > 1e-12, self._delay_rev, 0.0), axis=-1)
+        # 3. age by one slot; what reaches its deadline unserved expires.
+        a[..., 1:] = a[..., :-1].copy()
+        a[..., 0] = 0.0
+        expired = (a * self._expire).sum(axis=-1)
+        a *= self._keep
         return QueueStep(served=served, delay_sum_slots=delay_sum, max_delay_slots=max_delay,
                          expired=expired, overflow=arr - accepted, accepted=accepted)
 

@@ -66,17 +66,17 @@ def test_fifo_serves_oldest_first_with_exact_delays() -> None:
     np.testing.assert_allclose([o.delay_sum_slots[0, 0] for o in out], [4, 8, 2 * 3 + 2 * 2])
     np.testing.assert_allclose([o.max_delay_slots[0, 0] for o in out], [1, 2, 3])
     np.testing.assert_allclose(q.backlog, [[18.0]])
-    np.testing.assert_allclose(q.head_age_slots, [[2.0]])  # cohort 2 waited since slot 2
+    np.testing.assert_allclose(q.head_age_slots, [[2.0]])  # cohort 2 has waited 2 slots
 
 
 def test_fifo_expires_content_past_its_deadline() -> None:
     q = FifoQueues(1, deadline_slots=[2], buffer=[np.inf])
     s1 = q.step([[10.0]], [[3.0]])
+    assert s1.expired[0, 0] == 0.0 and q.head_age_slots[0, 0] == 1.0
     s2 = q.step([[0.0]], [[3.0]])
-    s3 = q.step([[0.0]], [[3.0]])
-    assert s1.served[0, 0] == 3 and s2.served[0, 0] == 3
-    assert s3.expired[0, 0] == pytest.approx(4.0) and s3.served[0, 0] == 0.0
-    assert q.backlog[0, 0] == 0.0
+    assert s1.served[0, 0] == 3 and s2.served[0, 0] == 3 and s2.max_delay_slots[0, 0] == 2
+    assert s2.expired[0, 0] == pytest.approx(4.0)  # unserved after its second slot
+    assert q.backlog[0, 0] == 0.0 and q.head_age_slots[0, 0] == 0.0
 
 
 def test_fifo_buffer_overflow_and_per_queue_deadlines() -> None:
@@ -84,8 +84,9 @@ def test_fifo_buffer_overflow_and_per_queue_deadlines() -> None:
     s = q.step(np.array([[8.0, 8.0], [2.0, 0.0]]), np.zeros((2, 2)))
     np.testing.assert_allclose(s.overflow, [[3.0, 0.0], [0.0, 0.0]])
     np.testing.assert_allclose(s.accepted, [[5.0, 8.0], [2.0, 0.0]])
-    s = q.step(np.zeros((2, 2)), np.zeros((2, 2)))
     np.testing.assert_allclose(s.expired, [[5.0, 0.0], [2.0, 0.0]])  # deadline 1 slot
+    s = q.step(np.zeros((2, 2)), np.zeros((2, 2)))
+    np.testing.assert_allclose(s.expired, [[0.0, 0.0], [0.0, 0.0]])
     q.reset([0])
     np.testing.assert_allclose(q.backlog, [[0.0, 0.0], [0.0, 0.0]])
 
