@@ -403,7 +403,9 @@ def make_grouped_optimizer(
     Each group's initial learning rate is ``group_lrs[name]`` (or ``base_lr`` when None) and its
     ``"lr_multiplier"`` is that rate divided by ``base_lr``. Every later assignment
     ``group["lr"] = x`` (what SB3's schedule does) stores ``x * lr_multiplier``. The multipliers
-    are saved in the optimiser state dict and re-applied after ``load_state_dict``.
+    are saved in the optimiser state dict and re-applied after ``load_state_dict``. A zero
+    ``base_lr`` (SB3's dummy schedule for a policy loaded on its own) gives every group lr 0
+    and multiplier 1.
 
     Args:
         module: The module whose parameters are grouped (`quantum_parameter_groups`).
@@ -417,13 +419,14 @@ def make_grouped_optimizer(
         The optimiser.
 
     Raises:
-        ValueError: If a group name is unknown or a learning rate is not positive.
+        ValueError: If a group name is unknown, ``base_lr`` is negative or a group's learning
+            rate is not positive.
     """
     unknown = sorted(set(group_lrs) - set(PARAMETER_GROUPS))
     if unknown:
         raise ValueError(f"unknown parameter group(s) {unknown}; groups are {PARAMETER_GROUPS}")
-    if not (math.isfinite(base_lr) and base_lr > 0):
-        raise ValueError(f"the base learning rate must be positive, got {base_lr}")
+    if not (math.isfinite(base_lr) and base_lr >= 0):
+        raise ValueError(f"the base learning rate must be >= 0, got {base_lr}")
     keep = None if parameters is None else {id(p) for p in parameters}
     param_groups = []
     for name, params in quantum_parameter_groups(module).items():
@@ -431,12 +434,17 @@ def make_grouped_optimizer(
             params = [p for p in params if id(p) in keep]
         if not params:
             continue
-        lr = group_lrs.get(name)
-        lr = base_lr if lr is None else float(lr)
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr_{name} must be a positive number, got {lr}")
+        given = group_lrs.get(name)
+        if given is not None and not (math.isfinite(given) and given > 0):
+            raise ValueError(f"lr_{name} must be a positive number, got {given}")
+        lr = base_lr if given is None else float(given)
+        if base_lr == 0:
+            # SB3's dummy schedule (a policy loaded on its own, for inference): no training.
+            lr, multiplier = 0.0, 1.0
+        else:
+            multiplier = lr / base_lr
         param_groups.append(
-            {"params": params, "lr": lr, "name": name, LR_MULTIPLIER_KEY: lr / base_lr}
+            {"params": params, "lr": lr, "name": name, LR_MULTIPLIER_KEY: multiplier}
         )
     optimizer = optimizer_class(param_groups, lr=base_lr, **dict(optimizer_kwargs or {}))
     _wrap_param_groups(optimizer)

@@ -1,0 +1,188 @@
+"""Save / load of the quantum policies through SB3: a fresh process gives identical actions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common.utils import update_learning_rate
+
+from qdrl_agents import (
+    QuantumActorCriticPolicy,
+    QuantumDQNPolicy,
+    QuantumSACPolicy,
+    QuantumTD3Policy,
+)
+
+CASES = {
+    "ppo": (
+        PPO,
+        QuantumActorCriticPolicy,
+        "CartPole-v1",
+        {"n_qubits": 4, "n_layers": 2, "critic": "quantum", "lr_weights": 1e-2},
+    ),
+    "a2c": (A2C, QuantumActorCriticPolicy, "Pendulum-v1", {"n_layers": 1, "encoder": "linear"}),
+    "dqn": (DQN, QuantumDQNPolicy, "CartPole-v1", {"n_qubits": 4, "n_layers": 2}),
+    "td3": (TD3, QuantumTD3Policy, "Pendulum-v1", {"n_layers": 1, "critic": "quantum"}),
+    "ddpg": (DDPG, QuantumTD3Policy, "Pendulum-v1", {"n_layers": 1, "output_head": "linear"}),
+    "sac": (
+        SAC,
+        QuantumSACPolicy,
+        "MountainCarContinuous-v0",
+        {"n_layers": 1, "rotation": "u3", "entanglement": "linear", "critic": "quantum"},
+    ),
+}
+
+
+def _make(name: str):
+    algo, policy, env, kwargs = CASES[name]
+    extra = {"learning_starts": 10, "batch_size": 8} if algo in (DQN, TD3, DDPG, SAC) else {}
+    if algo is PPO:
+        extra = {"n_steps": 32, "batch_size": 16, "n_epochs": 1}
+    if algo is A2C:
+        extra = {"n_steps": 8}
+    return algo(policy, env, policy_kwargs=kwargs, seed=0, device="cpu", **extra)
+
+
+def _observations(env_id: str) -> np.ndarray:
+    space = gym.make(env_id).observation_space
+    space.seed(123)
+    return np.stack([space.sample() for _ in range(8)])
+
+
+def _raw_outputs(model, obs: np.ndarray) -> list:
+    """Logits / means / Q-values / actor outputs, as the subprocess computes them."""
+    with torch.no_grad():
+        t = torch.as_tensor(obs)
+        if hasattr(model.policy, "q_net"):
+            return model.policy.q_net(t).double().tolist()
+        if hasattr(model.policy, "mlp_extractor"):
+            dist = model.policy.get_distribution(t).distribution
+            return getattr(dist, "logits", getattr(dist, "mean", None)).double().tolist()
+        return model.policy._predict(t, deterministic=True).double().tolist()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    out = {}
+    root = tmp_path_factory.mktemp("models")
+    for name in CASES:
+        model = _make(name)
+        model.learn(total_timesteps=64)
+        path = root / f"{name}.zip"
+        model.save(path)
+        out[name] = (path, model)
+    return out
+
+
+def test_loaded_models_act_identically_in_a_fresh_process(trained: dict) -> None:
+    paths = {name: str(path) for name, (path, _) in trained.items()}
+    algos = {name: CASES[name][0].__name__ for name in CASES}
+    envs = {name: CASES[name][2] for name in CASES}
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import gymnasium as gym
+        import numpy as np
+        import stable_baselines3 as sb3
+        import torch
+
+        def _outputs(model, obs):
+            with torch.no_grad():
+                t = torch.as_tensor(obs)
+                if hasattr(model.policy, "q_net"):
+                    return model.policy.q_net(t).double().tolist()
+                if hasattr(model.policy, "mlp_extractor"):
+                    dist = model.policy.get_distribution(t).distribution
+                    return getattr(dist, "logits", getattr(dist, "mean", None)).double().tolist()
+                return model.policy._predict(t, deterministic=True).double().tolist()
+
+        paths, algos, envs = json.loads(sys.argv[1])
+        out = {}
+        for name, path in paths.items():
+            model = getattr(sb3, algos[name]).load(path, device="cpu")
+            space = gym.make(envs[name]).observation_space
+            space.seed(123)
+            obs = np.stack([space.sample() for _ in range(8)])
+            actions, _ = model.predict(obs, deterministic=True)
+            out[name] = {
+                "actions": np.asarray(actions, dtype=np.float64).tolist(),
+                "outputs": _outputs(model, obs),
+            }
+        json.dump(out, sys.stdout)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, json.dumps([paths, algos, envs])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout)
+    for name, (_, model) in trained.items():
+        obs = _observations(CASES[name][2])
+        expected, _ = model.predict(obs, deterministic=True)
+        np.testing.assert_array_equal(
+            np.asarray(loaded[name]["actions"]), np.asarray(expected, dtype=np.float64), name
+        )
+        np.testing.assert_array_equal(
+            np.asarray(loaded[name]["outputs"]), np.asarray(_raw_outputs(model, obs)), name
+        )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_state_dict_keys_round_trip(trained: dict, name: str) -> None:
+    path, model = trained[name]
+    algo = CASES[name][0]
+    policy = model.policy
+    state = policy.state_dict()
+    expected_keys = {n for n, _ in policy.named_parameters(remove_duplicate=False)} | {
+        n for n, _ in policy.named_buffers(remove_duplicate=False)
+    }
+    assert set(state) == expected_keys
+    assert not any("executor" in k for k in state)
+    # Every trainable parameter is stored under at least one key, and a key never points at a
+    # parameter that belongs to another network.
+    ids = {id(p) for p in policy.parameters()}
+    assert ids <= {id(v) for v in policy.state_dict(keep_vars=True).values()}
+    loaded = algo.load(path, device="cpu")
+    new_state = loaded.policy.state_dict()
+    assert list(new_state) == list(state)
+    for key in state:
+        torch.testing.assert_close(new_state[key], state[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("name", ["ppo", "dqn", "td3", "sac"])
+def test_policy_save_load_uses_constructor_parameters(
+    trained: dict, name: str, tmp_path: Path
+) -> None:
+    _, model = trained[name]
+    policy = model.policy
+    policy.save(tmp_path / "policy.pt")
+    restored = type(policy).load(tmp_path / "policy.pt", device="cpu")
+    assert restored.quantum_config == policy.quantum_config
+    assert restored.group_lrs == policy.group_lrs
+    obs = _observations(CASES[name][2])
+    a, _ = policy.predict(obs, deterministic=True)
+    b, _ = restored.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(a, b)
+    assert restored.parameter_counts() == policy.parameter_counts()
+
+
+def test_learning_rate_multipliers_survive_algo_load(trained: dict) -> None:
+    path, _ = trained["ppo"]
+    loaded = PPO.load(path, device="cpu")
+    update_learning_rate(loaded.policy.optimizer, 1e-3)
+    lrs = {g["name"]: g["lr"] for g in loaded.policy.optimizer.param_groups}
+    assert lrs["classical"] == pytest.approx(1e-3)
+    assert lrs["weights"] == pytest.approx(1e-3 * 1e-2 / 3e-4)  # PPO's default lr is 3e-4
