@@ -1,0 +1,696 @@
+"""Digital-twin synchronisation by age of information: ``qdrl/DTSyncAoI-v0``.
+
+M physical devices are mirrored by digital twins on an MEC server; each slot, C < M uplink
+channels carry synchronisation packets, and the agent picks which C devices transmit. The
+freshness of every twin is its age of information (AoI), updated with the paper's rule
+(Sec. V-F2 (ii), after Zhang et al. [198]). See :class:`DTSyncAoIEnv` for the manual.
+
+Public helpers, usable without an environment:
+
+* :func:`subset_from_index` / :func:`index_from_subset` / :func:`combination_table` — the
+  mapping between the ``Discrete(comb(M, C))`` action index and the scheduled subset
+  (lexicographic order of :func:`itertools.combinations`);
+* :func:`success_probability` / :func:`mean_success_probability` — the probability that a
+  scheduled packet gets through, given the SNR estimate the agent sees (resp. on average).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from qdrl_envs import radio
+from qdrl_envs.config import (
+    EnvConfig,
+    check_bool,
+    check_int,
+    check_real,
+    check_reals,
+)
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+
+__all__ = [
+    "MAX_ACTIONS",
+    "DTSyncAoICore",
+    "DTSyncAoIEnv",
+    "DTSyncAoIVectorEnv",
+    "DTSyncConfig",
+    "combination_table",
+    "index_from_subset",
+    "mean_success_probability",
+    "subset_from_index",
+    "success_probability",
+]
+
+MAX_ACTIONS = 65_536
+"""Largest allowed action count ``comb(n_devices, n_channels)`` (the index table is cached)."""
+
+_N_FEATURES = 5  # age, age-if-delivered, SNR estimate, mean SNR, weight
+_BLOCK_SLOTS = 64  # slots of randomness drawn at once per instance
+
+
+# --------------------------------------------------------------------------------------------
+# Action index <-> scheduled subset
+# --------------------------------------------------------------------------------------------
+
+
+def _check_mc(n_devices: Any, n_channels: Any) -> None:
+    check_int("n_devices", n_devices, low=1)
+    check_int("n_channels", n_channels, low=1, high=int(n_devices))
+
+
+def subset_from_index(index: int, n_devices: int, n_channels: int) -> tuple[int, ...]:
+    """Return the subset of devices scheduled by action ``index``.
+
+    Subsets are numbered in the lexicographic order of
+    ``itertools.combinations(range(n_devices), n_channels)``: for ``M = 4, C = 2`` the indices
+    ``0..5`` are ``(0,1), (0,2), (0,3), (1,2), (1,3), (2,3)``. Computed with the combinatorial
+    number system in ``O(M)``, without building the table.
+
+    Args:
+        index: Action index in ``[0, comb(n_devices, n_channels))``.
+        n_devices: Number of devices ``M`` (>= 1).
+        n_channels: Channels per slot ``C`` in ``[1, M]``.
+
+    Returns:
+        The ``C`` scheduled device indices, increasing.
+
+    Raises:
+        ValueError: If a size is invalid or ``index`` is out of range.
+    """
+    _check_mc(n_devices, n_channels)
+    total = math.comb(n_devices, n_channels)
+    check_int("index", index, low=0, high=total - 1)
+    rest = int(index)
+    out: list[int] = []
+    v = 0
+    for i in range(n_channels):
+        while True:
+            count = math.comb(n_devices - 1 - v, n_channels - 1 - i)
+            if rest < count:
+                out.append(v)
+                v += 1
+                break
+            rest -= count
+            v += 1
+    return tuple(out)
+
+
+def index_from_subset(subset: Sequence[int], n_devices: int) -> int:
+    """Return the action index that schedules ``subset`` (inverse of :func:`subset_from_index`).
+
+    Args:
+        subset: Distinct device indices in ``[0, n_devices)``, in any order; its length is the
+            number of channels ``C``.
+        n_devices: Number of devices ``M``.
+
+    Returns:
+        The lexicographic rank of ``sorted(subset)`` among the ``C``-subsets of ``range(M)``.
+
+    Raises:
+        ValueError: If ``subset`` is empty, has repeats, or holds out-of-range devices.
+    """
+    check_int("n_devices", n_devices, low=1)
+    items = [int(s) for s in subset]
+    if not items:
+        raise ValueError("subset must hold at least one device")
+    if len(set(items)) != len(items):
+        raise ValueError(f"subset must not repeat devices, got {list(subset)!r}")
+    if min(items) < 0 or max(items) >= n_devices:
+        raise ValueError(f"subset devices must lie in [0, {n_devices - 1}], got {list(subset)!r}")
+    c = sorted(items)
+    k = len(c)
+    rank = 0
+    prev = -1
+    for i, ci in enumerate(c):
+        # sum_{v=prev+1}^{ci-1} comb(M-1-v, k-1-i), by the hockey-stick identity.
+        rank += math.comb(n_devices - prev - 1, k - i) - math.comb(n_devices - ci, k - i)
+        prev = ci
+    return rank
+
+
+@lru_cache(maxsize=32)
+def _tables(n_devices: int, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    import itertools
+
+    combos = np.array(list(itertools.combinations(range(n_devices), n_channels)), dtype=np.int64)
+    masks = np.zeros((len(combos), n_devices), dtype=bool)
+    masks[np.arange(len(combos))[:, None], combos] = True
+    combos.setflags(write=False)
+    masks.setflags(write=False)
+    return combos, masks
+
+
+def combination_table(n_devices: int, n_channels: int) -> np.ndarray:
+    """Return the read-only table ``(comb(M, C), C)``: row ``i`` is ``subset_from_index(i)``.
+
+    Index it with an array of actions to map a whole batch at once.
+
+    Raises:
+        ValueError: If a size is invalid or ``comb(M, C)`` exceeds :data:`MAX_ACTIONS`.
+    """
+    _check_mc(n_devices, n_channels)
+    if math.comb(n_devices, n_channels) > MAX_ACTIONS:
+        raise ValueError(f"comb(n_devices={n_devices}, n_channels={n_channels}) = "
+                         f"{math.comb(n_devices, n_channels)} exceeds MAX_ACTIONS={MAX_ACTIONS}")
+    return _tables(int(n_devices), int(n_channels))[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Link success given the SNR estimate
+# --------------------------------------------------------------------------------------------
+
+
+def success_probability(snr_est_db: Any, mean_snr_db: Any, threshold_db: float,
+                        csi_error_var: float, rayleigh_fading: bool = True) -> np.ndarray:
+    """Probability that a scheduled packet is decoded, given this slot's SNR estimate.
+
+    The channel model of :class:`DTSyncAoIEnv`: ``h = h_hat + e`` with the estimate
+    ``h_hat ~ CN(0, 1 - s2)`` and the error ``e ~ CN(0, s2)`` independent (MMSE channel
+    estimation, ``s2 = csi_error_var``); the true SNR is ``mean_snr |h|^2``, the reported
+    estimate ``mean_snr |h_hat|^2``. Given ``h_hat``, ``2|h|^2 / s2`` is non-central chi-square
+    with 2 degrees of freedom and non-centrality ``2|h_hat|^2 / s2``, so
+
+    ``P(SNR >= thr | h_hat) = Q_1(sqrt(2|h_hat|^2 / s2), sqrt(2 thr / (mean_snr s2)))``
+
+    (Marcum Q-function). With ``s2 = 0`` or without fading it is ``1{snr_est >= thr}``.
+
+    Args:
+        snr_est_db: SNR estimate(s) in dB.
+        mean_snr_db: Mean (large-scale) SNR(s) in dB, broadcast against ``snr_est_db``.
+        threshold_db: Decoding threshold in dB.
+        csi_error_var: Estimation error variance ``s2`` in ``[0, 1)``.
+        rayleigh_fading: Whether the channel fades (without fading the estimate is exact).
+
+    Returns:
+        Success probabilities in ``[0, 1]``, float64, broadcast shape.
+    """
+    est = np.asarray(snr_est_db, dtype=np.float64)
+    mean = np.asarray(mean_snr_db, dtype=np.float64)
+    est, mean = np.broadcast_arrays(est, mean)
+    if not rayleigh_fading or csi_error_var == 0.0:
+        return (est >= threshold_db).astype(np.float64)
+    from scipy.stats import ncx2  # lazy: scipy.stats is slow to import
+
+    h_hat2 = radio.db_to_linear(est - mean)
+    x = radio.db_to_linear(threshold_db - mean)
+    return np.clip(ncx2.sf(2.0 * x / csi_error_var, 2.0, 2.0 * h_hat2 / csi_error_var), 0.0, 1.0)
+
+
+def mean_success_probability(mean_snr_db: Any, threshold_db: float,
+                             rayleigh_fading: bool = True) -> np.ndarray:
+    """Long-run success probability of a link with mean SNR ``mean_snr_db``.
+
+    Rayleigh fading: ``P(mean_snr |h|^2 >= thr) = exp(-thr / mean_snr)``; without fading
+    ``1{mean_snr >= thr}``.
+
+    Returns:
+        Probabilities in ``[0, 1]``, float64.
+    """
+    mean = np.asarray(mean_snr_db, dtype=np.float64)
+    if not rayleigh_fading:
+        return (mean >= threshold_db).astype(np.float64)
+    return np.exp(-radio.db_to_linear(threshold_db - mean))
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DTSyncConfig(EnvConfig):
+    """Configuration of :class:`DTSyncAoIEnv` (every default from DESIGN §3.2).
+
+    Attributes:
+        n_devices: Devices / twins ``M``.
+        n_channels: Uplink sync channels per slot ``C`` (``1 <= C < M``).
+        arrival_prob: Probability that a device generates a status update at the start of a
+            slot (Bernoulli), one number for all or a tuple of ``M``; ``1.0`` is
+            generate-at-will (a fresh update in every slot).
+        weights: Twin importance weights ``w_m > 0`` (tuple of ``M``); ``None`` means all 1.
+        tx_power_dbm: Device transmit power (dBm).
+        bandwidth_hz: Channel bandwidth (Hz), sets the noise power.
+        noise_figure_db: Receiver noise figure (dB).
+        carrier_hz: Carrier frequency (Hz) of the log-distance path loss.
+        path_loss_exponent: Path-loss exponent.
+        min_distance_m: Smallest device-server distance (m).
+        max_distance_m: Largest device-server distance (m).
+        snr_threshold_db: A transmission succeeds when the slot's SNR is at least this (dB).
+        rayleigh_fading: Rayleigh block fading per device and slot (``False``: the SNR is the
+            mean SNR, and the estimate is exact).
+        csi_error_var: Variance ``s2`` of the channel-estimation error, ``[0, 1)``.
+        age_scale_slots: Age squashing scale ``s`` of the observation (``x = a / (a + s)``).
+        snr_scale_db: dB span of the SNR observation (``(snr_db - threshold) / span``).
+    """
+
+    n_devices: int = 6
+    n_channels: int = 2
+    arrival_prob: float | tuple[float, ...] = 0.5
+    weights: tuple[float, ...] | None = None
+    tx_power_dbm: float = 20.0
+    bandwidth_hz: float = 1e6
+    noise_figure_db: float = 7.0
+    carrier_hz: float = 2.4e9
+    path_loss_exponent: float = 3.5
+    min_distance_m: float = 30.0
+    max_distance_m: float = 250.0
+    snr_threshold_db: float = 5.0
+    rayleigh_fading: bool = True
+    csi_error_var: float = 0.1
+    age_scale_slots: float = 10.0
+    snr_scale_db: float = 30.0
+
+    def validate(self) -> None:
+        """Check every field (see the class docstring for the ranges).
+
+        Raises:
+            ValueError: Naming the first invalid field, its value and the allowed range.
+        """
+        check_int("n_devices", self.n_devices, low=2, high=64)
+        check_int("n_channels", self.n_channels, low=1, high=self.n_devices - 1)
+        n_actions = math.comb(self.n_devices, self.n_channels)
+        if n_actions > MAX_ACTIONS:
+            raise ValueError(f"comb(n_devices, n_channels) = comb({self.n_devices}, "
+                             f"{self.n_channels}) = {n_actions} actions exceeds MAX_ACTIONS="
+                             f"{MAX_ACTIONS}; use fewer devices or channels")
+        if isinstance(self.arrival_prob, tuple):
+            check_reals("arrival_prob", self.arrival_prob, self.n_devices, 0.0, 1.0)
+            if min(self.arrival_prob) <= 0.0:
+                raise ValueError(f"arrival_prob entries must be in (0, 1], got "
+                                 f"{self.arrival_prob!r}")
+        else:
+            check_real("arrival_prob", self.arrival_prob, 0.0, 1.0, low_inclusive=False)
+        if self.weights is not None:
+            check_reals("weights", self.weights, self.n_devices, 0.0, 1e6)
+            if min(self.weights) <= 0.0:
+                raise ValueError(f"weights must be > 0, got {self.weights!r}")
+        check_real("tx_power_dbm", self.tx_power_dbm, -50.0, 60.0)
+        check_real("bandwidth_hz", self.bandwidth_hz, 1.0, 1e11)
+        check_real("noise_figure_db", self.noise_figure_db, 0.0, 30.0)
+        check_real("carrier_hz", self.carrier_hz, 1e6, 3e11)
+        check_real("path_loss_exponent", self.path_loss_exponent, 1.5, 6.0)
+        check_real("min_distance_m", self.min_distance_m, 1.0, 1e5)
+        check_real("max_distance_m", self.max_distance_m, self.min_distance_m, 1e5)
+        check_real("snr_threshold_db", self.snr_threshold_db, -200.0, 200.0)
+        check_bool("rayleigh_fading", self.rayleigh_fading)
+        check_real("csi_error_var", self.csi_error_var, 0.0, 1.0, high_inclusive=False)
+        check_real("age_scale_slots", self.age_scale_slots, 0.0, 1e6, low_inclusive=False)
+        check_real("snr_scale_db", self.snr_scale_db, 0.0, 1e3, low_inclusive=False)
+
+    @property
+    def n_actions(self) -> int:
+        """Number of actions ``comb(n_devices, n_channels)``."""
+        return math.comb(self.n_devices, self.n_channels)
+
+    def arrival_probs(self) -> np.ndarray:
+        """Per-device arrival probabilities, shape ``(M,)``."""
+        return np.broadcast_to(np.asarray(self.arrival_prob, dtype=np.float64),
+                               (self.n_devices,)).copy()
+
+    def weight_vector(self) -> np.ndarray:
+        """Per-twin weights ``w_m``, shape ``(M,)`` (ones when ``weights`` is ``None``)."""
+        if self.weights is None:
+            return np.ones(self.n_devices)
+        return np.asarray(self.weights, dtype=np.float64)
+
+    def noise_dbm(self) -> float:
+        """Receiver noise power (dBm)."""
+        return float(radio.watt_to_dbm(radio.noise_power_w(self.bandwidth_hz,
+                                                           self.noise_figure_db)))
+
+    def mean_snr_db(self, distance_m: Any) -> np.ndarray:
+        """Mean SNR (dB) of devices at ``distance_m``: ``P_tx - PL(d) - noise``."""
+        pl = radio.log_distance_path_loss_db(distance_m, self.carrier_hz, self.path_loss_exponent)
+        return self.tx_power_dbm - pl - self.noise_dbm()
+
+
+# --------------------------------------------------------------------------------------------
+# Core
+# --------------------------------------------------------------------------------------------
+
+
+class DTSyncAoICore(BatchedCore[DTSyncConfig]):
+    """The physics of :class:`DTSyncAoIEnv` on ``num_envs`` instances (see its manual).
+
+    State arrays (leading axis ``N``): ``t`` (slots elapsed), ``age`` (twin AoI, slots),
+    ``gen`` / ``has_pkt`` (generation time stamp of the buffered update, and whether a
+    not-yet-delivered update is buffered), ``distance_m``, ``mean_snr_db``, and the upcoming
+    slot's true and estimated fading powers ``fade`` / ``fade_est`` and whether its true SNR
+    clears the threshold (``clear``).
+
+    Randomness: at reset ``random(M)`` (distances), then per instance one
+    ``standard_normal((64, 5, M))`` block for the next 64 slots, redrawn when used up (and at
+    every reset). Per slot, row 0 decides the arrivals (``z < Phi^-1(arrival_prob)``, i.e.
+    probability ``arrival_prob``), rows 1-4 are the real and imaginary parts of ``h_hat`` and
+    ``e``. Drawing ahead in blocks is what makes the single env fast; it changes nothing in
+    distribution, and seeding still fixes every episode.
+    """
+
+    def __init__(self, config: DTSyncConfig, num_envs: int) -> None:
+        super().__init__(config, num_envs)
+        m = config.n_devices
+        self.n_devices = m
+        self.n_channels = config.n_channels
+        self.single_action_space = spaces.Discrete(config.n_actions)
+        low = np.concatenate([np.zeros(2 * m), -np.ones(2 * m), np.zeros(m)]).astype(np.float32)
+        self.single_observation_space = spaces.Box(low, np.ones(_N_FEATURES * m, np.float32),
+                                                   dtype=np.float32)
+        self.combos, self.masks = _tables(m, config.n_channels)
+        self.weights = config.weight_vector()
+        self.weights_obs = (self.weights / self.weights.max()).astype(np.float32)
+        self.arrival = config.arrival_probs()
+        nd = NormalDist()
+        self._z_arrival = np.array([np.inf if q >= 1.0 else nd.inv_cdf(q) for q in self.arrival])
+        self.threshold_db = float(config.snr_threshold_db)
+        self.threshold_lin = float(radio.db_to_linear(config.snr_threshold_db))
+        self.s2 = float(config.csi_error_var)
+        self._a = math.sqrt((1.0 - self.s2) / 2.0)  # std of Re/Im of h_hat
+        self._b = math.sqrt(self.s2 / 2.0)  # std of Re/Im of e
+        self._scale = float(config.age_scale_slots)
+        self._span = float(config.snr_scale_db)
+        self._fading = bool(config.rayleigh_fading)
+        self._inv_m = 1.0 / m
+        n = num_envs
+        self.t = np.zeros(n, dtype=np.int64)
+        self.age = np.ones((n, m), dtype=np.int64)
+        self.gen = np.zeros((n, m), dtype=np.int64)
+        self.has_pkt = np.zeros((n, m), dtype=bool)
+        self.distance_m = np.full((n, m), config.min_distance_m)
+        self.mean_snr_db = np.zeros((n, m))
+        self.mean_snr = np.ones((n, m))
+        self.scheduled = np.zeros((n, m), dtype=bool)
+        self.delivered = np.zeros((n, m), dtype=bool)
+        self._pending = np.full((n, m), 2, dtype=np.int64)
+        self._obs_static = np.zeros((n, _N_FEATURES * m), dtype=np.float32)
+        self._obs_static[:, 4 * m:] = self.weights_obs
+        k = self._block = _BLOCK_SLOTS
+        self._rows = np.arange(n)
+        self._ptr = np.zeros(n, dtype=np.int64)
+        self._buf_new = np.zeros((n, k, m), dtype=bool)
+        self._buf_clear = np.ones((n, k, m), dtype=bool)
+        self._buf_fade = np.ones((n, k, m))
+        self._buf_fade_est = np.ones((n, k, m))
+        self._buf_est = np.zeros((n, k, m), dtype=np.float32)
+        self._no_term = np.zeros(n, dtype=bool)
+
+    def _parse_distances(self, options: dict[str, Any] | None, count: int) -> np.ndarray | None:
+        if not options:
+            return None
+        unknown = sorted(set(options) - {"distances_m"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; valid: ['distances_m']")
+        d = np.asarray(options["distances_m"], dtype=np.float64)
+        if d.shape not in ((self.n_devices,), (count, self.n_devices)):
+            raise ValueError(f"options['distances_m'] must have shape ({self.n_devices},) or "
+                             f"({count}, {self.n_devices}), got {d.shape}")
+        if not np.all(np.isfinite(d)) or np.any(d <= 0.0):
+            raise ValueError(f"options['distances_m'] must be finite and > 0, got {d.tolist()}")
+        return np.broadcast_to(d, (count, self.n_devices))
+
+    def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
+              options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Start episodes for ``idx``: ages 1, empty buffers, new distances and first slot."""
+        cfg = self.config
+        dist = self._parse_distances(options, len(idx))
+        if dist is None:
+            u = draw(rngs, lambda g: g.random(self.n_devices))
+            lo2, hi2 = cfg.min_distance_m ** 2, cfg.max_distance_m ** 2
+            dist = np.sqrt(lo2 + u * (hi2 - lo2))  # uniform over the annulus area
+        self.distance_m[idx] = dist
+        mean_db = cfg.mean_snr_db(dist)
+        self.mean_snr_db[idx] = mean_db
+        self.mean_snr[idx] = radio.db_to_linear(mean_db)
+        self.t[idx] = 0
+        # Copy before writing: the last step's info (e.g. the vector env's final_info) holds
+        # these arrays, and a reset must not change what it reported.
+        self.age = self.age.copy()
+        self.scheduled = self.scheduled.copy()
+        self.delivered = self.delivered.copy()
+        self.age[idx] = 1
+        self.gen[idx] = 0
+        self.has_pkt[idx] = False
+        self.scheduled[idx] = False
+        self.delivered[idx] = False
+        self._refill(rngs, idx)
+        new = self._buf_new[idx, 0]
+        self.has_pkt[idx] = new  # arrivals at the start of slot 1 (time stamp 0 = gen)
+        self._pending[idx] = np.where(new, 1, 2)
+        m = self.n_devices
+        self._obs_static[idx, 3 * m:4 * m] = np.clip((mean_db - self.threshold_db) / self._span,
+                                                     -1.0, 1.0)
+        return {"distance_m": self.distance_m[idx].copy(),
+                "mean_snr_db": self.mean_snr_db[idx].copy()}
+
+    def _refill(self, rngs: Sequence[np.random.Generator], idx: np.ndarray) -> None:
+        """Draw the next ``block_slots`` slots (arrivals, channels, estimates) of ``idx``."""
+        k, m = self._block, self.n_devices
+        z = draw(rngs, lambda g: g.standard_normal((k, 5, m)))
+        self._buf_new[idx] = z[:, :, 0] < self._z_arrival
+        mean_snr = self.mean_snr[idx][:, None, :]
+        if self._fading:
+            # h = h_hat + e, h_hat ~ CN(0, 1 - s2), e ~ CN(0, s2) independent.
+            hat = self._a * z[:, :, 1:3]
+            h = hat + self._b * z[:, :, 3:5]
+            fade = np.einsum("nkcm,nkcm->nkm", h, h)
+            fade_est = np.einsum("nkcm,nkcm->nkm", hat, hat)
+        else:
+            fade = fade_est = np.ones((len(idx), k, m))
+        self._buf_fade[idx] = fade
+        self._buf_fade_est[idx] = fade_est
+        self._buf_clear[idx] = mean_snr * fade >= self.threshold_lin
+        est_db = 10.0 * np.log10(np.maximum(mean_snr * fade_est, 1e-300))
+        self._buf_est[idx] = np.clip((est_db - self.threshold_db) / self._span, -1.0, 1.0)
+        self._ptr[idx] = 0
+
+    @property
+    def fade(self) -> np.ndarray:
+        """True fading power ``|h|^2`` of the upcoming slot, ``(N, M)``."""
+        return self._buf_fade[self._rows, self._ptr]
+
+    @property
+    def fade_est(self) -> np.ndarray:
+        """Estimated fading power ``|h_hat|^2`` of the upcoming slot, ``(N, M)``."""
+        return self._buf_fade_est[self._rows, self._ptr]
+
+    @property
+    def clear(self) -> np.ndarray:
+        """Whether the upcoming slot's true SNR clears the threshold, ``(N, M)``."""
+        return self._buf_clear[self._rows, self._ptr]
+
+    def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
+        """Schedule the subsets ``actions`` (indices), deliver, age the twins, draw next slot."""
+        rows, ptr = self._rows, self._ptr
+        sched = self.masks[actions]
+        success = sched & self.has_pkt & self._buf_clear[rows, ptr]
+        t = self.t
+        t += 1
+        tcol = t[:, None]
+        # Paper Sec. V-F2 (ii): xi_m(t) = t - a_m(t) on reception, else xi_m(t-1) + 1.
+        age = np.where(success, tcol - self.gen, self.age + 1)
+        self.age = age
+        self.scheduled = sched
+        self.delivered = success
+        weighted = (age @ self.weights) * -self._inv_m
+        info = {
+            "aoi": age,
+            "mean_aoi": np.add.reduce(age, axis=1) * self._inv_m,
+            "peak_aoi": np.maximum.reduce(age, axis=1),
+            "deliveries": np.add.reduce(success, axis=1),
+            "delivered": success,
+            "reward_terms": {"weighted_aoi": weighted},
+        }
+        # Next slot: its arrivals (time stamp t) replace any buffered update (LCFS-R).
+        ptr += 1
+        if ptr.max() >= self._block:
+            idx = np.flatnonzero(ptr >= self._block)
+            self._refill([rngs[i] for i in idx], idx)
+        new = self._buf_new[rows, ptr]
+        self.gen = gen = np.where(new, tcol, self.gen)
+        self.has_pkt = has = (self.has_pkt & ~success) | new
+        self._pending = np.where(has, tcol - gen, age) + 1
+        return StepResult(weighted, self._no_term, info)
+
+    def age_if_delivered(self) -> np.ndarray:
+        """Age each twin would have after the next slot if its device got through, ``(N, M)``.
+
+        ``t + 1 - gen`` when an update is buffered, else ``age + 1`` (nothing to deliver).
+        """
+        return self._pending.copy()
+
+    def observe(self) -> np.ndarray:
+        """Observations ``(N, 5M)`` float32 (layout in :class:`DTSyncAoIEnv`)."""
+        m = self.n_devices
+        s = self._scale
+        out = self._obs_static.copy()  # mean SNR and weight blocks, fixed per episode
+        age = self.age
+        out[:, :m] = age / (age + s)
+        pending = self._pending
+        out[:, m:2 * m] = pending / (pending + s)
+        out[:, 2 * m:3 * m] = self._buf_est[self._rows, self._ptr]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Environments
+# --------------------------------------------------------------------------------------------
+
+
+class DTSyncAoIEnv(CoreEnv[DTSyncConfig]):
+    r"""Schedule digital-twin synchronisation uplinks to keep the twins fresh (AoI).
+
+    ## Description
+
+    Paper Sec. V-F2 (ii) ("Optimizing DT operations"): ``M`` physical devices are mirrored by
+    digital twins on a mobile-edge-computing (MEC) server. In every slot the agent chooses
+    which ``C < M`` devices get one of the ``C`` uplink synchronisation channels. Each device
+    produces status updates at the start of a slot with probability ``arrival_prob``
+    (Bernoulli; ``1.0`` = generate-at-will) and keeps only the newest one (LCFS with
+    replacement, the queue discipline that minimises AoI for a single-buffer source, Kaul,
+    Yates & Gruteser 2012). A scheduled device with an update succeeds when the slot's SNR
+    clears ``snr_threshold_db``; the SNR is ``mean_snr |h|^2`` with the mean SNR from the
+    device's distance (log-distance path loss, thermal noise, ``qdrl_envs.radio``) and ``h``
+    Rayleigh block fading, redrawn independently per device and slot. The agent sees this
+    slot's SNR *estimate* ``mean_snr |h_hat|^2`` (MMSE estimation, ``h = h_hat + e``,
+    ``e ~ CN(0, csi_error_var)``), so a transmission it schedules may still fail;
+    :func:`success_probability` gives the exact chance.
+
+    Age of information, exactly the paper's rule (after Zhang et al. [198]): if twin ``m``
+    receives a sync packet in slot ``t``, ``xi_m(t) = t - a_m(t)`` with ``a_m(t)`` the packet's
+    generation time; otherwise ``xi_m(t) = xi_m(t-1) + 1``.
+
+    Timing convention. Slot ``t = 1, 2, ...`` is the interval ``[t-1, t)``. Updates are
+    generated at its start (time stamp ``a = t - 1``), transmissions happen during it, and the
+    ages ``xi_m(t)`` are read at its end (time ``t``). A packet generated and delivered in the
+    same slot therefore gives ``xi = 1``, the age after delivery in Kadota et al. (2018). In
+    the steady state of round-robin over ``M`` reliable devices with ``C = 1`` and
+    generate-at-will, every twin's age cycles through ``1, 2, ..., M`` and the mean AoI is
+    ``(M + 1) / 2`` in every slot (tested).
+
+    ## Action Space
+
+    ``Discrete(comb(M, C))``: index ``i`` schedules the devices
+    ``subset_from_index(i, M, C)``, the ``i``-th subset in the lexicographic order of
+    ``itertools.combinations(range(M), C)`` (inverse: :func:`index_from_subset`; all at once:
+    :func:`combination_table`).
+
+    ## Observation Space
+
+    ``Box(shape=(5M,), float32)``, five blocks of ``M`` entries, all for the slot about to be
+    played:
+
+    | Block | Entry for device ``m``                        | Scaling               | Bounds  |
+    |-------|-----------------------------------------------|-----------------------|---------|
+    | 0     | twin age ``xi_m`` (slots)                     | ``xi / (xi + s)``     | [0, 1]  |
+    | 1     | age if ``m`` gets through this slot (slots)¹  | ``a / (a + s)``       | [0, 1]  |
+    | 2     | SNR estimate of this slot (dB)                | ``(dB - thr) / span`` | [-1, 1] |
+    | 3     | mean SNR (dB)                                 | ``(dB - thr) / span`` | [-1, 1] |
+    | 4     | weight ``w_m``                                | ``w_m / max(w)``      | (0, 1]  |
+
+    ``s = age_scale_slots``, ``thr = snr_threshold_db``, ``span = snr_scale_db``. The age
+    squashing is strictly increasing, so no age is ever clipped (invert with
+    ``xi = s x / (1 - x)``); the SNR entries are clipped to [-1, 1]. ¹ ``t + 1 - a`` for a
+    buffered update generated at ``a``, or ``xi_m + 1`` when the device has nothing new to send
+    (delivering gains nothing).
+
+    ## Rewards
+
+    ``r(t) = -(sum_m w_m xi_m(t)) / M``: the paper's ``R = sum_m xi_m`` with importance weights,
+    negated so that agents maximise, averaged over twins. ``info["reward_terms"]`` holds it as
+    ``{"weighted_aoi": r}``.
+
+    ``info``: ``aoi`` (ages, slots, ``(M,)``), ``mean_aoi``, ``peak_aoi`` (largest age this
+    slot), ``deliveries`` (successful syncs this slot), ``delivered`` (bool ``(M,)``),
+    ``reward_terms``; ``reset`` returns ``distance_m`` and ``mean_snr_db`` (``(M,)``).
+
+    ## Starting State
+
+    Every twin has age 1 and every buffer is empty; device distances are drawn uniformly over
+    the annulus area ``[min_distance_m, max_distance_m]`` (or given by
+    ``reset(options={"distances_m": [...]})``); the arrivals and the channel of slot 1 are
+    drawn.
+
+    ## Episode End
+
+    No terminal state: the registered id truncates after 200 slots.
+
+    ## Arguments
+
+    ``gym.make("qdrl/DTSyncAoI-v0", **fields)`` with the fields of :class:`DTSyncConfig`:
+
+    | Field                | Default | Unit / meaning                                        |
+    |----------------------|---------|-------------------------------------------------------|
+    | ``n_devices``        | 6       | devices / twins ``M`` (2..64)                         |
+    | ``n_channels``       | 2       | channels per slot ``C`` (1..M-1)                      |
+    | ``arrival_prob``     | 0.5     | update probability per slot (or tuple of ``M``)       |
+    | ``weights``          | None    | twin weights ``w_m > 0`` (tuple of ``M``; None = 1)   |
+    | ``tx_power_dbm``     | 20      | dBm                                                   |
+    | ``bandwidth_hz``     | 1e6     | Hz (noise power)                                      |
+    | ``noise_figure_db``  | 7       | dB                                                    |
+    | ``carrier_hz``       | 2.4e9   | Hz                                                    |
+    | ``path_loss_exponent``| 3.5    | log-distance exponent                                 |
+    | ``min_distance_m``   | 30      | m                                                     |
+    | ``max_distance_m``   | 250     | m                                                     |
+    | ``snr_threshold_db`` | 5       | dB, decoding threshold                                |
+    | ``rayleigh_fading``  | True    | Rayleigh block fading per device and slot             |
+    | ``csi_error_var``    | 0.1     | channel-estimation error variance, [0, 1)             |
+    | ``age_scale_slots``  | 10      | slots, age squashing scale of the observation         |
+    | ``snr_scale_db``     | 30      | dB, SNR observation span                              |
+
+    With the defaults the mean SNR spans about 35 dB (30 m) to 3 dB (250 m), i.e. long-run
+    success probabilities from 1 down to about 0.2.
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    config_cls = DTSyncConfig
+    core_cls = DTSyncAoICore
+    core: DTSyncAoICore
+
+    def _render_ansi(self) -> str:
+        c = self.core
+        lines = [f"DTSyncAoI slot {int(c.t[0])}  mean AoI {c.age[0].mean():.2f}  "
+                 f"peak {int(c.age[0].max())}"]
+        for m in range(c.n_devices):
+            mark = ("delivered" if c.delivered[0, m] else
+                    "FAILED" if c.scheduled[0, m] else "")
+            lines.append(f"  twin {m:2d}  age {int(c.age[0, m]):4d}  w {c.weights[m]:.2f}  "
+                         f"mean SNR {c.mean_snr_db[0, m]:6.1f} dB  "
+                         f"buffer {'yes' if c.has_pkt[0, m] else 'no '}  {mark}")
+        return "\n".join(lines)
+
+    def _render_rgb_array(self) -> np.ndarray:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        c = self.core
+        fig = Figure(figsize=(6.4, 3.6), dpi=80)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        colours = np.where(c.delivered[0], "tab:green",
+                           np.where(c.scheduled[0], "tab:red", "tab:gray"))
+        x = np.arange(c.n_devices)
+        ax.bar(x, c.age[0], color=list(colours))
+        ax.set_xticks(x)
+        ax.set_xlabel("twin (green: synced this slot, red: scheduled but failed)")
+        ax.set_ylabel("age of information (slots)")
+        ax.set_title(f"slot {int(c.t[0])}, mean AoI {c.age[0].mean():.2f}")
+        fig.tight_layout()
+        fig.canvas.draw()
+        return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+class DTSyncAoIVectorEnv(CoreVectorEnv[DTSyncConfig]):
+    """NumPy-batched twin of :class:`DTSyncAoIEnv` (same physics and manual)."""
+
+    config_cls = DTSyncConfig
+    core_cls = DTSyncAoICore

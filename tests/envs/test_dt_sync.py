@@ -1,0 +1,422 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import qdrl_envs  # noqa: F401  (registers the ids)
+from qdrl_envs.baselines import baseline_names, make_baseline
+from qdrl_envs.baselines.dt_sync import decode_observation
+from qdrl_envs.dt_sync import (
+    MAX_ACTIONS,
+    DTSyncAoICore,
+    DTSyncAoIEnv,
+    DTSyncAoIVectorEnv,
+    DTSyncConfig,
+    combination_table,
+    index_from_subset,
+    mean_success_probability,
+    subset_from_index,
+    success_probability,
+)
+
+ENV_ID = "qdrl/DTSyncAoI-v0"
+
+CONFIGS = {
+    "default": {},
+    "bernoulli-weighted": {"n_devices": 5, "n_channels": 1,
+                           "arrival_prob": (0.2, 0.4, 0.6, 0.8, 1.0),
+                           "weights": (1.0, 2.0, 3.0, 0.5, 1.0), "csi_error_var": 0.3},
+    "gen-at-will-nofade": {"n_devices": 8, "n_channels": 3, "arrival_prob": 1.0,
+                           "rayleigh_fading": False, "csi_error_var": 0.0},
+}
+
+RELIABLE = {"arrival_prob": 1.0, "rayleigh_fading": False, "csi_error_var": 0.0,
+            "snr_threshold_db": -100.0}
+
+
+def _rollout(env: gym.Env, actions: list[int], seed: int):
+    obs, info = env.reset(seed=seed)
+    out = [obs]
+    for a in actions:
+        obs, r, term, trunc, info = env.step(a)
+        out.append((obs, r, term, trunc, info["aoi"].copy(), info["deliveries"]))
+        if term or trunc:
+            obs, _ = env.reset()
+            out.append(obs)
+    return out
+
+
+# ------------------------------------------------------------------ action index <-> subset
+
+
+@pytest.mark.parametrize("m,c", [(2, 1), (4, 2), (6, 2), (7, 3), (9, 4)], ids=str)
+def test_index_subset_mapping_is_lexicographic_combinations(m: int, c: int) -> None:
+    expected = list(itertools.combinations(range(m), c))
+    assert [subset_from_index(i, m, c) for i in range(len(expected))] == expected
+    assert [index_from_subset(s, m) for s in expected] == list(range(len(expected)))
+    assert np.array_equal(combination_table(m, c), np.array(expected))
+    # Order of the given subset does not matter.
+    assert index_from_subset(tuple(reversed(expected[-1])), m) == len(expected) - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(2, 40), data=st.data())
+def test_index_subset_round_trip(m: int, data: st.DataObject) -> None:
+    c = data.draw(st.integers(1, m))
+    i = data.draw(st.integers(0, math.comb(m, c) - 1))
+    subset = subset_from_index(i, m, c)
+    assert len(subset) == c and list(subset) == sorted(set(subset))
+    assert index_from_subset(subset, m) == i
+
+
+def test_index_subset_bad_input() -> None:
+    with pytest.raises(ValueError, match="index"):
+        subset_from_index(6, 4, 2)
+    with pytest.raises(ValueError, match="index"):
+        subset_from_index(-1, 4, 2)
+    with pytest.raises(ValueError, match="n_channels"):
+        subset_from_index(0, 4, 5)
+    with pytest.raises(ValueError, match="repeat"):
+        index_from_subset([1, 1], 4)
+    with pytest.raises(ValueError, match="lie in"):
+        index_from_subset([0, 4], 4)
+    with pytest.raises(ValueError, match="at least one"):
+        index_from_subset([], 4)
+    with pytest.raises(ValueError, match="MAX_ACTIONS"):
+        combination_table(40, 20)
+
+
+# ------------------------------------------------------------------ API conformance
+
+
+@pytest.mark.parametrize("kwargs", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_check_env_gymnasium_and_sb3(kwargs: dict) -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(DTSyncAoIEnv(**kwargs), skip_render_check=True)
+    sb3_check_env(gym.make(ENV_ID, **kwargs), warn=True)
+
+
+def test_spaces_and_info() -> None:
+    env = gym.make(ENV_ID, n_devices=7, n_channels=3)
+    assert env.action_space == gym.spaces.Discrete(35)
+    assert env.observation_space.shape == (35,)
+    _, info = env.reset(seed=1)
+    assert set(info) == {"distance_m", "mean_snr_db"}
+    assert np.all((info["distance_m"] >= 30.0) & (info["distance_m"] <= 250.0))
+    _, r, _, _, info = env.step(0)
+    assert set(info) >= {"aoi", "mean_aoi", "peak_aoi", "deliveries", "delivered",
+                         "reward_terms"}
+    assert info["aoi"].shape == (7,)
+    assert r == pytest.approx(info["reward_terms"]["weighted_aoi"])
+    assert r == pytest.approx(-info["mean_aoi"])  # unit weights
+    assert info["peak_aoi"] == info["aoi"].max()
+    assert info["deliveries"] == info["delivered"].sum() <= 3
+    assert not np.any(info["delivered"][3:])  # action 0 schedules devices 0, 1, 2
+
+
+@pytest.mark.parametrize("kwargs", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_seeded_determinism(kwargs: dict) -> None:
+    env = gym.make(ENV_ID, **kwargs)
+    acts = np.random.default_rng(0).integers(env.action_space.n, size=50).tolist()
+    a, b = _rollout(env, acts, seed=7), _rollout(env, acts, seed=7)
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+        else:
+            for u, v in zip(x, y, strict=True):
+                np.testing.assert_array_equal(u, v)
+    c = _rollout(env, acts, seed=8)
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("kwargs", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_vector_twin_matches_single_env(kwargs: dict) -> None:
+    n, horizon, steps = 3, 70, 150  # two episode boundaries and block redraws (64 slots)
+    venv = DTSyncAoIVectorEnv(num_envs=n, max_episode_steps=horizon, **kwargs)
+    envs = [gym.make(ENV_ID, max_episode_steps=horizon, **kwargs) for _ in range(n)]
+    rng = np.random.default_rng(3)
+    vobs, _ = venv.reset(seed=10)
+    sobs = [e.reset(seed=10 + i)[0] for i, e in enumerate(envs)]
+    np.testing.assert_array_equal(vobs, np.stack(sobs))
+    for _ in range(steps):
+        acts = rng.integers(venv.single_action_space.n, size=n)
+        vobs, vr, vterm, vtrunc, vinfo = venv.step(acts)
+        for i, e in enumerate(envs):
+            o, r, term, trunc, info = e.step(int(acts[i]))
+            assert (term, trunc) == (vterm[i], vtrunc[i])
+            assert r == vr[i]
+            np.testing.assert_array_equal(info["aoi"], vinfo["aoi"][i])
+            if term or trunc:
+                np.testing.assert_array_equal(o, vinfo["final_obs"][i])
+                o, _ = e.reset()
+            np.testing.assert_array_equal(o, vobs[i])
+    assert gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point") \
+        .unwrapped.__class__ is DTSyncAoIVectorEnv
+
+
+# ------------------------------------------------------------------ physics
+
+
+@pytest.mark.parametrize("m,c", [(5, 1), (6, 1), (6, 2), (9, 3)], ids=str)
+def test_round_robin_reliable_mean_age_closed_form(m: int, c: int) -> None:
+    """Reliable links, generate-at-will, round-robin: ages cycle through 1..M/C.
+
+    Slot t = 1, 2, ... schedules the group g = (t - 1) mod (M/C). A twin synced in slot t gets
+    age t - (t - 1) = 1 (generated at the start of the slot, read at its end), then 2, 3, ...
+    until its group comes round again after M/C slots. From slot M/C on, each group sits at a
+    distinct age in 1..M/C, so every slot's mean age is (M/C + 1) / 2 (= (M + 1) / 2 for C = 1)
+    and the peak age is M/C.
+    """
+    env = gym.make(ENV_ID, n_devices=m, n_channels=c, **RELIABLE)
+    rr = make_baseline("round-robin", env)
+    obs, _ = env.reset(seed=0)
+    period = m // c
+    for t in range(1, 4 * period + 1):
+        action, _ = rr.predict(obs, episode_start=(t == 1))
+        obs, reward, _, _, info = env.step(action)
+        assert info["deliveries"] == c
+        if t >= period:
+            assert sorted(set(info["aoi"].tolist())) == list(range(1, period + 1))
+            assert info["mean_aoi"] == pytest.approx((period + 1) / 2)
+            assert reward == pytest.approx(-(period + 1) / 2)
+            assert info["peak_aoi"] == period
+        else:  # never-synced twins keep ageing from 1
+            assert info["peak_aoi"] == 1 + t
+
+
+@pytest.mark.parametrize("kwargs", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_aoi_update_rule_is_the_papers(kwargs: dict) -> None:
+    """xi_m(t) = t - a_m(t) on reception, else xi_m(t-1) + 1; success = scheduled, update
+    buffered and SNR >= threshold; LCFS with replacement keeps the newest update."""
+    env = DTSyncAoIEnv(**kwargs)
+    core = env.core
+    env.reset(seed=5)
+    rng = np.random.default_rng(1)
+    for _ in range(150):
+        t_prev, age_prev = int(core.t[0]), core.age[0].copy()
+        gen, has, clear = core.gen[0].copy(), core.has_pkt[0].copy(), core.clear[0].copy()
+        snr = core.mean_snr[0] * core.fade[0]
+        np.testing.assert_array_equal(clear, snr >= core.threshold_lin)
+        np.testing.assert_array_equal(core.age_if_delivered()[0],
+                                      np.where(has, t_prev + 1 - gen, age_prev + 1))
+        a = int(rng.integers(env.action_space.n))
+        _, _, _, _, info = env.step(a)
+        sched = np.zeros(core.n_devices, bool)
+        sched[list(subset_from_index(a, core.n_devices, core.n_channels))] = True
+        t = t_prev + 1
+        assert core.t[0] == t
+        np.testing.assert_array_equal(info["delivered"], sched & has & clear)
+        np.testing.assert_array_equal(info["aoi"],
+                                      np.where(info["delivered"], t - gen, age_prev + 1))
+        # After the slot: an update generated at the start of slot t+1 carries stamp t.
+        new_gen = core.gen[0]
+        assert np.all((new_gen == gen) | (new_gen == t))
+        assert np.all(core.has_pkt[0] >= (new_gen == t))
+
+
+def test_success_probability_matches_simulation() -> None:
+    cfg = DTSyncConfig(n_devices=8, n_channels=1, csi_error_var=0.25, snr_threshold_db=10.0,
+                       min_distance_m=60.0, max_distance_m=200.0)
+    core = DTSyncAoICore(cfg, 64)
+    rngs = [np.random.default_rng(i) for i in range(64)]
+    core.reset(rngs, np.arange(64))
+    est, mean, clear = [], [], []
+    for _ in range(60):
+        est.append(core.mean_snr_db + 10 * np.log10(core.fade_est))
+        mean.append(core.mean_snr_db.copy())
+        clear.append(core.clear.copy())
+        core.step(np.zeros(64, dtype=np.int64), rngs)
+    est, mean, clear = (np.concatenate([x.ravel() for x in v]) for v in (est, mean, clear))
+    p = success_probability(est, mean, 10.0, 0.25)
+    pbar = mean_success_probability(mean, 10.0)
+    assert abs(clear.mean() - pbar.mean()) < 0.01  # 30720 samples
+    for lo, hi in [(0.05, 0.3), (0.3, 0.7), (0.7, 0.95)]:
+        sel = (p >= lo) & (p < hi)
+        assert sel.sum() > 500
+        assert abs(clear[sel].mean() - p[sel].mean()) < 0.04
+    # Degenerate cases: exact estimate, no fading.
+    np.testing.assert_array_equal(success_probability([4.0, 6.0], [0.0, 0.0], 5.0, 0.0), [0, 1])
+    np.testing.assert_array_equal(mean_success_probability([4.0, 6.0], 5.0, False), [0, 1])
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def _episode_return(env: gym.Env, name: str, seed: int) -> float:
+    policy = make_baseline(name, env, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    total, done, first = 0.0, False, True
+    while not done:
+        action, _ = policy.predict(obs, episode_start=first)
+        first = False
+        obs, r, term, trunc, _ = env.step(action)
+        total += r
+        done = term or trunc
+    return total
+
+
+def test_baselines_beat_random_over_20_seeded_episodes() -> None:
+    env = gym.make(ENV_ID, max_episode_steps=100, weights=(1.0, 1.0, 2.0, 2.0, 4.0, 4.0))
+    assert baseline_names(env) == ["max-age-first", "max-weight", "random", "round-robin",
+                                   "whittle"]
+    scores = {name: np.mean([_episode_return(env, name, s) for s in range(20)])
+              for name in ["random", "max-age-first", "max-weight", "whittle"]}
+    # Rewards are negative (ages): a 40% smaller weighted age than random is a clear margin.
+    for name in ["max-weight", "whittle"]:
+        assert scores[name] > 0.6 * scores["random"], scores
+    assert scores["max-age-first"] > 0.9 * scores["random"], scores
+
+
+def test_baselines_act_on_observation_batches() -> None:
+    venv = DTSyncAoIVectorEnv(num_envs=4, max_episode_steps=20, n_devices=5, n_channels=2)
+    env = gym.make(ENV_ID, n_devices=5, n_channels=2)
+    obs, _ = venv.reset(seed=0)
+    for name in ["max-weight", "whittle", "max-age-first", "round-robin", "random"]:
+        policy = make_baseline(name, env, seed=0)
+        batch, _ = policy.predict(obs, episode_start=np.ones(4, bool))
+        assert batch.shape == (4,) and all(venv.single_action_space.contains(int(a))
+                                           for a in batch)
+        if name not in ("random", "round-robin"):
+            assert batch.tolist() == [int(policy.predict(o)[0]) for o in obs]
+    with pytest.raises(ValueError, match="shape"):
+        make_baseline("whittle", env).predict(np.zeros(3, np.float32))
+
+
+def test_observation_decodes_to_state() -> None:
+    env = gym.make(ENV_ID, n_devices=5, n_channels=2)
+    obs, _ = env.reset(seed=2)
+    core = env.unwrapped.core
+    for a in range(30):
+        obs, *_ = env.step(a % env.action_space.n)
+    d = decode_observation(obs, env.unwrapped.config)
+    np.testing.assert_allclose(d["age"], core.age[0], rtol=1e-5)
+    np.testing.assert_allclose(d["age_if_delivered"], core.age_if_delivered()[0], rtol=1e-5)
+    np.testing.assert_allclose(d["mean_snr_db"], np.minimum(core.mean_snr_db[0], 35.0),
+                               atol=1e-4)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("action", [np.nan, 10_000, -1, 1.5, [0, 1], "a"],
+                         ids=["nan", "too-big", "negative", "fraction", "shape", "string"])
+def test_bad_actions_raise(action) -> None:
+    env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(action)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a=st.one_of(st.integers(max_value=-1), st.integers(min_value=15),
+                   st.floats(allow_nan=True, allow_infinity=True).filter(
+                       lambda x: not float(x).is_integer())))
+def test_fuzzed_bad_actions_raise(a) -> None:
+    env = DTSyncAoIEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError):
+        env.step(a)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("n_devices", 1, "n_devices"),
+    ("n_channels", 6, "n_channels"),
+    ("n_channels", 0, "n_channels"),
+    ("arrival_prob", 0.0, "arrival_prob"),
+    ("arrival_prob", (0.5, 0.5), "arrival_prob"),
+    ("weights", (1.0, 1.0, 1.0, 1.0, 1.0, -1.0), "weights"),
+    ("csi_error_var", 1.0, "csi_error_var"),
+    ("max_distance_m", 10.0, "max_distance_m"),
+    ("rayleigh_fading", 1, "rayleigh_fading"),
+    ("age_scale_slots", 0.0, "age_scale_slots"),
+    ("snr_threshold_db", float("nan"), "snr_threshold_db"),
+    ("no_such_field", 1, "unknown"),
+], ids=lambda v: str(v)[:20])
+def test_invalid_config_raises(field: str, value, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        gym.make(ENV_ID, **{field: value})
+
+
+def test_too_many_actions_and_bad_reset_options() -> None:
+    with pytest.raises(ValueError, match="MAX_ACTIONS"):
+        DTSyncConfig(n_devices=30, n_channels=10)
+    assert math.comb(20, 5) <= MAX_ACTIONS
+    env = gym.make(ENV_ID)
+    with pytest.raises(ValueError, match="distances_m"):
+        env.reset(seed=0, options={"distances_m": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(seed=0, options={"speed": 1})
+    _, info = env.reset(seed=0, options={"distances_m": [30.0] * 6})
+    np.testing.assert_allclose(info["distance_m"], 30.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(field=st.sampled_from(["tx_power_dbm", "bandwidth_hz", "path_loss_exponent",
+                              "min_distance_m", "csi_error_var", "snr_scale_db"]),
+       value=st.floats(allow_nan=True, allow_infinity=True))
+def test_fuzzed_config_values_validate_or_raise(field: str, value: float) -> None:
+    try:
+        cfg = DTSyncConfig(**{field: value})
+    except ValueError as exc:
+        assert field in str(exc)
+    else:
+        assert math.isfinite(getattr(cfg, field))
+
+
+# ------------------------------------------------------------------ extremes, render, SB3
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"n_devices": 12, "n_channels": 1, "arrival_prob": 0.01, "snr_threshold_db": 150.0,
+     "age_scale_slots": 0.001},
+    {"n_devices": 4, "n_channels": 3, "csi_error_var": 0.99, "max_distance_m": 1e5,
+     "min_distance_m": 1e4, "snr_scale_db": 0.01, "weights": (1e6, 1e-6, 1.0, 1.0)},
+    {"n_devices": 16, "n_channels": 8, "tx_power_dbm": 60.0, "min_distance_m": 1.0,
+     "max_distance_m": 1.0, "arrival_prob": 1.0},
+], ids=["never-delivers", "deep-fades-huge-weights", "huge-snr"])
+def test_extreme_configs_keep_observations_in_space(kwargs: dict) -> None:
+    venv = DTSyncAoIVectorEnv(num_envs=16, max_episode_steps=400, **kwargs)
+    space = venv.single_observation_space
+    obs, _ = venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        obs, r, *_ = venv.step(rng.integers(venv.single_action_space.n, size=16))
+        assert obs.dtype == np.float32
+        assert np.all(obs >= space.low) and np.all(obs <= space.high)
+        assert np.all(np.isfinite(r))
+    # Ages far beyond the squashing scale stay inside the space even when saturating float32.
+    core = venv.core
+    core.age[:] = 10**15
+    assert np.all(core.observe() <= 1.0)
+
+
+def test_render_modes() -> None:
+    env = gym.make(ENV_ID, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(3)
+    text = env.render()
+    assert "slot 1" in text and text.count("twin") == 6
+    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(3)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert frame.std() > 0
+    with pytest.raises(ValueError, match="render_mode"):
+        DTSyncAoIEnv(render_mode="human")
+
+
+def test_tiny_ppo_learns_without_error() -> None:
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", gym.make(ENV_ID), n_steps=128, batch_size=64, n_epochs=1,
+                seed=0, device="cpu")
+    model.learn(256)
