@@ -1,0 +1,183 @@
+"""``qdrl-bench``: run sweeps, write reports, list what can be benchmarked, run the perf suite.
+
+Usage::
+
+    qdrl-bench run SWEEP.yaml [--store URL] [--executor local|ray] [--workers N]
+                              [--report DIR] [--quiet]
+    qdrl-bench report STORE [--sweep NAME] [--out DIR]
+    qdrl-bench list [--env ID ...]
+    qdrl-bench perf [MODULE] [ARGS ...]
+
+Exit status: 0 success; 1 some runs failed; 2 bad input (sweep file, store, arguments), with
+the message on stderr and no traceback; 130 interrupted by Ctrl-C (the store stays consistent;
+rerun to resume).
+
+The commands are thin layers over :func:`benchmarks.runner.run_sweep`,
+:func:`benchmarks.report.write_report` and :mod:`benchmarks.registry`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import pkgutil
+import runpy
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from benchmarks.spec import SpecError, load_sweep
+from benchmarks.store import StoreError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qdrl-bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or resume) a sweep")
+    run.add_argument("sweep", help="the sweep YAML file")
+    run.add_argument("--store", help="store URL, overriding the sweep's (sqlite:///path.db)")
+    run.add_argument("--executor", choices=("local", "ray"), help="override the executor kind")
+    run.add_argument("--workers", type=int, help="override the number of workers")
+    run.add_argument("--report", metavar="DIR", help="write the report to DIR afterwards")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    rep = sub.add_parser("report", help="write the report of a store")
+    rep.add_argument("store", help="store URL or .db path")
+    rep.add_argument("--sweep", help="only this sweep (default: every sweep in the store)")
+    rep.add_argument("--out", default="report", help="output folder (default: ./report)")
+    lst = sub.add_parser("list", help="list environments, agents, baselines and adapters")
+    lst.add_argument("--env", action="append", help="only these env ids (repeatable)")
+    perf = sub.add_parser("perf", help="run a module of the performance suite")
+    perf.add_argument("module", nargs="?", help="module of benchmarks.perf (default: list)")
+    perf.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the module")
+    return p
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from benchmarks.runner import run_sweep
+
+    spec = load_sweep(args.sweep)
+    if args.workers is not None and args.workers < 1:
+        raise SpecError(f"--workers must be >= 1, got {args.workers}")
+    if args.executor or args.workers:
+        executor = dataclasses.replace(spec.executor,
+                                       kind=args.executor or spec.executor.kind,
+                                       workers=args.workers or spec.executor.workers)
+        spec = dataclasses.replace(spec, executor=executor)
+    if args.store:
+        spec = dataclasses.replace(spec, store=args.store)
+    summary = run_sweep(spec, progress=not args.quiet)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to do"
+    out.write(f"sweep {summary.sweep}: {summary.total} runs, {summary.skipped} already done; "
+              f"this time: {counts} in {summary.wall_s:.1f} s; store {spec.store}\n")
+    for name, reason in summary.unavailable:
+        out.write(f"  unavailable {name}: {reason.splitlines()[0]}\n")
+    for name, reason in summary.failures:
+        out.write(f"  FAILED {name}: {reason}\n")
+    if summary.interrupted:
+        out.write("interrupted: runs in flight are marked 'interrupted'; rerun the same command "
+                  "to resume\n")
+        return 130
+    if args.report:
+        from benchmarks.report import write_report
+
+        paths = write_report(spec.store, args.report, sweep=spec.name)
+        out.write(f"report: {paths['html']}\n")
+    return 1 if summary.failures else 0
+
+
+def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from benchmarks.report import write_report
+
+    paths = write_report(args.store, args.out, sweep=args.sweep)
+    out.write(f"markdown: {paths['markdown']}\nhtml: {paths['html']}\n")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
+    import qdrl_envs
+    from benchmarks import registry
+    from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space, adapter_for
+
+    env_ids = args.env or list(qdrl_envs.ENV_IDS)
+    agents = registry.describe_agents()
+    out.write("Agents (name, family, algorithm, action space needed, status):\n")
+    for name, family, algo, need, status in agents:
+        out.write(f"  {name:<16} {family:<9} {algo:<5} {need:<8} {status}\n")
+    out.write("\nEnvironments:\n")
+    needs = ("any", "discrete", "box")
+    for env_id in env_ids:
+        ok, reason = registry.env_status(env_id)
+        if not ok:
+            out.write(f"  {env_id}: unavailable ({reason})\n")
+            continue
+        env = registry.make_env(env_id)
+        out.write(f"  {env_id}\n    observation {env.observation_space}\n"
+                  f"    action      {env.action_space}\n")
+        try:
+            names = registry.baselines_for(env_id)
+            out.write(f"    baselines   {', '.join(names)}\n")
+        except Exception as exc:
+            out.write(f"    baselines   unavailable ({type(exc).__name__}: {exc})\n")
+        for need in needs:
+            try:
+                name = adapter_for(env.action_space, need)
+                adapt_action_space(env, need)  # applies the caps
+                what = name or "none needed"
+            except AdapterNotApplicable as exc:
+                what = f"not applicable ({exc})"
+            users = sorted({a[2] for a in agents if a[3] == need})
+            out.write(f"    adapter for {need:<8} ({'/'.join(users)}): {what}\n")
+        env.close()
+    return 0
+
+
+def _cmd_perf(args: argparse.Namespace, out: TextIO) -> int:
+    import benchmarks.perf as perf
+
+    modules = sorted(m.name for m in pkgutil.iter_modules(perf.__path__)
+                     if not m.name.startswith("_"))
+    if not args.module:
+        out.write("performance suite modules (qdrl-bench perf MODULE [ARGS]):\n")
+        for m in modules:
+            out.write(f"  {m}\n")
+        return 0
+    if args.module not in modules:
+        raise SpecError(f"unknown perf module {args.module!r}; available: {modules}")
+    importlib.invalidate_caches()
+    argv = sys.argv
+    sys.argv = [f"benchmarks.perf.{args.module}", *args.args]
+    try:
+        runpy.run_module(f"benchmarks.perf.{args.module}", run_name="__main__")
+    finally:
+        sys.argv = argv
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return the exit status (see the module docstring).
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+        out: Where results are printed (default: stdout). Errors go to stderr.
+
+    Returns:
+        The exit status.
+    """
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    commands = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "perf": _cmd_perf}
+    try:
+        return commands[args.command](args, out)
+    except (SpecError, StoreError, ValueError) as exc:
+        sys.stderr.write(f"qdrl-bench {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,485 @@
+"""Run a sweep: expand it into runs, skip the finished ones, execute the rest, store results.
+
+Two layers:
+
+* :func:`execute_run` runs one :class:`~benchmarks.spec.RunSpec` start to finish and returns a
+  :class:`~benchmarks.store.RunResult`. It is a pure function of the run (it never touches the
+  store), so any executor — inline, a process pool, Ray — may call it, and it seeds
+  everything (Python, NumPy, torch, the SB3 algorithm, the training and evaluation envs), so
+  the same run gives the same scores wherever it executes.
+* :func:`run_sweep` is the driver: it checks the sweep, creates the runs in the store, hands
+  the unfinished ones to an executor, and writes every result from the driver process, one
+  transaction per run. Ctrl-C stops the executor, marks the runs in flight ``interrupted`` and
+  leaves the store consistent; a rerun redoes them and skips everything finished.
+
+Metrics follow fixed namespaces: the evaluation curve is ``eval/return`` (mean and std over the
+evaluation episodes at each step); ``metrics`` holds the final evaluation's ``eval/<info key>``
+means of the env's numeric ``info`` entries (e.g. ``eval/secrecy_rate``).
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from benchmarks.spec import RunSpec, SpecError, SweepSpec, expand_runs
+from benchmarks.store import (
+    DONE_STATUSES,
+    FAILED,
+    FINISHED,
+    NOT_APPLICABLE,
+    UNAVAILABLE,
+    BaseStore,
+    EvalPoint,
+    RunKey,
+    RunResult,
+    get_store,
+)
+
+__all__ = [
+    "Progress",
+    "SweepSummary",
+    "evaluate",
+    "execute_run",
+    "run_key",
+    "run_sweep",
+    "set_step_reporter",
+]
+
+StepReporter = Callable[[str, int, int], None]
+_REPORTER: StepReporter | None = None
+
+
+def set_step_reporter(reporter: StepReporter | None) -> None:
+    """Install the function :func:`execute_run` calls with ``(run name, steps, total)``."""
+    global _REPORTER
+    _REPORTER = reporter
+
+
+def _report(name: str, steps: int, total: int) -> None:
+    if _REPORTER is not None:
+        try:
+            _REPORTER(name, steps, total)
+        except Exception:  # progress must never break a run
+            pass
+
+
+def run_key(run: RunSpec) -> RunKey:
+    """The store identity of a run."""
+    return RunKey(sweep=run.sweep, env=run.env.label, agent=run.agent.label, seed=run.seed,
+                  config_hash=run.config_hash, env_id=run.env.id, agent_name=run.agent.name,
+                  config=run.config)
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _scalar_infos(info: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in info.items():
+        if isinstance(v, (bool, np.bool_)) or k.startswith("_") or k in ("episode",
+                                                                           "TimeLimit.truncated"):
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v):
+            out[k] = float(v)
+    return out
+
+
+def evaluate(policy: Any, env: Any, episodes: int, seed: int) -> tuple[list[float],
+                                                                       dict[str, float]]:
+    """Play ``episodes`` deterministic episodes; episode ``k`` is reset with ``seed + k``.
+
+    Args:
+        policy: Anything with SB3's ``predict(obs, deterministic=True) -> (action, state)``.
+        env: A single (Gymnasium) environment whose action space the policy acts in.
+        episodes: Number of episodes.
+        seed: Seed of the first episode.
+
+    Returns:
+        The episode returns and, per numeric scalar ``info`` key, the mean over steps and
+        episodes (keys prefixed ``eval/``).
+    """
+    returns: list[float] = []
+    sums: dict[str, float] = collections.defaultdict(float)
+    counts: dict[str, int] = collections.defaultdict(int)
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        total, done, state = 0.0, False, None
+        start = np.ones((1,), dtype=bool)
+        ep_sums: dict[str, float] = collections.defaultdict(float)
+        steps = 0
+        while not done:
+            action, state = policy.predict(obs, state=state, episode_start=start,
+                                           deterministic=True)
+            start = np.zeros((1,), dtype=bool)
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            steps += 1
+            for key, value in _scalar_infos(info).items():
+                ep_sums[key] += value
+            done = bool(terminated or truncated)
+        returns.append(total)
+        for key, value in ep_sums.items():
+            sums[key] += value / steps
+            counts[key] += 1
+    return returns, {f"eval/{k}": sums[k] / counts[k] for k in sums}
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (SB3's helper)."""
+    from stable_baselines3.common.utils import set_random_seed
+
+    set_random_seed(seed)
+
+
+def _point(step: int, returns: list[float]) -> EvalPoint:
+    arr = np.asarray(returns, dtype=np.float64)
+    return EvalPoint(step=int(step), mean=float(arr.mean()), std=float(arr.std()),
+                     returns=tuple(float(r) for r in arr))
+
+
+def _error_text(exc: BaseException) -> str:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    tail = "".join(tb[-3:]).strip()
+    return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
+
+
+def execute_run(run: RunSpec) -> RunResult:
+    """Train and evaluate one run; never raises for a failing run (KeyboardInterrupt aside).
+
+    Returns:
+        ``finished`` with the curve and scores; ``not_applicable`` when the agent cannot act in
+        the env (adapter cap, qubit cap, a baseline of another env); ``unavailable`` when the
+        env or agent code cannot be imported; ``failed`` with the error otherwise.
+    """
+    from benchmarks import registry
+    from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space
+
+    t0 = time.perf_counter()
+    eval_seed = run.eval.seed + 1000 * run.seed
+    env = eval_env = None
+    try:
+        try:
+            env = registry.make_env(run.env.id, run.env.kwargs, run.env.max_episode_steps)
+            eval_env = registry.make_env(run.env.id, run.env.kwargs, run.env.max_episode_steps)
+        except ImportError as exc:
+            return RunResult(status=UNAVAILABLE, reason=f"env {run.env.id} is not importable: "
+                                                        f"{type(exc).__name__}: {exc}")
+        _seed_everything(run.seed)
+        if registry.is_baseline(run.agent.name):
+            try:
+                policy = registry.build_baseline(run.agent.name, eval_env, run.seed,
+                                                 run.agent.kwargs)
+            except ImportError as exc:
+                return RunResult(status=UNAVAILABLE, reason=f"baselines of {run.env.id} are not "
+                                                            f"importable: {exc}")
+            except ValueError as exc:
+                if "unknown baseline" in str(exc):
+                    return RunResult(status=NOT_APPLICABLE, reason=str(exc))
+                raise
+            returns, metrics = evaluate(policy, eval_env, run.eval.episodes, eval_seed)
+            _report(run.name, run.timesteps, run.timesteps)
+            curve = (_point(0, returns), _point(run.timesteps, returns))
+            return RunResult(status=FINISHED, wall_s=time.perf_counter() - t0,
+                             params_quantum=0, params_classical=0,
+                             final_score=curve[-1].mean, final_std=curve[-1].std,
+                             metrics=metrics, curve=curve)
+
+        entry = registry.get_agent(run.agent.name)
+        try:
+            env, adapter = adapt_action_space(env, entry.action_need)
+            eval_env, _ = adapt_action_space(eval_env, entry.action_need)
+        except AdapterNotApplicable as exc:
+            return RunResult(status=NOT_APPLICABLE, reason=str(exc))
+        try:
+            model, counts = registry.build_agent(run.agent.name, env, seed=run.seed,
+                                                 timesteps=run.timesteps,
+                                                 kwargs=run.agent.kwargs)
+        except registry.AgentUnavailable as exc:
+            return RunResult(status=UNAVAILABLE, reason=str(exc), adapter=adapter)
+        except registry.NotApplicable as exc:
+            return RunResult(status=NOT_APPLICABLE, reason=str(exc), adapter=adapter)
+
+        curve: list[EvalPoint] = []
+        last_metrics: dict[str, float] = {}
+
+        def do_eval(step: int) -> None:
+            nonlocal last_metrics
+            returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed)
+            curve.append(_point(step, returns))
+
+        do_eval(0)
+        model.learn(total_timesteps=run.timesteps,
+                    callback=_EvalCallback(run, do_eval))
+        if curve[-1].step != model.num_timesteps:
+            do_eval(int(model.num_timesteps))
+        return RunResult(status=FINISHED, adapter=adapter, wall_s=time.perf_counter() - t0,
+                         params_quantum=counts["quantum"], params_classical=counts["classical"],
+                         final_score=curve[-1].mean, final_std=curve[-1].std,
+                         metrics=last_metrics, curve=tuple(curve))
+    except Exception as exc:
+        return RunResult(status=FAILED, reason=_error_text(exc),
+                         wall_s=time.perf_counter() - t0)
+    finally:
+        for e in (env, eval_env):
+            if e is not None:
+                e.close()
+
+
+def _EvalCallback(run: RunSpec, do_eval: Callable[[int], None]) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EvalCallback(BaseCallback):
+        """Evaluate every ``run.eval.every`` steps and report step progress."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = run.eval.every
+            self.last_report = 0.0
+
+        def _on_step(self) -> bool:
+            n = self.num_timesteps
+            if n >= self.next_eval:
+                do_eval(n)
+                while self.next_eval <= n:
+                    self.next_eval += run.eval.every
+            now = time.monotonic()
+            if now - self.last_report > 0.5:
+                self.last_report = now
+                _report(run.name, n, run.timesteps)
+            return True
+
+        def _on_training_end(self) -> None:
+            _report(run.name, self.num_timesteps, run.timesteps)
+
+    return EvalCallback()
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A plain-text progress line over runs and training steps (stdlib only).
+
+    On a terminal the line is redrawn in place (at most 5 times a second); otherwise one line
+    is printed per finished run.
+
+    Args:
+        total_runs: Runs to execute.
+        total_steps: Their summed training steps.
+        label: Sweep name shown first.
+        stream: Where to write (default ``sys.stderr``); ``None`` disables output.
+    """
+
+    def __init__(self, total_runs: int, total_steps: int, label: str,
+                 stream: TextIO | None = sys.stderr) -> None:
+        self.total_runs = total_runs
+        self.total_steps = max(1, total_steps)
+        self.label = label
+        self.stream = stream
+        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self.done = 0
+        self.by_status: collections.Counter[str] = collections.Counter()
+        self.steps: dict[str, int] = {}
+        self.finished_steps = 0
+        self.t0 = time.monotonic()
+        self._last_draw = 0.0
+        self._lock = threading.Lock()
+
+    def step(self, name: str, steps: int, total: int) -> None:
+        """Record the training progress of a run in flight."""
+        with self._lock:
+            self.steps[name] = min(steps, total)
+        self.draw()
+
+    def run_done(self, run: RunSpec, status: str) -> None:
+        """Record a finished run (any status)."""
+        with self._lock:
+            self.steps.pop(run.name, None)
+            self.finished_steps += run.timesteps
+            self.done += 1
+            self.by_status[status] += 1
+        if self.stream is not None and not self.tty:
+            self.stream.write(f"[{self.label}] {self.done}/{self.total_runs} {run.name}: "
+                              f"{status} ({self._elapsed()})\n")
+            self.stream.flush()
+        self.draw(force=True)
+
+    def _elapsed(self) -> str:
+        s = int(time.monotonic() - self.t0)
+        return f"{s // 60:02d}:{s % 60:02d}"
+
+    def line(self) -> str:
+        """The current progress line."""
+        with self._lock:
+            steps = self.finished_steps + sum(self.steps.values())
+            other = ", ".join(f"{n} {s}" for s, n in sorted(self.by_status.items())
+                              if s != FINISHED)
+        frac = min(1.0, steps / self.total_steps)
+        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
+        return (f"[{self.label}] runs {self.done}/{self.total_runs}"
+                + (f" ({other})" if other else "")
+                + f" |{bar}| steps {steps}/{self.total_steps} {self._elapsed()}")
+
+    def draw(self, force: bool = False) -> None:
+        """Redraw the line on a terminal (rate-limited unless ``force``)."""
+        if self.stream is None or not self.tty:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < 0.2:
+            return
+        self._last_draw = now
+        self.stream.write("\r" + self.line()[:200])
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the line."""
+        if self.stream is not None and self.tty:
+            self.draw(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class SweepSummary:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        sweep: The sweep name.
+        total: Runs in the sweep.
+        skipped: Runs already done (finished / not applicable) in the store.
+        statuses: Count of each status written in this invocation.
+        interrupted: Whether Ctrl-C stopped it.
+        wall_s: Wall-clock seconds.
+        failures: ``(run name, reason)`` of failed runs.
+        unavailable: ``(run name, reason)`` of unavailable runs.
+    """
+
+    sweep: str
+    total: int = 0
+    skipped: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    wall_s: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    unavailable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def check_env_kwargs(spec: SweepSpec) -> None:
+    """Build each env once with its kwargs so bad overrides fail before any run starts.
+
+    Envs that cannot be imported are left for the runs to record as unavailable.
+
+    Raises:
+        SpecError: Naming ``envs[i].kwargs``, its line and the env's own message.
+    """
+    from benchmarks import registry
+
+    for i, env in enumerate(spec.envs):
+        try:
+            made = registry.make_env(env.id, env.kwargs, env.max_episode_steps)
+        except ImportError:
+            continue
+        except Exception as exc:
+            raise SpecError(f"{spec.path}:{env.line}: envs[{i}].kwargs: {env.id} rejects "
+                            f"{dict(env.kwargs)}: {type(exc).__name__}: {exc}") from exc
+        made.close()
+
+
+def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
+              executor: Any = None, progress: bool | TextIO = True,
+              check: bool = True) -> SweepSummary:
+    """Run every unfinished run of a sweep and write the results to the store.
+
+    Args:
+        spec: The sweep.
+        store: A store or URL (default: ``spec.store``).
+        executor: An executor from :mod:`benchmarks.executors` (default: the one the sweep
+            names). The driver closes executors it creates, not ones passed in.
+        progress: Show progress on stderr (``True``), on a given stream, or not (``False``).
+        check: Check names and env kwargs first (:func:`benchmarks.registry.check_sweep_names`,
+            :func:`check_env_kwargs`).
+
+    Returns:
+        The summary. After Ctrl-C, ``interrupted`` is set and the runs in flight are marked
+        ``interrupted`` in the store (the ``KeyboardInterrupt`` is not re-raised).
+
+    Raises:
+        SpecError: If the sweep names unknown envs / agents or bad env kwargs.
+        StoreError: If the store cannot be opened.
+    """
+    from benchmarks import executors as ex
+    from benchmarks import registry
+
+    t0 = time.perf_counter()
+    if check:
+        registry.check_sweep_names(spec)
+        check_env_kwargs(spec)
+    owns_store = not isinstance(store, BaseStore)
+    db = get_store(store if store is not None else spec.store)
+    runs = expand_runs(spec, baselines_of=registry.baselines_for)
+    summary = SweepSummary(sweep=spec.name, total=len(runs))
+    todo: collections.deque[tuple[RunSpec, str]] = collections.deque()
+    for run in runs:
+        rec = db.ensure_run(run_key(run))
+        if rec.status in DONE_STATUSES:
+            summary.skipped += 1
+        else:
+            todo.append((run, rec.run_id))
+    stream = sys.stderr if progress is True else (progress or None)
+    bar = Progress(len(todo), sum(r.timesteps for r, _ in todo), spec.name,
+                   stream=stream)  # type: ignore[arg-type]
+    owns_executor = executor is None
+    if executor is None and todo:
+        executor = ex.make_executor(spec.executor)
+    in_flight: dict[Any, tuple[RunSpec, str]] = {}
+    try:
+        if todo:
+            executor.start(bar.step)
+        while todo or in_flight:
+            while todo and len(in_flight) < executor.slots:
+                run, run_id = todo.popleft()
+                if not db.mark_running(run_id):
+                    continue
+                in_flight[executor.submit(run)] = (run, run_id)
+            for handle, result in executor.wait(timeout=0.25):
+                run, run_id = in_flight.pop(handle)
+                db.record_result(run_id, result)
+                summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
+                if result.status == FAILED:
+                    summary.failures.append((run.name, result.reason or ""))
+                elif result.status == UNAVAILABLE:
+                    summary.unavailable.append((run.name, result.reason or ""))
+                bar.run_done(run, result.status)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        if executor is not None:
+            executor.cancel_all()
+        db.mark_interrupted(run_id for _, run_id in in_flight.values())
+    finally:
+        bar.close()
+        if owns_executor and executor is not None:
+            executor.close()
+        if owns_store:
+            db.close()
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def worker_threads() -> int:
+    """Threads torch may use in this process (1 inside executor workers)."""
+    import torch
+
+    return int(torch.get_num_threads())
+
