@@ -1,0 +1,353 @@
+"""Tests of ``qdrl/SemanticSlicing-v0``: API, determinism, vector twin, physics, baselines."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import qdrl_envs  # noqa: F401
+from qdrl_envs.baselines import baseline_names, make_baseline
+from qdrl_envs.semantic_slicing import (
+    SemanticSlicingConfig,
+    SemanticSlicingEnv,
+    SemanticSlicingVectorEnv,
+    semantic_similarity,
+    shares_to_rbs,
+)
+
+ENV_ID = "qdrl/SemanticSlicing-v0"
+
+CONFIGS = {
+    "default": {},
+    "small-cell": {"n_rbs": 12, "critical_msg_rate": 3.0, "routine_msg_rate": 10.0,
+                   "embb_load_bps": 4e6, "urllc_load_bps": 1e6, "slot_s": 0.005},
+    "urllc-heavy": {"urllc_load_bps": 10e6, "urllc_delay_budget_s": 0.02, "urllc_weight": 3.0,
+                    "symbols_per_word": 4.0},
+}
+EXTREME = {
+    "overload": {"critical_msg_rate": 2000.0, "routine_msg_rate": 5000.0,
+                 "embb_load_bps": 1e9, "urllc_load_bps": 2e8},
+    "empty": {"critical_msg_rate": 0.0, "routine_msg_rate": 0.0, "embb_load_bps": 0.0,
+              "urllc_load_bps": 0.0},
+    "deep-fade": {"semantic_snr_db": -50.0, "embb_snr_db": -50.0, "urllc_snr_db": -50.0},
+    "one-rb": {"n_rbs": 1},
+    "long-budgets": {"semantic_delay_budget_s": 5.0, "embb_delay_budget_s": 10.0,
+                     "slot_s": 0.01, "violation_penalty": 50.0},
+}
+
+
+def _rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> list:
+    env.action_space.seed(action_seed)
+    out = [env.reset(seed=seed)]
+    for _ in range(steps):
+        out.append(env.step(env.action_space.sample()))
+    return out
+
+
+# ----------------------------------------------------------------------------- shares -> RBs
+
+
+def test_shares_to_rbs_examples() -> None:
+    np.testing.assert_array_equal(shares_to_rbs([1.0, 1.0, 1.0], 50), [17, 17, 16])
+    np.testing.assert_array_equal(shares_to_rbs([0.0, 0.0, 0.0], 50), [17, 17, 16])
+    np.testing.assert_array_equal(shares_to_rbs([0.5, 0.25, 0.25], 50), [25, 13, 12])
+    np.testing.assert_array_equal(shares_to_rbs([0.0, 1.0, 0.0], 7), [0, 7, 0])
+    np.testing.assert_array_equal(shares_to_rbs([[0.1, 0.2, 0.7], [1, 0, 0]], 10),
+                                  [[1, 2, 7], [10, 0, 0]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8), st.integers(0, 500))
+def test_slice_rb_counts_always_sum_to_b(shares: list[float], b: int) -> None:
+    counts = shares_to_rbs(shares, b)
+    assert counts.sum() == b and (counts >= 0).all()
+    x = np.asarray(shares)
+    quota = x / x.sum() * b if x.sum() > 0 else np.full(x.size, b / x.size)
+    assert np.all(np.abs(counts - quota) < 1.0 + 1e-9)
+
+
+@pytest.mark.parametrize(("shares", "b"), [([-0.1, 1.0], 5), ([np.nan, 1.0], 5), ([], 5),
+                                           ([1.0], -1), ([1.0], 2.5)],
+                         ids=["negative", "nan", "empty", "negative-b", "fractional-b"])
+def test_shares_to_rbs_rejects_bad_input(shares: list[float], b: object) -> None:
+    with pytest.raises(ValueError, match=r"shares|n_rbs"):
+        shares_to_rbs(shares, b)  # type: ignore[arg-type]
+
+
+def test_semantic_similarity_is_a_smooth_increasing_logistic() -> None:
+    snr = np.linspace(-30, 40, 200)
+    xi = semantic_similarity(snr, 0.25, 0.92, 0.45, -0.3)
+    assert np.all(np.diff(xi) > 0) and xi.min() >= 0.25 and xi.max() <= 0.92
+    mid = 0.3 / 0.45  # slope * snr + offset = 0
+    assert semantic_similarity(mid, 0.25, 0.92, 0.45, -0.3) == pytest.approx((0.25 + 0.92) / 2)
+    assert semantic_similarity(1e6, 0.2, 0.9, 1.0, 0.0) == pytest.approx(0.9)
+
+
+# ----------------------------------------------------------------------------- API
+
+
+@pytest.mark.filterwarnings("ignore:We recommend you to use a symmetric")
+@pytest.mark.parametrize("kwargs", CONFIGS.values(), ids=CONFIGS.keys())
+def test_passes_gymnasium_and_sb3_env_checkers(kwargs: dict) -> None:
+    env = gym.make(ENV_ID, **kwargs)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(SemanticSlicingEnv(**kwargs), warn=True)
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS.values(), ids=CONFIGS.keys())
+def test_seeded_episodes_are_identical(kwargs: dict) -> None:
+    a = _rollout(gym.make(ENV_ID, **kwargs), seed=5, steps=40)
+    b = _rollout(gym.make(ENV_ID, **kwargs), seed=5, steps=40)
+    c = _rollout(gym.make(ENV_ID, **kwargs), seed=6, steps=40)
+    for x, y in zip(a[1:], b[1:], strict=True):
+        np.testing.assert_array_equal(x[0], y[0])
+        assert x[1] == y[1]
+        np.testing.assert_array_equal(x[4]["throughput"], y[4]["throughput"])
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
+
+
+@pytest.mark.parametrize("kwargs", [CONFIGS["default"], CONFIGS["small-cell"]],
+                         ids=["default", "small-cell"])
+def test_vector_twin_reproduces_single_envs_across_resets(kwargs: dict) -> None:
+    n, horizon, steps = 3, 9, 20
+    venv = SemanticSlicingVectorEnv(num_envs=n, max_episode_steps=horizon, **kwargs)
+    envs = [gym.make(ENV_ID, max_episode_steps=horizon, **kwargs) for _ in range(n)]
+    vobs, _ = venv.reset(seed=50)
+    for i, env in enumerate(envs):
+        np.testing.assert_array_equal(vobs[i], env.reset(seed=50 + i)[0])
+    rng = np.random.default_rng(1)
+    for _ in range(steps):
+        acts = rng.random((n, 3)).astype(np.float32)
+        vobs, vrew, vterm, vtrunc, vinfo = venv.step(acts)
+        for i, env in enumerate(envs):
+            obs, rew, term, trunc, info = env.step(acts[i])
+            assert rew == vrew[i] and term == vterm[i] and trunc == vtrunc[i]
+            src = vinfo["final_info"] if trunc else vinfo
+            np.testing.assert_array_equal(info["throughput"], src["throughput"][i])
+            np.testing.assert_array_equal(info["rbs"], src["rbs"][i])
+            if trunc:
+                np.testing.assert_array_equal(vinfo["final_obs"][i], obs)
+                obs, _ = env.reset()
+            np.testing.assert_array_equal(vobs[i], obs)
+
+
+def test_make_vec_uses_the_batched_twin() -> None:
+    venv = gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point")
+    assert isinstance(venv.unwrapped, SemanticSlicingVectorEnv)
+    obs, _ = venv.reset(seed=0)
+    obs, rew, *_ = venv.step(venv.action_space.sample())
+    assert obs.shape == (4, 15) and np.all(np.isfinite(rew))
+
+
+# ----------------------------------------------------------------------------- physics
+
+
+def test_slot_service_follows_shannon_rates_and_critical_priority() -> None:
+    env = gym.make(ENV_ID)
+    env.reset(seed=3)
+    core = env.unwrapped.core
+    c = core.config
+    for _ in range(30):
+        snr = core.snr_db[0].copy()
+        content = core.queues.backlog[0] + core.pending[0]
+        action = env.action_space.sample()
+        rbs = shares_to_rbs(action, c.n_rbs)
+        xi = semantic_similarity(snr[0], c.sim_low, c.sim_high, c.sim_slope_per_db, c.sim_offset)
+        _, rew, _, _, info = env.step(action)
+        np.testing.assert_array_equal(info["rbs"], rbs)
+        bits = rbs[1:] * c.rb_bandwidth_hz * c.slot_s * np.log2(1 + 10 ** (snr[1:] / 10))
+        np.testing.assert_allclose(info["served"][2:], np.minimum(content[2:], bits), rtol=1e-9)
+        words = rbs[0] * c.rb_bandwidth_hz * c.slot_s / c.symbols_per_word
+        crit = min(words, content[0])
+        assert info["served"][0] == pytest.approx(crit, rel=1e-9)
+        assert info["served"][1] == pytest.approx(min(words - crit, content[1]), rel=1e-9)
+        assert info["semantic_similarity"] == pytest.approx(xi, rel=1e-12)
+        np.testing.assert_allclose(info["throughput"], [
+            (info["served"][0] + info["served"][1]) * xi / c.slot_s,
+            info["served"][2] / c.slot_s, info["served"][3] / c.slot_s], rtol=1e-9)
+        assert np.all(info["delay_s"] <= np.array([0.13, 0.2, 0.01]) + 1e-12)
+        terms = info["reward_terms"]
+        assert rew == pytest.approx(terms["satisfaction"] + terms["violation"], rel=1e-12)
+        assert 0.0 <= terms["satisfaction"] <= 1.0 and terms["violation"] <= 0.0
+
+
+def test_starved_urllc_and_semantic_slices_violate_with_critical_weighting() -> None:
+    env = gym.make(ENV_ID, semantic_delay_budget_s=0.01, embb_weight=0.0)
+    env.reset(seed=0)
+    core = env.unwrapped.core
+    c = core.config
+    pending = core.pending[0].copy()
+    _, rew, _, _, info = env.step(np.array([0.0, 1.0, 0.0], dtype=np.float32))
+    np.testing.assert_array_equal(info["rbs"], [0, 50, 0])
+    # Nothing served: every semantic word and URLLC bit misses its one-slot budget.
+    np.testing.assert_allclose(info["sla_violations"][[0, 2]],
+                               [pending[0] + pending[1], pending[3]])
+    assert info["critical_violations"] == pytest.approx(pending[0])
+    np.testing.assert_allclose(info["sla_satisfaction"][[0, 2]], [0.0, 0.0])
+    w = c.critical_weight
+    mean = core.mean_arrivals
+    sem_v = (w * pending[0] + pending[1]) / (w * mean[0] + mean[1])
+    urllc_v = pending[3] / mean[3]
+    expected = -c.violation_penalty * (sem_v + urllc_v) / 2  # weights 1, 0, 1 normalised
+    assert info["reward_terms"]["violation"] == pytest.approx(expected, rel=1e-9)
+    assert info["reward_terms"]["satisfaction"] == pytest.approx(0.0)
+    assert rew == pytest.approx(expected, rel=1e-9)
+
+
+def test_semantic_words_below_min_similarity_are_violations() -> None:
+    env = gym.make(ENV_ID, semantic_snr_db=-40.0, semantic_delay_budget_s=0.5)
+    env.reset(seed=1)
+    for _ in range(5):
+        _, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0], dtype=np.float32))
+        assert info["semantic_similarity"] < 0.6
+        served_sem = info["served"][0] + info["served"][1]
+        assert served_sem > 0
+        assert info["sla_violations"][0] == pytest.approx(served_sem + info["expired"][:2].sum())
+        assert info["sla_satisfaction"][0] == 0.0
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def _score(env: gym.Env, name: str, episodes: int) -> float:
+    totals = []
+    for ep in range(episodes):
+        policy = make_baseline(name, env, seed=ep)
+        obs, _ = env.reset(seed=2000 + ep)
+        total, done = 0.0, False
+        while not done:
+            action, _ = policy.predict(obs)
+            obs, rew, term, trunc, _ = env.step(action)
+            total += rew
+            done = term or trunc
+        totals.append(total)
+    return float(np.mean(totals))
+
+
+def test_best_baseline_beats_random_clearly_over_20_episodes() -> None:
+    env = gym.make(ENV_ID)
+    assert baseline_names(env) == ["equal-split", "proportional", "random",
+                                   "semantic-priority"]
+    random_score = _score(env, "random", 20)
+    best_score = _score(env, "semantic-priority", 20)
+    assert best_score > random_score + 0.2 * abs(random_score)
+
+
+def test_baselines_act_inside_the_space_and_on_batches() -> None:
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=0)
+    for name in baseline_names(env):
+        policy = make_baseline(name, env, seed=0)
+        act, _ = policy.predict(obs)
+        assert env.action_space.contains(np.asarray(act, dtype=np.float32))
+        batch, _ = policy.predict(np.stack([obs, obs]))
+        assert batch.shape == (2, 3)
+    obs = np.zeros(15, dtype=np.float32)  # empty queues -> equal split
+    np.testing.assert_allclose(make_baseline("proportional", env).predict(obs)[0], 1.0)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("action", [np.array([np.nan, 0.5, 0.5]), np.array([1.5, 0.0, 0.0]),
+                                    np.array([-0.1, 0.5, 0.5]), np.array([0.5, 0.5]),
+                                    np.array([np.inf, 0.0, 0.0])],
+                         ids=["nan", "above", "below", "wrong-shape", "inf"])
+def test_bad_actions_raise(action: np.ndarray) -> None:
+    env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(action)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=3).filter(
+    lambda a: not all(0.0 <= x <= 1.0 for x in a)))
+def test_fuzzed_out_of_space_actions_raise(action: list[float]) -> None:
+    env = SemanticSlicingEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(np.array(action))
+
+
+@pytest.mark.parametrize(("field", "value"), [("n_rbs", 0), ("n_rbs", 3.0), ("slot_s", 0.0),
+                                              ("critical_weight", 0.5),
+                                              ("sim_high", 1.5), ("min_similarity", -0.1),
+                                              ("urllc_delay_budget_s", 0.001),
+                                              ("embb_load_bps", float("nan")),
+                                              ("urllc_load_bps", 1e11)],
+                         ids=lambda x: str(x))
+def test_invalid_config_values_raise_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        gym.make(ENV_ID, **{field: value})
+
+
+def test_cross_field_config_checks() -> None:
+    with pytest.raises(ValueError, match="sim_high"):
+        SemanticSlicingConfig(sim_low=0.8, sim_high=0.5)
+    with pytest.raises(ValueError, match="must not all be 0"):
+        SemanticSlicingConfig(semantic_weight=0.0, embb_weight=0.0, urllc_weight=0.0)
+    with pytest.raises(ValueError, match="unknown"):
+        gym.make(ENV_ID, n_prbs=50)
+    env = gym.make(ENV_ID)
+    with pytest.raises(ValueError, match="reset options"):
+        env.reset(options={"queues": 0})
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["rb_bandwidth_hz", "symbols_per_word", "words_per_message",
+                        "routine_msg_rate", "semantic_snr_db", "violation_penalty"]),
+       st.one_of(st.floats(max_value=-100.0), st.floats(min_value=1e13, allow_infinity=True),
+                 st.just(float("nan"))))
+def test_fuzzed_invalid_configs_raise(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        SemanticSlicingConfig(**{field: value})
+
+
+# ----------------------------------------------------------------------------- robustness
+
+
+@pytest.mark.parametrize("kwargs", EXTREME.values(), ids=EXTREME.keys())
+def test_extreme_configs_keep_observations_in_space_and_rewards_finite(kwargs: dict) -> None:
+    env = gym.make(ENV_ID, max_episode_steps=100, **kwargs)
+    space = env.observation_space
+    env.action_space.seed(2)
+    obs, _ = env.reset(seed=2)
+    assert space.contains(obs)
+    for _ in range(250):
+        obs, rew, term, trunc, info = env.step(env.action_space.sample())
+        assert space.contains(obs), obs
+        assert np.isfinite(rew) and np.all(np.isfinite(info["throughput"]))
+        if term or trunc:
+            obs, _ = env.reset()
+    env = gym.make(ENV_ID, **kwargs)
+    obs, _ = env.reset(seed=3)
+    for _ in range(50):  # all-zero shares (equal split) keep working too
+        obs, rew, *_ = env.step(np.zeros(3, dtype=np.float32))
+        assert space.contains(obs) and np.isfinite(rew)
+
+
+def test_render_modes() -> None:
+    env = gym.make(ENV_ID, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    text = env.render()
+    assert "semantic-critical" in text and "urllc" in text and "RBs" in text
+    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    img = env.render()
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
+
+
+def test_tiny_ppo_learns_without_error() -> None:
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", gym.make(ENV_ID), n_steps=128, batch_size=64, n_epochs=1,
+                seed=0, device="cpu")
+    model.learn(256)
