@@ -1,0 +1,419 @@
+"""A mobile (UAV) transmitter serving ground users: ``qdrl/MobileTransmitter-v0``.
+
+The example of paper Sec. III-E / Fig. 8: the agent sets the transmit power per user and the
+flight step of the transmitter; the reward is ``w * sum_k R_k``. See
+:class:`MobileTransmitterEnv` for the manual and :func:`user_rates` for the rate formula on
+its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from qdrl_envs import radio
+from qdrl_envs.config import EnvConfig, check_bool, check_int, check_real
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+
+__all__ = [
+    "MobileTransmitterConfig",
+    "MobileTransmitterCore",
+    "MobileTransmitterEnv",
+    "MobileTransmitterVectorEnv",
+    "powers_from_action",
+    "user_rates",
+]
+
+_RESET_OPTIONS = ("uav_position_m", "user_positions_m")
+
+
+def powers_from_action(coeffs: Any, p_max_w: float) -> np.ndarray:
+    """Map power coefficients in ``[0, 1]`` to transmit powers within the total budget.
+
+    ``P_k = P_max c_k / max(1, sum_j c_j)``: coefficients summing to at most 1 are fractions of
+    the budget; larger sums are scaled down onto it, so ``sum_k P_k <= P_max`` always holds
+    (and all-ones gives the equal split ``P_max / K``).
+
+    Args:
+        coeffs: Coefficients, shape ``(..., K)``.
+        p_max_w: Total power budget (W).
+
+    Returns:
+        Powers in W, shape ``(..., K)``.
+    """
+    c = np.asarray(coeffs, dtype=np.float64)
+    total = np.maximum(c.sum(axis=-1, keepdims=True), 1.0)
+    return p_max_w * c / total
+
+
+def user_rates(powers_w: Any, gains: Any, noise_w: float, n_users: int | None = None
+               ) -> np.ndarray:
+    """Per-user rates of the orthogonal (equal bandwidth split) downlink, in bit/s/Hz.
+
+    User ``k`` gets ``1/K`` of the band, so its noise is ``noise_w / K`` and its rate,
+    normalised to the whole band, is
+
+    ``R_k = (1/K) log2(1 + P_k g_k / (sigma^2 / K))``,
+
+    with ``sigma^2 = noise_w`` the noise over the whole band. ``K = 1`` gives the Shannon rate
+    ``log2(1 + P g / sigma^2)``.
+
+    Args:
+        powers_w: Transmit powers (W), shape ``(..., K)``.
+        gains: Channel power gains (path gain x fading), shape ``(..., K)``.
+        noise_w: Noise power over the whole bandwidth (W).
+        n_users: ``K`` (defaults to the last axis length).
+
+    Returns:
+        Rates ``R_k`` in bit/s/Hz of the whole band, shape ``(..., K)``.
+    """
+    p = np.asarray(powers_w, dtype=np.float64)
+    k = p.shape[-1] if n_users is None else n_users
+    return radio.shannon_rate(p * np.asarray(gains, dtype=np.float64) * k / noise_w) / k
+
+
+@dataclass(frozen=True)
+class MobileTransmitterConfig(EnvConfig):
+    """Configuration of :class:`MobileTransmitterEnv` (defaults: DESIGN §3.5).
+
+    Attributes:
+        n_users: Ground users ``K``.
+        area_m: Side of the square area ``[0, area_m]^2`` (m) holding users and UAV.
+        altitude_m: Fixed flight altitude (m).
+        max_speed_m_s: UAV speed limit (m/s).
+        slot_s: Slot duration (s); the longest step is ``max_speed_m_s * slot_s``.
+        p_max_dbm: Total transmit power budget (dBm).
+        bandwidth_hz: Total bandwidth (Hz), split equally among the users.
+        noise_figure_db: Receiver noise figure (dB).
+        carrier_hz: Carrier frequency (Hz) of the log-distance path loss.
+        path_loss_exponent: Path-loss exponent (air-to-ground, mostly line of sight).
+        rayleigh_fading: Rayleigh block fading per user and slot (not observed).
+        user_speed_m_s: Users' random-walk speed (m/s); 0 keeps them static.
+        rate_weight: The coefficient ``w`` of the reward ``w * sum_k R_k``.
+    """
+
+    n_users: int = 4
+    area_m: float = 400.0
+    altitude_m: float = 50.0
+    max_speed_m_s: float = 20.0
+    slot_s: float = 1.0
+    p_max_dbm: float = 20.0
+    bandwidth_hz: float = 10e6
+    noise_figure_db: float = 7.0
+    carrier_hz: float = 2.4e9
+    path_loss_exponent: float = 2.5
+    rayleigh_fading: bool = False
+    user_speed_m_s: float = 0.0
+    rate_weight: float = 1.0
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ValueError: Naming the first invalid field, its value and the allowed range.
+        """
+        check_int("n_users", self.n_users, low=1, high=256)
+        check_real("area_m", self.area_m, 1.0, 1e6)
+        check_real("altitude_m", self.altitude_m, 1.0, 1e5)
+        check_real("max_speed_m_s", self.max_speed_m_s, 0.0, 1e3)
+        check_real("slot_s", self.slot_s, 0.0, 1e4, low_inclusive=False)
+        check_real("p_max_dbm", self.p_max_dbm, -50.0, 60.0)
+        check_real("bandwidth_hz", self.bandwidth_hz, 1.0, 1e11)
+        check_real("noise_figure_db", self.noise_figure_db, 0.0, 30.0)
+        check_real("carrier_hz", self.carrier_hz, 1e6, 3e11)
+        check_real("path_loss_exponent", self.path_loss_exponent, 1.5, 6.0)
+        check_bool("rayleigh_fading", self.rayleigh_fading)
+        check_real("user_speed_m_s", self.user_speed_m_s, 0.0, 1e3)
+        check_real("rate_weight", self.rate_weight, 0.0, 1e6, low_inclusive=False)
+
+    @property
+    def max_step_m(self) -> float:
+        """Longest flight step per slot (m)."""
+        return self.max_speed_m_s * self.slot_s
+
+    @property
+    def max_distance_m(self) -> float:
+        """Largest UAV-user distance within the area (m): ``sqrt(2 area^2 + altitude^2)``."""
+        return math.sqrt(2.0 * self.area_m ** 2 + self.altitude_m ** 2)
+
+    def noise_w(self) -> float:
+        """Noise power over the whole bandwidth (W)."""
+        return float(radio.noise_power_w(self.bandwidth_hz, self.noise_figure_db))
+
+
+class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
+    """The physics of :class:`MobileTransmitterEnv` on ``num_envs`` instances (see its manual).
+
+    State (leading axis ``N``): ``uav`` ``(N, 2)`` and ``users`` ``(N, K, 2)`` positions (m),
+    ``distance_m`` ``(N, K)`` UAV-user 3D distances. With ``record_trail`` set, instance 0's
+    positions are kept in ``trail`` for rendering.
+    """
+
+    def __init__(self, config: MobileTransmitterConfig, num_envs: int) -> None:
+        super().__init__(config, num_envs)
+        k = config.n_users
+        self.n_users = k
+        self.single_action_space = spaces.Box(
+            np.concatenate([np.zeros(k), -np.ones(2)]).astype(np.float32),
+            np.ones(k + 2, dtype=np.float32), dtype=np.float32)
+        self.single_observation_space = spaces.Box(
+            np.concatenate([np.zeros(k), -np.ones(2 + 2 * k)]).astype(np.float32),
+            np.ones(3 * k + 2, dtype=np.float32), dtype=np.float32)
+        self.p_max_w = float(radio.dbm_to_watt(config.p_max_dbm))
+        self.noise_w = config.noise_w()
+        # Log-distance path gain g(d) = g(1 m) d^-n for d >= 1 m (d >= altitude >= 1 here).
+        self._g1 = float(radio.path_gain(1.0, config.carrier_hz, config.path_loss_exponent))
+        self._neg_n = -float(config.path_loss_exponent)
+        self._snr_scale = self.p_max_w * k / self.noise_w  # times (P_k / P_max) g_k
+        self._alt2 = config.altitude_m ** 2
+        self._area = float(config.area_m)
+        self._step = config.max_step_m
+        self._user_step = config.user_speed_m_s * config.slot_s
+        self._inv_dmax = 1.0 / config.max_distance_m
+        self._inv_k = 1.0 / k
+        self._w = float(config.rate_weight)
+        self._fading = bool(config.rayleigh_fading)
+        self.uav = np.zeros((num_envs, 2))
+        self.users = np.zeros((num_envs, k, 2))
+        self.distance_m = np.ones((num_envs, k))
+        self._no_term = np.zeros(num_envs, dtype=bool)
+        self.record_trail = False
+        self.trail: list[np.ndarray] = []
+        self.last_rates = np.zeros((num_envs, k))
+        self.last_powers_w = np.zeros((num_envs, k))
+
+    def _parse_options(self, options: dict[str, Any] | None, count: int
+                       ) -> dict[str, np.ndarray]:
+        if not options:
+            return {}
+        unknown = sorted(set(options) - set(_RESET_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; valid: {list(_RESET_OPTIONS)}")
+        shapes = {"uav_position_m": (2,), "user_positions_m": (self.n_users, 2)}
+        out = {}
+        for key, value in options.items():
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape not in (shapes[key], (count, *shapes[key])):
+                raise ValueError(f"options[{key!r}] must have shape {shapes[key]} or "
+                                 f"{(count, *shapes[key])}, got {arr.shape}")
+            if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > self._area:
+                raise ValueError(f"options[{key!r}] must lie in [0, area_m={self._area}], got "
+                                 f"{arr.tolist()}")
+            out[key] = np.broadcast_to(arr, (count, *shapes[key]))
+        return out
+
+    def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
+              options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Place users and UAV uniformly in the area (or as ``options`` say)."""
+        fixed = self._parse_options(options, len(idx))
+        u = draw(rngs, lambda g: g.random((self.n_users + 1, 2))) * self._area
+        self.uav[idx] = fixed.get("uav_position_m", u[:, 0])
+        self.users[idx] = fixed.get("user_positions_m", u[:, 1:])
+        self._update_distances()
+        if self.record_trail:
+            self.trail = [self.uav[0].copy()]
+        return {"uav_position_m": self.uav[idx].copy(),
+                "user_positions_m": self.users[idx].copy()}
+
+    def _update_distances(self) -> None:
+        diff = self.users - self.uav[:, None, :]
+        self.distance_m = np.sqrt(np.einsum("nkc,nkc->nk", diff, diff) + self._alt2)
+
+    def path_gains(self) -> np.ndarray:
+        """Large-scale power gains UAV -> users at the current positions, ``(N, K)``."""
+        return self._g1 * self.distance_m ** self._neg_n
+
+    def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
+        """Transmit from the current position with the chosen powers, then fly the step."""
+        k = self.n_users
+        coeffs = actions[:, :k]
+        share = coeffs / np.maximum(np.add.reduce(coeffs, axis=1, keepdims=True), 1.0)
+        gains = self.path_gains()
+        if self._fading or self._user_step > 0.0:
+            z = draw(rngs, lambda g: g.standard_normal((4, k)))
+            if self._fading:
+                gains = gains * (0.5 * (z[:, 0] ** 2 + z[:, 1] ** 2))
+        rates = np.log2(1.0 + self._snr_scale * share * gains) * self._inv_k
+        sum_rate = np.add.reduce(rates, axis=1)
+        reward = self._w * sum_rate
+        powers = self.p_max_w * share
+        self.last_rates, self.last_powers_w = rates, powers
+        info = {
+            "rates": rates,
+            "sum_rate": sum_rate,
+            "powers_w": powers,
+            "distance_m": self.distance_m,
+            "reward_terms": {"sum_rate": reward},
+        }
+        # Fly: the step vector (dx, dy) is scaled onto the unit disc (speed limit), then the
+        # position is clamped to the area (the UAV cannot leave it).
+        move = actions[:, k:]
+        norm = np.sqrt(np.add.reduce(move * move, axis=1, keepdims=True))
+        self.uav = np.clip(self.uav + move * (self._step / np.maximum(norm, 1.0)), 0.0,
+                           self._area)
+        if self._user_step > 0.0:
+            d = np.stack((z[:, 2], z[:, 3]), axis=-1)  # isotropic: a uniform direction
+            d = d / np.maximum(np.sqrt(np.einsum("nkc,nkc->nk", d, d))[..., None], 1e-12)
+            self.users = np.clip(self.users + self._user_step * d, 0.0, self._area)
+        self._update_distances()
+        if self.record_trail:
+            self.trail.append(self.uav[0].copy())
+        return StepResult(reward, self._no_term, info)
+
+    def observe(self) -> np.ndarray:
+        """Observations ``(N, 3K + 2)`` float32 (layout in :class:`MobileTransmitterEnv`)."""
+        k = self.n_users
+        out = np.empty((self.num_envs, 3 * k + 2), dtype=np.float32)
+        out[:, :k] = np.minimum(self.distance_m * self._inv_dmax, 1.0)
+        scale = 2.0 / self._area
+        out[:, k:k + 2] = self.uav * scale - 1.0
+        out[:, k + 2:] = self.users.reshape(self.num_envs, 2 * k) * scale - 1.0
+        return out
+
+
+class MobileTransmitterEnv(CoreEnv[MobileTransmitterConfig]):
+    r"""A UAV transmitter sets per-user powers and its flight path to maximise the sum rate.
+
+    ## Description
+
+    Paper Sec. III-E, Fig. 8: "a mobile transmitter serves several users. Its action space
+    includes transmit power and movement trajectory, while its state space includes
+    user-transmitter distances", with reward ``R(t) = w sum_k R_k(t)``. Here the transmitter is
+    a UAV at a fixed altitude over a square area ``[0, area_m]^2``, serving ``K`` ground users
+    on orthogonal channels (the bandwidth split equally, no interference). The channel is the
+    log-distance path loss over the 3D UAV-user distance (free-space reference at 1 m,
+    exponent ``path_loss_exponent``, ``qdrl_envs.radio``), optionally with Rayleigh block
+    fading per user and slot (unobserved). User ``k``'s rate, normalised to the whole band
+    (:func:`user_rates`), is
+
+    ``R_k = (1/K) log2(1 + P_k g_k / (sigma^2 / K))``  [bit/s/Hz],
+
+    ``sigma^2 = -174 dBm/Hz + 10 log10(B) + NF``. With one user and no fading this is exactly
+    the Shannon rate ``log2(1 + P g / sigma^2)`` (tested).
+
+    Timing: in each slot the UAV first transmits from its current position with the chosen
+    powers (the distances in the observation are those of this slot), then flies the chosen
+    step; users (if ``user_speed_m_s > 0``) then take a random-walk step of
+    ``user_speed_m_s * slot_s`` in a uniformly random direction. Positions are clamped to the
+    area: a UAV or user that would leave it stops at the border (physics, not action repair).
+
+    ## Action Space
+
+    ``Box(shape=(K + 2,), float32)``: entries ``0..K-1`` are power coefficients ``c_k`` in
+    ``[0, 1]``, mapped to powers within the total budget by :func:`powers_from_action`,
+    ``P_k = P_max c_k / max(1, sum_j c_j)`` (all ones: the equal split ``P_max / K``); entries
+    ``K, K+1`` are the flight step ``(dx, dy)`` in ``[-1, 1]``, in units of
+    ``max_speed_m_s * slot_s``, scaled onto the unit disc when longer than 1 so that the speed
+    never exceeds ``max_speed_m_s``.
+
+    ## Observation Space
+
+    ``Box(shape=(3K + 2,), float32)``:
+
+    | Entries       | Meaning                           | Scaling                | Bounds  |
+    |---------------|-----------------------------------|------------------------|---------|
+    | ``0..K-1``    | UAV-user 3D distances (m)         | ``d / sqrt(2A^2+H^2)`` | (0, 1]  |
+    | ``K, K+1``    | UAV position ``(x, y)`` (m)       | ``2 x / A - 1``        | [-1, 1] |
+    | ``K+2..3K+1`` | user positions ``(x_k, y_k)`` (m) | ``2 x / A - 1``        | [-1, 1] |
+
+    ``A = area_m``, ``H = altitude_m``. Users' positions are included (their GPS reports) so
+    that position-seeking policies, such as the hover-at-centroid baseline, act on the
+    observation alone.
+
+    ## Rewards
+
+    ``r = w sum_k R_k`` (paper Sec. III-E), ``w = rate_weight``, ``R_k`` in bit/s/Hz as above;
+    ``info["reward_terms"] = {"sum_rate": r}``. ``info``: ``rates`` (``R_k``, ``(K,)``),
+    ``sum_rate``, ``powers_w`` (``(K,)``), ``distance_m`` (the distances this slot was served
+    at, ``(K,)``); ``reset`` returns ``uav_position_m`` and ``user_positions_m``.
+
+    ## Starting State
+
+    Users and UAV uniformly in the area (or ``reset(options={"uav_position_m": (x, y),
+    "user_positions_m": [[x, y], ...]})``).
+
+    ## Episode End
+
+    No terminal state: the registered id truncates after 100 slots.
+
+    ## Arguments
+
+    ``gym.make("qdrl/MobileTransmitter-v0", **fields)``, the fields of
+    :class:`MobileTransmitterConfig`:
+
+    | Field                  | Default | Unit / meaning                                |
+    |------------------------|---------|-----------------------------------------------|
+    | ``n_users``            | 4       | users ``K``                                   |
+    | ``area_m``             | 400     | m, side of the square area                    |
+    | ``altitude_m``         | 50      | m, UAV altitude                               |
+    | ``max_speed_m_s``      | 20      | m/s, UAV speed limit                          |
+    | ``slot_s``             | 1       | s, slot duration                              |
+    | ``p_max_dbm``          | 20      | dBm, total transmit power budget              |
+    | ``bandwidth_hz``       | 10e6    | Hz, split equally among users                 |
+    | ``noise_figure_db``    | 7       | dB                                            |
+    | ``carrier_hz``         | 2.4e9   | Hz                                            |
+    | ``path_loss_exponent`` | 2.5     | air-to-ground log-distance exponent           |
+    | ``rayleigh_fading``    | False   | Rayleigh block fading per user and slot       |
+    | ``user_speed_m_s``     | 0       | m/s, users' random walk (0: static)           |
+    | ``rate_weight``        | 1       | ``w`` in ``w sum_k R_k``                      |
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    config_cls = MobileTransmitterConfig
+    core_cls = MobileTransmitterCore
+    core: MobileTransmitterCore
+
+    def __init__(self, config: MobileTransmitterConfig | dict[str, Any] | None = None,
+                 render_mode: str | None = None, **kwargs: Any) -> None:
+        super().__init__(config, render_mode, **kwargs)
+        self.core.record_trail = render_mode is not None
+
+    def _render_ansi(self) -> str:
+        c = self.core
+        x, y = c.uav[0]
+        lines = [f"MobileTransmitter UAV at ({x:.1f}, {y:.1f}) m, sum rate "
+                 f"{c.last_rates[0].sum():.3f} bit/s/Hz"]
+        for k in range(c.n_users):
+            ux, uy = c.users[0, k]
+            lines.append(f"  user {k:2d} at ({ux:7.1f}, {uy:7.1f}) m  distance "
+                         f"{c.distance_m[0, k]:7.1f} m  power {c.last_powers_w[0, k]:.4f} W  "
+                         f"rate {c.last_rates[0, k]:.3f}")
+        return "\n".join(lines)
+
+    def _render_rgb_array(self) -> np.ndarray:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        c = self.core
+        fig = Figure(figsize=(4.8, 4.8), dpi=80)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        trail = np.array(c.trail if c.trail else [c.uav[0]])
+        ax.plot(trail[:, 0], trail[:, 1], "-", color="tab:red", lw=1, label="UAV trajectory")
+        ax.plot(*c.uav[0], "^", color="tab:red", ms=10, label="UAV")
+        ax.plot(c.users[0, :, 0], c.users[0, :, 1], "o", color="tab:blue", label="users")
+        ax.set_xlim(0, c._area)
+        ax.set_ylim(0, c._area)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+        ax.set_title(f"sum rate {c.last_rates[0].sum():.2f} bit/s/Hz")
+        ax.legend(loc="upper right", fontsize=7)
+        fig.tight_layout()
+        fig.canvas.draw()
+        return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+class MobileTransmitterVectorEnv(CoreVectorEnv[MobileTransmitterConfig]):
+    """NumPy-batched twin of :class:`MobileTransmitterEnv` (same physics and manual)."""
+
+    config_cls = MobileTransmitterConfig
+    core_cls = MobileTransmitterCore

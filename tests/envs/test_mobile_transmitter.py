@@ -1,0 +1,337 @@
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qdrl_envs  # noqa: F401  (registers the ids)
+from qdrl_envs import radio
+from qdrl_envs.baselines import baseline_names, make_baseline
+from qdrl_envs.mobile_transmitter import (
+    MobileTransmitterConfig,
+    MobileTransmitterEnv,
+    MobileTransmitterVectorEnv,
+    powers_from_action,
+    user_rates,
+)
+
+ENV_ID = "qdrl/MobileTransmitter-v0"
+
+CONFIGS = {
+    "default": {},
+    "fading-moving-users": {"n_users": 3, "rayleigh_fading": True, "user_speed_m_s": 3.0,
+                            "rate_weight": 0.5},
+    "one-user-fast": {"n_users": 1, "area_m": 1000.0, "altitude_m": 120.0,
+                      "max_speed_m_s": 50.0, "path_loss_exponent": 2.0},
+}
+
+
+def _action(k: int, power: float | list[float], move=(0.0, 0.0)) -> np.ndarray:
+    p = np.broadcast_to(np.asarray(power, dtype=np.float64), (k,))
+    return np.concatenate([p, move]).astype(np.float32)
+
+
+# ------------------------------------------------------------------ API conformance
+
+
+@pytest.mark.filterwarnings("ignore:We recommend you to use a symmetric")  # powers in [0, 1]
+@pytest.mark.parametrize("kwargs", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_check_env_gymnasium_and_sb3(kwargs: dict) -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(MobileTransmitterEnv(**kwargs), skip_render_check=True)
+    sb3_check_env(gym.make(ENV_ID, **kwargs), warn=True)
+
+
+def test_spaces_and_info() -> None:
+    env = gym.make(ENV_ID, n_users=5)
+    assert env.action_space.shape == (7,)
+    assert env.observation_space.shape == (17,)
+    _, info = env.reset(seed=0)
+    assert info["uav_position_m"].shape == (2,) and info["user_positions_m"].shape == (5, 2)
+    _, r, term, trunc, info = env.step(env.action_space.sample())
+    assert not term and not trunc
+    assert set(info) >= {"rates", "sum_rate", "powers_w", "distance_m", "reward_terms"}
+    assert r == pytest.approx(info["sum_rate"]) == pytest.approx(info["rates"].sum())
+    assert r == info["reward_terms"]["sum_rate"]
+
+
+@pytest.mark.parametrize("kwargs", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_seeded_determinism(kwargs: dict) -> None:
+    env = gym.make(ENV_ID, **kwargs)
+    env.action_space.seed(0)
+    acts = [env.action_space.sample() for _ in range(40)]
+
+    def run(seed: int):
+        obs, _ = env.reset(seed=seed)
+        out = [obs]
+        for a in acts:
+            obs, r, *_ , info = env.step(a)
+            out += [obs, np.float64(r), info["rates"].copy()]
+        return out
+
+    for x, y in zip(run(3), run(3), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(run(3)[0], run(4)[0])
+
+
+@pytest.mark.parametrize("kwargs", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_vector_twin_matches_single_env(kwargs: dict) -> None:
+    n, horizon, steps = 3, 30, 70
+    venv = MobileTransmitterVectorEnv(num_envs=n, max_episode_steps=horizon, **kwargs)
+    envs = [gym.make(ENV_ID, max_episode_steps=horizon, **kwargs) for _ in range(n)]
+    venv.action_space.seed(1)
+    vobs, _ = venv.reset(seed=20)
+    np.testing.assert_array_equal(vobs, np.stack([e.reset(seed=20 + i)[0]
+                                                  for i, e in enumerate(envs)]))
+    for _ in range(steps):
+        acts = venv.action_space.sample()
+        vobs, vr, vterm, vtrunc, vinfo = venv.step(acts)
+        for i, e in enumerate(envs):
+            o, r, term, trunc, info = e.step(acts[i])
+            assert (r, term, trunc) == (vr[i], vterm[i], vtrunc[i])
+            np.testing.assert_array_equal(info["rates"], vinfo["rates"][i])
+            if term or trunc:
+                np.testing.assert_array_equal(o, vinfo["final_obs"][i])
+                o, _ = e.reset()
+            np.testing.assert_array_equal(o, vobs[i])
+    assert gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point") \
+        .unwrapped.__class__ is MobileTransmitterVectorEnv
+
+
+# ------------------------------------------------------------------ physics
+
+
+@pytest.mark.parametrize("distance_xy,altitude", [(0.0, 50.0), (300.0, 50.0), (10.0, 1.0)],
+                         ids=["overhead", "far", "low"])
+def test_single_user_fixed_channel_gives_shannon_rate(distance_xy: float, altitude: float
+                                                      ) -> None:
+    cfg = {"n_users": 1, "area_m": 400.0, "altitude_m": altitude, "p_max_dbm": 23.0,
+           "bandwidth_hz": 5e6, "noise_figure_db": 9.0, "carrier_hz": 3.5e9,
+           "path_loss_exponent": 3.0, "rate_weight": 2.0}
+    env = gym.make(ENV_ID, **cfg)
+    env.reset(seed=0, options={"uav_position_m": (50.0, 50.0),
+                               "user_positions_m": [[50.0 + distance_xy, 50.0]]})
+    _, reward, *_, info = env.step(_action(1, 1.0))
+    d = math.hypot(distance_xy, altitude)
+    g = float(radio.path_gain(d, 3.5e9, 3.0))
+    p = 10 ** ((23.0 - 30.0) / 10)
+    noise = float(radio.noise_power_w(5e6, 9.0))
+    shannon = math.log2(1.0 + p * g / noise)
+    assert info["distance_m"][0] == pytest.approx(d, rel=1e-12)
+    assert info["rates"][0] == pytest.approx(shannon, rel=1e-12)
+    assert reward == pytest.approx(2.0 * shannon, rel=1e-12)  # w * sum_k R_k
+    assert info["powers_w"][0] == pytest.approx(p, rel=1e-12)
+
+
+def test_multi_user_rates_and_power_budget() -> None:
+    k = 3
+    env = gym.make(ENV_ID, n_users=k)
+    users = np.array([[100.0, 100.0], [200.0, 300.0], [350.0, 20.0]])
+    env.reset(seed=0, options={"uav_position_m": (150.0, 150.0), "user_positions_m": users})
+    core = env.unwrapped.core
+    gains = core.path_gains()[0]
+    for coeffs in ([1.0, 1.0, 1.0], [0.2, 0.3, 0.1], [1.0, 0.0, 0.5]):
+        action = _action(k, coeffs)
+        _, r, *_, info = env.step(action)
+        powers = powers_from_action(action[:k], core.p_max_w)
+        assert powers.sum() <= core.p_max_w * (1 + 1e-12)
+        np.testing.assert_allclose(info["powers_w"], powers, rtol=1e-12)
+        expected = user_rates(powers, gains, core.noise_w)
+        np.testing.assert_allclose(info["rates"], expected, rtol=1e-12)
+        # Orthogonal equal split: R_k = (1/K) log2(1 + P_k g_k K / sigma^2).
+        np.testing.assert_allclose(
+            expected, np.log2(1 + powers * gains * k / core.noise_w) / k, rtol=1e-12)
+        assert r == pytest.approx(expected.sum())
+    # Coefficients below the budget are fractions of it; all-ones is the equal split.
+    np.testing.assert_allclose(powers_from_action([0.2, 0.3, 0.1], 1.0), [0.2, 0.3, 0.1])
+    np.testing.assert_allclose(powers_from_action([1, 1, 1], 3.0), [1.0, 1.0, 1.0])
+
+
+def test_flight_speed_limit_and_area_clamp() -> None:
+    env = gym.make(ENV_ID, area_m=100.0, max_speed_m_s=10.0, slot_s=2.0)
+    env.reset(seed=0, options={"uav_position_m": (50.0, 50.0)})
+    core = env.unwrapped.core
+    env.step(_action(4, 1.0, (1.0, 1.0)))  # diagonal: scaled onto the unit disc
+    np.testing.assert_allclose(core.uav[0], 50.0 + 20.0 / math.sqrt(2.0))
+    env.step(_action(4, 1.0, (-0.5, 0.0)))
+    np.testing.assert_allclose(core.uav[0], [50.0 + 20.0 / math.sqrt(2.0) - 10.0,
+                                             50.0 + 20.0 / math.sqrt(2.0)])
+    for _ in range(5):  # pushes against the border: stops there
+        obs, *_ = env.step(_action(4, 1.0, (1.0, 0.0)))
+    assert core.uav[0, 0] == 100.0
+    assert obs[4] == 1.0
+    # Rates are served before the move: the distances in the step info are the old ones.
+    before = core.distance_m[0].copy()
+    _, _, _, _, info = env.step(_action(4, 1.0, (-1.0, -1.0)))
+    np.testing.assert_array_equal(info["distance_m"], before)
+
+
+def test_static_users_stay_and_moving_users_stay_inside() -> None:
+    env = gym.make(ENV_ID)
+    _, info = env.reset(seed=0)
+    for _ in range(20):
+        env.step(env.action_space.sample())
+    np.testing.assert_array_equal(env.unwrapped.core.users[0], info["user_positions_m"])
+    env = gym.make(ENV_ID, user_speed_m_s=50.0, area_m=60.0)
+    env.reset(seed=0)
+    core = env.unwrapped.core
+    prev = core.users[0].copy()
+    for _ in range(50):
+        env.step(env.action_space.sample())
+        step = np.linalg.norm(core.users[0] - prev, axis=1)
+        assert np.all(step <= 50.0 + 1e-9)
+        assert np.all((core.users >= 0.0) & (core.users <= 60.0))
+        prev = core.users[0].copy()
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def _episode_return(env: gym.Env, name: str, seed: int) -> float:
+    policy = make_baseline(name, env, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        action, _ = policy.predict(obs)
+        obs, r, term, trunc, _ = env.step(action)
+        total += r
+        done = term or trunc
+    return total
+
+
+def test_hover_centroid_beats_random_over_20_seeded_episodes() -> None:
+    env = gym.make(ENV_ID)
+    assert baseline_names(env) == ["hover-centroid", "random"]
+    hover = np.array([_episode_return(env, "hover-centroid", s) for s in range(20)])
+    rand = np.array([_episode_return(env, "random", s) for s in range(20)])
+    assert hover.mean() > 1.15 * rand.mean(), (hover.mean(), rand.mean())
+    assert (hover > rand).mean() >= 0.8
+
+
+def test_hover_centroid_reaches_and_holds_the_centroid() -> None:
+    env = gym.make(ENV_ID)
+    policy = make_baseline("hover-centroid", env)
+    obs, info = env.reset(seed=4)
+    centroid = info["user_positions_m"].mean(axis=0)
+    for _ in range(40):
+        action, _ = policy.predict(obs)
+        assert env.action_space.contains(action)
+        obs, *_ = env.step(action)
+    np.testing.assert_allclose(env.unwrapped.core.uav[0], centroid, atol=1e-3)
+    batch, _ = policy.predict(np.stack([obs, obs]))
+    assert batch.shape == (2, 6)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("action", [
+    [np.nan, 1, 1, 1, 0, 0], [1.5, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, -1.01], [-0.1, 1, 1, 1, 0, 0],
+    [1, 1, 1, 1, 0], [[1, 1, 1, 1, 0, 0]], [1, 1, 1, 1, np.inf, 0],
+], ids=["nan", "power>1", "move<-1", "power<0", "short", "batched", "inf"])
+def test_bad_actions_raise(action) -> None:
+    env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(np.asarray(action, dtype=np.float64))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=6,
+                max_size=6))
+def test_fuzzed_actions_step_or_raise(values: list[float]) -> None:
+    env = MobileTransmitterEnv()
+    env.reset(seed=0)
+    a = np.asarray(values, dtype=np.float32)
+    if env.action_space.contains(a):
+        obs, r, *_ = env.step(a)
+        assert env.observation_space.contains(obs) and math.isfinite(r)
+    else:
+        with pytest.raises(ValueError, match="action"):
+            env.step(a)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("n_users", 0), ("area_m", 0.0), ("altitude_m", 0.5), ("max_speed_m_s", -1.0),
+    ("slot_s", 0.0), ("p_max_dbm", float("inf")), ("path_loss_exponent", 1.0),
+    ("rayleigh_fading", "yes"), ("user_speed_m_s", -0.1), ("rate_weight", 0.0),
+])
+def test_invalid_config_raises(field: str, value) -> None:
+    with pytest.raises(ValueError, match=field):
+        gym.make(ENV_ID, **{field: value})
+    with pytest.raises(ValueError, match="unknown"):
+        gym.make(ENV_ID, speed=3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(field=st.sampled_from(["area_m", "altitude_m", "bandwidth_hz", "carrier_hz",
+                              "max_speed_m_s", "rate_weight"]),
+       value=st.floats(allow_nan=True, allow_infinity=True))
+def test_fuzzed_config_values_validate_or_raise(field: str, value: float) -> None:
+    try:
+        cfg = MobileTransmitterConfig(**{field: value})
+    except ValueError as exc:
+        assert field in str(exc)
+    else:
+        assert math.isfinite(getattr(cfg, field))
+
+
+def test_bad_reset_options_raise() -> None:
+    env = gym.make(ENV_ID)
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"eve": 1})
+    with pytest.raises(ValueError, match="shape"):
+        env.reset(options={"user_positions_m": [[1.0, 2.0]]})
+    with pytest.raises(ValueError, match="lie in"):
+        env.reset(options={"uav_position_m": (-1.0, 5.0)})
+
+
+# ------------------------------------------------------------------ extremes, render, SB3
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"n_users": 8, "area_m": 1e6, "altitude_m": 1.0, "p_max_dbm": -50.0,
+     "path_loss_exponent": 6.0, "rayleigh_fading": True, "user_speed_m_s": 1e3},
+    {"n_users": 2, "area_m": 1.0, "altitude_m": 1.0, "p_max_dbm": 60.0,
+     "path_loss_exponent": 1.5, "max_speed_m_s": 1e3, "bandwidth_hz": 1.0},
+], ids=["huge-area-weak", "tiny-area-strong"])
+def test_extreme_configs_keep_observations_in_space(kwargs: dict) -> None:
+    venv = MobileTransmitterVectorEnv(num_envs=16, max_episode_steps=100, **kwargs)
+    venv.action_space.seed(0)
+    space = venv.single_observation_space
+    obs, _ = venv.reset(seed=0)
+    for _ in range(300):
+        obs, r, *_ = venv.step(venv.action_space.sample())
+        assert obs.dtype == np.float32
+        assert np.all(obs >= space.low) and np.all(obs <= space.high)
+        assert np.all(np.isfinite(r)) and np.all(r >= 0.0)
+
+
+def test_render_modes() -> None:
+    env = gym.make(ENV_ID, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(_action(4, 1.0, (1.0, 0.0)))
+    text = env.render()
+    assert "UAV at" in text and text.count("user") == 4
+    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(_action(4, 1.0, (1.0, 0.5)))
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert len(env.unwrapped.core.trail) == 6
+    assert frame.std() > 0
+
+
+def test_tiny_ppo_learns_without_error() -> None:
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", gym.make(ENV_ID), n_steps=128, batch_size=64, n_epochs=1,
+                seed=0, device="cpu")
+    model.learn(256)
