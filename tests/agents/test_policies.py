@@ -87,6 +87,17 @@ AC_CASES = [
     pytest.param(A2C, "Pendulum-v1", TINY, id="a2c-pendulum"),
     pytest.param(
         PPO,
+        "Pendulum-v1",
+        {
+            **TINY,
+            "_algo": {"use_sde": True},
+            "share_features_extractor": False,
+            "critic": "quantum",
+        },
+        id="ppo-pendulum-gsde-unshared",
+    ),
+    pytest.param(
+        PPO,
         SpaceEnv(_box(5), spaces.MultiDiscrete([2, 3])),
         {"n_qubits": 3, "n_layers": 1, "encoder": "linear"},
         id="ppo-multidiscrete-encoder",
@@ -98,7 +109,9 @@ AC_CASES = [
 @pytest.mark.parametrize(("algo", "env", "kwargs"), AC_CASES)
 def test_actor_critic_trains(algo: type, env: Any, kwargs: dict) -> None:
     n_steps = 64
+    kwargs = dict(kwargs)
     extra = {"batch_size": 32, "n_epochs": 2} if algo is PPO else {}
+    extra.update(kwargs.pop("_algo", {}))
     model = algo(
         QuantumActorCriticPolicy,
         env,
