@@ -379,16 +379,18 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self._fading = bool(config.rayleigh_fading)
         self._inv_m = 1.0 / m
         n = num_envs
-        self.t = np.zeros(n, dtype=np.int64)
-        self.age = np.ones((n, m), dtype=np.int64)
-        self.gen = np.zeros((n, m), dtype=np.int64)
+        # Slot counters, ages and time stamps are integers held in float64 (exact below 2**53),
+        # which spares int->float conversions in every step.
+        self.t = np.zeros(n)
+        self.age = np.ones((n, m))
+        self.gen = np.zeros((n, m))
         self.has_pkt = np.zeros((n, m), dtype=bool)
         self.distance_m = np.full((n, m), config.min_distance_m)
         self.mean_snr_db = np.zeros((n, m))
         self.mean_snr = np.ones((n, m))
         self.scheduled = np.zeros((n, m), dtype=bool)
         self.delivered = np.zeros((n, m), dtype=bool)
-        self._pending = np.full((n, m), 2, dtype=np.int64)
+        self._pending = np.full((n, m), 2.0)
         self._obs_static = np.zeros((n, _N_FEATURES * m), dtype=np.float32)
         self._obs_static[:, 4 * m:] = self.weights_obs
         k = self._block = _BLOCK_SLOTS
@@ -442,7 +444,7 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self._refill(rngs, idx)
         new = self._buf_new[idx, 0]
         self.has_pkt[idx] = new  # arrivals at the start of slot 1 (time stamp 0 = gen)
-        self._pending[idx] = np.where(new, 1, 2)
+        self._pending[idx] = np.where(new, 1.0, 2.0)
         m = self.n_devices
         self._obs_static[idx, 3 * m:4 * m] = np.clip((mean_db - self.threshold_db) / self._span,
                                                      -1.0, 1.0)
@@ -509,7 +511,7 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         }
         # Next slot: its arrivals (time stamp t) replace any buffered update (LCFS-R).
         ptr += 1
-        if ptr.max() >= self._block:
+        if np.maximum.reduce(ptr) >= self._block:
             idx = np.flatnonzero(ptr >= self._block)
             self._refill([rngs[i] for i in idx], idx)
         new = self._buf_new[rows, ptr]
@@ -530,10 +532,8 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         m = self.n_devices
         s = self._scale
         out = self._obs_static.copy()  # mean SNR and weight blocks, fixed per episode
-        age = self.age
-        out[:, :m] = age / (age + s)
-        pending = self._pending
-        out[:, m:2 * m] = pending / (pending + s)
+        ages = np.concatenate((self.age, self._pending), axis=1)
+        out[:, :2 * m] = ages / (ages + s)
         out[:, 2 * m:3 * m] = self._buf_est[self._rows, self._ptr]
         return out
 
