@@ -145,8 +145,8 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
             if isinstance(value, dict):
                 out[key] = CoreEnv._unbatch(value)
                 continue
-            item = np.asarray(value)[0]
-            out[key] = item.item() if np.ndim(item) == 0 else item
+            item = value[0] if isinstance(value, np.ndarray) else np.asarray(value)[0]
+            out[key] = item.item() if item.ndim == 0 else item
         return out
 
     def reset(self, *, seed: int | None = None,

@@ -13,6 +13,8 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -155,12 +157,8 @@ def interference_sinr(p_w: ArrayLike, gains: ArrayLike, noise_w: ArrayLike) -> N
     Returns:
         Linear SINR per receiver, shape ``(..., K)``.
     """
-    p = np.asarray(p_w, dtype=np.float64)
     g = np.asarray(gains, dtype=np.float64)
-    received = p[..., :, None] * g  # (..., M, K): power from m at k
-    signal = np.diagonal(received, axis1=-2, axis2=-1)
-    interference = received.sum(axis=-2) - signal
-    return signal / (interference + np.asarray(noise_w, dtype=np.float64))
+    return serving_sinr(p_w, g, tuple(range(g.shape[-1])), noise_w)
 
 
 def pairwise_distance(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
@@ -168,3 +166,62 @@ def pairwise_distance(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return np.linalg.norm(a[..., :, None, :] - b[..., None, :, :], axis=-1)
+
+
+def serving_sinr(p_w: ArrayLike, gains: ArrayLike, serving: tuple[int, ...],
+                 noise_w: ArrayLike) -> NDArray[np.float64]:
+    """SINR when receiver ``k`` decodes the stream of transmitter ``serving[k]``.
+
+    Every other transmitter interferes at receiver ``k``::
+
+        SINR_k = p_s g_sk / (sum_{m != s} p_m g_mk + sigma^2),   s = serving[k]
+
+    :func:`interference_sinr` is the one-to-one case ``serving = (0, 1, ..., M-1)``; several
+    receivers may decode the same transmitter (e.g. a user and an eavesdropper).
+
+    The sums are exact masked sums (written as two small matrix products, which is what keeps
+    this cheap on tiny arrays), never ``total - signal``, which cancels catastrophically when the
+    signal dwarfs interference plus noise.
+
+    Args:
+        p_w: Transmit powers in W, shape ``(..., M)``.
+        gains: Power gains, shape ``(..., M, K)``; ``gains[..., m, k]`` is transmitter ``m`` ->
+            receiver ``k``.
+        serving: ``K`` transmitter indices in ``[0, M)`` (a tuple: it keys a cache).
+        noise_w: Noise power in W (broadcast against ``(..., K)``).
+
+    Returns:
+        Linear SINR per receiver, shape ``(..., K)``.
+
+    Raises:
+        ValueError: If ``serving`` does not have ``K`` entries in ``[0, M)``.
+    """
+    p = np.asarray(p_w, dtype=np.float64)
+    g = np.asarray(gains, dtype=np.float64)
+    m, k = g.shape[-2], g.shape[-1]
+    spread, split = _sinr_operators(m, k, serving)
+    received = (p @ spread) * g.reshape((*g.shape[:-2], m * k))  # p_m g_mk, flattened
+    parts = received @ split  # (..., 2K): signal, then interference
+    return parts[..., :k] / (parts[..., k:] + np.asarray(noise_w, dtype=np.float64))
+
+
+@functools.lru_cache(maxsize=128)
+def _sinr_operators(m: int, k: int, serving: tuple[int, ...]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return the 0/1 matrices of :func:`serving_sinr`.
+
+    ``p @ spread`` puts ``p_m`` at entry ``(m, k)``; ``received @ split`` sums each receiver's
+    serving entry (first ``K`` columns) and its other entries (last ``K`` columns).
+    """
+    serving = tuple(int(s) for s in serving)
+    if len(serving) != k or any(not 0 <= s < m for s in serving):
+        raise ValueError(f"serving must list {k} transmitter indices in [0, {m}), got {serving}")
+    spread = np.zeros((m, m * k))
+    split = np.zeros((m * k, 2 * k))
+    for tx in range(m):
+        spread[tx, tx * k:(tx + 1) * k] = 1.0
+        for rx in range(k):
+            split[tx * k + rx, rx if serving[rx] == tx else k + rx] = 1.0
+    spread.flags.writeable = False
+    split.flags.writeable = False
+    return spread, split
