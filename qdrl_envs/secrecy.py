@@ -1,0 +1,611 @@
+"""``qdrl/SecrecyPowerControl-v0``: AP power control for physical-layer secrecy (paper Sec. VI-B).
+
+The physics is written once, on arrays with a leading batch axis:
+
+* :func:`secrecy_rates` — the pure rate model (public, so anyone can check it);
+* :class:`SecrecyCore` — geometry, path loss, fading and the concealed-eavesdropper rule on
+  ``N`` instances;
+* :class:`SecrecyPowerControlEnv` (the single Gymnasium env, whose docstring is the manual) and
+  :class:`SecrecyPowerControlVectorEnv` (its NumPy-batched twin) both drive that core.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import ArrayLike, NDArray
+
+from qdrl_envs import radio
+from qdrl_envs.config import EnvConfig, check_bool, check_choice, check_int, check_real
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+
+__all__ = [
+    "EVE_CSI_MODES",
+    "SecrecyConfig",
+    "SecrecyCore",
+    "SecrecyPowerControlEnv",
+    "SecrecyPowerControlVectorEnv",
+    "secrecy_rates",
+]
+
+EVE_CSI_MODES: tuple[str, ...] = ("perfect", "statistical")
+"""Values of :attr:`SecrecyConfig.eve_csi`."""
+
+AP_LAYOUTS: tuple[str, ...] = ("grid", "uniform")
+"""Values of :attr:`SecrecyConfig.ap_layout`."""
+
+_TINY_GAIN = 1e-300
+_BELOW_ONE = 1.0 - 2.0**-53  # keeps inverse-CDF arguments strictly inside (-1, 0]
+_RESET_OPTIONS = ("ap_positions_m", "user_positions_m", "eve_positions_m")
+
+
+# --------------------------------------------------------------------------------------------
+# The rate model
+# --------------------------------------------------------------------------------------------
+
+
+def secrecy_rates(
+    g_user: ArrayLike,
+    g_eve: ArrayLike,
+    p: ArrayLike,
+    p_max_w: float,
+    noise_w: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Rates of users and eavesdroppers and the per-user secrecy rates (paper eq. 5a).
+
+    AP ``k`` serves user ``k`` with power ``p_k P_max``; eavesdropper ``k`` tries to decode user
+    ``k``'s stream. Every other AP interferes at every receiver::
+
+        SINR_k     = p_k P g_user[k, k] / (sum_{m != k} p_m P g_user[m, k] + noise)
+        SINR_adv,k = p_k P g_eve[k, k]  / (sum_{m != k} p_m P g_eve[m, k]  + noise)
+        R = log2(1 + SINR)  (bit/s/Hz),   secrecy_k = max(R_k - R_adv,k, 0)
+
+    All arguments broadcast over leading batch axes, so the single environment and its
+    batched twin call this very function.
+
+    Args:
+        g_user: Power gains AP ``m`` -> user ``k``, shape ``(..., M, M)`` (linear, >= 0).
+        g_eve: Power gains AP ``m`` -> eavesdropper ``k``, shape ``(..., M, M)``.
+        p: Power coefficients in ``[0, 1]``, shape ``(..., M)``.
+        p_max_w: Maximum transmit power per AP in W.
+        noise_w: Receiver noise power in W (> 0).
+
+    Returns:
+        ``(user_rates, eve_rates, secrecy_rates)``, each of shape ``(..., M)`` in bit/s/Hz;
+        secrecy rates are never negative.
+
+    Raises:
+        ValueError: If the gain matrices are not square ``(..., M, M)`` with ``M`` matching
+            ``p``, or ``noise_w`` is not positive.
+    """
+    gu = np.asarray(g_user, dtype=np.float64)
+    ge = np.asarray(g_eve, dtype=np.float64)
+    pw = np.asarray(p, dtype=np.float64) * p_max_w
+    m = gu.shape[-1] if gu.ndim >= 2 else -1
+    if gu.ndim < 2 or gu.shape[-2] != m or ge.shape[-2:] != gu.shape[-2:]:
+        raise ValueError(f"g_user and g_eve must have shape (..., M, M), got {gu.shape} and "
+                         f"{ge.shape}")
+    if pw.ndim < 1 or pw.shape[-1] != m:
+        raise ValueError(f"p must have shape (..., M) with M={m}, got {pw.shape}")
+    if not noise_w > 0:
+        raise ValueError(f"noise_w must be > 0, got {noise_w!r}")
+    if gu.shape != ge.shape:
+        gu, ge = np.broadcast_arrays(gu, ge)
+    # Users and eavesdroppers as 2M receivers of one network: receiver j decodes AP j mod M.
+    sinr = radio.serving_sinr(pw, np.concatenate((gu, ge), axis=-1), _serving(m), noise_w)
+    rates = radio.shannon_rate(sinr)
+    user, eve = rates[..., :m], rates[..., m:]
+    return user, eve, np.maximum(user - eve, 0.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _serving(m: int) -> tuple[int, ...]:
+    return tuple(range(m)) * 2
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecrecyConfig(EnvConfig):
+    """Configuration of ``qdrl/SecrecyPowerControl-v0`` (see the env manual for the model).
+
+    Attributes:
+        n_aps: Number of APs ``M`` = users = eavesdroppers, in [1, 16].
+        area_m: Side of the square deployment area in m, in (0, 1e6].
+        ap_layout: ``"grid"`` (cell centres of a ceil(sqrt(M))-column grid) or ``"uniform"``.
+        user_radius_m: User ``k`` is uniform in a disc of this radius (m) around AP ``k``.
+        eve_radius_m: Eavesdropper ``k`` is uniform in a disc of this radius (m) around user ``k``.
+        carrier_hz: Carrier frequency (Hz) of the 1 m free-space reference loss.
+        path_loss_exponent: Log-distance exponent (about 3 in urban micro cells).
+        bandwidth_hz: Receiver bandwidth (Hz), for the noise power.
+        noise_figure_db: Receiver noise figure (dB).
+        p_max_dbm: Maximum transmit power per AP (dBm).
+        eve_extra_loss_db: Extra penetration loss on every AP -> eavesdropper link (dB): the
+            eavesdroppers are concealed (paper footnote 11).
+        concealed_eves: Enforce ``g_eve[m, k] <= g_user[m, k]`` on every link at every step
+            (paper footnote 11) by redrawing violating eavesdropper fading; ``False`` lifts it.
+        fading_rho: Gauss-Markov correlation of the fading between steps (0 = i.i.d. block
+            fading, 1 = static).
+        eve_csi: ``"perfect"`` (the agent sees the eavesdroppers' instantaneous gains) or
+            ``"statistical"`` (their large-scale gains only).
+        varsigma: Reward scale (the paper's varsigma), > 0.
+        obs_center_db: SNR (dB) mapped to observation 0.
+        obs_scale_db: SNR span (dB) mapped to one observation unit.
+    """
+
+    n_aps: int = 2
+    area_m: float = 200.0
+    ap_layout: str = "grid"
+    user_radius_m: float = 50.0
+    eve_radius_m: float = 15.0
+    carrier_hz: float = 3.5e9
+    path_loss_exponent: float = 3.0
+    bandwidth_hz: float = 10e6
+    noise_figure_db: float = 7.0
+    p_max_dbm: float = 30.0
+    eve_extra_loss_db: float = 10.0
+    concealed_eves: bool = True
+    fading_rho: float = 0.0
+    eve_csi: str = "perfect"
+    varsigma: float = 1.0
+    obs_center_db: float = 20.0
+    obs_scale_db: float = 50.0
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ValueError: Naming the field, its value and the allowed range.
+        """
+        check_int("n_aps", self.n_aps, low=1, high=16)
+        check_real("area_m", self.area_m, 0.0, 1e6, low_inclusive=False)
+        check_choice("ap_layout", self.ap_layout, AP_LAYOUTS)
+        check_real("user_radius_m", self.user_radius_m, 0.0, 1e6)
+        check_real("eve_radius_m", self.eve_radius_m, 0.0, 1e6)
+        check_real("carrier_hz", self.carrier_hz, 1e6, 1e12)
+        check_real("path_loss_exponent", self.path_loss_exponent, 1.5, 6.0)
+        check_real("bandwidth_hz", self.bandwidth_hz, 1.0, 1e11)
+        check_real("noise_figure_db", self.noise_figure_db, 0.0, 30.0)
+        check_real("p_max_dbm", self.p_max_dbm, -30.0, 60.0)
+        check_real("eve_extra_loss_db", self.eve_extra_loss_db, 0.0, 100.0)
+        check_bool("concealed_eves", self.concealed_eves)
+        check_real("fading_rho", self.fading_rho, 0.0, 1.0)
+        check_choice("eve_csi", self.eve_csi, EVE_CSI_MODES)
+        check_real("varsigma", self.varsigma, 0.0, 1e6, low_inclusive=False)
+        check_real("obs_center_db", self.obs_center_db, -300.0, 300.0)
+        check_real("obs_scale_db", self.obs_scale_db, 1.0, 1000.0)
+
+
+# --------------------------------------------------------------------------------------------
+# The batched core
+# --------------------------------------------------------------------------------------------
+
+
+def _grid_positions(n_aps: int, area_m: float) -> NDArray[np.float64]:
+    cols = math.ceil(math.sqrt(n_aps))
+    rows = math.ceil(n_aps / cols)
+    m = np.arange(n_aps)
+    return np.stack([(m % cols + 0.5) * area_m / cols, (m // cols + 0.5) * area_m / rows], axis=-1)
+
+
+def _check_positions(name: str, value: Any, n_aps: int) -> NDArray[np.float64]:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"reset option {name} must be an array of shape ({n_aps}, 2) in m, "
+                         f"got {value!r}") from exc
+    if arr.shape != (n_aps, 2) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"reset option {name} must be a finite array of shape ({n_aps}, 2) in m,"
+                         f" got shape {arr.shape}: {arr.tolist()}")
+    return arr
+
+
+class SecrecyCore(BatchedCore[SecrecyConfig]):
+    """The secrecy power-control model on ``num_envs`` instances (see the env manual).
+
+    Channels are held as one matrix per instance, ``H = [G_user | G_eve]`` of shape ``(M, 2M)``:
+    column ``j < M`` is user ``j``, column ``M + k`` eavesdropper ``k``.
+
+    Public state (leading axis ``N``), read by renderers and the oracle baseline:
+    ``ap_positions_m``, ``user_positions_m``, ``eve_positions_m`` ``(N, M, 2)``;
+    :attr:`gains` ``(N, M, 2M)`` and its views :attr:`user_gains`, :attr:`eve_gains`
+    ``(N, M, M)`` — the channels the next action acts on; ``path_gains`` ``(N, M, 2M)``
+    (large-scale part); ``p_max_w``, ``noise_w``; ``last_info`` (the batch info of the last
+    step, ``None`` after a full reset).
+
+    Randomness per instance: at reset one block ``random((3, M, 2))`` (AP, user, eavesdropper
+    placement) then one fading block; every step one fading block
+    ``standard_normal((2, M, 2M))``: the real and imaginary parts of every coefficient.
+    """
+
+    def __init__(self, config: SecrecyConfig, num_envs: int) -> None:
+        super().__init__(config, num_envs)
+        c = config
+        m = c.n_aps
+        self.n_aps = m
+        self.p_max_w = float(radio.dbm_to_watt(c.p_max_dbm))
+        self.noise_w = float(radio.noise_power_w(c.bandwidth_hz, c.noise_figure_db))
+        self.single_action_space = spaces.Box(0.0, 1.0, (m,), dtype=np.float32)
+        self.single_observation_space = spaces.Box(-1.0, 1.0, (2 * m * m,), dtype=np.float32)
+        # Observation = clip((10 log10(P_max g / noise) - center) / scale, -1, 1)
+        #             = clip(log10(g) * obs_a + obs_b, -1, 1).
+        self._obs_a = 10.0 / c.obs_scale_db
+        self._obs_b = (10.0 * math.log10(self.p_max_w / self.noise_w) - c.obs_center_db) \
+            / c.obs_scale_db
+        self._rho = float(c.fading_rho)
+        self._innov = math.sqrt(max(1.0 - self._rho**2, 0.0))
+        self._concealed = c.concealed_eves
+        self._statistical = c.eve_csi == "statistical"
+        self._grid = _grid_positions(m, c.area_m)
+        self._extra_loss_db = np.concatenate((np.zeros(m), np.full(m, c.eve_extra_loss_db)))
+        self._geo_shape = (3, m, 2)
+        self._fade_shape = (2, m, 2 * m)
+        self._ones = np.ones(m)
+        n = num_envs
+        self.ap_positions_m = np.zeros((n, m, 2))
+        self.user_positions_m = np.zeros((n, m, 2))
+        self.eve_positions_m = np.zeros((n, m, 2))
+        self.path_gains = np.ones((n, m, 2 * m))
+        self._pg_half = np.full((n, m, 2 * m), 0.5)
+        self._inv_pg_eve = np.ones((n, m, m))
+        self._pg_obs = np.zeros((n, m, m))  # statistical eve CSI, already scaled
+        self._z = np.zeros((n, 2, m, 2 * m))  # fading state: re, im (unit variance)
+        self.gains = np.ones((n, m, 2 * m))
+        self._obs = np.zeros((n, 2 * m * m), dtype=np.float32)
+        self.last_info: dict[str, Any] | None = None
+
+    # -- public views ------------------------------------------------------------------------
+
+    @property
+    def user_gains(self) -> NDArray[np.float64]:
+        """Instantaneous power gains AP ``m`` -> user ``k``, shape ``(N, M, M)``."""
+        return self.gains[..., : self.n_aps]
+
+    @property
+    def eve_gains(self) -> NDArray[np.float64]:
+        """Instantaneous power gains AP ``m`` -> eavesdropper ``k``, shape ``(N, M, M)``."""
+        return self.gains[..., self.n_aps:]
+
+    # -- model -------------------------------------------------------------------------------
+
+    def _fading(self, w: NDArray[np.float64], pg_half: NDArray[np.float64],
+                inv_pg_e: NDArray[np.float64], z_prev: NDArray[np.float64] | None
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """New fading state ``(n, 2, M, 2M)`` and gains ``(n, M, 2M)`` from normal blocks ``w``.
+
+        ``w[:, 0:2]`` are the real/imaginary parts (unit variance) of every coefficient.
+        ``pg_half`` is half the path gain, so that ``g = pg_half (re^2 + im^2) = PL^-1 |h|^2``;
+        ``inv_pg_e`` the inverse path gains of the eavesdropper links ``(n, M, M)``.
+        """
+        if z_prev is None or self._rho == 0.0:
+            re, im = w[:, 0], w[:, 1]
+        else:
+            z_prev = self._rho * z_prev + self._innov * w[:, :2]
+            re, im = z_prev[:, 0], z_prev[:, 1]
+        g = re * re
+        g += im * im
+        g *= pg_half
+        if self._concealed:
+            m = self.n_aps
+            g_u, g_e = g[..., :m], g[..., m:]
+            viol = g_e > g_u
+            if np.count_nonzero(viol):
+                # Redraw each violating eavesdropper fading power x from its law conditioned on
+                # the rule, Exp(1) truncated to [0, cap], by inverse CDF (the same law as
+                # redrawing until the rule holds). The uniform comes from the violating draw
+                # itself: given x > cap, x - cap ~ Exp(1) independently of everything else
+                # (memorylessness), so exp(-(x - cap)) ~ U(0, 1). The phase is kept.
+                cap = g_u * inv_pg_e
+                u = np.exp(np.minimum((g_u - g_e) * inv_pg_e, 0.0))
+                u *= _BELOW_ONE
+                x_new = np.log1p(u * np.expm1(-cap))
+                x_new *= -1.0
+                g_new = np.where(viol, np.minimum(x_new / inv_pg_e, g_u), g_e)
+                if self._rho > 0.0:  # the state carries on: keep it consistent
+                    ratio = np.divide(g_new, g_e, out=np.ones_like(g_e), where=viol)
+                    z_prev = np.stack((re, im), axis=1)
+                    z_prev[..., m:] *= np.sqrt(ratio)[:, None]
+                g[..., m:] = g_new
+        if self._rho > 0.0 and z_prev is None:
+            z_prev = np.stack((re, im), axis=1)
+        return (self._z if z_prev is None else z_prev), g
+
+    def _refresh_obs(self) -> None:
+        db = np.log10(np.maximum(self.gains, _TINY_GAIN))
+        db *= self._obs_a
+        db += self._obs_b
+        if self._statistical:
+            db[..., self.n_aps:] = self._pg_obs
+        obs = db.astype(np.float32).reshape(self.num_envs, -1)
+        np.maximum(obs, -1.0, out=obs)  # clip without np.clip's Python overhead
+        np.minimum(obs, 1.0, out=obs)
+        self._obs = obs
+
+    def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
+              options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Draw geometry and a first channel for the instances ``idx``.
+
+        Options (applied to every instance in ``idx``): ``ap_positions_m``,
+        ``user_positions_m``, ``eve_positions_m`` — ``(M, 2)`` arrays in m that replace the
+        drawn positions (the draws are still made, so seeding is unaffected).
+
+        Raises:
+            ValueError: On an unknown option or a malformed position array.
+        """
+        c, m, n = self.config, self.n_aps, len(idx)
+        fixed: dict[str, NDArray[np.float64]] = {}
+        if options:
+            unknown = sorted(set(options) - set(_RESET_OPTIONS))
+            if unknown:
+                raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
+                                 f"{list(_RESET_OPTIONS)}")
+            fixed = {k: _check_positions(k, v, m) for k, v in options.items()}
+        u = draw(rngs, lambda g: g.random(self._geo_shape))  # (n, 3, M, 2)
+        if c.ap_layout == "grid":
+            ap = np.broadcast_to(self._grid, (n, m, 2))
+        else:
+            ap = u[:, 0] * c.area_m
+        ap = np.broadcast_to(fixed.get("ap_positions_m", ap), (n, m, 2))
+        r_u, t_u = c.user_radius_m * np.sqrt(u[:, 1, :, 0]), 2.0 * np.pi * u[:, 1, :, 1]
+        user = np.clip(ap + np.stack([r_u * np.cos(t_u), r_u * np.sin(t_u)], -1), 0.0, c.area_m)
+        user = np.broadcast_to(fixed.get("user_positions_m", user), (n, m, 2))
+        r_e, t_e = c.eve_radius_m * np.sqrt(u[:, 2, :, 0]), 2.0 * np.pi * u[:, 2, :, 1]
+        eve = np.clip(user + np.stack([r_e * np.cos(t_e), r_e * np.sin(t_e)], -1), 0.0, c.area_m)
+        eve = np.broadcast_to(fixed.get("eve_positions_m", eve), (n, m, 2))
+        dist = radio.pairwise_distance(ap, np.concatenate((user, eve), axis=1))  # (n, M, 2M)
+        pg = radio.path_gain(dist, c.carrier_hz, c.path_loss_exponent, self._extra_loss_db)
+        w = draw(rngs, lambda g: g.standard_normal(self._fade_shape))
+        inv_pg_e = 1.0 / pg[..., m:]
+        z, g = self._fading(w, 0.5 * pg, inv_pg_e, None)
+        self.ap_positions_m[idx] = ap
+        self.user_positions_m[idx] = user
+        self.eve_positions_m[idx] = eve
+        self.path_gains[idx] = pg
+        self._pg_half[idx] = 0.5 * pg
+        self._inv_pg_eve[idx] = inv_pg_e
+        self._pg_obs[idx] = np.clip(np.log10(pg[..., m:]) * self._obs_a + self._obs_b, -1.0, 1.0)
+        if self._rho > 0.0:
+            self._z[idx] = z
+        self.gains[idx] = g
+        self._refresh_obs()
+        if n == self.num_envs:
+            self.last_info = None
+        return {}
+
+    def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
+        """Score ``actions`` ``(N, M)`` on the current channels, then draw the next ones."""
+        m = self.n_aps
+        user, eve, sec = secrecy_rates(self.gains[..., :m], self.gains[..., m:], actions,
+                                       self.p_max_w, self.noise_w)
+        total = sec @ self._ones  # the sum over users (a matmul beats a reduction here)
+        info: dict[str, Any] = {
+            "secrecy_rate": total,
+            "user_rates": user,
+            "eve_rates": eve,
+            "secrecy_rates": sec,
+            "powers": actions * self.p_max_w,
+            "reward_terms": {"secrecy_rate": total},
+        }
+        self.last_info = info
+        w = draw(rngs, lambda g: g.standard_normal(self._fade_shape))
+        self._z, self.gains = self._fading(w, self._pg_half, self._inv_pg_eve, self._z)
+        self._refresh_obs()
+        return StepResult(self.config.varsigma * total, np.zeros(self.num_envs, dtype=bool), info)
+
+    def observe(self) -> np.ndarray:
+        """Observations ``(N, 2 M^2)`` float32 (a fresh array after every reset/step)."""
+        return self._obs
+
+
+# --------------------------------------------------------------------------------------------
+# The environments
+# --------------------------------------------------------------------------------------------
+
+
+class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
+    r"""Access points set their transmit powers to keep their users' messages secret.
+
+    ## Description
+
+    The paper's own Q-DRL use case (Sec. VI-B, Fig. 11, eq. 5a/5b and footnote 11). ``M``
+    single-antenna APs each serve one single-antenna user (``K_user = M``, AP ``k`` -> user
+    ``k``) on the same band. ``K_adv = M`` eavesdroppers: eavesdropper ``k`` hides near user
+    ``k`` and tries to decode user ``k``'s stream. Every slot the APs choose power coefficients
+    ``p in [0, 1]^M``; a user's rate grows with its own AP's power, but that power also feeds
+    its eavesdropper and interferes with everybody else. The objective is the sum secrecy rate
+    ``sum_k [R_k - R_adv,k]^+``.
+
+    Channel (standard urban-micro link budget): power gain ``g = PL(d)^-1 |h|^2`` with
+    log-distance path loss ``PL(d) = FSPL(1 m, f_c) + 10 n log10(d / 1 m)`` (``f_c = 3.5`` GHz,
+    ``n = 3``; distances below 1 m count as 1 m) and Rayleigh fading ``h ~ CN(0, 1)`` redrawn
+    every slot (first-order Gauss-Markov ``h_t = rho h_{t-1} + sqrt(1 - rho^2) w_t`` if
+    ``fading_rho > 0``). Eavesdropper links carry ``eve_extra_loss_db`` of penetration loss.
+    Noise ``sigma^2 = -174 dBm/Hz + 10 log10(B) + NF`` (-97 dBm for 10 MHz and 7 dB).
+    SINRs and rates are :func:`secrecy_rates`::
+
+        SINR_k     = p_k P g[k, k]     / (sum_{m != k} p_m P g[m, k]     + sigma^2)
+        SINR_adv,k = p_k P g_adv[k, k] / (sum_{m != k} p_m P g_adv[m, k] + sigma^2)
+
+    **Concealed eavesdroppers (footnote 11).** The paper assumes ``|h_k|^2 >= |h_adv,k|^2`` for
+    all ``t`` and ``k``. With ``M`` APs the channel of user ``k`` is the vector of its gains from
+    every AP; this environment enforces the rule *per link*, ``g_adv[m, k] <= g[m, k]`` for every
+    AP ``m`` and every step, which implies both readings of the footnote (the serving-link gain
+    ``g[k, k] >= g_adv[k, k]`` and the vector norm ``sum_m g[m, k] >= sum_m g_adv[m, k]``).
+    It is enforced by the extra penetration loss and, where a fading draw still violates it,
+    by redrawing that eavesdropper fading power from its law conditioned on the rule (an
+    ``Exp(1)`` truncated at the allowed maximum, sampled exactly by inverse CDF — the same law
+    as redrawing until the rule holds; the phase is kept). ``concealed_eves=False`` lifts the
+    rule. Note that an eavesdropper can still out-rate its user: interference differs at the
+    two receivers.
+
+    ## Action Space
+
+    ``Box(0, 1, (M,), float32)``: the power coefficient ``p_m`` of AP ``m``; it transmits
+    ``p_m * P_max`` (constraint 5b holds by construction). Out-of-range, NaN/inf or misshaped
+    actions raise ``ValueError``.
+
+    ## Observation Space
+
+    ``Box(-1, 1, (2 M^2,), float32)``: the channel matrix ``H`` as per-link SNRs in dB,
+    ``clip((10 log10(P_max g / sigma^2) - obs_center_db) / obs_scale_db, -1, 1)``
+    (defaults: -30 dB -> -1, 20 dB -> 0, 70 dB -> +1).
+
+    | Index                    | Entry                                   | Unit (before scaling) |
+    |--------------------------|-----------------------------------------|-----------------------|
+    | ``m * M + k``            | AP ``m`` -> user ``k`` gain             | dB SNR at full power  |
+    | ``M^2 + m * M + k``      | AP ``m`` -> eavesdropper ``k`` gain     | dB SNR at full power  |
+
+    With ``eve_csi="statistical"`` the eavesdropper entries are their large-scale gains
+    (path loss and penetration loss, no fading): the APs know roughly where the eavesdroppers
+    are, not their instantaneous channels. The observation at step ``t`` is the channel the
+    action at step ``t`` is applied to.
+
+    ## Rewards
+
+    ``varsigma * sum_k [R_k - R_adv,k]^+`` (paper eq. 5a; bit/s/Hz times ``varsigma``),
+    always finite and >= 0. ``info["reward_terms"] = {"secrecy_rate": sum}`` (unweighted).
+
+    ``info``: ``secrecy_rate`` (sum, bit/s/Hz), ``user_rates``, ``eve_rates``,
+    ``secrecy_rates`` (per user, bit/s/Hz), ``powers`` (per AP, W), ``reward_terms``.
+
+    ## Starting State
+
+    APs on a grid (cell centres of a ``ceil(sqrt(M))``-column grid over the square area) or
+    uniform in it (``ap_layout``); user ``k`` uniform in a disc of ``user_radius_m`` around AP
+    ``k``; eavesdropper ``k`` uniform in a disc of ``eve_radius_m`` around user ``k`` (both
+    clipped to the area). Positions are fixed for the episode; ``reset(options=...)`` accepts
+    ``ap_positions_m``, ``user_positions_m``, ``eve_positions_m`` (``(M, 2)`` arrays in m).
+    A fresh fading sample is drawn at reset.
+
+    ## Episode End
+
+    No terminal state. Truncated after 100 steps by the registered time limit.
+
+    ## Arguments
+
+    ``gym.make("qdrl/SecrecyPowerControl-v0", **fields)`` with fields of :class:`SecrecyConfig`:
+
+    | Field                | Default  | Unit / range                                          |
+    |----------------------|----------|-------------------------------------------------------|
+    | ``n_aps``            | 2        | M, [1, 16] (the paper uses 2)                         |
+    | ``area_m``           | 200.0    | m, side of the square area                            |
+    | ``ap_layout``        | "grid"   | "grid" or "uniform"                                   |
+    | ``user_radius_m``    | 50.0     | m                                                     |
+    | ``eve_radius_m``     | 15.0     | m                                                     |
+    | ``carrier_hz``       | 3.5e9    | Hz                                                    |
+    | ``path_loss_exponent`` | 3.0    | [1.5, 6]                                              |
+    | ``bandwidth_hz``     | 10e6     | Hz                                                    |
+    | ``noise_figure_db``  | 7.0      | dB                                                    |
+    | ``p_max_dbm``        | 30.0     | dBm per AP                                            |
+    | ``eve_extra_loss_db``| 10.0     | dB on AP -> eavesdropper links                        |
+    | ``concealed_eves``   | True     | enforce footnote 11 per link                          |
+    | ``fading_rho``       | 0.0      | [0, 1] Gauss-Markov correlation                       |
+    | ``eve_csi``          | "perfect"| "perfect" or "statistical"                            |
+    | ``varsigma``         | 1.0      | reward scale, > 0                                     |
+    | ``obs_center_db``    | 20.0     | dB SNR mapped to 0                                    |
+    | ``obs_scale_db``     | 50.0     | dB per observation unit                               |
+
+    ``render_mode``: ``"ansi"`` (a text table) or ``"rgb_array"`` (a map of APs, users and
+    eavesdroppers with their links).
+
+    ## Version History
+
+    * v0: first version.
+    """
+
+    config_cls = SecrecyConfig
+    core_cls = SecrecyCore
+    core: SecrecyCore
+
+    def _render_ansi(self) -> str:
+        return _render_ansi(self.core)
+
+    def _render_rgb_array(self) -> np.ndarray:
+        return _render_rgb_array(self.core)
+
+
+class SecrecyPowerControlVectorEnv(CoreVectorEnv[SecrecyConfig]):
+    """NumPy-batched twin of :class:`SecrecyPowerControlEnv` (same core; see its manual)."""
+
+    config_cls = SecrecyConfig
+    core_cls = SecrecyCore
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering (instance 0 of a core)
+# --------------------------------------------------------------------------------------------
+
+
+def _render_ansi(core: SecrecyCore) -> str:
+    m = core.n_aps
+    db_u = radio.linear_to_db(core.user_gains[0] * core.p_max_w / core.noise_w)
+    db_e = radio.linear_to_db(core.eve_gains[0] * core.p_max_w / core.noise_w)
+    info = core.last_info
+    lines = [f"SecrecyPowerControl  M={m}  P_max={core.config.p_max_dbm:g} dBm  "
+             f"eve_csi={core.config.eve_csi}"]
+    if info is not None:
+        lines.append(f"last step: secrecy sum {info['secrecy_rate'][0]:.3f} bit/s/Hz")
+    lines.append(" k |  AP (m)          user (m)        eve (m)         | SNR k,k  eve k,k (dB)"
+                 + ("" if info is None else " | p_k (W)  R_k   R_adv,k  secrecy"))
+    for k in range(m):
+        ap, us, ev = (core.ap_positions_m[0, k], core.user_positions_m[0, k],
+                      core.eve_positions_m[0, k])
+        row = (f"{k:2d} | ({ap[0]:6.1f},{ap[1]:6.1f}) ({us[0]:6.1f},{us[1]:6.1f}) "
+               f"({ev[0]:6.1f},{ev[1]:6.1f}) | {db_u[k, k]:7.1f}  {db_e[k, k]:7.1f}")
+        if info is not None:
+            row += (f"      | {info['powers'][0, k]:7.3f} {info['user_rates'][0, k]:5.2f} "
+                    f"{info['eve_rates'][0, k]:7.2f}  {info['secrecy_rates'][0, k]:6.2f}")
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def _render_rgb_array(core: SecrecyCore) -> np.ndarray:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    m, area = core.n_aps, core.config.area_m
+    ap, us, ev = core.ap_positions_m[0], core.user_positions_m[0], core.eve_positions_m[0]
+    info = core.last_info
+    powers = np.ones(m) if info is None else info["powers"][0] / core.p_max_w
+    fig = Figure(figsize=(5, 5), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    colours = [f"C{k % 10}" for k in range(m)]
+    for k in range(m):
+        ax.plot([ap[k, 0], us[k, 0]], [ap[k, 1], us[k, 1]], "-", color=colours[k],
+                lw=0.5 + 3.0 * float(powers[k]), alpha=0.8)
+        ax.plot([ap[k, 0], ev[k, 0]], [ap[k, 1], ev[k, 1]], ":", color="red", lw=1.0)
+        ax.plot([ev[k, 0], us[k, 0]], [ev[k, 1], us[k, 1]], "--", color="grey", lw=0.8)
+        label = f"p={powers[k]:.2f}"
+        if info is not None:
+            label += f"\nsec={info['secrecy_rates'][0, k]:.2f}"
+        ax.annotate(label, ap[k], textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.scatter(ap[:, 0], ap[:, 1], marker="^", s=120, c=colours, edgecolors="k", label="AP",
+               zorder=3)
+    ax.scatter(us[:, 0], us[:, 1], marker="o", s=60, c=colours, edgecolors="k", label="user",
+               zorder=3)
+    ax.scatter(ev[:, 0], ev[:, 1], marker="x", s=60, c="red", label="eavesdropper", zorder=3)
+    ax.set_xlim(0.0, area)
+    ax.set_ylim(0.0, area)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    title = f"Secrecy power control, M={m}"
+    if info is not None:
+        title += f": secrecy sum {info['secrecy_rate'][0]:.2f} bit/s/Hz"
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=7)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -1,0 +1,485 @@
+"""Tests of qdrl/SecrecyPowerControl-v0 (DESIGN §3.1) and its vector twin."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import qdrl_envs  # noqa: F401  (registers the ids)
+from qdrl_envs import radio
+from qdrl_envs.secrecy import (
+    SecrecyConfig,
+    SecrecyPowerControlEnv,
+    SecrecyPowerControlVectorEnv,
+    secrecy_rates,
+)
+
+ENV_ID = "qdrl/SecrecyPowerControl-v0"
+INFO_KEYS = {"secrecy_rate", "user_rates", "eve_rates", "secrecy_rates", "powers",
+             "reward_terms"}
+
+
+def _make(**kwargs):
+    return gym.make(ENV_ID, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# API conformance
+# --------------------------------------------------------------------------------------------
+
+CONFIGS = [
+    pytest.param({}, id="default"),
+    pytest.param({"n_aps": 3}, id="M3"),
+    pytest.param({"n_aps": 4, "eve_csi": "statistical"}, id="M4-statistical"),
+    pytest.param({"n_aps": 2, "eve_csi": "statistical", "fading_rho": 0.9}, id="M2-stat-rho"),
+    pytest.param({"n_aps": 3, "eve_csi": "statistical", "ap_layout": "uniform"}, id="M3-stat-unif"),
+    pytest.param({"n_aps": 4, "concealed_eves": False}, id="M4-unconcealed"),
+]
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS)
+def test_gymnasium_check_env(kwargs):
+    env = _make(**kwargs)
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS)
+def test_sb3_check_env(kwargs):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    with warnings.catch_warnings():
+        # SB3 recommends a symmetric [-1, 1] Box; the paper's power coefficients live in [0, 1].
+        warnings.filterwarnings("ignore", message=".*symmetric and normalized Box.*")
+        sb3_check_env(_make(**kwargs).unwrapped, warn=True)
+
+
+def test_spaces_and_info_keys():
+    env = _make(n_aps=3)
+    assert env.action_space == gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+    assert env.observation_space.shape == (18,)
+    assert env.spec.max_episode_steps == 100
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.float32
+    p = np.array([1.0, 0.5, 0.0], dtype=np.float32)
+    _, reward, terminated, truncated, info = env.step(p)
+    assert set(info) == INFO_KEYS
+    assert not terminated and not truncated
+    assert info["secrecy_rate"] == pytest.approx(info["secrecy_rates"].sum())
+    assert reward == pytest.approx(info["secrecy_rate"])
+    assert info["reward_terms"] == {"secrecy_rate": pytest.approx(info["secrecy_rate"])}
+    np.testing.assert_allclose(info["powers"], p * 1.0)  # P_max = 30 dBm = 1 W
+    np.testing.assert_allclose(info["secrecy_rates"],
+                               np.maximum(info["user_rates"] - info["eve_rates"], 0.0))
+    assert info["secrecy_rates"][2] == 0.0  # AP 2 silent: no rate for anybody
+
+
+def test_varsigma_scales_reward():
+    a, b = _make(), _make(varsigma=2.5)
+    a.reset(seed=3)
+    b.reset(seed=3)
+    for _ in range(5):
+        act = np.array([0.7, 0.2], dtype=np.float32)
+        _, ra, *_, ia = a.step(act)
+        _, rb, *_, ib = b.step(act)
+        assert rb == pytest.approx(2.5 * ra)
+        assert ib["reward_terms"]["secrecy_rate"] == pytest.approx(ia["secrecy_rate"])
+
+
+def test_episode_truncates_at_time_limit():
+    env = _make()
+    env.reset(seed=0)
+    for t in range(100):
+        *_, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert not terminated
+        assert truncated == (t == 99)
+
+
+def test_step_before_reset_raises():
+    with pytest.raises(RuntimeError, match="reset"):
+        SecrecyPowerControlEnv().step(np.ones(2, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# Determinism and the vector twin
+# --------------------------------------------------------------------------------------------
+
+
+def _rollout(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for a in actions:
+        obs, r, te, tr, info = env.step(a)
+        out += [obs, r, te, tr, info["user_rates"], info["eve_rates"], info["powers"]]
+    return out
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"n_aps": 3, "fading_rho": 0.8,
+                                         "eve_csi": "statistical"}], ids=["default", "M3-rho"])
+def test_seeded_determinism(kwargs):
+    m = kwargs.get("n_aps", 2)
+    actions = np.random.default_rng(0).random((30, m)).astype(np.float32)
+    a = _rollout(_make(**kwargs), 7, actions)
+    b = _rollout(_make(**kwargs), 7, actions)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    c = _rollout(_make(**kwargs), 8, actions)
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"n_aps": 3, "fading_rho": 0.6}], ids=["default", "M3"])
+def test_vector_twin_matches_single_envs_across_episode_boundary(kwargs):
+    n, horizon, steps, seed = 3, 4, 10, 11
+    m = kwargs.get("n_aps", 2)
+    venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
+                        max_episode_steps=horizon, **kwargs)
+    assert isinstance(venv.unwrapped, SecrecyPowerControlVectorEnv)
+    singles = [_make(max_episode_steps=horizon, **kwargs) for _ in range(n)]
+    actions = np.random.default_rng(1).random((steps, n, m)).astype(np.float32)
+    vobs, _ = venv.reset(seed=seed)
+    for i, env in enumerate(singles):
+        obs, _ = env.reset(seed=seed + i)
+        np.testing.assert_array_equal(vobs[i], obs)
+    for t in range(steps):
+        vobs, vrew, vterm, vtrunc, vinfo = venv.step(actions[t])
+        for i, env in enumerate(singles):
+            obs, rew, term, trunc, info = env.step(actions[t, i])
+            assert vrew[i] == rew
+            assert vterm[i] == term and vtrunc[i] == trunc
+            np.testing.assert_array_equal(vinfo["secrecy_rates"][i], info["secrecy_rates"])
+            if trunc:
+                assert vinfo["_final_obs"][i]
+                np.testing.assert_array_equal(vinfo["final_obs"][i], obs)
+                obs, _ = env.reset()
+            np.testing.assert_array_equal(vobs[i], obs)
+        assert vtrunc.any() == ((t + 1) % horizon == 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Physics
+# --------------------------------------------------------------------------------------------
+
+
+def test_secrecy_rates_hand_worked_2x2():
+    # g[m, k]: AP m -> receiver k. P_max = 1 W, noise 1e-12 W, p = (1, 0.5).
+    g_user = np.array([[1e-9, 1e-10],
+                       [2e-11, 4e-10]])
+    g_eve = np.array([[1e-10, 0.0],
+                      [5e-12, 4e-10]])
+    p = np.array([1.0, 0.5])
+    user, eve, sec = secrecy_rates(g_user, g_eve, p, 1.0, 1e-12)
+    # User 0: 1e-9 / (0.5 * 2e-11 + 1e-12) = 1e-9 / 1.1e-11 = 1000/11.
+    # User 1: 0.5 * 4e-10 / (1 * 1e-10 + 1e-12) = 2e-10 / 1.01e-10 = 200/101.
+    # Eve 0: 1e-10 / (0.5 * 5e-12 + 1e-12) = 1e-10 / 3.5e-12 = 200/7.
+    # Eve 1: 0.5 * 4e-10 / (1 * 0 + 1e-12) = 200: no interference, it out-rates user 1.
+    exp_user = [math.log2(1 + 1000 / 11), math.log2(1 + 200 / 101)]
+    exp_eve = [math.log2(1 + 200 / 7), math.log2(1 + 200)]
+    np.testing.assert_allclose(user, exp_user, rtol=1e-12)
+    np.testing.assert_allclose(eve, exp_eve, rtol=1e-12)
+    np.testing.assert_allclose(sec, [exp_user[0] - exp_eve[0], 0.0], rtol=1e-12)
+    assert sec[1] == 0.0  # clipped at zero, never negative
+    assert (g_eve <= g_user).all()  # the concealment rule holds, yet eve 1 wins on interference
+
+
+def test_secrecy_rates_broadcasts_over_batch():
+    rng = np.random.default_rng(0)
+    gu, ge = rng.exponential(1e-9, (5, 3, 3)), rng.exponential(1e-10, (5, 3, 3))
+    p = rng.random((5, 3))
+    batched = secrecy_rates(gu, ge, p, 2.0, 1e-12)
+    for i in range(5):
+        single = secrecy_rates(gu[i], ge[i], p[i], 2.0, 1e-12)
+        for b, s in zip(batched, single, strict=True):
+            np.testing.assert_allclose(b[i], s, rtol=1e-12)
+    # One channel, many power vectors (what the oracle's grid search does).
+    many = secrecy_rates(gu[0], ge[0], p, 2.0, 1e-12)[2]
+    assert many.shape == (5, 3)
+    np.testing.assert_allclose(many[3], secrecy_rates(gu[0], ge[0], p[3], 2.0, 1e-12)[2])
+
+
+def test_secrecy_rates_zero_power_and_huge_snr_are_finite():
+    g = np.array([[1.0, 1e-30], [1e-30, 1.0]])
+    user, _, sec = secrecy_rates(g, g * 0.0, np.zeros(2), 1e3, 1e-21)
+    assert np.all(user == 0.0) and np.all(sec == 0.0)
+    user, _, sec = secrecy_rates(g, g * 1e-3, np.ones(2), 1e3, 1e-21)
+    assert np.all(np.isfinite(user)) and np.all(sec > 0.0)
+    # SINR ~ 1e24/1e-30-ish would make "total - signal" cancel to zero; the exact sum does not.
+    np.testing.assert_allclose(user, math.log2(1 + 1e3 / (1e3 * 1e-30 + 1e-21)), rtol=1e-9)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((np.ones((2, 3)), np.ones((2, 3)), np.ones(2)), "shape"),
+    ((np.ones((2, 2)), np.ones((3, 3)), np.ones(2)), "shape"),
+    ((np.ones((2, 2)), np.ones((2, 2)), np.ones(3)), "p must"),
+], ids=["non-square", "mismatched", "bad-p"])
+def test_secrecy_rates_rejects_bad_shapes(args, match):
+    with pytest.raises(ValueError, match=match):
+        secrecy_rates(*args, 1.0, 1e-12)
+    with pytest.raises(ValueError, match="noise_w"):
+        secrecy_rates(np.ones((2, 2)), np.ones((2, 2)), np.ones(2), 1.0, 0.0)
+
+
+def test_link_budget_closed_forms():
+    env = SecrecyPowerControlEnv()
+    core = env.core
+    # -174 dBm/Hz + 70 dB (10 MHz) + 7 dB = -97 dBm; 30 dBm = 1 W.
+    assert radio.watt_to_dbm(core.noise_w) == pytest.approx(-97.0)
+    assert core.p_max_w == pytest.approx(1.0)
+    ap = np.array([[0.0, 0.0], [100.0, 0.0]])
+    user = np.array([[10.0, 0.0], [100.0, 20.0]])
+    eve = np.array([[10.0, 5.0], [100.0, 20.0]])
+    env.reset(seed=0, options={"ap_positions_m": ap, "user_positions_m": user,
+                               "eve_positions_m": eve})
+    fspl_1m = 20 * math.log10(4 * math.pi * 3.5e9 / 299_792_458.0)
+    d_user = np.linalg.norm(ap[:, None] - user[None], axis=-1)
+    d_eve = np.linalg.norm(ap[:, None] - eve[None], axis=-1)
+    pl_user = fspl_1m + 30 * np.log10(d_user)
+    pl_eve = fspl_1m + 30 * np.log10(d_eve) + 10.0
+    np.testing.assert_allclose(core.path_gains[0, :, :2], 10 ** (-pl_user / 10), rtol=1e-9)
+    np.testing.assert_allclose(core.path_gains[0, :, 2:], 10 ** (-pl_eve / 10), rtol=1e-9)
+    np.testing.assert_array_equal(core.ap_positions_m[0], ap)
+
+
+def test_observation_scaling_and_statistical_csi():
+    ap = np.array([[0.0, 0.0], [100.0, 0.0]])
+    pos = {"ap_positions_m": ap, "user_positions_m": ap + np.array([[10.0, 0.0], [0.0, 30.0]]),
+           "eve_positions_m": ap + np.array([[20.0, 0.0], [0.0, 40.0]])}
+    env = SecrecyPowerControlEnv(eve_csi="statistical")
+    obs, _ = env.reset(seed=1, options=pos)
+    core = env.core
+    snr_db = 10 * np.log10(core.gains[0] * core.p_max_w / core.noise_w)
+    expected_user = np.clip((snr_db[:, :2] - 20.0) / 50.0, -1, 1)
+    np.testing.assert_allclose(obs.reshape(2, 4)[:, :2], expected_user, atol=1e-6)
+    # Statistical eavesdropper CSI: large-scale gains only, constant over the episode.
+    pl_db = 10 * np.log10(core.path_gains[0, :, 2:] * core.p_max_w / core.noise_w)
+    expected_eve = np.clip((pl_db - 20.0) / 50.0, -1, 1)
+    np.testing.assert_allclose(obs.reshape(2, 4)[:, 2:], expected_eve, atol=1e-6)
+    obs2, *_ = env.step(np.ones(2, dtype=np.float32))
+    np.testing.assert_array_equal(obs2.reshape(2, 4)[:, 2:], obs.reshape(2, 4)[:, 2:])
+    assert not np.array_equal(obs2.reshape(2, 4)[:, :2], obs.reshape(2, 4)[:, :2])
+
+
+def test_reward_is_secrecy_of_the_observed_channel():
+    env = SecrecyPowerControlEnv(n_aps=3)
+    env.reset(seed=5)
+    for _ in range(5):
+        g = env.core.gains[0].copy()
+        p = env.action_space.sample()
+        _, reward, *_ = env.step(p)
+        _, _, sec = secrecy_rates(g[:, :3], g[:, 3:], p, env.core.p_max_w, env.core.noise_w)
+        assert reward == pytest.approx(sec.sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"n_aps": 3}, {"n_aps": 2, "fading_rho": 0.95}, {"n_aps": 4, "eve_extra_loss_db": 0.0},
+], ids=["M3", "M2-gauss-markov", "M4-no-extra-loss"])
+def test_concealed_eavesdropper_rule_holds_every_step(kwargs):
+    m = kwargs["n_aps"]
+    venv = SecrecyPowerControlVectorEnv(num_envs=16, max_episode_steps=50, **kwargs)
+    venv.reset(seed=0)
+    actions = np.random.default_rng(0).random((150, 16, m))
+    for t in range(150):
+        venv.step(actions[t])
+        g = venv.core.gains
+        g_user, g_eve = g[..., :m], g[..., m:]
+        assert (g_eve <= g_user).all()  # per link, hence also ...
+        assert (np.diagonal(g_eve, 0, 1, 2) <= np.diagonal(g_user, 0, 1, 2)).all()  # serving
+        assert (g_eve.sum(axis=1) <= g_user.sum(axis=1)).all()  # ... and vector norm
+
+
+def test_lifting_the_rule_lets_eavesdroppers_win_some_links():
+    venv = SecrecyPowerControlVectorEnv(num_envs=16, concealed_eves=False, eve_extra_loss_db=0.0)
+    venv.reset(seed=0)
+    violated = 0
+    for _ in range(20):
+        venv.step(np.ones((16, 2)))
+        violated += int((venv.core.gains[..., 2:] > venv.core.gains[..., :2]).sum())
+    assert violated > 0
+
+
+def test_concealment_redraw_has_the_conditional_law():
+    # Users and eavesdroppers co-located, no extra loss: equal path gains on every link, so the
+    # rule reads x_eve <= x_user for Exp(1) fading powers. The redraw keeps x_user = X and draws
+    # x_eve from Exp(1) truncated to [0, X]: P(x_eve / x_user <= t) = E[(1-e^{-tX})/(1-e^{-X})].
+    from scipy.integrate import quad
+
+    t = 0.5
+    expected = quad(lambda x: math.exp(-x) * (-math.expm1(-t * x)) / (-math.expm1(-x)),
+                    0, math.inf)[0]
+    ap = np.array([[0.0, 0.0], [60.0, 0.0]])
+    user = np.array([[20.0, 10.0], [50.0, 20.0]])
+    venv = SecrecyPowerControlVectorEnv(num_envs=32, eve_extra_loss_db=0.0)
+    venv.reset(seed=2, options={"ap_positions_m": ap, "user_positions_m": user,
+                                "eve_positions_m": user})
+    ratios = []
+    for _ in range(40):
+        g = venv.core.gains
+        ratios.append((g[..., 2:] / g[..., :2]).ravel())
+        venv.step(np.ones((32, 2)))
+    ratios = np.concatenate(ratios)
+    assert ratios.max() <= 1.0
+    assert np.mean(ratios <= t) == pytest.approx(expected, abs=0.03)
+
+
+EXTREME_CONFIGS = [
+    pytest.param({"area_m": 1.0, "user_radius_m": 0.5, "eve_radius_m": 0.1}, id="tiny-area"),
+    pytest.param({"area_m": 1e6, "user_radius_m": 4e5, "eve_radius_m": 1e5,
+                  "path_loss_exponent": 6.0, "ap_layout": "uniform"}, id="huge-area"),
+    pytest.param({"p_max_dbm": 60.0, "bandwidth_hz": 1.0, "noise_figure_db": 0.0,
+                  "path_loss_exponent": 1.5, "area_m": 2.0}, id="huge-snr"),
+    pytest.param({"p_max_dbm": -30.0, "bandwidth_hz": 1e11, "noise_figure_db": 30.0,
+                  "eve_extra_loss_db": 100.0, "n_aps": 4}, id="tiny-snr"),
+    pytest.param({"fading_rho": 1.0, "n_aps": 3, "eve_csi": "statistical"}, id="static"),
+    pytest.param({"concealed_eves": False, "eve_extra_loss_db": 0.0, "user_radius_m": 0.0,
+                  "eve_radius_m": 0.0}, id="colocated"),
+]
+
+
+@pytest.mark.parametrize("kwargs", EXTREME_CONFIGS)
+def test_observations_in_space_and_rewards_finite_on_extreme_draws(kwargs):
+    m = kwargs.get("n_aps", 2)
+    venv = SecrecyPowerControlVectorEnv(num_envs=32, max_episode_steps=25, **kwargs)
+    space = venv.single_observation_space
+    obs, _ = venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for t in range(100):
+        act = rng.random((32, m)) if t % 3 else rng.integers(0, 2, (32, m)).astype(float)
+        obs, rew, _, _, info = venv.step(act)
+        assert obs.dtype == np.float32
+        assert all(space.contains(o) for o in obs)
+        assert np.all(np.isfinite(rew)) and np.all(rew >= 0.0)
+        for key in ("user_rates", "eve_rates", "secrecy_rates"):
+            assert np.all(np.isfinite(info[key])) and np.all(info[key] >= 0.0)
+
+
+def test_deep_fades_and_extreme_placements_stay_in_space():
+    # Receivers on top of their AP (distance clamps to 1 m) or ten km away; a fading draw
+    # of 1e-30 (a fade far beyond any realistic one) at every link.
+    env = SecrecyPowerControlEnv(area_m=2e4)
+    ap = np.array([[0.0, 0.0], [2e4, 2e4]])
+    for user in (ap.copy(), ap + np.array([[1e4, 0.0], [-1e4, 0.0]])):
+        obs, _ = env.reset(seed=0, options={"ap_positions_m": ap, "user_positions_m": user,
+                                            "eve_positions_m": user})
+        assert env.observation_space.contains(obs)
+        env.core.gains[...] *= 1e-30
+        env.core._refresh_obs()
+        obs = env.core.observe()[0]
+        assert env.observation_space.contains(obs)
+        _, reward, *_ = env.step(np.ones(2, dtype=np.float32))
+        assert math.isfinite(reward)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action, match", [
+    (np.array([np.nan, 0.5], dtype=np.float32), "NaN or inf"),
+    (np.array([np.inf, 0.5], dtype=np.float32), "NaN or inf"),
+    (np.array([0.5, 0.5, 0.5], dtype=np.float32), "shape"),
+    (np.array([1.5, 0.5], dtype=np.float32), "outside"),
+    (np.array([-0.1, 0.5], dtype=np.float32), "outside"),
+    (np.array(["a", "b"]), "numeric"),
+], ids=["nan", "inf", "shape", "above", "below", "strings"])
+def test_bad_actions_raise(action, match):
+    env = _make()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(action=hnp.arrays(np.float64, st.sampled_from([(2,), (3,), (1, 2)]),
+                         elements=st.floats(allow_nan=True, allow_infinity=True, width=32)))
+def test_fuzzed_actions_step_or_raise_value_error(action):
+    env = SecrecyPowerControlEnv()
+    env.reset(seed=0)
+    valid = action.shape == (2,) and np.all(np.isfinite(action)) and np.all(
+        (action >= 0) & (action <= 1))
+    if valid:
+        _, reward, *_ = env.step(action)
+        assert math.isfinite(reward)
+    else:
+        with pytest.raises(ValueError):
+            env.step(action)
+
+
+def test_vector_env_rejects_bad_action_batch():
+    venv = SecrecyPowerControlVectorEnv(num_envs=3)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="batched"):
+        venv.step(np.ones((2, 2)))
+    bad = np.full((3, 2), 0.5)
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        venv.step(bad)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"n_aps": 0}, "n_aps"), ({"n_aps": 2.5}, "n_aps"), ({"n_aps": True}, "n_aps"),
+    ({"area_m": 0.0}, "area_m"), ({"area_m": float("nan")}, "area_m"),
+    ({"ap_layout": "hex"}, "ap_layout"), ({"eve_csi": "none"}, "eve_csi"),
+    ({"fading_rho": 1.5}, "fading_rho"), ({"concealed_eves": 1}, "concealed_eves"),
+    ({"varsigma": 0.0}, "varsigma"), ({"p_max_dbm": "30"}, "p_max_dbm"),
+    ({"path_loss_exponent": 7.0}, "path_loss_exponent"),
+    ({"n_apps": 2}, "unknown"),
+], ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_invalid_config_raises_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        _make(**kwargs)
+    with pytest.raises(ValueError, match=field):
+        gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
+
+
+_FIELD_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10**7), st.booleans(),
+    st.text(max_size=5), st.none(), st.sampled_from(["grid", "uniform", "perfect",
+                                                      "statistical"]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(field=st.sampled_from(SecrecyConfig.field_names()), value=_FIELD_VALUES)
+def test_fuzzed_configs_construct_or_raise_value_error(field, value):
+    try:
+        cfg = SecrecyConfig(**{field: value})
+    except ValueError as exc:
+        assert field in str(exc)
+        return
+    env = SecrecyPowerControlEnv(cfg)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    obs, reward, *_ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs) and math.isfinite(reward)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"ap_positions": np.zeros((2, 2))}, "unknown reset option"),
+    ({"ap_positions_m": np.zeros((3, 2))}, r"shape \(2, 2\)"),
+    ({"user_positions_m": np.full((2, 2), np.nan)}, "finite"),
+    ({"eve_positions_m": "here"}, "eve_positions_m"),
+], ids=["unknown", "shape", "nan", "string"])
+def test_bad_reset_options_raise(options, match):
+    with pytest.raises(ValueError, match=match):
+        _make().reset(seed=0, options=options)
+
+
+# --------------------------------------------------------------------------------------------
+# Learning smoke test
+# --------------------------------------------------------------------------------------------
+
+
+def test_tiny_ppo_learns_on_the_env():
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", _make(), n_steps=64, batch_size=32, n_epochs=1, seed=0,
+                device="cpu")
+    model.learn(256)
+    action, _ = model.predict(np.zeros(8, dtype=np.float32), deterministic=True)
+    assert action.shape == (2,)
