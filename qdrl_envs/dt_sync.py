@@ -549,17 +549,17 @@ class DTSyncAoIEnv(CoreEnv[DTSyncConfig]):
     ## Description
 
     Paper Sec. V-F2 (ii) ("Optimizing DT operations"): ``M`` physical devices are mirrored by
-    digital twins on a mobile-edge-computing (MEC) server. In every slot the agent chooses
-    which ``C < M`` devices get one of the ``C`` uplink synchronisation channels. Each device
-    produces status updates at the start of a slot with probability ``arrival_prob``
-    (Bernoulli; ``1.0`` = generate-at-will) and keeps only the newest one (LCFS with
-    replacement, the queue discipline that minimises AoI for a single-buffer source, Kaul,
-    Yates & Gruteser 2012). A scheduled device with an update succeeds when the slot's SNR
-    clears ``snr_threshold_db``; the SNR is ``mean_snr |h|^2`` with the mean SNR from the
-    device's distance (log-distance path loss, thermal noise, ``qdrl_envs.radio``) and ``h``
-    Rayleigh block fading, redrawn independently per device and slot. The agent sees this
-    slot's SNR *estimate* ``mean_snr |h_hat|^2`` (MMSE estimation, ``h = h_hat + e``,
-    ``e ~ CN(0, csi_error_var)``), so a transmission it schedules may still fail;
+    digital twins on a mobile-edge-computing (MEC) server. In every slot the agent chooses which
+    ``C < M`` devices get one of the ``C`` uplink synchronisation channels. Each device produces
+    status updates at the start of a slot with probability ``arrival_prob`` (Bernoulli; ``1.0``
+    = generate-at-will) and keeps only the newest one (LCFS with replacement: a device never
+    sends an update older than one it holds, cf. Kaul, Yates & Gruteser, "Status updates through
+    queues", CISS 2012). A scheduled device with an update succeeds when the slot's SNR clears
+    ``snr_threshold_db``; the SNR is ``mean_snr |h|^2`` with the mean SNR from the device's
+    distance (log-distance path loss, thermal noise, ``qdrl_envs.radio``) and ``h`` Rayleigh
+    block fading, redrawn independently per device and slot. The agent sees this slot's SNR
+    *estimate* ``mean_snr |h_hat|^2`` (MMSE estimation, ``h = h_hat + e``, ``e ~ CN(0,
+    csi_error_var)``), so a transmission it schedules may still fail;
     :func:`success_probability` gives the exact chance.
 
     Age of information, exactly the paper's rule (after Zhang et al. [198]): if twin ``m``
@@ -597,8 +597,8 @@ class DTSyncAoIEnv(CoreEnv[DTSyncConfig]):
     ``s = age_scale_slots``, ``thr = snr_threshold_db``, ``span = snr_scale_db``. The age
     squashing is strictly increasing, so no age is ever clipped (invert with
     ``xi = s x / (1 - x)``); the SNR entries are clipped to [-1, 1]. ¹ ``t + 1 - a`` for a
-    buffered update generated at ``a``, or ``xi_m + 1`` when the device has nothing new to send
-    (delivering gains nothing).
+    buffered update generated at ``a`` (``t`` the slots played so far), or ``xi_m + 1`` when
+    the device has nothing new to send (delivering gains nothing).
 
     ## Rewards
 
