@@ -444,6 +444,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
     if executor is None and todo:
         executor = ex.make_executor(spec.executor)
     in_flight: dict[Any, tuple[RunSpec, str]] = {}
+    started: list[str] = []  # every run this invocation set running (Ctrl-C may land anywhere)
     try:
         if todo:
             executor.start(bar.step)
@@ -452,6 +453,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
                 run, run_id = todo.popleft()
                 if not db.mark_running(run_id):
                     continue
+                started.append(run_id)
                 in_flight[executor.submit(run)] = (run, run_id)
             for handle, result in executor.wait(timeout=0.25):
                 run, run_id = in_flight.pop(handle)
@@ -466,7 +468,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         summary.interrupted = True
         if executor is not None:
             executor.cancel_all()
-        db.mark_interrupted(run_id for _, run_id in in_flight.values())
+        db.mark_interrupted(started)
     finally:
         bar.close()
         if owns_executor and executor is not None:

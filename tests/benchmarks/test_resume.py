@@ -1,0 +1,101 @@
+"""A sweep killed at any moment loses no finished result; Ctrl-C stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.benchmarks.conftest import popen_cli
+
+SWEEP = """\
+name: resume
+store: sqlite:///{db}
+seeds: 4
+timesteps: 384
+eval: {{every: 128, episodes: 2}}
+envs:
+  - id: CartPole-v1
+    max_episode_steps: 30
+agents:
+  - name: ppo
+    kwargs: {{n_steps: 64, batch_size: 32, n_epochs: 2}}
+  - name: a2c
+  - random
+"""
+
+
+def _rows(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return conn.execute(
+            "SELECT run_id, agent, seed, status, finished_at, final_score, attempts, "
+            "(SELECT COUNT(*) FROM evals e WHERE e.run_id = runs.run_id) FROM runs").fetchall()
+    finally:
+        conn.close()
+
+
+def _wait_finished(db: Path, proc, at_least: int, timeout: float = 120) -> list[tuple]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if db.exists():
+            try:
+                rows = _rows(db)
+            except sqlite3.OperationalError:  # schema not created yet
+                rows = []
+            if sum(r[3] == "finished" for r in rows) >= at_least:
+                return rows
+        time.sleep(0.05)
+    raise AssertionError("the sweep did not progress")
+
+
+def test_sigkill_mid_sweep_then_resume(tmp_path: Path) -> None:
+    db = tmp_path / "resume.db"
+    sweep = tmp_path / "resume.yaml"
+    sweep.write_text(SWEEP.format(db=db))
+    proc = popen_cli("run", str(sweep), "--quiet")
+    _wait_finished(db, proc, at_least=3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    before = {r[0]: r for r in _rows(db)}
+    done_before = {k: r for k, r in before.items() if r[3] == "finished"}
+    assert 3 <= len(done_before) < 12, "kill landed outside the sweep"
+    assert all(r[7] >= 2 for r in done_before.values()), "a finished run lacks its curve"
+
+    proc = popen_cli("run", str(sweep), "--quiet")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"{len(done_before)} already done" in out
+    after = _rows(db)
+    assert len(after) == 12 == len({r[0] for r in after})
+    assert len({(r[1], r[2]) for r in after}) == 12
+    assert all(r[3] == "finished" for r in after)
+    for r in after:
+        if r[0] in done_before:  # untouched: same score, same finish time, not re-run
+            assert r == done_before[r[0]]
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_ctrl_c_marks_interrupted_and_store_stays_consistent(tmp_path: Path) -> None:
+    db = tmp_path / "int.db"
+    sweep = tmp_path / "int.yaml"
+    sweep.write_text(SWEEP.format(db=db).replace("timesteps: 384", "timesteps: 2048"))
+    proc = popen_cli("run", str(sweep), "--quiet")
+    _wait_finished(db, proc, at_least=1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out
+    rows = _rows(db)
+    statuses = [r[3] for r in rows]
+    assert "running" not in statuses
+    assert statuses.count("interrupted") == 1
+    assert all(r[7] == 0 for r in rows if r[3] != "finished")
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
