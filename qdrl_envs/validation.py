@@ -39,6 +39,17 @@ def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) 
         inside = np.isfinite(fast) & (fast >= space.low) & (fast <= space.high)
         if np.count_nonzero(inside) == inside.size:
             return fast
+    # Same for a valid Discrete action given as an integer scalar (what SB3 and most loops pass)
+    # or, batched, as an integer array.
+    if isinstance(space, spaces.Discrete):
+        lo_fast, hi_fast = int(space.start), int(space.start + space.n)
+        if (batch is None and isinstance(action, (int, np.integer))
+                and not isinstance(action, bool) and lo_fast <= action < hi_fast):
+            return np.asarray(action, dtype=np.int64)
+        if (isinstance(action, np.ndarray) and action.dtype.kind in "iu"
+                and action.shape == lead and action.size
+                and action.min() >= lo_fast and action.max() < hi_fast):
+            return action.astype(np.int64)
     where = "" if batch is None else " (batched)"
     try:
         arr = np.asarray(action)
