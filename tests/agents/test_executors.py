@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from qiskit.circuit import ParameterVector, QuantumCircuit
+from qiskit.circuit.library import U2Gate
+from qiskit.quantum_info import SparsePauliOp, Statevector
+
+from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit
+from qdrl_agents.executors import Executor, StatevectorExecutor, make_executor
+
+
+def _reference(built: BuiltCircuit, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Expectation values by Qiskit's own Statevector, row by row."""
+    rows = []
+    for row in np.atleast_2d(inputs):
+        binding = dict(zip(built.inputs, row.tolist(), strict=True))
+        binding.update(zip(built.weights, weights.tolist(), strict=True))
+        state = Statevector(built.circuit.assign_parameters(binding))
+        rows.append([state.expectation_value(obs).real for obs in built.observables])
+    return np.array(rows)
+
+
+# (id, spec, max_fused_qubits): every rotation, entanglement, entangler, encoding and readout,
+# 1-8 qubits, 1-5 layers, single-chunk and multi-chunk fusion.
+SPECS = [
+    ("1q-1l", CircuitSpec(n_qubits=1), 4),
+    (
+        "2q-2l-u3-linear-cnot-rx-parity",
+        CircuitSpec(
+            n_qubits=2,
+            n_layers=2,
+            rotation="u3",
+            entanglement="linear",
+            entangler="cnot",
+            encoding="rx",
+            readout="parity",
+        ),
+        4,
+    ),
+    (
+        "3q-2l-all2all-cnot-rz",
+        CircuitSpec(
+            n_qubits=3, n_layers=2, entanglement="all_to_all", entangler="cnot", encoding="rz"
+        ),
+        4,
+    ),
+    ("4q-5l-circular-cz", CircuitSpec(n_qubits=4, n_layers=5), 4),
+    (
+        "4q-3l-u3-parallel-cz-noreupload",
+        CircuitSpec(n_qubits=4, n_layers=3, rotation="u3", entanglement="parallel", reupload=False),
+        4,
+    ),
+    (
+        "5q-2l-circular-cnot-rx-parity-chunk2",
+        CircuitSpec(
+            n_qubits=5,
+            n_layers=2,
+            entangler="cnot",
+            encoding="rx",
+            readout="parity",
+            parity_groups=((0, 1), (2, 3, 4)),
+        ),
+        2,
+    ),
+    (
+        "6q-2l-u3-all2all-cz-inputs3",
+        CircuitSpec(n_qubits=6, n_layers=2, rotation="u3", entanglement="all_to_all", n_inputs=3),
+        4,
+    ),
+    (
+        "7q-1l-parallel-cnot-chunk3-nofinal",
+        CircuitSpec(n_qubits=7, entanglement="parallel", entangler="cnot", final_rotation=False),
+        3,
+    ),
+    ("8q-2l-circular-cz", CircuitSpec(n_qubits=8, n_layers=2), 4),
+    (
+        "8q-1l-u3-none-rx",
+        CircuitSpec(n_qubits=8, rotation="u3", entanglement="none", encoding="rx"),
+        4,
+    ),
+    (
+        "6q-3l-linear-cnot-perqubit",
+        CircuitSpec(n_qubits=6, n_layers=3, entanglement="linear", entangler="cnot"),
+        1,
+    ),
+]
+
+
+class ExecutorContractMixin:
+    """Behaviour every statevector run must show, on the device of the subclass."""
+
+    device = "cpu"
+
+    def _executor(self, built: BuiltCircuit, **options: object) -> Executor:
+        return make_executor("statevector", built, **options)
+
+    @pytest.mark.parametrize(("spec", "fused"), [s[1:] for s in SPECS], ids=[s[0] for s in SPECS])
+    def test_matches_qiskit_statevector(self, spec: CircuitSpec, fused: int) -> None:
+        built = build_circuit(spec)
+        executor = self._executor(built, max_fused_qubits=fused)
+        gen = torch.Generator().manual_seed(spec.n_qubits)
+        x = torch.rand(3, built.n_input_params, generator=gen, dtype=torch.float64) * 6 - 3
+        w = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 6 - 3
+        expected = _reference(built, x.numpy(), w.numpy())
+        got = executor(x.to(self.device), w.to(self.device))
+        assert got.dtype == torch.float64 and got.device.type == self.device
+        np.testing.assert_allclose(got.cpu().numpy(), expected, atol=1e-10)
+        got32 = executor(x.float().to(self.device), w.float().to(self.device))
+        assert got32.dtype == torch.float32
+        np.testing.assert_allclose(got32.cpu().numpy(), expected, atol=2e-5)
+
+    @pytest.mark.parametrize("fused", [1, 2, 3], ids=["chunk1", "chunk2", "chunk3"])
+    def test_gradcheck_inputs_and_weights(self, fused: int) -> None:
+        spec = CircuitSpec(n_qubits=3, n_layers=2, rotation="u3", entangler="cnot")
+        built = build_circuit(spec)
+        executor = self._executor(built, max_fused_qubits=fused)
+        gen = torch.Generator().manual_seed(1)
+        x = torch.randn(2, built.n_input_params, generator=gen, dtype=torch.float64)
+        w = torch.randn(built.n_weights, generator=gen, dtype=torch.float64)
+        x = x.to(self.device).requires_grad_()
+        w = w.to(self.device).requires_grad_()
+        assert torch.autograd.gradcheck(executor, (x, w), eps=1e-6, atol=1e-7)
+
+    def test_unbatched_input(self) -> None:
+        built = build_circuit(CircuitSpec(n_qubits=2, n_layers=2))
+        executor = self._executor(built)
+        x = torch.linspace(-1, 1, built.n_input_params, device=self.device)
+        w = torch.linspace(0, 2, built.n_weights, device=self.device)
+        single = executor(x, w)
+        assert single.shape == (built.n_outputs,)
+        torch.testing.assert_close(single, executor(x[None], w)[0])
+
+    def test_weights_cast_to_input_dtype(self) -> None:
+        built = build_circuit(CircuitSpec(n_qubits=2))
+        executor = self._executor(built)
+        x = torch.zeros(4, built.n_input_params, dtype=torch.float64, device=self.device)
+        w = torch.ones(built.n_weights, dtype=torch.float32, device=self.device, requires_grad=True)
+        out = executor(x, w)
+        assert out.dtype == torch.float64
+        out.sum().backward()
+        assert w.grad is not None and w.grad.dtype == torch.float32
+
+    def test_forced_simulation_dtype(self) -> None:
+        built = build_circuit(CircuitSpec(n_qubits=3, n_layers=3))
+        gen = torch.Generator().manual_seed(3)
+        x = torch.randn(2, built.n_input_params, generator=gen).to(self.device)
+        w = torch.randn(built.n_weights, generator=gen).to(self.device)
+        expected = _reference(built, x.cpu().double().numpy(), w.cpu().double().numpy())
+        out = self._executor(built, dtype=torch.float64)(x, w)
+        assert out.dtype == torch.float32
+        np.testing.assert_allclose(out.cpu().numpy(), expected, atol=1e-7)
+
+
+class TestStatevectorCPU(ExecutorContractMixin):
+    device = "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+class TestStatevectorCUDA(ExecutorContractMixin):
+    device = "cuda"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[BuiltCircuit, StatevectorExecutor]:
+    built = build_circuit(CircuitSpec(n_qubits=2, n_layers=2))
+    return built, StatevectorExecutor(built)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "match"),
+    [
+        ((3, 5), (12,), r"inputs must have shape \(B, 4\)"),
+        ((3,), (12,), r"inputs must have shape \(B, 4\) or \(4,\)"),
+        ((2, 3, 4), (12,), r"inputs must have shape \(B, 4\)"),
+        ((3, 4), (11,), r"weights must have shape \(12,\)"),
+        ((3, 4), (1, 12), r"weights must have shape \(12,\)"),
+    ],
+    ids=["inputs-width", "unbatched-width", "inputs-3d", "weights-length", "weights-2d"],
+)
+def test_wrong_shapes_say_expected_shape(
+    small: tuple[BuiltCircuit, StatevectorExecutor], x_shape: tuple, w_shape: tuple, match: str
+) -> None:
+    built, executor = small
+    assert (built.n_input_params, built.n_weights) == (4, 12)
+    with pytest.raises(ValueError, match=match):
+        executor(torch.zeros(x_shape), torch.zeros(w_shape))
+
+
+def test_wrong_types(small: tuple[BuiltCircuit, StatevectorExecutor]) -> None:
+    _, executor = small
+    with pytest.raises(TypeError, match="float32 or float64"):
+        executor(torch.zeros(1, 4, dtype=torch.int64), torch.zeros(12))
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
+        executor(np.zeros((1, 4)), torch.zeros(12))  # type: ignore[arg-type]
+
+
+def _custom(build: callable, observables: tuple | None = None) -> BuiltCircuit:
+    x, w = ParameterVector("x", 1), ParameterVector("w", 1)
+    qc = QuantumCircuit(2)
+    build(qc, x, w)
+    obs = observables or (SparsePauliOp("IZ"), SparsePauliOp("ZI"))
+    return BuiltCircuit(CircuitSpec(n_qubits=2, n_inputs=1), qc, x, w, obs)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda qc, x, w: (qc.ry(x[0], 0), qc.rzz(w[0], 0, 1)), "'rzz'"),
+        (lambda qc, x, w: (qc.ry(x[0], 0), qc.ch(0, 1), qc.rz(w[0], 1)), "'ch'"),
+        (lambda qc, x, w: (qc.ry(x[0], 0), qc.rz(w[0], 1), qc.measure_all()), "'measure'"),
+        (lambda qc, x, w: (qc.ry(x[0] * w[0], 0),), "not affine"),
+        (
+            lambda qc, x, w: (qc.ry(x[0], 0), qc.rz(w[0], 1), qc.rx(ParameterVector("z", 1)[0], 1)),
+            "'z\\[0\\]'",
+        ),
+    ],
+    ids=["param-two-qubit", "non-monomial", "measure", "non-affine", "foreign-parameter"],
+)
+def test_uncompilable_circuits_name_the_problem(build: callable, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        StatevectorExecutor(_custom(build))
+
+
+def test_general_gates_and_observables() -> None:
+    """Fixed gates, affine angles, multi-qubit monomials and off-diagonal Pauli observables."""
+
+    def build(qc: QuantumCircuit, x: ParameterVector, w: ParameterVector) -> None:
+        qc.h(0)
+        qc.sx(1)
+        qc.rx(2 * x[0] + 0.3, 0)
+        qc.u(w[0], x[0] - w[0], 0.7, 1)
+        qc.cy(0, 1)
+        qc.swap(0, 1)
+        qc.r(w[0], 0.4, 0)
+        qc.p(x[0], 1)
+        qc.s(1)
+        qc.cx(1, 0)
+        qc.t(0)
+        qc.append(U2Gate(0.1, w[0]), [1])
+
+    observables = (
+        SparsePauliOp(["XY", "ZZ"], coeffs=[0.5, -1.0]),
+        SparsePauliOp("YI"),
+        SparsePauliOp(["IX", "II"], coeffs=[2.0, 0.25]),
+    )
+    built = _custom(build, observables)
+    executor = StatevectorExecutor(built)
+    x = torch.tensor([[0.3], [-1.2]], dtype=torch.float64)
+    w = torch.tensor([0.8], dtype=torch.float64)
+    np.testing.assert_allclose(
+        executor(x, w).numpy(), _reference(built, x.numpy(), w.numpy()), atol=1e-12
+    )
+
+
+def test_make_executor_choices() -> None:
+    built = build_circuit(CircuitSpec(n_qubits=2))
+    executor = make_executor("statevector", built)
+    assert isinstance(executor, StatevectorExecutor)
+    assert make_executor(executor, built) is executor
+    with pytest.raises(ValueError, match=r"\['qiskit', 'statevector'\]"):
+        make_executor("pennylane", built)
+    with pytest.raises(ValueError, match="options"):
+        make_executor(executor, built, dtype=torch.float64)
+    with pytest.raises(ValueError, match="n_input_params"):
+        make_executor(executor, build_circuit(CircuitSpec(n_qubits=3)))
+    with pytest.raises(TypeError, match="Executor"):
+        make_executor(3, built)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_fused_qubits"):
+        StatevectorExecutor(built, max_fused_qubits=0)
+    with pytest.raises(ValueError, match="dtype"):
+        StatevectorExecutor(built, dtype=torch.int32)
