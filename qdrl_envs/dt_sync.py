@@ -366,6 +366,7 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self.combos, self.masks = _tables(m, config.n_channels)
         self.weights = config.weight_vector()
         self.weights_obs = (self.weights / self.weights.max()).astype(np.float32)
+        self._unit_weights = bool(np.all(self.weights == 1.0))
         self.arrival = config.arrival_probs()
         nd = NormalDist()
         self._z_arrival = np.array([np.inf if q >= 1.0 else nd.inv_cdf(q) for q in self.arrival])
@@ -496,16 +497,18 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         t += 1
         tcol = t[:, None]
         # Paper Sec. V-F2 (ii): xi_m(t) = t - a_m(t) on reception, else xi_m(t-1) + 1.
-        age = np.where(success, tcol - self.gen, self.age + 1)
+        # (``_pending`` holds t - a_m for a buffered update, the age a delivery now gives.)
+        age = np.where(success, self._pending, self.age + 1)
         self.age = age
         self.scheduled = sched
         self.delivered = success
-        weighted = (age @ self.weights) * -self._inv_m
+        mean_aoi = np.add.reduce(age, axis=1) * self._inv_m
+        weighted = -mean_aoi if self._unit_weights else (age @ self.weights) * -self._inv_m
         info = {
             "aoi": age,
-            "mean_aoi": np.add.reduce(age, axis=1) * self._inv_m,
+            "mean_aoi": mean_aoi,
             "peak_aoi": np.maximum.reduce(age, axis=1),
-            "deliveries": np.add.reduce(success, axis=1),
+            "deliveries": np.count_nonzero(success, axis=1),
             "delivered": success,
             "reward_terms": {"weighted_aoi": weighted},
         }
@@ -515,9 +518,12 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
             idx = np.flatnonzero(ptr >= self._block)
             self._refill([rngs[i] for i in idx], idx)
         new = self._buf_new[rows, ptr]
-        self.gen = gen = np.where(new, tcol, self.gen)
-        self.has_pkt = has = (self.has_pkt & ~success) | new
-        self._pending = np.where(has, tcol - gen, age) + 1
+        self.gen = np.where(new, tcol, self.gen)
+        has = self.has_pkt & ~success
+        # Age if delivered in the next slot: t + 1 - a_m = 1 for a new update, one more than
+        # now for a still-buffered one, else (nothing to send) the age plus one.
+        self._pending = np.where(new, 0.0, np.where(has, self._pending, age)) + 1.0
+        self.has_pkt = has | new
         return StepResult(weighted, self._no_term, info)
 
     def age_if_delivered(self) -> np.ndarray:
