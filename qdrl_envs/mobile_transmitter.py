@@ -169,7 +169,7 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         # Log-distance path gain g(d) = g(1 m) d^-n for d >= 1 m (d >= altitude >= 1 here).
         self._g1 = float(radio.path_gain(1.0, config.carrier_hz, config.path_loss_exponent))
         self._neg_n = -float(config.path_loss_exponent)
-        self._snr_scale = self.p_max_w * k / self.noise_w  # times (P_k / P_max) g_k
+        self._snr_g1 = self.p_max_w * k / self.noise_w * self._g1
         self._alt2 = config.altitude_m ** 2
         self._area = float(config.area_m)
         self._step = config.max_step_m
@@ -181,6 +181,7 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         self.uav = np.zeros((num_envs, 2))
         self.users = np.zeros((num_envs, k, 2))
         self.distance_m = np.ones((num_envs, k))
+        self._snr_full = np.zeros((num_envs, k))
         self._no_term = np.zeros(num_envs, dtype=bool)
         self.record_trail = False
         self.trail: list[np.ndarray] = []
@@ -222,7 +223,9 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
 
     def _update_distances(self) -> None:
         diff = self.users - self.uav[:, None, :]
-        self.distance_m = np.sqrt(np.einsum("nkc,nkc->nk", diff, diff) + self._alt2)
+        self.distance_m = d = np.sqrt(np.add.reduce(diff * diff, axis=2) + self._alt2)
+        # SNR of each user at full budget, (P_max g_k) / (sigma^2 / K), for this position.
+        self._snr_full = self._snr_g1 * d ** self._neg_n
 
     def path_gains(self) -> np.ndarray:
         """Large-scale power gains UAV -> users at the current positions, ``(N, K)``."""
@@ -233,12 +236,12 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         k = self.n_users
         coeffs = actions[:, :k]
         share = coeffs / np.maximum(np.add.reduce(coeffs, axis=1, keepdims=True), 1.0)
-        gains = self.path_gains()
+        snr_full = self._snr_full
         if self._fading or self._user_step > 0.0:
             z = draw(rngs, lambda g: g.standard_normal((4, k)))
             if self._fading:
-                gains = gains * (0.5 * (z[:, 0] ** 2 + z[:, 1] ** 2))
-        rates = np.log2(1.0 + self._snr_scale * share * gains) * self._inv_k
+                snr_full = snr_full * (0.5 * (z[:, 0] ** 2 + z[:, 1] ** 2))
+        rates = np.log2(1.0 + share * snr_full) * self._inv_k
         sum_rate = np.add.reduce(rates, axis=1)
         reward = self._w * sum_rate
         powers = self.p_max_w * share
@@ -254,12 +257,13 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         # position is clamped to the area (the UAV cannot leave it).
         move = actions[:, k:]
         norm = np.sqrt(np.add.reduce(move * move, axis=1, keepdims=True))
-        self.uav = np.clip(self.uav + move * (self._step / np.maximum(norm, 1.0)), 0.0,
-                           self._area)
+        pos = self.uav + move * (self._step / np.maximum(norm, 1.0))
+        self.uav = np.minimum(np.maximum(pos, 0.0), self._area)
         if self._user_step > 0.0:
             d = np.stack((z[:, 2], z[:, 3]), axis=-1)  # isotropic: a uniform direction
-            d = d / np.maximum(np.sqrt(np.einsum("nkc,nkc->nk", d, d))[..., None], 1e-12)
-            self.users = np.clip(self.users + self._user_step * d, 0.0, self._area)
+            d = d / np.maximum(np.sqrt(np.add.reduce(d * d, axis=2, keepdims=True)), 1e-12)
+            self.users = np.minimum(np.maximum(self.users + self._user_step * d, 0.0),
+                                    self._area)
         self._update_distances()
         if self.record_trail:
             self.trail.append(self.uav[0].copy())
