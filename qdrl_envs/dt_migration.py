@@ -264,8 +264,21 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         self.noise_w = float(radio.noise_power_w(c.bandwidth_hz, c.noise_figure_db))
         self._mobility = ring_mobility(e, c.p_stay)
         self._arrivals = PoissonArrivals(np.full(u, c.task_rate))
-        self._pending_scale = max(1.0, c.task_rate + 3.0 * math.sqrt(c.task_rate))
         self._host_eye = np.eye(e + 1)
+        self._access_delay_flat = self.access_delay_s.ravel()
+        self._access_spb_flat = self.access_s_per_bit.ravel()
+        self._access_jpb_flat = self.access_j_per_bit.ravel()
+        self._downtime_flat = self.migration_downtime_s.ravel()
+        self._mig_energy_flat = self.migration_energy_j.ravel()
+        self._coef_latency = -1.0 / c.latency_scale_s
+        self._coef_migration = -c.beta_migration / (u * c.latency_scale_s)
+        self._coef_energy = -c.gamma_energy / (u * c.energy_scale_j)
+        self._coef_overload = -c.overload_penalty / u
+        self._snr_scale = 1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB)
+        self._snr_per_gain = self.p_tx_w / self.noise_w
+        self._inv_capacity = 1.0 / self.capacity
+        self._inv_pending = 1.0 / max(1.0, c.task_rate + 3.0 * math.sqrt(c.task_rate))
+        self._inv_load = self._inv_pending / u
         self._area_eye = np.eye(e)
         self._u_idx = np.arange(u)
         self._block = 4 * u
@@ -275,6 +288,7 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         self.host = np.zeros((n, u), dtype=np.int64)
         self.tasks = np.zeros((n, u), dtype=np.int64)
         self.distance_m = np.ones((n, u))
+        self.mean_snr = np.ones((n, u))
         self.snr_db = np.zeros((n, u))
         self.uplink_bps = np.ones((n, u))
         self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
@@ -322,73 +336,75 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         area = np.asarray(area, dtype=np.int64)
         k = np.asarray(tasks, dtype=np.float64)
         eye = self._host_eye
-        u = self.n_users
-        # Admission into free capacity, in user order.
+        h = self.n_hosts
+        # Admission into the capacity free at the start of the slot, in user order.
         moving = target != host
+        req = eye[target] * moving[..., None]  # (M, U, H) one-hot requests
         free = self.capacity - eye[host].sum(axis=-2)  # (M, H)
-        req = eye[target] * moving[..., None]  # (M, U, H)
-        rank = np.cumsum(req, axis=-2)  # requests to that host up to and including this user
-        accepted_onehot = req * (rank <= free[:, None, :])
-        accepted = accepted_onehot.sum(axis=-1) > 0
-        refused = moving & ~accepted
+        accepted = ((np.cumsum(req, axis=-2) <= free[:, None, :]) * req).sum(axis=-1) > 0.0
+        refused = moving ^ accepted  # accepted requests are a subset of the moving ones
         new_host = np.where(accepted, target, host)
-        # Latency of the slot's tasks.
-        load_bits = k * c.task_bits
-        uplink = load_bits / np.maximum(np.asarray(uplink_bps, dtype=np.float64), _MIN_RATE_BPS)
-        backhaul = np.where(k > 0, self.access_delay_s[area, new_host], 0.0) \
-            + load_bits * self.access_s_per_bit[area, new_host]
-        new_onehot = eye[new_host]  # (M, U, H)
-        host_tasks = np.einsum("mu,muh->mh", k, new_onehot)
-        compute = np.take_along_axis(host_tasks, new_host, axis=-1) * self.task_compute_s[new_host]
-        user_latency = np.where(k > 0, np.minimum(uplink + backhaul + compute, c.max_latency_s),
-                                0.0)
-        total_tasks = k.sum(axis=-1)
-        latency = (k * user_latency).sum(axis=-1) / np.maximum(total_tasks, 1.0)
-        downtime = self.migration_downtime_s[host, new_host].sum(axis=-1)
-        energy = (self.migration_energy_j[host, new_host].sum(axis=-1)
-                  + (load_bits * self.access_j_per_bit[area, new_host]).sum(axis=-1)
+        # Latency of the slot's tasks (processor sharing on every stage).
+        has = k > 0.0
+        bits = k * c.task_bits
+        pair = area * h + new_host  # access edge -> host
+        new_onehot = eye[new_host]
+        host_tasks = np.matmul(k[:, None, :], new_onehot)[:, 0]  # (M, H) tasks per host
+        on_host = (new_onehot * host_tasks[:, None, :]).sum(axis=-1)  # tasks sharing my host
+        latency_raw = (bits / np.maximum(np.asarray(uplink_bps, dtype=np.float64), _MIN_RATE_BPS)
+                       + has * self._access_delay_flat[pair]
+                       + bits * self._access_spb_flat[pair]
+                       + on_host * self.task_compute_s[new_host])
+        user_latency = np.minimum(latency_raw, c.max_latency_s) * has
+        latency = (k * user_latency).sum(axis=-1) / np.maximum(k.sum(axis=-1), 1.0)
+        mig = host * h + new_host
+        downtime = self._downtime_flat[mig].sum(axis=-1)
+        energy = (self._mig_energy_flat[mig].sum(axis=-1)
+                  + (bits * self._access_jpb_flat[pair]).sum(axis=-1)
                   + host_tasks @ self.task_compute_j)
-        overloads = refused.sum(axis=-1).astype(np.float64)
+        overloads = refused.sum(axis=-1)
         terms = {
-            "latency": -latency / c.latency_scale_s,
-            "migration": -c.beta_migration * downtime / (u * c.latency_scale_s),
-            "energy": -c.gamma_energy * energy / (u * c.energy_scale_j),
-            "overload": -c.overload_penalty * overloads / u,
+            "latency": latency * self._coef_latency,
+            "migration": downtime * self._coef_migration,
+            "energy": energy * self._coef_energy,
+            "overload": overloads * self._coef_overload,
         }
         reward = terms["latency"] + terms["migration"] + terms["energy"] + terms["overload"]
-        return SlotEvaluation(host=new_host, migrated=moving & accepted, refused=refused,
+        return SlotEvaluation(host=new_host, migrated=accepted, refused=refused,
                               user_latency_s=user_latency, latency_s=latency,
                               downtime_s=downtime, energy_j=energy, host_tasks=host_tasks,
                               reward_terms=terms, reward=reward)
 
     # -- randomness --------------------------------------------------------------------------
 
-    def _channel(self, distance_m: NDArray[np.float64],
-                 u_fade: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def _mean_snr(self, distance_m: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Mean uplink SNR (linear) at ``distance_m``: transmit power x path gain / noise."""
         c = self.config
-        fading = -np.log1p(-u_fade)  # Rayleigh: |h|^2 ~ Exp(1) by inverse CDF
-        gain = radio.path_gain(distance_m, c.carrier_hz, c.path_loss_exponent) * fading
-        snr = self.p_tx_w * gain / self.noise_w
-        rate = c.bandwidth_hz * radio.shannon_rate(snr)
-        return radio.linear_to_db(snr), rate
+        return self._snr_per_gain * radio.path_gain(distance_m, c.carrier_hz,
+                                                    c.path_loss_exponent)
+
+    def _channel(self, mean_snr: NDArray[np.float64],
+                 u_fade: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        snr = mean_snr * -np.log1p(-u_fade)  # Rayleigh: |h|^2 ~ Exp(1) by inverse CDF
+        return radio.linear_to_db(snr), self.config.bandwidth_hz * radio.shannon_rate(snr)
 
     def _place_in_cell(self, u_pos: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.maximum(self.config.cell_radius_m * np.sqrt(u_pos), 1.0)
 
     def _refresh_obs(self) -> None:
-        n, e, u = self.num_envs, self.n_edges, self.n_users
-        occ = self.occupancy(self.host)
-        load = np.einsum("nu,nuh->nh", self.tasks.astype(np.float64), self._host_eye[self.host])
-        parts = (
-            self._area_eye[self.area].reshape(n, u * e),
-            self._host_eye[self.host].reshape(n, u * (e + 1)),
-            occ / self.capacity,
-            np.minimum(load / (u * self._pending_scale), 1.0),
-            np.minimum(self.tasks / self._pending_scale, 1.0),
-            np.clip((self.snr_db - SNR_OBS_LOW_DB) / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB),
-                    0.0, 1.0),
-        )
-        self._obs = np.concatenate(parts, axis=1).astype(np.float32)
+        n = self.num_envs
+        hot = self._host_eye[self.host]  # (n, U, H)
+        load = np.matmul(self.tasks[:, None, :].astype(np.float64), hot)[:, 0]
+        snr = (self.snr_db - SNR_OBS_LOW_DB) * self._snr_scale
+        obs = np.concatenate([
+            self._area_eye[self.area].reshape(n, -1),
+            hot.reshape(n, -1),
+            hot.sum(axis=1) * self._inv_capacity,
+            np.minimum(load * self._inv_load, 1.0),
+            np.minimum(self.tasks * self._inv_pending, 1.0),
+            np.minimum(np.maximum(snr, 0.0), 1.0),
+        ], axis=1)
+        self._obs = obs.astype(np.float32)
 
     # -- BatchedCore -------------------------------------------------------------------------
 
@@ -408,7 +424,8 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         block = draw(rngs, lambda g: g.random(self._block))
         area = np.minimum((block[:, :u] * e).astype(np.int64), e - 1)
         distance = self._place_in_cell(block[:, u: 2 * u])
-        snr_db, rate = self._channel(distance, block[:, 2 * u: 3 * u])
+        mean_snr = self._mean_snr(distance)
+        snr_db, rate = self._channel(mean_snr, block[:, 2 * u: 3 * u])
         tasks = self._arrivals.from_uniform(block[:, 3 * u:])
         # Follow-me placement within capacity, the overflow in the cloud.
         req = self._area_eye[area]  # (n, U, E)
@@ -417,6 +434,7 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         self.area[idx] = area
         self.host[idx] = host
         self.distance_m[idx] = distance
+        self.mean_snr[idx] = mean_snr
         self.snr_db[idx] = snr_db
         self.uplink_bps[idx] = rate
         self.tasks[idx] = tasks
@@ -443,12 +461,14 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         self.last_info = info
         self.host = ev.host
         block = draw(rngs, lambda g: g.random(self._block))
-        new_area = self._mobility.step_from_uniform(self.area, block[:, :u])
+        new_area = self._mobility.step_unchecked(self.area, block[:, :u])
         moved = new_area != self.area
-        self.distance_m = np.where(moved, self._place_in_cell(block[:, u: 2 * u]),
-                                   self.distance_m)
-        self.area = new_area
-        self.snr_db, self.uplink_bps = self._channel(self.distance_m, block[:, 2 * u: 3 * u])
+        if moved.any():  # a user who changes area gets a new position in its new cell
+            self.distance_m = np.where(moved, self._place_in_cell(block[:, u: 2 * u]),
+                                       self.distance_m)
+            self.mean_snr = self._mean_snr(self.distance_m)
+            self.area = new_area
+        self.snr_db, self.uplink_bps = self._channel(self.mean_snr, block[:, 2 * u: 3 * u])
         self.tasks = self._arrivals.from_uniform(block[:, 3 * u:])
         self._refresh_obs()
         return StepResult(ev.reward, np.zeros(self.num_envs, dtype=bool), info)

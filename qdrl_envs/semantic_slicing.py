@@ -82,16 +82,17 @@ def shares_to_rbs(shares: ArrayLike, n_rbs: int) -> NDArray[np.int64]:
         raise ValueError(f"shares must be finite and non-negative, got {x.tolist()}")
     if not isinstance(n_rbs, (int, np.integer)) or isinstance(n_rbs, bool) or n_rbs < 0:
         raise ValueError(f"n_rbs must be an integer >= 0, got {n_rbs!r}")
-    s = x.shape[-1]
-    total = x.sum(axis=-1, keepdims=True)
-    frac_of = np.where(total > 0.0, x / np.where(total > 0.0, total, 1.0), 1.0 / s)
-    quota = frac_of * n_rbs
+    return _largest_remainder(x, int(n_rbs))
+
+
+def _largest_remainder(x: NDArray[np.float64], n_rbs: int) -> NDArray[np.int64]:
+    """:func:`shares_to_rbs` without the input checks (validated actions only)."""
+    x = x + (x.sum(axis=-1, keepdims=True) <= 0.0)  # all zeros -> equal shares
+    quota = x / x.sum(axis=-1, keepdims=True) * n_rbs  # (divide first: subnormal shares)
     base = np.floor(quota)
-    remainder = np.clip(n_rbs - base.sum(axis=-1, keepdims=True), 0, s)
-    order = np.argsort(base - quota, axis=-1, kind="stable")  # largest fraction first
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(s), order.shape), axis=-1)
-    return (base + (rank < remainder)).astype(np.int64)
+    # Rank of each slice by fractional part, largest first, ties to the lower index.
+    rank = np.argsort(np.argsort(base - quota, axis=-1, kind="stable"), axis=-1, kind="stable")
+    return (base + (rank < (n_rbs - base.sum(axis=-1, keepdims=True)))).astype(np.int64)
 
 
 def semantic_similarity(snr_db: ArrayLike, low: float, high: float, slope_per_db: float,
@@ -113,8 +114,10 @@ def semantic_similarity(snr_db: ArrayLike, low: float, high: float, slope_per_db
     Returns:
         Similarity, same shape as ``snr_db``.
     """
-    z = slope_per_db * np.asarray(snr_db, dtype=np.float64) + offset
-    return low + (high - low) / (1.0 + np.exp(-np.clip(z, -500.0, 500.0)))
+    # 1 / (1 + e^-z) = (1 + tanh(z / 2)) / 2, which saturates without overflow.
+    half = 0.5 * (high - low)
+    t = np.tanh((0.5 * slope_per_db) * np.asarray(snr_db, dtype=np.float64) + 0.5 * offset)
+    return (low + half) + half * t
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,16 +282,26 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         self.words_per_rb = self._rb_symbols / c.symbols_per_word
         mean_bits = self._rb_symbols * radio.shannon_rate(self._mean_snr_lin[1:])
         self.mean_units_per_rb = np.array([self.words_per_rb, self.words_per_rb, *mean_bits])
-        self._w_slice = np.array([c.semantic_weight, c.embb_weight, c.urllc_weight])
-        self._w_slice_norm = self._w_slice / self._w_slice.sum()
-        self._w_sem = np.array([c.critical_weight, 1.0])
-        self._stake_floor = np.maximum(self.mean_arrivals, 1.0)
-        self._sem_norm = float(self._w_sem @ self._stake_floor[:2])
-        self._viol_norm = np.array([self._sem_norm, *self._stake_floor[2:]])
+        w_slice = np.array([c.semantic_weight, c.embb_weight, c.urllc_weight])
+        self._w_slice_norm = w_slice / w_slice.sum()
+        # Queue -> slice maps: plain sums, and importance-weighted (critical words x weight).
+        self._q2s = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+        self._q2s_w = self._q2s.copy()
+        self._q2s_w[0, 0] = c.critical_weight
+        stake_floor = np.maximum(self.mean_arrivals, 1.0)
+        viol_norm = stake_floor @ self._q2s_w  # importance-weighted mean arrivals per slice
+        self._viol_coef = -c.violation_penalty * self._w_slice_norm / viol_norm
+        # Slice capacity (words, bits, bits) -> queue capacity (critical, routine, eMBB, URLLC).
+        self._s2q = self._q2s.T.copy()
+        self._inv_demand = 1.0 / (self.mean_units_per_rb * c.n_rbs)
+        self._inv_deadline = 1.0 / self.deadlines
+        self._snr_scale = 1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB)
 
         n = num_envs
         self.pending = np.zeros((n, 4))
         self.snr_db = np.zeros((n, 3))
+        self.xi = np.zeros(n)
+        self.rb_capacity = np.zeros((n, 3))
         self.rbs = np.zeros((n, 3), dtype=np.int64)
         self._obs = np.zeros((n, 15), dtype=np.float32)
         self.last_info: dict[str, Any] | None = None
@@ -305,23 +318,27 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         bits = self._rb_symbols * radio.shannon_rate(radio.db_to_linear(snr[..., 1:]))
         return np.concatenate([np.full((*snr.shape[:-1], 1), self.words_per_rb), bits], axis=-1)
 
-    def _draw(self, rngs: Sequence[np.random.Generator]) -> tuple[NDArray[np.float64],
-                                                                  NDArray[np.float64]]:
+    def _draw(self, rngs: Sequence[np.random.Generator]) -> tuple[NDArray[np.float64], ...]:
+        """One slot's arrivals, slice SNRs (dB), similarity and units per RB, per instance."""
         block = draw(rngs, lambda g: g.random(7))
         pending = self._arrivals.from_uniform(block[:, :4]) * self._unit
-        fading = -np.log1p(-block[:, 4:])  # Rayleigh: |h|^2 ~ Exp(1) by inverse CDF
-        snr_db = radio.linear_to_db(self._mean_snr_lin * fading)
-        return pending, snr_db
+        snr_lin = self._mean_snr_lin * -np.log1p(-block[:, 4:])  # Rayleigh: Exp(1) power
+        snr_db = radio.linear_to_db(snr_lin)
+        xi = self.similarity(snr_db[:, 0])
+        per_rb = self._rb_symbols * radio.shannon_rate(snr_lin)
+        per_rb[:, 0] = self.words_per_rb
+        return pending, snr_db, xi, per_rb
 
     def _refresh_obs(self) -> None:
-        c = self.config
         q = self.queues
-        demand_rbs = (q.backlog + self.pending) / self.mean_units_per_rb / c.n_rbs
-        age = q.head_age_slots / self.deadlines
-        snr = (self.snr_db - SNR_OBS_LOW_DB) / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB)
-        xi = self.similarity(self.snr_db[:, :1])
-        obs = np.concatenate([demand_rbs, age, snr, xi, self.rbs / c.n_rbs], axis=1)
-        self._obs = np.clip(obs, 0.0, 1.0).astype(np.float32)
+        obs = np.concatenate([
+            (q.backlog + self.pending) * self._inv_demand,
+            q.head_age_slots * self._inv_deadline,
+            (self.snr_db - SNR_OBS_LOW_DB) * self._snr_scale,
+            self.xi[:, None],
+            self.rbs * (1.0 / self.config.n_rbs),
+        ], axis=1)
+        self._obs = np.minimum(np.maximum(obs, 0.0), 1.0).astype(np.float32)
 
     def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
               options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -332,10 +349,12 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         """
         if options:
             raise ValueError(f"SemanticSlicing takes no reset options, got {sorted(options)}")
-        pending, snr_db = self._draw(rngs)
+        pending, snr_db, xi, per_rb = self._draw(rngs)
         self.queues.reset(idx)
         self.pending[idx] = pending
         self.snr_db[idx] = snr_db
+        self.xi[idx] = xi
+        self.rb_capacity[idx] = per_rb
         self.rbs[idx] = shares_to_rbs(np.zeros(3), self.config.n_rbs)
         self._refresh_obs()
         if len(idx) == self.num_envs:
@@ -346,43 +365,33 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         """Split the RBs, serve the queues on this slot's channels, score the SLAs, draw."""
         c = self.config
         q = self.queues
-        rbs = shares_to_rbs(actions, c.n_rbs)
-        cap_units = rbs * self.units_per_rb(self.snr_db)  # words, bits, bits
+        rbs = _largest_remainder(actions, c.n_rbs)
+        cap_units = rbs * self.rb_capacity  # words, bits, bits
         # Critical semantic words go first (strict priority inside the semantic slice).
-        crit_content = q.amount[:, 0].sum(axis=-1) + self.pending[:, 0]
-        crit_served = np.minimum(cap_units[:, 0], crit_content)
-        capacity = np.stack([cap_units[:, 0], cap_units[:, 0] - crit_served, cap_units[:, 1],
-                             cap_units[:, 2]], axis=1)
+        crit_served = np.minimum(cap_units[:, 0], q.backlog[:, 0] + self.pending[:, 0])
+        capacity = cap_units @ self._s2q
+        capacity[:, 1] -= crit_served
         res = q.step(self.pending, capacity)
-        xi = self.similarity(self.snr_db[:, 0])
-        sim_ok = xi >= c.min_similarity
-        satisfied = np.where(np.arange(4) < 2, sim_ok[:, None], True) * res.served
+        xi = self.xi
+        satisfied = res.served.copy()
+        satisfied[:, :2] *= (xi >= c.min_similarity)[:, None]
         stake = res.served + res.expired + res.overflow
         violated = stake - satisfied
-        sem_stake = stake[:, :2] @ self._w_sem
-        sem_sat = satisfied[:, :2] @ self._w_sem
-        slice_stake = np.stack([sem_stake, stake[:, 2], stake[:, 3]], axis=1)
-        slice_sat = np.stack([sem_sat, satisfied[:, 2], satisfied[:, 3]], axis=1)
-        slice_viol = np.stack([violated[:, :2] @ self._w_sem, violated[:, 2], violated[:, 3]],
-                              axis=1)
-        sat_frac = np.where(slice_stake > 0.0, slice_sat / np.where(slice_stake > 0, slice_stake,
-                                                                    1.0), 1.0)
+        slice_stake = stake @ self._q2s_w
+        nothing = slice_stake <= 0.0
+        sat_frac = (satisfied @ self._q2s_w + nothing) / (slice_stake + nothing)
         satisfaction = sat_frac @ self._w_slice_norm
-        violation = -c.violation_penalty * (slice_viol / self._viol_norm) @ self._w_slice_norm
-        served_slice = np.stack([res.served[:, 0] + res.served[:, 1], res.served[:, 2],
-                                 res.served[:, 3]], axis=1)
-        delay_slots = np.stack([res.delay_sum_slots[:, 0] + res.delay_sum_slots[:, 1],
-                                res.delay_sum_slots[:, 2], res.delay_sum_slots[:, 3]], axis=1)
-        delay_s = np.where(served_slice > 0, delay_slots / np.maximum(served_slice, 1e-300),
-                           0.0) * c.slot_s
+        violation = (violated @ self._q2s_w) @ self._viol_coef
+        served_slice = res.served @ self._q2s
+        delay_s = (res.delay_sum_slots @ self._q2s) * c.slot_s / np.maximum(served_slice, 1e-300)
+        throughput = served_slice * (1.0 / c.slot_s)
+        throughput[:, 0] *= xi
         info: dict[str, Any] = {
-            "rbs": rbs.copy(),
-            "throughput": served_slice * np.stack([xi, np.ones_like(xi), np.ones_like(xi)], 1)
-            / c.slot_s,
+            "rbs": rbs,
+            "throughput": throughput,
             "delay_s": delay_s,
             "semantic_similarity": xi,
-            "sla_violations": np.stack([violated[:, 0] + violated[:, 1], violated[:, 2],
-                                        violated[:, 3]], axis=1),
+            "sla_violations": violated @ self._q2s,
             "critical_violations": violated[:, 0],
             "sla_satisfaction": sat_frac,
             "served": res.served,
@@ -390,8 +399,8 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
             "reward_terms": {"satisfaction": satisfaction, "violation": violation},
         }
         self.last_info = info
-        self.rbs = rbs
-        self.pending, self.snr_db = self._draw(rngs)
+        self.rbs = rbs.copy()
+        self.pending, self.snr_db, self.xi, self.rb_capacity = self._draw(rngs)
         self._refresh_obs()
         return StepResult(satisfaction + violation, np.zeros(self.num_envs, dtype=bool), info)
 

@@ -135,15 +135,16 @@ class QueueStep:
 class FifoQueues:
     """``Q`` FIFO backlogs on each of ``N`` instances, tracked by arrival cohort.
 
-    Content is a divisible amount (bits, tasks, words). ``amount[n, q, a]`` is the content of
-    queue ``q`` that arrived ``a`` slots ago. One :meth:`step` is one slot:
+    Content is a divisible amount (bits, tasks, words); :attr:`amount` ``[n, q, a]`` is the
+    content of queue ``q`` that arrived ``a`` slots ago. One :meth:`step` is one slot:
 
-    1. content ages by one slot; content of queue ``q`` that reaches age ``deadline_slots[q]``
-       can no longer be served within its deadline and expires (counted in ``expired``);
-    2. the arrivals enter at age 0, up to the free buffer (``buffer[q]`` units); the rest
+    1. the arrivals enter at age 0, up to the free buffer (``buffer[q]`` units); the rest
        overflows (counted in ``overflow``);
-    3. up to ``capacity`` units are served, oldest first (FIFO); a unit of age ``a`` served now
-       has delay ``a + 1`` slots, so every unit ever served had delay ``<= deadline_slots[q]``.
+    2. up to ``capacity`` units are served, oldest first (FIFO); a unit of age ``a`` served now
+       has delay ``a + 1`` slots, so every unit ever served had delay ``<= deadline_slots[q]``;
+    3. content ages by one slot; content of queue ``q`` that reaches age ``deadline_slots[q]``
+       unserved can no longer meet its deadline and expires (counted in ``expired`` of this
+       slot), so what is left waiting can always still be served in time.
 
     Args:
         num_envs: Number of instances ``N``.
@@ -172,22 +173,29 @@ class FifoQueues:
         self.num_queues = d.size
         self.deadline_slots = d.astype(np.int64)
         self.buffer = b
-        self.max_age = int(d.max())
-        ages = np.arange(self.max_age + 1)
-        self._expire = (ages[None, :] >= self.deadline_slots[:, None]).astype(np.float64)
-        self._keep = 1.0 - self._expire
-        self._delay_rev = (ages[: self.max_age][::-1] + 1.0)  # delay of ages L-1..0 when served
-        self._ages = ages.astype(np.float64)
-        self.amount = np.zeros((self.num_envs, self.num_queues, self.max_age + 1))
+        self.max_age = big = int(d.max())
+        self._bounded = bool(np.isfinite(b).any())
+        # Storage is oldest first: column j holds age L - j (L = max_age), so column L holds
+        # this slot's arrivals, serving walks columns 1..L forward and aging shifts left.
+        self._a = np.zeros((self.num_envs, self.num_queues, big + 1))
+        self._delay = big - np.arange(1, big + 1, dtype=np.float64) + 1.0  # of columns 1..L
+        self._age_of_col = big - np.arange(big + 1, dtype=np.float64)
+        self._exp_q = np.arange(self.num_queues)
+        self._exp_col = big - self.deadline_slots  # the column that reaches each deadline
+
+    @property
+    def amount(self) -> NDArray[np.float64]:
+        """Content by age, ``(N, Q, L + 1)``: ``amount[n, q, a]`` arrived ``a`` slots ago."""
+        return self._a[..., ::-1]
 
     def reset(self, idx: ArrayLike) -> None:
         """Empty the queues of the instances ``idx``."""
-        self.amount[np.asarray(idx)] = 0.0
+        self._a[np.asarray(idx)] = 0.0
 
     @property
     def backlog(self) -> NDArray[np.float64]:
         """Units waiting in each queue, shape ``(N, Q)``."""
-        return self.amount.sum(axis=-1)
+        return self._a.sum(axis=-1)
 
     @property
     def head_age_slots(self) -> NDArray[np.float64]:
@@ -196,8 +204,7 @@ class FifoQueues:
         Content left over from the last slot has waited 1 slot; served in the next slot its
         delay would be one more than this.
         """
-        present = self.amount > 1e-12
-        return np.max(np.where(present, self._ages, 0.0), axis=-1)
+        return ((self._a > 1e-12) * self._age_of_col).max(axis=-1)
 
     def step(self, arrivals: ArrayLike, capacity: ArrayLike) -> QueueStep:
         """Advance one slot: admit ``arrivals``, serve up to ``capacity``, then age and expire.
@@ -209,28 +216,27 @@ class FifoQueues:
         Returns:
             The :class:`QueueStep` accounting of the slot.
         """
-        a = self.amount
-        # 1. admit arrivals (age 0) up to the free buffer.
+        a = self._a
+        # 1. admit arrivals (age 0, the last column) up to the free buffer.
         arr = np.asarray(arrivals, dtype=np.float64)
-        free = np.maximum(self.buffer - a.sum(axis=-1), 0.0)
-        accepted = np.minimum(arr, free)
-        a[..., 0] = accepted
-        # 2. serve oldest first: walk ages L-1 .. 0.
-        rev = a[..., self.max_age - 1:: -1]
-        before = np.cumsum(rev, axis=-1) - rev
+        if self._bounded:
+            accepted = np.minimum(arr, np.maximum(self.buffer - a.sum(axis=-1), 0.0))
+        else:
+            accepted = arr
+        a[..., -1] = accepted
+        # 2. serve oldest first: columns 1..L hold ages L-1..0.
+        live = a[..., 1:]
         cap = np.asarray(capacity, dtype=np.float64)[..., None]
-        served_rev = np.minimum(rev, np.maximum(cap - before, 0.0))
-        a[..., : self.max_age] -= served_rev[..., ::-1]
-        np.maximum(a, 0.0, out=a)
-        served = served_rev.sum(axis=-1)
-        delay_sum = served_rev @ self._delay_rev
-        max_delay = np.max(np.where(served_rev > 1e-12, self._delay_rev, 0.0), axis=-1)
-        # 3. age by one slot; what reaches its deadline unserved expires.
-        a[..., 1:] = a[..., :-1].copy()
-        a[..., 0] = 0.0
-        expired = (a * self._expire).sum(axis=-1)
-        a *= self._keep
-        return QueueStep(served=served, delay_sum_slots=delay_sum, max_delay_slots=max_delay,
+        served = np.minimum(live, np.maximum(cap - (np.cumsum(live, axis=-1) - live), 0.0))
+        live -= served
+        np.maximum(live, 0.0, out=live)
+        # 3. age by one slot (shift left); the column reaching each queue's deadline expires.
+        a[..., :-1] = live
+        a[..., -1] = 0.0
+        expired = a[:, self._exp_q, self._exp_col]
+        a[:, self._exp_q, self._exp_col] = 0.0
+        return QueueStep(served=served.sum(axis=-1), delay_sum_slots=served @ self._delay,
+                         max_delay_slots=((served > 1e-12) * self._delay).max(axis=-1),
                          expired=expired, overflow=arr - accepted, accepted=accepted)
 
 
@@ -277,7 +283,11 @@ class MarkovMobility:
             raise ValueError(f"area and u must have the same shape, got {s.shape} and {u.shape}")
         if s.size and (s.min() < 0 or s.max() >= self.num_areas):
             raise ValueError(f"areas must be in [0, {self.num_areas - 1}], got {s.tolist()}")
-        nxt = np.searchsorted(self._table, u + s, side="right") - s * self.num_areas
+        return self.step_unchecked(s, u)
+
+    def step_unchecked(self, area: NDArray[np.int64], u: NDArray[np.float64]) -> NDArray[np.int64]:
+        """:meth:`step_from_uniform` without argument checks, for callers whose areas are valid."""
+        nxt = np.searchsorted(self._table, u + area, side="right") - area * self.num_areas
         return np.minimum(nxt, self.num_areas - 1)
 
     def sample(self, rngs: Sequence[np.random.Generator], area: ArrayLike) -> NDArray[np.int64]:
