@@ -50,6 +50,13 @@ def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) 
                 and action.shape == lead and action.size
                 and action.min() >= lo_fast and action.max() < hi_fast):
             return action.astype(np.int64)
+    # And for an integer array inside a MultiDiscrete (single or batched).
+    if (isinstance(space, spaces.MultiDiscrete) and isinstance(action, np.ndarray)
+            and action.dtype.kind in "iu" and action.shape == lead + space.shape):
+        fast_md = action.astype(np.int64)
+        rel = fast_md - space.start
+        if np.count_nonzero((rel >= 0) & (rel < space.nvec)) == rel.size:
+            return fast_md
     where = "" if batch is None else " (batched)"
     try:
         arr = np.asarray(action)
