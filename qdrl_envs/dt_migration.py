@@ -201,7 +201,8 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
     Public state (leading axis ``N`` instances; ``E`` edges, ``U`` users, host ``E`` = cloud):
     ``area`` ``(N, U)`` access edge of each user; ``host`` ``(N, U)`` twin hosts; ``tasks``
     ``(N, U)`` tasks raised for the coming slot; ``uplink_bps`` ``(N, U)`` uplink rates of the
-    coming slot; ``snr_db`` ``(N, U)``; ``distance_m`` ``(N, U)``; ``last_info`` (batch info of
+    coming slot; ``snr_db`` ``(N, U)``; ``distance_m`` ``(N, U)`` and ``mean_snr`` ``(N, U)``
+    (linear, before fading; both redrawn when a user changes area); ``last_info`` (batch info of
     the last step, ``None`` after a full reset).
 
     Constant model tables (from the config): ``access_delay_s`` / ``access_s_per_bit`` /

@@ -100,9 +100,9 @@ def semantic_similarity(snr_db: ArrayLike, low: float, high: float, slope_per_db
     """Sentence similarity of DeepSC-style text transmission at ``snr_db`` (generalised logistic).
 
     ``xi(gamma) = low + (high - low) / (1 + exp(-(slope_per_db * gamma + offset)))``, ``gamma``
-    the SNR in dB: the form Yan et al. fit to DeepSC's similarity curves ("Resource allocation
-    for text semantic communications", IEEE WCL 2022), for a fixed number ``k`` of symbols per
-    word. Smooth, increasing, within ``[low, high]``.
+    the SNR in dB: a generalised-logistic form of the kind Yan et al. fit to DeepSC's similarity
+    curves ("Resource allocation for text semantic communications", IEEE WCL 2022), for a fixed
+    number ``k`` of symbols per word. Smooth, increasing, within ``[low, high]``.
 
     Args:
         snr_db: SNR in dB (any shape).
@@ -253,7 +253,8 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     Public state (leading axis ``N``): ``queues`` (:class:`qdrl_envs.traffic.FifoQueues` with the
     four queues of :data:`QUEUE_NAMES`); ``pending`` ``(N, 4)`` arrivals of the coming slot
     (words, words, bits, bits), already known to the agent; ``snr_db`` ``(N, 3)`` slice SNRs of
-    the coming slot; ``rbs`` ``(N, 3)`` the last split; ``last_info``.
+    the coming slot, ``xi`` ``(N,)`` its semantic similarity and ``rb_capacity`` ``(N, 3)`` what
+    one RB carries in it (words, bits, bits); ``rbs`` ``(N, 3)`` the last split; ``last_info``.
 
     Constants: ``mean_units_per_rb`` ``(4,)`` — what one RB carries per slot at the slice's mean
     SNR (words for the semantic queues, bits otherwise); ``mean_arrivals`` ``(4,)`` per slot.

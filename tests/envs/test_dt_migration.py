@@ -341,6 +341,24 @@ def test_extreme_configs_keep_observations_in_space_and_rewards_finite(kwargs: d
             obs, _ = env.reset()
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 10), st.integers(1, 4), st.floats(0.0, 200.0),
+       st.floats(-30.0, 60.0), st.floats(1.0, 1e5), st.floats(0.0, 1.0), st.integers(0, 2**16))
+def test_fuzzed_valid_configs_stay_in_space_and_finite(n_edges: int, n_users: int, cap: int,
+                                                       rate: float, power: float, radius: float,
+                                                       p_stay: float, seed: int) -> None:
+    env = DTMigrationEnv(n_edges=n_edges, n_users=n_users, edge_capacity_twins=cap,
+                         task_rate=rate, tx_power_dbm=power, cell_radius_m=radius, p_stay=p_stay)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    assert env.observation_space.contains(obs)
+    for _ in range(15):
+        obs, rew, _, _, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and np.isfinite(rew)
+        occ = np.bincount(info["hosts"], minlength=n_edges + 1)
+        assert occ[:n_edges].max() <= cap
+
+
 def test_render_modes() -> None:
     env = gym.make(ENV_ID, render_mode="ansi")
     env.reset(seed=0)

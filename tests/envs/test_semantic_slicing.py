@@ -332,6 +332,25 @@ def test_extreme_configs_keep_observations_in_space_and_rewards_finite(kwargs: d
         assert space.contains(obs) and np.isfinite(rew)
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 200), st.floats(0.0, 1e3), st.floats(0.0, 1e3), st.floats(0.0, 1e9),
+       st.floats(0.0, 5e8), st.floats(-50.0, 80.0), st.floats(0.1, 1000.0),
+       st.integers(0, 2**16))
+def test_fuzzed_valid_configs_stay_in_space_and_finite(n_rbs: int, crit: float, routine: float,
+                                                       embb: float, urllc: float, snr: float,
+                                                       k: float, seed: int) -> None:
+    env = SemanticSlicingEnv(n_rbs=n_rbs, critical_msg_rate=crit, routine_msg_rate=routine,
+                             embb_load_bps=embb, urllc_load_bps=urllc, semantic_snr_db=snr,
+                             urllc_snr_db=snr, symbols_per_word=k)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    assert env.observation_space.contains(obs)
+    for _ in range(15):
+        obs, rew, _, _, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and np.isfinite(rew)
+        assert info["rbs"].sum() == n_rbs
+
+
 def test_render_modes() -> None:
     env = gym.make(ENV_ID, render_mode="ansi")
     env.reset(seed=0)
