@@ -15,7 +15,8 @@ an MLP critic, logits read directly from scaled parity expectations ``Z0Z1`` and
 Measured (2026-11-26, 2 shared CPU cores, two seeds at a time, statevector executor):
 quantum PPO solved 5/5 seeds, steps-to-475 = 20k, 25k, 50k, 30k, 25k (median 25k); the
 classical reference 15k, 30k, 20k, 10k, 10k (median 15k): median ratio quantum / classical
-1.67x in steps; about 0.16x in training steps per second on that contended machine.
+1.67x in steps. (Steps per second are printed too, but the two use different PPO settings:
+for a like-for-like throughput ratio see ``vqc_throughput.ppo_steps_per_second``.)
 
 Usage::
 
