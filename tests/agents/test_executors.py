@@ -8,7 +8,7 @@ from qiskit.circuit.library import U2Gate
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit
-from qdrl_agents.executors import Executor, StatevectorExecutor, make_executor
+from qdrl_agents.executors import Executor, QiskitExecutor, StatevectorExecutor, make_executor
 
 
 def _reference(built: BuiltCircuit, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -274,3 +274,185 @@ def test_make_executor_choices() -> None:
         StatevectorExecutor(built, max_fused_qubits=0)
     with pytest.raises(ValueError, match="dtype"):
         StatevectorExecutor(built, dtype=torch.int32)
+
+
+# ------------------------------------------------------------- agreement with the qiskit path
+
+# Each case costs 2 * (inputs + weights) * batch * outputs estimator pubs for the parameter-shift
+# gradient, so the larger circuits read out one parity and run on qiskit-aer's exact estimator
+# (precision 0, ~10x faster per pub than StatevectorEstimator); the smallest covers the default.
+AGREEMENT = [
+    ("1q-1l-default-estimator", CircuitSpec(n_qubits=1), "default"),
+    (
+        "2q-5l-u3-linear-cnot-rx-parity",
+        CircuitSpec(
+            n_qubits=2,
+            n_layers=5,
+            rotation="u3",
+            entanglement="linear",
+            entangler="cnot",
+            encoding="rx",
+            readout="parity",
+        ),
+        "aer",
+    ),
+    (
+        "3q-2l-all2all-cnot-rz-z",
+        CircuitSpec(
+            n_qubits=3, n_layers=2, entanglement="all_to_all", entangler="cnot", encoding="rz"
+        ),
+        "aer",
+    ),
+    (
+        "4q-3l-u3-parallel-cz-noreupload-pairs",
+        CircuitSpec(
+            n_qubits=4,
+            n_layers=3,
+            rotation="u3",
+            entanglement="parallel",
+            reupload=False,
+            readout="parity",
+            parity_groups=((0, 1), (2, 3)),
+        ),
+        "aer",
+    ),
+    (
+        "5q-2l-circular-cnot-rx-parity",
+        CircuitSpec(n_qubits=5, n_layers=2, entangler="cnot", encoding="rx", readout="parity"),
+        "aer",
+    ),
+    (
+        "6q-1l-u3-all2all-cz-parity",
+        CircuitSpec(n_qubits=6, rotation="u3", entanglement="all_to_all", readout="parity"),
+        "aer",
+    ),
+    (
+        "7q-4l-circular-cz-inputs3-parity",
+        CircuitSpec(n_qubits=7, n_layers=4, n_inputs=3, readout="parity"),
+        "aer",
+    ),
+    (
+        "8q-1l-none-cnot-rx-nofinal-parity",
+        CircuitSpec(
+            n_qubits=8,
+            entanglement="none",
+            entangler="cnot",
+            encoding="rx",
+            readout="parity",
+            parity_groups=((0, 3), (5, 7)),
+            final_rotation=False,
+        ),
+        "aer",
+    ),
+]
+
+
+def _aer_exact():
+    from qiskit_aer.primitives import EstimatorV2
+
+    return EstimatorV2(options={"default_precision": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("spec", "estimator"), [a[1:] for a in AGREEMENT], ids=[a[0] for a in AGREEMENT]
+)
+def test_statevector_agrees_with_qiskit_executor(spec: CircuitSpec, estimator: str) -> None:
+    built = build_circuit(spec)
+    qiskit_executor = (
+        QiskitExecutor(built)
+        if estimator == "default"
+        else QiskitExecutor(built, estimator=_aer_exact())
+    )
+    gen = torch.Generator().manual_seed(spec.n_qubits + 10 * spec.n_layers)
+    x0 = torch.rand(2, built.n_input_params, generator=gen, dtype=torch.float64) * 4 - 2
+    w0 = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 4 - 2
+    upstream = torch.randn(2, built.n_outputs, generator=gen, dtype=torch.float64)
+    results = []
+    for executor in (StatevectorExecutor(built), qiskit_executor):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        out = executor(x, w)
+        gx, gw = torch.autograd.grad(out, (x, w), upstream)
+        results.append((out.detach(), gx, gw))
+    (o1, gx1, gw1), (o2, gx2, gw2) = results
+    assert o2.dtype == torch.float64
+    torch.testing.assert_close(o1, o2, atol=1e-6, rtol=0)
+    torch.testing.assert_close(gx1, gx2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gw1, gw2, atol=1e-5, rtol=0)
+    assert gx1.abs().max() > 1e-3 and gw1.abs().max() > 1e-3  # the gradients are not trivial
+
+
+@pytest.fixture(scope="module")
+def two_qubits() -> BuiltCircuit:
+    return build_circuit(CircuitSpec(n_qubits=2, n_layers=2))
+
+
+def test_qiskit_exact_path_has_no_shot_noise(two_qubits: BuiltCircuit) -> None:
+    executor = QiskitExecutor(two_qubits)
+    # EstimatorQNN's own default (0.015625) would add shot noise of that size.
+    assert executor.qnn.default_precision == 0.0
+    x = torch.linspace(-1, 1, 3 * two_qubits.n_input_params, dtype=torch.float64).view(3, -1)
+    w = torch.linspace(-2, 2, two_qubits.n_weights, dtype=torch.float64)
+    first, second = executor(x, w), executor(x, w)
+    exact = StatevectorExecutor(two_qubits)(x, w)
+    torch.testing.assert_close(first, exact, atol=1e-12, rtol=0)
+    torch.testing.assert_close(second, exact, atol=1e-12, rtol=0)
+    single = executor(x[0].float(), w.float())
+    assert single.shape == (two_qubits.n_outputs,) and single.dtype == torch.float32
+
+
+def test_qiskit_shots_add_noise_of_the_shot_scale(two_qubits: BuiltCircuit) -> None:
+    shots = 400
+    executor = QiskitExecutor(two_qubits, shots=shots, seed=7)
+    assert executor.precision == pytest.approx(1 / 20)
+    x = torch.zeros(64, two_qubits.n_input_params, dtype=torch.float64)
+    w = torch.full((two_qubits.n_weights,), 0.4, dtype=torch.float64)
+    error = executor(x, w) - StatevectorExecutor(two_qubits)(x, w)
+    assert 0.02 < error.std().item() < 0.1
+
+
+def test_qiskit_noise_model_damps_expectations(two_qubits: BuiltCircuit) -> None:
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.05, 1), ["ry", "rz"])
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.1, 2), ["cz"])
+    executor = QiskitExecutor(two_qubits, noise_model=noise, seed=3)
+    x = torch.zeros(1, two_qubits.n_input_params, dtype=torch.float64)
+    w = torch.zeros(two_qubits.n_weights, dtype=torch.float64)
+    noisy = executor(x, w)  # the noiseless circuit leaves |00>: <Z> = 1 on both qubits
+    assert torch.all(noisy < 0.97) and torch.all(noisy > 0.3)
+
+
+def test_qiskit_spsa_gradient_is_a_directional_estimate() -> None:
+    built = build_circuit(CircuitSpec(n_qubits=2, n_layers=2, readout="parity"))
+    executor = QiskitExecutor(built, gradient="spsa", spsa_epsilon=1e-4, seed=5)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, built.n_input_params, generator=gen, dtype=torch.float64)
+    w = torch.rand(built.n_weights, generator=gen, dtype=torch.float64)
+    xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+    spsa = torch.cat([g.flatten() for g in torch.autograd.grad(executor(xs, ws).sum(), (xs, ws))])
+    xe, we = x.clone().requires_grad_(), w.clone().requires_grad_()
+    exact = torch.autograd.grad(StatevectorExecutor(built)(xe, we).sum(), (xe, we))
+    exact = torch.cat([exact[0].flatten(), exact[1]])
+    # SPSA: g_i = (grad . delta) / delta_i with delta_i = +-1, so |g_i| is one value D and
+    # delta = sign(g) * sign(D); the exact gradient along that direction must give |D|.
+    magnitude = spsa.abs()
+    torch.testing.assert_close(magnitude, magnitude[0].expand_as(magnitude), atol=1e-6, rtol=0)
+    directional = (exact * torch.sign(spsa)).sum().abs()
+    torch.testing.assert_close(directional, magnitude[0], atol=1e-6, rtol=0)
+
+
+def test_qiskit_executor_options_are_validated(two_qubits: BuiltCircuit) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        QiskitExecutor(two_qubits, shots=100, precision=0.1)
+    with pytest.raises(ValueError, match="shots"):
+        QiskitExecutor(two_qubits, shots=0)
+    with pytest.raises(ValueError, match="precision"):
+        QiskitExecutor(two_qubits, precision=-0.1)
+    with pytest.raises(ValueError, match="gradient"):
+        QiskitExecutor(two_qubits, gradient="finite_diff")
+    with pytest.raises(ValueError, match="shots"):
+        QiskitExecutor(two_qubits, estimator=_aer_exact(), shots=100)
+    with pytest.raises(TypeError, match="BaseEstimatorV2"):
+        QiskitExecutor(two_qubits, estimator=object())  # type: ignore[arg-type]
+    assert isinstance(make_executor("qiskit", two_qubits, shots=10), QiskitExecutor)
