@@ -220,11 +220,17 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
     :attr:`gains` ``(N, M, 2M)`` and its views :attr:`user_gains`, :attr:`eve_gains`
     ``(N, M, M)`` — the channels the next action acts on; ``path_gains`` ``(N, M, 2M)``
     (large-scale part); ``p_max_w``, ``noise_w``; ``last_info`` (the batch info of the last
-    step, ``None`` after a full reset).
+    step, ``None`` after a full reset). Treat them as read-only.
 
-    Randomness per instance: at reset one block ``random((3, M, 2))`` (AP, user, eavesdropper
-    placement) then one fading block; every step one fading block
-    ``standard_normal((2, M, 2M))``: the real and imaginary parts of every coefficient.
+    Channels come in blocks: an instance draws the fading of ``block_steps`` slots at once
+    (after its geometry at reset, then whenever its block is used up) and the gains and
+    observations of the whole block are computed in one vectorised pass. This is what makes
+    both the single env and the batched twin fast (one generator call and one pass of array
+    maths per ``block_steps`` slots instead of per slot); it changes no law, only how far
+    ahead the generator is read. Randomness per instance: at reset ``random((3, M, 2))`` (AP,
+    user, eavesdropper placement), then per block ``standard_exponential((block_steps, M, 2M))``
+    (the fading powers ``|h|^2 ~ Exp(1)`` of every link, slot by slot) or, with Gauss-Markov
+    fading, ``standard_normal((block_steps, 2, M, 2M))`` (real and imaginary parts).
     """
 
     def __init__(self, config: SecrecyConfig, num_envs: int) -> None:
@@ -248,19 +254,27 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._grid = _grid_positions(m, c.area_m)
         self._extra_loss_db = np.concatenate((np.zeros(m), np.full(m, c.eve_extra_loss_db)))
         self._geo_shape = (3, m, 2)
-        self._fade_shape = (2, m, 2 * m)
+        self.block_steps = int(min(32, max(1, 4096 // (4 * m * m))))
+        # I.i.d. fading draws the fading powers |h|^2 ~ Exp(1) directly (one number per link);
+        # Gauss-Markov fading needs the complex coefficients (two normals per link).
+        self._block_shape = ((self.block_steps, m, 2 * m) if self._rho == 0.0
+                             else (self.block_steps, 2, m, 2 * m))
         self._ones = np.ones(m)
-        n = num_envs
+        n, t = num_envs, self.block_steps
         self.ap_positions_m = np.zeros((n, m, 2))
         self.user_positions_m = np.zeros((n, m, 2))
         self.eve_positions_m = np.zeros((n, m, 2))
         self.path_gains = np.ones((n, m, 2 * m))
-        self._pg_half = np.full((n, m, 2 * m), 0.5)
+        self._pg_fading = np.ones((n, m, 2 * m))  # path gains (halved for Gauss-Markov)
         self._inv_pg_eve = np.ones((n, m, m))
-        self._pg_obs = np.zeros((n, m, m))  # statistical eve CSI, already scaled
-        self._z = np.zeros((n, 2, m, 2 * m))  # fading state: re, im (unit variance)
-        self.gains = np.ones((n, m, 2 * m))
-        self._obs = np.zeros((n, 2 * m * m), dtype=np.float32)
+        self._pg_obs = np.zeros((n, m, m), dtype=np.float32)  # statistical eve CSI, scaled
+        self._z = np.zeros((n, 2, m, 2 * m))  # Gauss-Markov state after each block: re, im
+        self._gain_block = np.ones((n, t, m, 2 * m))
+        self._obs_block = np.zeros((n, t, 2 * m * m), dtype=np.float32)
+        self._pos = np.zeros(n, dtype=np.int64)  # slot of each instance within its block
+        self._aligned: int | None = 0  # the common slot while all instances are in phase
+        self.gains = self._gain_block[:, 0]
+        self._obs = self._obs_block[:, 0]
         self.last_info: dict[str, Any] | None = None
 
     # -- public views ------------------------------------------------------------------------
@@ -277,23 +291,28 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
 
     # -- model -------------------------------------------------------------------------------
 
-    def _fading(self, w: NDArray[np.float64], pg_half: NDArray[np.float64],
+    def _fading(self, w: NDArray[np.float64], pg_fading: NDArray[np.float64],
                 inv_pg_e: NDArray[np.float64], z_prev: NDArray[np.float64] | None
-                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """New fading state ``(n, 2, M, 2M)`` and gains ``(n, M, 2M)`` from normal blocks ``w``.
+                ) -> tuple[NDArray[np.float64] | None, NDArray[np.float64]]:
+        """Gains ``(..., M, 2M)`` (and the Gauss-Markov state) from one slot's random draws.
 
-        ``w[:, 0:2]`` are the real/imaginary parts (unit variance) of every coefficient.
-        ``pg_half`` is half the path gain, so that ``g = pg_half (re^2 + im^2) = PL^-1 |h|^2``;
-        ``inv_pg_e`` the inverse path gains of the eavesdropper links ``(n, M, M)``.
+        I.i.d. fading (``fading_rho == 0``): ``w (..., M, 2M)`` are the fading powers
+        ``|h|^2 ~ Exp(1)`` themselves and ``pg_fading`` the path gains. Gauss-Markov:
+        ``w (..., 2, M, 2M)`` are the real/imaginary parts (unit variance) of the innovation,
+        ``z_prev`` the previous state (``None``: start stationary, ``w`` is the state) and
+        ``pg_fading`` half the path gains, so that ``g = pg_fading (re^2 + im^2) = PL^-1 |h|^2``.
+        ``inv_pg_e`` are the inverse path gains of the eavesdropper links. Leading axes
+        broadcast.
         """
-        if z_prev is None or self._rho == 0.0:
-            re, im = w[:, 0], w[:, 1]
+        if self._rho == 0.0:
+            g = w * pg_fading
         else:
-            z_prev = self._rho * z_prev + self._innov * w[:, :2]
-            re, im = z_prev[:, 0], z_prev[:, 1]
-        g = re * re
-        g += im * im
-        g *= pg_half
+            if z_prev is not None:
+                w = self._rho * z_prev + self._innov * w
+            re, im = w[..., 0, :, :], w[..., 1, :, :]
+            g = re * re
+            g += im * im
+            g *= pg_fading
         if self._concealed:
             m = self.n_aps
             g_u, g_e = g[..., :m], g[..., m:]
@@ -304,35 +323,87 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
                 # redrawing until the rule holds). The uniform comes from the violating draw
                 # itself: given x > cap, x - cap ~ Exp(1) independently of everything else
                 # (memorylessness), so exp(-(x - cap)) ~ U(0, 1). The phase is kept.
-                cap = g_u * inv_pg_e
-                u = np.exp(np.minimum((g_u - g_e) * inv_pg_e, 0.0))
+                inv = np.broadcast_to(inv_pg_e, viol.shape)[viol]
+                gu_v, ge_v = g_u[viol], g_e[viol]
+                u = np.exp((gu_v - ge_v) * inv)
                 u *= _BELOW_ONE
-                x_new = np.log1p(u * np.expm1(-cap))
+                x_new = np.log1p(u * np.expm1(-gu_v * inv))
                 x_new *= -1.0
-                g_new = np.where(viol, np.minimum(x_new / inv_pg_e, g_u), g_e)
+                g_new = np.minimum(x_new / inv, gu_v)
                 if self._rho > 0.0:  # the state carries on: keep it consistent
-                    ratio = np.divide(g_new, g_e, out=np.ones_like(g_e), where=viol)
-                    z_prev = np.stack((re, im), axis=1)
-                    z_prev[..., m:] *= np.sqrt(ratio)[:, None]
-                g[..., m:] = g_new
-        if self._rho > 0.0 and z_prev is None:
-            z_prev = np.stack((re, im), axis=1)
-        return (self._z if z_prev is None else z_prev), g
+                    scale = np.sqrt(g_new / ge_v)
+                    w = w.copy()
+                    w[..., 0, :, m:][viol] *= scale
+                    w[..., 1, :, m:][viol] *= scale
+                g_e[viol] = g_new
+        return (w if self._rho > 0.0 else None), g
 
-    def _refresh_obs(self) -> None:
-        db = np.log10(np.maximum(self.gains, _TINY_GAIN))
+    def _observation(self, gains: NDArray[np.float64], pg_obs: NDArray[np.float32]
+                     ) -> NDArray[np.float32]:
+        """Scaled, clipped float32 observations of gains ``(..., M, 2M)``, flattened."""
+        db = np.log10(np.maximum(gains, _TINY_GAIN))
         db *= self._obs_a
         db += self._obs_b
+        obs = db.astype(np.float32)
         if self._statistical:
-            db[..., self.n_aps:] = self._pg_obs
-        obs = db.astype(np.float32).reshape(self.num_envs, -1)
+            obs[..., self.n_aps:] = pg_obs
         np.maximum(obs, -1.0, out=obs)  # clip without np.clip's Python overhead
         np.minimum(obs, 1.0, out=obs)
-        self._obs = obs
+        return obs.reshape((*obs.shape[:-2], -1))
+
+    def _new_blocks(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
+                    fresh: bool) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+        """Draw the next block of gains and observations of instances ``idx``.
+
+        ``fresh``: the block starts an episode (a Gauss-Markov process starts stationary).
+        """
+        pg_fading, inv_pg_e = self._pg_fading[idx, None], self._inv_pg_eve[idx, None]
+        if self._rho == 0.0:
+            w = draw(rngs, lambda g: g.standard_exponential(self._block_shape))  # (n, T, M, 2M)
+            gains = self._fading(w, pg_fading, inv_pg_e, None)[1]
+        else:
+            w = draw(rngs, lambda g: g.standard_normal(self._block_shape))  # (n, T, 2, M, 2M)
+            gains = np.empty((len(idx), self.block_steps, self.n_aps, 2 * self.n_aps))
+            z = None if fresh else self._z[idx]
+            for t in range(self.block_steps):
+                z, gains[:, t] = self._fading(w[:, t], pg_fading[:, 0], inv_pg_e[:, 0], z)
+            self._z[idx] = z
+        return gains, self._observation(gains, self._pg_obs[idx, None])
+
+    def _advance(self, rngs: Sequence[np.random.Generator]) -> None:
+        """Move every instance to its next slot, drawing new blocks where one is used up."""
+        t = self.block_steps
+        if self._aligned is not None:
+            slot = self._aligned + 1
+            if slot == t:
+                slot = 0
+                self._gain_block, self._obs_block = self._new_blocks(
+                    rngs, np.arange(self.num_envs), fresh=False)
+            self._aligned = slot  # (self._pos is stale while aligned)
+            self.gains, self._obs = self._gain_block[:, slot], self._obs_block[:, slot]
+            return
+        self._pos += 1
+        done = np.flatnonzero(self._pos == t)
+        if done.size:
+            gains, obs = self._new_blocks([rngs[i] for i in done], done, fresh=False)
+            self._gain_block[done], self._obs_block[done] = gains, obs
+            self._pos[done] = 0
+        self._select()
+
+    def _select(self) -> None:
+        if np.all(self._pos == self._pos[0]):
+            self._aligned = int(self._pos[0])
+            self.gains = self._gain_block[:, self._aligned]
+            self._obs = self._obs_block[:, self._aligned]
+        else:
+            self._aligned = None
+            rows = np.arange(self.num_envs)
+            self.gains = self._gain_block[rows, self._pos]
+            self._obs = self._obs_block[rows, self._pos]
 
     def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
               options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-        """Draw geometry and a first channel for the instances ``idx``.
+        """Draw geometry and a first block of channels for the instances ``idx``.
 
         Options (applied to every instance in ``idx``): ``ap_positions_m``,
         ``user_positions_m``, ``eve_positions_m`` — ``(M, 2)`` arrays in m that replace the
@@ -363,26 +434,30 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         eve = np.broadcast_to(fixed.get("eve_positions_m", eve), (n, m, 2))
         dist = radio.pairwise_distance(ap, np.concatenate((user, eve), axis=1))  # (n, M, 2M)
         pg = radio.path_gain(dist, c.carrier_hz, c.path_loss_exponent, self._extra_loss_db)
-        w = draw(rngs, lambda g: g.standard_normal(self._fade_shape))
-        inv_pg_e = 1.0 / pg[..., m:]
-        z, g = self._fading(w, 0.5 * pg, inv_pg_e, None)
         self.ap_positions_m[idx] = ap
         self.user_positions_m[idx] = user
         self.eve_positions_m[idx] = eve
         self.path_gains[idx] = pg
-        self._pg_half[idx] = 0.5 * pg
-        self._inv_pg_eve[idx] = inv_pg_e
+        self._pg_fading[idx] = pg if self._rho == 0.0 else 0.5 * pg
+        self._inv_pg_eve[idx] = 1.0 / pg[..., m:]
         self._pg_obs[idx] = np.clip(np.log10(pg[..., m:]) * self._obs_a + self._obs_b, -1.0, 1.0)
-        if self._rho > 0.0:
-            self._z[idx] = z
-        self.gains[idx] = g
-        self._refresh_obs()
+        gains, obs = self._new_blocks(rngs, idx, fresh=True)
         if n == self.num_envs:
+            self._gain_block, self._obs_block = gains, obs
+            self._pos[:] = 0
+            self._aligned = 0
+            self.gains, self._obs = gains[:, 0], obs[:, 0]
             self.last_info = None
+        else:
+            if self._aligned is not None:
+                self._pos[:] = self._aligned
+            self._gain_block[idx], self._obs_block[idx] = gains, obs
+            self._pos[idx] = 0
+            self._select()
         return {}
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
-        """Score ``actions`` ``(N, M)`` on the current channels, then draw the next ones."""
+        """Score ``actions`` ``(N, M)`` on the current channels, then move to the next ones."""
         m = self.n_aps
         user, eve, sec = secrecy_rates(self.gains[..., :m], self.gains[..., m:], actions,
                                        self.p_max_w, self.noise_w)
@@ -396,13 +471,11 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
             "reward_terms": {"secrecy_rate": total},
         }
         self.last_info = info
-        w = draw(rngs, lambda g: g.standard_normal(self._fade_shape))
-        self._z, self.gains = self._fading(w, self._pg_half, self._inv_pg_eve, self._z)
-        self._refresh_obs()
+        self._advance(rngs)
         return StepResult(self.config.varsigma * total, np.zeros(self.num_envs, dtype=bool), info)
 
     def observe(self) -> np.ndarray:
-        """Observations ``(N, 2 M^2)`` float32 (a fresh array after every reset/step)."""
+        """Observations ``(N, 2 M^2)`` float32 (never written to once handed out)."""
         return self._obs
 
 
