@@ -319,7 +319,7 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
                      = cloud_delay + k D / cloud_link         (cloud host); 0 at the access edge
             compute  = n_h c D / f_h                          (n_h tasks on host h this slot)
 
-        each capped at ``max_latency_s`` in total.
+        the sum capped at ``max_latency_s``.
 
         Args:
             target: Requested hosts (``E`` = cloud).
