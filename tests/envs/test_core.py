@@ -1,0 +1,147 @@
+"""The shared core machinery (qdrl_envs.core), exercised through the secrecy environment."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from qdrl_envs.core import CoreEnv, draw
+from qdrl_envs.secrecy import SecrecyConfig, SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv
+
+
+def test_draw_calls_each_generator_once_and_stacks():
+    rngs = [np.random.default_rng(s) for s in (1, 2, 3)]
+    out = draw(rngs, lambda g: g.standard_normal((2, 2)))
+    assert out.shape == (3, 2, 2)
+    for s, block in zip((1, 2, 3), out, strict=True):
+        np.testing.assert_array_equal(block, np.random.default_rng(s).standard_normal((2, 2)))
+    single = draw([np.random.default_rng(1)], lambda g: g.random(3))
+    assert single.shape == (1, 3)
+
+
+def test_unbatch_takes_instance_zero_and_recurses():
+    info = {"a": np.array([1.5]), "b": np.array([[1, 2]]), "terms": {"c": np.array([3.0])}}
+    out = CoreEnv._unbatch(info)
+    assert out["a"] == 1.5 and isinstance(out["a"], float)
+    np.testing.assert_array_equal(out["b"], [1, 2])
+    assert out["terms"] == {"c": 3.0}
+
+
+def test_config_as_instance_mapping_or_kwargs():
+    cfg = SecrecyConfig(n_aps=3)
+    assert SecrecyPowerControlEnv(cfg).config == cfg
+    assert SecrecyPowerControlEnv({"n_aps": 3}).config == cfg
+    assert SecrecyPowerControlEnv(cfg, eve_csi="statistical").config.eve_csi == "statistical"
+    venv = SecrecyPowerControlVectorEnv(num_envs=2, config=cfg, n_aps=4)
+    assert venv.config.n_aps == 4
+    with pytest.raises(TypeError, match="config must be"):
+        SecrecyPowerControlEnv(config=3)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"num_envs": 0}, ValueError, "num_envs"),
+    ({"num_envs": 2.0}, ValueError, "num_envs"),
+    ({"max_episode_steps": 0}, ValueError, "max_episode_steps"),
+    ({"render_mode": "rgb_array"}, ValueError, "does not render"),
+    ({"bogus": 1}, ValueError, "unknown"),
+], ids=["zero-envs", "float-envs", "zero-steps", "render", "unknown-field"])
+def test_vector_env_constructor_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SecrecyPowerControlVectorEnv(**kwargs)
+
+
+def test_single_env_rejects_unknown_render_mode():
+    with pytest.raises(ValueError, match="render_mode must be None or one of"):
+        SecrecyPowerControlEnv(render_mode="human")
+
+
+def test_step_before_reset_raises_in_both():
+    with pytest.raises(RuntimeError, match="reset"):
+        SecrecyPowerControlVectorEnv(num_envs=2).step(np.ones((2, 2)))
+    with pytest.raises(RuntimeError, match="reset"):
+        SecrecyPowerControlEnv().step(np.ones(2))
+
+
+def test_spaces_are_batched_and_metadata_says_same_step():
+    venv = SecrecyPowerControlVectorEnv(num_envs=5)
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert venv.single_action_space == gym.spaces.Box(0, 1, (2,), np.float32)
+    assert venv.action_space.shape == (5, 2)
+    assert venv.observation_space.shape == (5, 8)
+    obs, info = venv.reset(seed=0)
+    assert obs.shape == (5, 8) and isinstance(info, dict)
+    assert venv.observation_space.contains(obs)
+
+
+def test_seed_int_list_and_none():
+    n = 3
+    venv = SecrecyPowerControlVectorEnv(num_envs=n)
+    obs_int, _ = venv.reset(seed=10)
+    obs_list, _ = venv.reset(seed=[10, 11, 12])
+    np.testing.assert_array_equal(obs_int, obs_list)
+    for i, s in enumerate([10, 11, 12]):
+        np.testing.assert_array_equal(obs_list[i], SecrecyPowerControlEnv().reset(seed=s)[0])
+    mixed, _ = venv.reset(seed=[12, 11, 10])
+    np.testing.assert_array_equal(mixed[0], obs_list[2])
+    with pytest.raises(ValueError, match="seed list must have num_envs=3 entries, got 2"):
+        venv.reset(seed=[1, 2])
+    unseeded, _ = venv.reset()
+    assert venv.observation_space.contains(unseeded)
+
+
+def test_truncation_and_same_step_autoreset_with_final_obs():
+    horizon = 3
+    venv = SecrecyPowerControlVectorEnv(num_envs=2, max_episode_steps=horizon)
+    single = [SecrecyPowerControlEnv() for _ in range(2)]
+    venv.reset(seed=5)
+    for i, env in enumerate(single):
+        env.reset(seed=5 + i)
+    act = np.full((2, 2), 0.5)
+    for t in range(2 * horizon):
+        obs, rew, term, trunc, info = venv.step(act)
+        assert not term.any()
+        last = (t + 1) % horizon == 0
+        assert trunc.tolist() == [last, last]
+        for i, env in enumerate(single):
+            s_obs, s_rew, *_ = env.step(act[i])
+            assert rew[i] == s_rew
+            if last:
+                # The episode's last observation is in final_obs; obs starts the next one.
+                assert info["_final_obs"][i] and info["_final_info"][i]
+                np.testing.assert_array_equal(info["final_obs"][i], s_obs)
+                assert info["final_info"]["secrecy_rate"][i] == s_rew
+                s_obs, _ = env.reset()
+            np.testing.assert_array_equal(obs[i], s_obs)
+        if not last:
+            assert "final_obs" not in info
+
+
+def test_no_time_limit_never_truncates():
+    venv = SecrecyPowerControlVectorEnv(num_envs=2, max_episode_steps=None)
+    venv.reset(seed=0)
+    for _ in range(150):
+        *_, trunc, _ = venv.step(np.ones((2, 2)))
+        assert not trunc.any()
+
+
+def test_returned_observations_are_not_overwritten_by_later_steps():
+    venv = SecrecyPowerControlVectorEnv(num_envs=2)
+    env = SecrecyPowerControlEnv()
+    v0, _ = venv.reset(seed=0)
+    s0, _ = env.reset(seed=0)
+    v_keep, s_keep = v0.copy(), s0.copy()
+    for _ in range(70):  # across several internal channel blocks
+        venv.step(np.ones((2, 2)))
+        env.step(np.ones(2))
+    np.testing.assert_array_equal(v0, v_keep)
+    np.testing.assert_array_equal(s0, s_keep)
+
+
+def test_make_vec_passes_kwargs_and_the_registered_horizon():
+    venv = gym.make_vec("qdrl/SecrecyPowerControl-v0", num_envs=2,
+                        vectorization_mode="vector_entry_point", n_aps=3)
+    assert venv.unwrapped.max_episode_steps == 100
+    assert venv.unwrapped.config.n_aps == 3
+    assert venv.single_action_space.shape == (3,)
