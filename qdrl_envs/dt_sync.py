@@ -396,12 +396,17 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self._obs_static[:, 4 * m:] = self.weights_obs
         k = self._block = _BLOCK_SLOTS
         self._rows = np.arange(n)
-        self._ptr = np.zeros(n, dtype=np.int64)
+        # Row of each instance's upcoming slot in the flattened (N * 64, M) buffers.
+        self._flat = self._rows * k
+        self._left = k
         self._buf_new = np.zeros((n, k, m), dtype=bool)
         self._buf_clear = np.ones((n, k, m), dtype=bool)
         self._buf_fade = np.ones((n, k, m))
         self._buf_fade_est = np.ones((n, k, m))
         self._buf_est = np.zeros((n, k, m), dtype=np.float32)
+        self._flat_new = self._buf_new.reshape(n * k, m)  # views: refills show through
+        self._flat_clear = self._buf_clear.reshape(n * k, m)
+        self._flat_est = self._buf_est.reshape(n * k, m)
         self._no_term = np.zeros(n, dtype=bool)
 
     def _parse_distances(self, options: dict[str, Any] | None, count: int) -> np.ndarray | None:
@@ -471,12 +476,18 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self._buf_clear[idx] = mean_snr * fade >= self.threshold_lin
         est_db = 10.0 * np.log10(np.maximum(mean_snr * fade_est, 1e-300))
         self._buf_est[idx] = np.clip((est_db - self.threshold_db) / self._span, -1.0, 1.0)
-        self._ptr[idx] = 0
+        self._flat[idx] = idx * k
+        self._left = k - int(self._ptr.max())  # steps until the next refill
 
     @property
     def fade(self) -> np.ndarray:
         """True fading power ``|h|^2`` of the upcoming slot, ``(N, M)``."""
         return self._buf_fade[self._rows, self._ptr]
+
+    @property
+    def _ptr(self) -> np.ndarray:
+        """Index of each instance's upcoming slot within its block, ``(N,)``."""
+        return self._flat - self._rows * self._block
 
     @property
     def fade_est(self) -> np.ndarray:
@@ -486,13 +497,13 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
     @property
     def clear(self) -> np.ndarray:
         """Whether the upcoming slot's true SNR clears the threshold, ``(N, M)``."""
-        return self._buf_clear[self._rows, self._ptr]
+        return self._flat_clear.take(self._flat, axis=0)
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Schedule the subsets ``actions`` (indices), deliver, age the twins, draw next slot."""
-        rows, ptr = self._rows, self._ptr
-        sched = self.masks[actions]
-        success = sched & self.has_pkt & self._buf_clear[rows, ptr]
+        flat = self._flat
+        sched = self.masks.take(actions, axis=0)
+        success = sched & self.has_pkt & self._flat_clear.take(flat, axis=0)
         t = self.t
         t += 1
         tcol = t[:, None]
@@ -508,18 +519,19 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
             "aoi": age,
             "mean_aoi": mean_aoi,
             "peak_aoi": np.maximum.reduce(age, axis=1),
-            "deliveries": np.count_nonzero(success, axis=1),
+            "deliveries": np.add.reduce(success, axis=1),
             "delivered": success,
             "reward_terms": {"weighted_aoi": weighted},
         }
         # Next slot: its arrivals (time stamp t) replace any buffered update (LCFS-R).
-        ptr += 1
-        if np.maximum.reduce(ptr) >= self._block:
-            idx = np.flatnonzero(ptr >= self._block)
+        flat += 1
+        self._left -= 1
+        if self._left <= 0:  # some instance used up its block of randomness
+            idx = np.flatnonzero(self._ptr >= self._block)
             self._refill([rngs[i] for i in idx], idx)
-        new = self._buf_new[rows, ptr]
+        new = self._flat_new.take(flat, axis=0)
         self.gen = np.where(new, tcol, self.gen)
-        has = self.has_pkt & ~success
+        has = self.has_pkt ^ success  # success implies a buffered update
         # Age if delivered in the next slot: t + 1 - a_m = 1 for a new update, one more than
         # now for a still-buffered one, else (nothing to send) the age plus one.
         self._pending = np.where(new, 0.0, np.where(has, self._pending, age)) + 1.0
@@ -540,7 +552,7 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         out = self._obs_static.copy()  # mean SNR and weight blocks, fixed per episode
         ages = np.concatenate((self.age, self._pending), axis=1)
         out[:, :2 * m] = ages / (ages + s)
-        out[:, 2 * m:3 * m] = self._buf_est[self._rows, self._ptr]
+        out[:, 2 * m:3 * m] = self._flat_est.take(self._flat, axis=0)
         return out
 
 
