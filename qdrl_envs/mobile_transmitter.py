@@ -170,12 +170,14 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         self._g1 = float(radio.path_gain(1.0, config.carrier_hz, config.path_loss_exponent))
         self._neg_n = -float(config.path_loss_exponent)
         self._snr_g1 = self.p_max_w * k / self.noise_w * self._g1
-        self._alt2 = config.altitude_m ** 2
+        self._alt = float(config.altitude_m)
         self._area = float(config.area_m)
         self._step = config.max_step_m
         self._user_step = config.user_speed_m_s * config.slot_s
         self._inv_dmax = 1.0 / config.max_distance_m
-        self._inv_k = 1.0 / k
+        self._pos_scale = 2.0 / self._area
+        self._obs_users = np.zeros((num_envs, 2 * k), dtype=np.float32)
+        self._inv_k_ln2 = 1.0 / (k * math.log(2.0))
         self._w = float(config.rate_weight)
         self._fading = bool(config.rayleigh_fading)
         self.uav = np.zeros((num_envs, 2))
@@ -215,15 +217,18 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         u = draw(rngs, lambda g: g.random((self.n_users + 1, 2))) * self._area
         self.uav[idx] = fixed.get("uav_position_m", u[:, 0])
         self.users[idx] = fixed.get("user_positions_m", u[:, 1:])
-        self._update_distances()
+        self._update_distances(users_moved=True)
         if self.record_trail:
             self.trail = [self.uav[0].copy()]
         return {"uav_position_m": self.uav[idx].copy(),
                 "user_positions_m": self.users[idx].copy()}
 
-    def _update_distances(self) -> None:
+    def _update_distances(self, users_moved: bool = False) -> None:
+        if users_moved:
+            self._obs_users = (self.users.reshape(self.num_envs, -1) * self._pos_scale - 1.0
+                               ).astype(np.float32)
         diff = self.users - self.uav[:, None, :]
-        self.distance_m = d = np.sqrt(np.add.reduce(diff * diff, axis=2) + self._alt2)
+        self.distance_m = d = np.hypot(np.hypot(diff[..., 0], diff[..., 1]), self._alt)
         # SNR of each user at full budget, (P_max g_k) / (sigma^2 / K), for this position.
         self._snr_full = self._snr_g1 * d ** self._neg_n
 
@@ -241,9 +246,9 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
             z = draw(rngs, lambda g: g.standard_normal((4, k)))
             if self._fading:
                 snr_full = snr_full * (0.5 * (z[:, 0] ** 2 + z[:, 1] ** 2))
-        rates = np.log2(1.0 + share * snr_full) * self._inv_k
+        rates = np.log1p(share * snr_full) * self._inv_k_ln2  # (1/K) log2(1 + SNR_k)
         sum_rate = np.add.reduce(rates, axis=1)
-        reward = self._w * sum_rate
+        reward = sum_rate if self._w == 1.0 else self._w * sum_rate
         powers = self.p_max_w * share
         self.last_rates, self.last_powers_w = rates, powers
         info = {
@@ -256,15 +261,15 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         # Fly: the step vector (dx, dy) is scaled onto the unit disc (speed limit), then the
         # position is clamped to the area (the UAV cannot leave it).
         move = actions[:, k:]
-        norm = np.sqrt(np.add.reduce(move * move, axis=1, keepdims=True))
-        pos = self.uav + move * (self._step / np.maximum(norm, 1.0))
+        norm = np.hypot(move[:, 0], move[:, 1])
+        pos = self.uav + move * (self._step / np.maximum(norm, 1.0))[:, None]
         self.uav = np.minimum(np.maximum(pos, 0.0), self._area)
         if self._user_step > 0.0:
             d = np.stack((z[:, 2], z[:, 3]), axis=-1)  # isotropic: a uniform direction
             d = d / np.maximum(np.sqrt(np.add.reduce(d * d, axis=2, keepdims=True)), 1e-12)
             self.users = np.minimum(np.maximum(self.users + self._user_step * d, 0.0),
                                     self._area)
-        self._update_distances()
+        self._update_distances(users_moved=self._user_step > 0.0)
         if self.record_trail:
             self.trail.append(self.uav[0].copy())
         return StepResult(reward, self._no_term, info)
@@ -273,10 +278,11 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         """Observations ``(N, 3K + 2)`` float32 (layout in :class:`MobileTransmitterEnv`)."""
         k = self.n_users
         out = np.empty((self.num_envs, 3 * k + 2), dtype=np.float32)
-        out[:, :k] = np.minimum(self.distance_m * self._inv_dmax, 1.0)
-        scale = 2.0 / self._area
-        out[:, k:k + 2] = self.uav * scale - 1.0
-        out[:, k + 2:] = self.users.reshape(self.num_envs, 2 * k) * scale - 1.0
+        # d <= sqrt(2 A^2 + H^2) and 0 <= x <= A hold exactly; rounding overshoots by at most
+        # an ulp of float64, which the float32 cast removes, so no clipping is needed.
+        out[:, :k] = self.distance_m * self._inv_dmax
+        out[:, k:k + 2] = self.uav * self._pos_scale - 1.0
+        out[:, k + 2:] = self._obs_users
         return out
 
 
