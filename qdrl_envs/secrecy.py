@@ -514,11 +514,12 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
     AP ``m`` and every step, which implies both readings of the footnote (the serving-link gain
     ``g[k, k] >= g_adv[k, k]`` and the vector norm ``sum_m g[m, k] >= sum_m g_adv[m, k]``).
     It is enforced by the extra penetration loss and, where a fading draw still violates it,
-    by redrawing that eavesdropper fading power from its law conditioned on the rule (an
-    ``Exp(1)`` truncated at the allowed maximum, sampled exactly by inverse CDF — the same law
-    as redrawing until the rule holds; the phase is kept). ``concealed_eves=False`` lifts the
-    rule. Note that an eavesdropper can still out-rate its user: interference differs at the
-    two receivers.
+    by redrawing that eavesdropper fading power from its law conditioned on the rule: an
+    ``Exp(1)`` truncated at the allowed maximum, sampled exactly by inverse CDF from the
+    violating draw's own excess over that maximum (a fresh ``Exp(1)`` by memorylessness) — the
+    same law as redrawing until the rule holds; with Gauss-Markov fading the coefficient's
+    phase is kept. ``concealed_eves=False`` lifts the rule. Note that an eavesdropper can still
+    out-rate its user: interference differs at the two receivers.
 
     ## Action Space
 
@@ -528,14 +529,16 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
 
     ## Observation Space
 
-    ``Box(-1, 1, (2 M^2,), float32)``: the channel matrix ``H`` as per-link SNRs in dB,
+    ``Box(-1, 1, (2 M^2,), float32)``: the channel matrix ``H = [G_user | G_eve]`` (``M`` rows,
+    one per AP; ``2M`` columns, users then eavesdroppers) flattened row by row, each entry the
+    link's SNR at full power in dB, scaled and clipped:
     ``clip((10 log10(P_max g / sigma^2) - obs_center_db) / obs_scale_db, -1, 1)``
     (defaults: -30 dB -> -1, 20 dB -> 0, 70 dB -> +1).
 
     | Index                    | Entry                                   | Unit (before scaling) |
     |--------------------------|-----------------------------------------|-----------------------|
-    | ``m * M + k``            | AP ``m`` -> user ``k`` gain             | dB SNR at full power  |
-    | ``M^2 + m * M + k``      | AP ``m`` -> eavesdropper ``k`` gain     | dB SNR at full power  |
+    | ``2M m + k``             | AP ``m`` -> user ``k`` gain             | dB SNR at full power  |
+    | ``2M m + M + k``         | AP ``m`` -> eavesdropper ``k`` gain     | dB SNR at full power  |
 
     With ``eve_csi="statistical"`` the eavesdropper entries are their large-scale gains
     (path loss and penetration loss, no fading): the APs know roughly where the eavesdroppers
@@ -620,24 +623,25 @@ class SecrecyPowerControlVectorEnv(CoreVectorEnv[SecrecyConfig]):
 
 def _render_ansi(core: SecrecyCore) -> str:
     m = core.n_aps
-    db_u = radio.linear_to_db(core.user_gains[0] * core.p_max_w / core.noise_w)
-    db_e = radio.linear_to_db(core.eve_gains[0] * core.p_max_w / core.noise_w)
+    snr_user = radio.linear_to_db(core.user_gains[0] * core.p_max_w / core.noise_w)
+    snr_eve = radio.linear_to_db(core.eve_gains[0] * core.p_max_w / core.noise_w)
     info = core.last_info
     lines = [f"SecrecyPowerControl  M={m}  P_max={core.config.p_max_dbm:g} dBm  "
-             f"eve_csi={core.config.eve_csi}"]
-    if info is not None:
-        lines.append(f"last step: secrecy sum {info['secrecy_rate'][0]:.3f} bit/s/Hz")
-    lines.append(" k |  AP (m)          user (m)        eve (m)         | SNR k,k  eve k,k (dB)"
-                 + ("" if info is None else " | p_k (W)  R_k   R_adv,k  secrecy"))
+             f"eve_csi={core.config.eve_csi}",
+             " k |  AP (m)          user (m)        eve (m)         | now: SNR k->k user  eve",
+             ]
     for k in range(m):
         ap, us, ev = (core.ap_positions_m[0, k], core.user_positions_m[0, k],
                       core.eve_positions_m[0, k])
-        row = (f"{k:2d} | ({ap[0]:6.1f},{ap[1]:6.1f}) ({us[0]:6.1f},{us[1]:6.1f}) "
-               f"({ev[0]:6.1f},{ev[1]:6.1f}) | {db_u[k, k]:7.1f}  {db_e[k, k]:7.1f}")
-        if info is not None:
-            row += (f"      | {info['powers'][0, k]:7.3f} {info['user_rates'][0, k]:5.2f} "
-                    f"{info['eve_rates'][0, k]:7.2f}  {info['secrecy_rates'][0, k]:6.2f}")
-        lines.append(row)
+        lines.append(f"{k:2d} | ({ap[0]:6.1f},{ap[1]:6.1f}) ({us[0]:6.1f},{us[1]:6.1f}) "
+                     f"({ev[0]:6.1f},{ev[1]:6.1f}) | {snr_user[k, k]:9.1f} dB "
+                     f"{snr_eve[k, k]:5.1f} dB")
+    if info is not None:
+        lines.append(f"last step: secrecy sum {info['secrecy_rate'][0]:.3f} bit/s/Hz")
+        lines.append(" k | p_k (W)   R_k  R_adv,k  secrecy (bit/s/Hz)")
+        for k in range(m):
+            lines.append(f"{k:2d} | {info['powers'][0, k]:7.3f} {info['user_rates'][0, k]:5.2f} "
+                         f"{info['eve_rates'][0, k]:8.2f} {info['secrecy_rates'][0, k]:8.2f}")
     return "\n".join(lines) + "\n"
 
 

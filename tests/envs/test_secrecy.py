@@ -485,3 +485,35 @@ def test_tiny_ppo_learns_on_the_env():
     model.learn(256)
     action, _ = model.predict(np.zeros(8, dtype=np.float32), deterministic=True)
     assert action.shape == (2,)
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+
+def test_render_ansi_shows_geometry_channels_and_last_step():
+    env = _make(n_aps=3, render_mode="ansi")
+    env.reset(seed=0)
+    text = env.render()
+    assert isinstance(text, str) and text.startswith("SecrecyPowerControl  M=3")
+    core = env.unwrapped.core
+    assert f"{core.ap_positions_m[0, 2, 0]:6.1f}" in text
+    assert "last step" not in text
+    _, reward, *_ = env.step(np.array([1.0, 0.5, 0.0], dtype=np.float32))
+    text = env.render()
+    assert f"last step: secrecy sum {reward:.3f} bit/s/Hz" in text
+    assert len(text.splitlines()) == 2 + 3 + 2 + 3
+    assert SecrecyPowerControlEnv().render() is None  # no render_mode, no rendering
+
+
+def test_render_rgb_array_draws_the_map():
+    env = _make(n_aps=2, render_mode="rgb_array")
+    env.reset(seed=0)
+    before = env.render()
+    assert before.dtype == np.uint8 and before.ndim == 3 and before.shape[2] == 3
+    assert before.std() > 10  # a picture, not a blank canvas
+    env.step(np.array([1.0, 0.0], dtype=np.float32))
+    after = env.render()
+    assert after.shape == before.shape and not np.array_equal(after, before)
+    check_env(_make(render_mode="rgb_array").unwrapped)  # with gymnasium's render checks
