@@ -145,3 +145,33 @@ def test_make_vec_passes_kwargs_and_the_registered_horizon():
     assert venv.unwrapped.max_episode_steps == 100
     assert venv.unwrapped.config.n_aps == 3
     assert venv.single_action_space.shape == (3,)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.7], ids=["iid", "gauss-markov"])
+def test_instances_out_of_phase_still_match_single_envs(rho):
+    # Instance 1 restarts its episode early (as a terminating env would), so the instances'
+    # channel blocks run out at different steps: each must still equal its own single env.
+    from qdrl_envs.secrecy import SecrecyCore
+
+    n, seeds = 3, [21, 22, 23]
+    cfg = SecrecyConfig(fading_rho=rho)
+    core = SecrecyCore(cfg, n)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    core.reset(rngs, np.arange(n))
+    singles = []
+    for s in seeds:
+        env = SecrecyPowerControlEnv(cfg)
+        env.reset(seed=0)
+        env.np_random = np.random.default_rng(s)  # the same generator stream as instance i
+        env.core.reset([env.np_random], np.array([0]))
+        singles.append(env)
+    actions = np.random.default_rng(0).random((80, n, 2))
+    for t in range(80):
+        if t == 7:
+            core.reset([rngs[1]], np.array([1]))
+            singles[1].core.reset([singles[1].np_random], np.array([0]))
+        result = core.step(actions[t], rngs)
+        for i, env in enumerate(singles):
+            s_res = env.core.step(actions[t, i][None], [env.np_random])
+            assert result.reward[i] == s_res.reward[0]
+            np.testing.assert_array_equal(core.observe()[i], env.core.observe()[0])

@@ -134,9 +134,13 @@ def test_seeded_determinism(kwargs):
     assert not np.array_equal(a[0], c[0])
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"n_aps": 3, "fading_rho": 0.6}], ids=["default", "M3"])
-def test_vector_twin_matches_single_envs_across_episode_boundary(kwargs):
-    n, horizon, steps, seed = 3, 4, 10, 11
+@pytest.mark.parametrize("kwargs, horizon, steps", [
+    ({}, 4, 10), ({"n_aps": 3, "fading_rho": 0.6}, 4, 10),
+    ({}, 45, 100), ({"n_aps": 3, "fading_rho": 0.6}, 45, 100),
+], ids=["default", "M3-rho", "default-long", "M3-rho-long"])
+def test_vector_twin_matches_single_envs_across_episode_boundary(kwargs, horizon, steps):
+    # The long runs also cross the core's internal channel blocks (32 slots for M <= 5).
+    n, seed = 3, 11
     m = kwargs.get("n_aps", 2)
     venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
                         max_episode_steps=horizon, **kwargs)
