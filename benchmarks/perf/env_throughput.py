@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
-import numpy as np
 
 import qdrl_envs
 
@@ -226,7 +225,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ids, skipped = split_importable(args.envs)
     except ValueError as exc:
         parser.error(str(exc))
-    np.random.seed(0)
     reference = max(measure_reference(args.seconds) for _ in range(args.repeats))
     results = [measure_env(i, args.seconds, reference, args.sizes, args.repeats) for i in ids]
     # Re-time the reference at the end too: the best of both brackets the env runs.
