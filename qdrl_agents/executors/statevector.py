@@ -17,11 +17,15 @@ launch per gate. Compilation:
    product maps the batch of parameters to every gate angle, one ``cos`` gives every real and
    imaginary matrix entry (sines are shifted cosines).
 4. **Fusion.** Per block, the 2x2 matrices of up to ``max_fused_qubits`` neighbouring qubits are
-   Kronecker-multiplied into one ``2^k x 2^k`` matrix per batch row, applied with one ``bmm``
-   while the qubit axes are cycled so the chunk always sits in the low bits. A monomial block
-   is one precomputed gather index and phase vector (for CZ layers only a sign vector, for
-   CNOT layers only a permutation); where the whole register fits one chunk it is folded into
-   the layer matrix, so a layer costs a single batched matrix-vector product.
+   Kronecker-multiplied into one ``2^k x 2^k`` matrix per batch row (all blocks at once),
+   applied with one ``bmm`` while the qubit axes are cycled so the chunk always sits in the low
+   bits. Elementwise work uses a "planes" layout (matrix entry, ..., batch) so the batch is
+   the contiguous inner loop, and tensors are taken apart with ``split``/``unbind`` (whose
+   backward is one ``cat``/``stack``) rather than slicing (whose backward writes zeros). A
+   monomial block is one precomputed gather index and phase vector (for CZ layers only a sign
+   vector, for CNOT layers only a permutation), folded into the gather that restores the qubit
+   order after the last chunk; where the whole register fits one chunk it is folded into the
+   layer matrix instead, so a layer costs a single batched matrix-vector product.
 5. **Readout.** All observables come from one state: diagonal Pauli terms are a precomputed
    ``(2^n, n_outputs)`` matrix applied to ``|psi|^2`` in one matmul; off-diagonal Pauli terms
    (supported for user-built observables) use one gather per distinct X-mask.
@@ -396,7 +400,9 @@ class StatevectorExecutor(Executor):
         dtype: Simulation precision, ``torch.float32`` or ``torch.float64``; ``None`` (default)
             simulates in the dtype of the inputs. The result always has the inputs' dtype.
         max_fused_qubits: Largest group of qubits whose single-qubit gates are fused into one
-            dense ``2^k x 2^k`` matrix per layer (default 4: fastest on CPU for 4-12 qubits).
+            dense ``2^k x 2^k`` matrix per layer. ``None`` (default) picks 2 up to 8 qubits and
+            3 above, the fastest measured on CPU for the 4x5, 8x5 and 12x3 benchmark circuits
+            (``benchmarks/perf/vqc_throughput.py``); larger chunks mean fewer, bigger kernels.
 
     Raises:
         ValueError: If the circuit has a gate the executor cannot compile (the message names
@@ -408,17 +414,19 @@ class StatevectorExecutor(Executor):
         built: BuiltCircuit,
         *,
         dtype: torch.dtype | None = None,
-        max_fused_qubits: int = 4,
+        max_fused_qubits: int | None = None,
     ) -> None:
         super().__init__(built)
         if dtype not in (None, torch.float32, torch.float64):
             raise ValueError(f"dtype={dtype!r} must be None, torch.float32 or torch.float64")
+        if max_fused_qubits is None:
+            max_fused_qubits = 2 if built.n_qubits <= 8 else 3
         if (
             isinstance(max_fused_qubits, bool)
             or not isinstance(max_fused_qubits, int)
-            or (max_fused_qubits < 1)
+            or max_fused_qubits < 1
         ):
-            raise ValueError(f"max_fused_qubits={max_fused_qubits!r} must be an int >= 1")
+            raise ValueError(f"max_fused_qubits={max_fused_qubits!r} must be an int >= 1 or None")
         self.dtype = dtype
         self.max_fused_qubits = max_fused_qubits
         self.program = compile_circuit(built, max_fused_qubits=max_fused_qubits)
@@ -452,38 +460,46 @@ class StatevectorExecutor(Executor):
                 return real(a.real)
             return torch.as_tensor(a, dtype=cdtype, device=device)
 
+        # Chunks of equal size form a group; inside a group the gathered 2x2 matrices are laid
+        # out (t, chunk) so that qubit t of every chunk of the group is one contiguous slice.
+        groups: dict[int, list[int]] = {}
+        for c, (_, size) in enumerate(p.chunks):
+            groups.setdefault(size, []).append(c)
+        qorder: list[int] = []
+        group_info = []
+        split: list[int] = []
+        for size, cs in groups.items():
+            group_info.append((size, len(cs), len(split)))
+            qorder += [p.chunks[c][0] + t for t in range(size) for c in cs]
+            split += [len(cs)] * size
+        where = {c: (g, i) for g, (_, cs) in enumerate(groups.items()) for i, c in enumerate(cs)}
+        # gathered layout (D, n in qorder, S): table is (S, n, D)
+        table = p.table[:, qorder, :].transpose(2, 1, 0).reshape(-1)
         consts: dict[str, Any] = {
-            "cdtype": cdtype,
-            "a_in": real(p.a_in),
+            "a_in_t": real(p.a_in.T.copy()),
             "a_w": real(p.a_w),
             "b": real(p.b),
-            "table": index(p.table.reshape(-1)),
+            "table": index(table),
+            "groups": group_info,
+            "split": split,
+            "where": where,
             "diag": real(p.diag),
             "offdiag": [
                 (index(i), torch.as_tensor(w, dtype=cdtype, device=device)) for i, w in p.offdiag
             ],
+            "single": len(p.chunks) == 1,
         }
-        groups: dict[int, list[int]] = {}
-        for c, (_, size) in enumerate(p.chunks):
-            groups.setdefault(size, []).append(c)
-        consts["groups"] = [
-            (size, cs, index(np.array([[p.chunks[c][0] + t for t in range(size)] for c in cs])))
-            for size, cs in groups.items()
-        ]
-        consts["where"] = {
-            c: (g, i) for g, (_, cs, _) in enumerate(consts["groups"]) for i, c in enumerate(cs)
-        }
-        single = len(p.chunks) == 1
-        consts["single"] = single
         perms = [_identity_if(x) for x in p.perms]
         phases = [_ones_if(x) for x in p.phases]
-        if single:
+        if consts["single"]:
             ident = np.arange(dim)
             fold_perm = np.stack([x if x is not None else ident for x in perms])
             fold_phase = np.stack([x if x is not None else np.ones(dim) for x in phases])
-            consts["fold_perm"] = None if all(x is None for x in perms) else index(fold_perm)
+            consts["fold_perm"] = (
+                None if all(x is None for x in perms) else index(fold_perm)[:, None, None, :]
+            )
             consts["fold_phase"] = (
-                None if all(x is None for x in phases) else cplx(fold_phase)[None, :, None, :]
+                None if all(x is None for x in phases) else cplx(fold_phase)[:, None, None, :]
             )
         else:
             last_size = p.chunks[-1][1]
@@ -505,41 +521,43 @@ class StatevectorExecutor(Executor):
         inputs, weights = inputs.to(dtype), weights.to(dtype)
         k = self._constants(inputs.device, dtype)
         p = self.program
-        batch, dim = inputs.shape[0], 2**p.n_qubits
+        batch, dim, n = inputs.shape[0], 2**p.n_qubits, p.n_qubits
         n_blocks, depth, n_gates = p.n_blocks, p.table.shape[2], p.n_gates
 
-        # every gate's 2x2 matrix, entries-first layout (B, 4, G)
-        args = torch.addmm(weights @ k["a_w"] + k["b"], inputs, k["a_in"])
-        cos = torch.cos(args.view(batch, 12, n_gates))
-        mag = cos[:, 0:4]
-        mats = torch.complex(mag * cos[:, 4:8], mag * cos[:, 8:12])
-        # per block and qubit: product of its U3 slots, (B, 2, 2, S, n)
-        g = mats.index_select(2, k["table"]).view(batch, 2, 2, n_blocks, p.n_qubits, depth)
-        u = g[..., 0]
-        for d in range(1, depth):
-            u = (g[..., d].unsqueeze(3) * u.unsqueeze(1)).sum(2)
-        # Kronecker products per chunk, transposed: Kt[group] is (B, S, C_g, 2^k, 2^k)
+        # Every gate's 2x2 matrix in "planes" layout (entry, gate, batch): the batch is the
+        # contiguous inner axis, so every elementwise op below is one long vectorised loop.
+        args = torch.addmm((weights @ k["a_w"] + k["b"]).unsqueeze(1), k["a_in_t"], inputs.T)
+        cos = torch.cos(args.view(12, n_gates, batch))
+        mag = cos[0:4]
+        mats = torch.complex(mag * cos[4:8], mag * cos[8:12])
+        g = mats.index_select(1, k["table"]).view(2, 2, depth, n, n_blocks, batch).unbind(2)
+        u = g[0]  # (2, 2, n, S, B): product of each block's gates per qubit
+        for gd in g[1:]:
+            u = gd[:, 0:1] * u[0:1] + gd[:, 1:2] * u[1:2]
+        # Kronecker product per chunk, then K^T as (S, C_g, B, 2^k, 2^k) for bmm.
+        # (split/unbind, not slicing: their backward is one cat/stack, not zeros + copy.)
+        parts = u.split(k["split"], dim=2)
         kts = []
-        for size, _, qidx in k["groups"]:
-            ug = u[:, :, :, :, qidx]  # (B, 2, 2, S, C_g, size)
-            kr = ug[..., size - 1]
+        for size, n_chunks, first in k["groups"]:
+            kr = parts[first + size - 1]
             for t in range(size - 2, -1, -1):
-                a = kr.shape[1]
-                kr = (kr[:, :, None, :, None] * ug[:, None, :, None, :, ..., t]).reshape(
-                    batch, 2 * a, 2 * a, n_blocks, -1
+                ut = parts[first + t]
+                a = kr.shape[0]
+                kr = (kr[:, None, :, None] * ut[None, :, None, :]).reshape(
+                    2 * a, 2 * a, n_chunks, n_blocks, batch
                 )
-            kts.append(kr.permute(0, 3, 4, 2, 1).contiguous())
+            kts.append([kc.unbind(0) for kc in kr.permute(3, 2, 4, 1, 0).contiguous().unbind(0)])
 
         if k["single"]:
-            mt = kts[0][:, :, 0]  # (B, S, dim, dim), M^T per block
+            mt = torch.stack([kt[0] for kt in kts[0]])  # (S, B, dim, dim): M^T per block
             if k["fold_perm"] is not None:
-                idx = k["fold_perm"][None, :, None, :].expand(batch, n_blocks, dim, dim)
-                mt = mt.gather(3, idx)
+                mt = mt.gather(3, k["fold_perm"].expand(n_blocks, batch, dim, dim))
             if k["fold_phase"] is not None:
                 mt = mt * k["fold_phase"]
-            psi = mt[:, 0, 0, :]
-            for s in range(1, n_blocks):
-                psi = torch.bmm(psi.unsqueeze(1), mt[:, s]).squeeze(1)
+            mts = mt.unbind(0)
+            psi = mts[0][:, 0, :]
+            for m in mts[1:]:
+                psi = torch.bmm(psi.unsqueeze(1), m).squeeze(1)
         else:
             psi = self._run_chunked(kts, k, batch, n_blocks, dim)
 
@@ -558,7 +576,7 @@ class StatevectorExecutor(Executor):
         psi = None
         for c in range(len(p.chunks) - 1, -1, -1):
             g, i = where[c]
-            col = kts[g][:, 0, i, 0, :]  # row 0 of K^T = column 0 of K
+            col = kts[g][0][i][:, 0, :]  # row 0 of K^T = column 0 of K, (B, 2^k)
             psi = col if psi is None else (psi[:, :, None] * col[:, None, :]).reshape(batch, -1)
         assert psi is not None
         perm, phase = k["first"]
@@ -566,13 +584,13 @@ class StatevectorExecutor(Executor):
             psi = psi[:, perm]
         if phase is not None:
             psi = psi * phase
+        last = len(p.chunks) - 1
         for s in range(1, n_blocks):
-            last = len(p.chunks) - 1
             for c, (_, size) in enumerate(p.chunks):
                 x = psi.view(batch, dim >> size, 1 << size)
                 if p.active[s, c]:
                     g, i = where[c]
-                    x = torch.bmm(x, kts[g][:, s, i])
+                    x = torch.bmm(x, kts[g][s][i])
                 if c < last:
                     psi = x.transpose(1, 2).reshape(batch, dim)
                     continue

@@ -1,0 +1,341 @@
+"""Throughput of the variational-circuit executors (issue 3, deliverable 5).
+
+Forward and forward+backward wall time at batch 1, 32 and 256 for 4 qubits x 5 layers, 8 x 5
+and 12 x 3 (re-uploading, RY-RZ, circular CZ, Z on every qubit), for the ``statevector``
+executor, the ``qiskit`` executor (``EstimatorQNN`` on the exact ``StatevectorEstimator`` with
+parameter-shift gradients; batch 1 and 32 only) and, when PennyLane imports (optional extra),
+PennyLane ``default.qubit`` with the torch interface and backprop on the same circuit.
+
+Targets (forward+backward): ``statevector`` >= 1000x faster than ``qiskit`` at batch 32 and
+>= 3x faster than PennyLane at batch 256, on every size.
+
+Run: ``python -m benchmarks.perf.vqc_throughput`` (``--help`` for options). Importable pieces:
+:func:`bench_executors` returns the rows, :func:`format_report` prints them; :func:`main` calls
+the sections in turn (the PPO steps/s section is added by its own function).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit, entangling_pairs
+from qdrl_agents.executors import QiskitExecutor, StatevectorExecutor
+
+SIZES: tuple[tuple[int, int], ...] = ((4, 5), (8, 5), (12, 3))
+BATCHES: tuple[int, ...] = (1, 32, 256)
+QISKIT_BATCHES: tuple[int, ...] = (1, 32)
+TARGET_VS_QISKIT = 1000.0  # at batch 32, forward+backward
+TARGET_VS_PENNYLANE = 3.0  # at batch 256, forward+backward
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One measured cell: seconds per call (median over repeats)."""
+
+    backend: str
+    n_qubits: int
+    n_layers: int
+    batch: int
+    forward_s: float
+    forward_backward_s: float
+    repeats: int
+
+
+def bench_spec(n_qubits: int, n_layers: int) -> CircuitSpec:
+    """The benchmark circuit: re-uploading, RY-RZ, circular CZ, Z on every qubit."""
+    return CircuitSpec(
+        n_qubits=n_qubits,
+        n_layers=n_layers,
+        rotation="ryrz",
+        entanglement="circular",
+        entangler="cz",
+        encoding="ry",
+        reupload=True,
+        readout="z",
+    )
+
+
+def pennylane_function(
+    built: BuiltCircuit,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The same circuit as a PennyLane ``default.qubit`` QNode (torch, backprop), or None.
+
+    Args:
+        built: A circuit built from :func:`bench_spec`.
+
+    Returns:
+        ``f(inputs (B, n_input_params), weights) -> (B, n_qubits)``, or ``None`` if PennyLane
+        does not import.
+    """
+    try:
+        import pennylane as qml
+    except ImportError:
+        return None
+    spec = built.spec
+    n, layers = spec.n_qubits, spec.n_layers
+    pairs = entangling_pairs(n, spec.entanglement)
+    device = qml.device("default.qubit", wires=n)
+
+    @qml.qnode(device, interface="torch", diff_method="backprop")
+    def circuit(x: torch.Tensor, w: torch.Tensor) -> list:
+        def rotations(block: int) -> None:
+            for q in range(n):
+                qml.RY(w[(block * n + q) * 2], wires=q)
+                qml.RZ(w[(block * n + q) * 2 + 1], wires=q)
+
+        for layer in range(layers):
+            for q in range(n):
+                qml.RY(x[..., layer * n + q], wires=q)
+            rotations(layer)
+            for a, b in pairs:
+                qml.CZ(wires=[a, b])
+        rotations(layers)
+        return [qml.expval(qml.PauliZ(q)) for q in range(n)]
+
+    def run(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        out = torch.stack(list(circuit(x, w)), dim=-1)
+        return out if out.dim() == 2 else out.unsqueeze(0)
+
+    return run
+
+
+def _time(fn: Callable[[], object], min_seconds: float, max_repeats: int) -> tuple[float, int]:
+    fn()  # warm-up (compilation, caches)
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < max_repeats:
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > min_seconds and len(samples) >= 3:
+            break
+    return statistics.median(samples), len(samples)
+
+
+def time_executor(
+    name: str,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    built: BuiltCircuit,
+    batch: int,
+    *,
+    min_seconds: float = 1.0,
+    max_repeats: int = 200,
+    seed: int = 0,
+) -> Timing:
+    """Time forward (no grad) and forward+backward (grad of the sum) of one executor.
+
+    Args:
+        name: Backend label.
+        fn: ``f(inputs, weights) -> (B, n_outputs)``.
+        built: The circuit (for parameter counts).
+        batch: Batch size.
+        min_seconds: Keep repeating until this much time was spent (at least 3 repeats).
+        max_repeats: At most this many repeats (1 forces a single timed call).
+        seed: Seed of the random angles.
+
+    Returns:
+        The median seconds per call.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, built.n_input_params, generator=gen, dtype=torch.float32) * 2 - 1
+    w = torch.rand(built.n_weights, generator=gen, dtype=torch.float32) * 6 - 3
+
+    def forward() -> None:
+        with torch.no_grad():
+            fn(x, w)
+
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+
+    def forward_backward() -> None:
+        xg.grad = wg.grad = None
+        fn(xg, wg).sum().backward()
+
+    fwd, n1 = _time(forward, min_seconds, max_repeats)
+    fwb, n2 = _time(forward_backward, min_seconds, max_repeats)
+    spec = built.spec
+    return Timing(name, spec.n_qubits, spec.n_layers, batch, fwd, fwb, min(n1, n2))
+
+
+def bench_executors(
+    sizes: Sequence[tuple[int, int]] = SIZES,
+    batches: Sequence[int] = BATCHES,
+    qiskit_batches: Sequence[int] = QISKIT_BATCHES,
+    *,
+    pennylane: bool = True,
+    min_seconds: float = 1.0,
+    log: Callable[[str], None] | None = print,
+) -> list[Timing]:
+    """Time every backend on every size and batch.
+
+    Args:
+        sizes: ``(n_qubits, n_layers)`` pairs.
+        batches: Batch sizes for ``statevector`` and PennyLane.
+        qiskit_batches: Batch sizes for the ``qiskit`` executor (one timed call each).
+        pennylane: Include PennyLane when it imports.
+        min_seconds: Minimum timing time per cell (fast backends).
+        log: Progress printer, or None.
+
+    Returns:
+        One :class:`Timing` per measured cell.
+    """
+    rows: list[Timing] = []
+    for n_qubits, n_layers in sizes:
+        built = build_circuit(bench_spec(n_qubits, n_layers))
+        backends: list[tuple[str, Callable, Sequence[int], int]] = [
+            ("statevector", StatevectorExecutor(built), batches, 500),
+        ]
+        pl = pennylane_function(built) if pennylane else None
+        if pl is not None:
+            backends.append(("pennylane", pl, batches, 100))
+        backends.append(("qiskit", QiskitExecutor(built), qiskit_batches, 1))
+        for name, fn, bs, max_repeats in backends:
+            for batch in bs:
+                row = time_executor(
+                    name, fn, built, batch, min_seconds=min_seconds, max_repeats=max_repeats
+                )
+                rows.append(row)
+                if log is not None:
+                    log(
+                        f"  {name:>11} {n_qubits:>2}x{n_layers} B={batch:<4} "
+                        f"fwd {row.forward_s * 1e3:10.3f} ms  "
+                        f"fwd+bwd {row.forward_backward_s * 1e3:10.3f} ms  ({row.repeats} reps)"
+                    )
+    return rows
+
+
+def check_pennylane_agrees(n_qubits: int = 4, n_layers: int = 2) -> float | None:
+    """Max |statevector - PennyLane| on one random batch (float64), or None without PennyLane.
+
+    Args:
+        n_qubits: Qubits of the checked circuit.
+        n_layers: Layers of the checked circuit.
+
+    Returns:
+        The largest absolute difference of the expectation values.
+    """
+    built = build_circuit(bench_spec(n_qubits, n_layers))
+    pl = pennylane_function(built)
+    if pl is None:
+        return None
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(5, built.n_input_params, generator=gen, dtype=torch.float64)
+    w = torch.randn(built.n_weights, generator=gen, dtype=torch.float64)
+    return float((StatevectorExecutor(built)(x, w) - pl(x, w)).abs().max())
+
+
+def _lookup(rows: Sequence[Timing], backend: str, size: tuple[int, int], batch: int) -> Timing:
+    for row in rows:
+        if (row.backend, row.n_qubits, row.n_layers, row.batch) == (backend, *size, batch):
+            return row
+    raise KeyError((backend, size, batch))
+
+
+def format_report(rows: Sequence[Timing]) -> str:
+    """A table of all timings, then the target ratios with pass/fail.
+
+    Args:
+        rows: Output of :func:`bench_executors`.
+
+    Returns:
+        The report text.
+    """
+    lines = [
+        f"{'backend':>11} {'size':>5} {'batch':>5} {'fwd ms':>11} {'fwd+bwd ms':>11}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.backend:>11} {r.n_qubits:>2}x{r.n_layers:<2} {r.batch:>5} "
+            f"{r.forward_s * 1e3:11.3f} {r.forward_backward_s * 1e3:11.3f}"
+        )
+    lines.append("")
+    lines.append("ratios (other / statevector, same run), forward+backward [forward]:")
+    sizes = sorted({(r.n_qubits, r.n_layers) for r in rows})
+    for size in sizes:
+        for backend, batch, target in (
+            ("qiskit", 32, TARGET_VS_QISKIT),
+            ("pennylane", 256, TARGET_VS_PENNYLANE),
+        ):
+            try:
+                other = _lookup(rows, backend, size, batch)
+                sv = _lookup(rows, "statevector", size, batch)
+            except KeyError:
+                continue
+            ratio = other.forward_backward_s / sv.forward_backward_s
+            ratio_fwd = other.forward_s / sv.forward_s
+            verdict = "PASS" if ratio >= target else "FAIL"
+            lines.append(
+                f"  {size[0]:>2}x{size[1]} B={batch:<3} vs {backend:<9} {ratio:10.1f}x "
+                f"[{ratio_fwd:8.1f}x]  target >= {target:g}x  {verdict}"
+            )
+    return "\n".join(lines)
+
+
+def section_executors(args: argparse.Namespace) -> None:
+    """Print the executor timing table and ratios."""
+    print(f"== executor throughput (CPU threads: {torch.get_num_threads()}) ==")
+    diff = check_pennylane_agrees()
+    if diff is not None:
+        print(f"PennyLane vs statevector, max |difference| of the values: {diff:.1e}")
+    rows = bench_executors(
+        sizes=args.sizes,
+        batches=args.batches,
+        qiskit_batches=args.qiskit_batches,
+        pennylane=not args.no_pennylane,
+        min_seconds=args.min_seconds,
+    )
+    print()
+    print(format_report(rows))
+
+
+def _size(text: str) -> tuple[int, int]:
+    n, layers = text.lower().split("x")
+    return int(n), int(layers)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        type=_size,
+        nargs="+",
+        default=list(SIZES),
+        help="qubits x layers, e.g. 4x5 8x5 12x3",
+    )
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--qiskit-batches", type=int, nargs="*", default=list(QISKIT_BATCHES))
+    parser.add_argument("--no-pennylane", action="store_true")
+    parser.add_argument("--min-seconds", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=None,
+        choices=sorted(SECTIONS),
+        help="which sections to run (default: all, in order)",
+    )
+    return parser.parse_args(argv)
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "executors": section_executors,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the selected sections (default: all registered ones) and print their reports."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for name in args.sections or list(SECTIONS):
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()
