@@ -324,8 +324,79 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# ----------------------------------------------------------------------------- PPO steps/s
+
+
+def ppo_steps_per_second(
+    total_steps: int = 4096,
+    n_qubits: int = 4,
+    n_layers: int = 5,
+    repeats: int = 2,
+    ppo_kwargs: dict | None = None,
+) -> dict[str, float]:
+    """SB3 PPO training throughput on CartPole-v1: quantum actor vs ``MlpPolicy``, same run.
+
+    Both use SB3's PPO defaults (one env, ``n_steps=2048``, ``batch_size=64``, ``n_epochs=10``)
+    on the current torch thread count, so the figure holds the rollout (batch-1 forwards) and
+    the update (forward+backward on minibatches of 64). The quantum policy is
+    ``QuantumActorCriticPolicy`` with ``n_qubits`` x ``n_layers`` (re-uploading, RY-RZ,
+    circular CZ, ``statevector`` executor, logits from parity readouts) and SB3's MLP critic.
+    Runs alternate between the two policies; the best of ``repeats`` is kept for each.
+    Target: ratio >= 0.5.
+
+    Args:
+        total_steps: Training steps per timed run (a multiple of ``n_steps``).
+        n_qubits: Qubits of the quantum actor.
+        n_layers: Layers of the quantum actor.
+        repeats: Timed runs per policy.
+        ppo_kwargs: Overrides of the PPO arguments (e.g. ``{"batch_size": 256}``).
+
+    Returns:
+        ``{"quantum_steps_per_s": ..., "mlp_steps_per_s": ..., "ratio": quantum / mlp}``.
+    """
+    from stable_baselines3 import PPO
+
+    from qdrl_agents import QuantumActorCriticPolicy
+
+    kwargs = {"n_steps": 2048, "batch_size": 64, "n_epochs": 10, **(ppo_kwargs or {})}
+    policies = {
+        "quantum": (QuantumActorCriticPolicy, {"n_qubits": n_qubits, "n_layers": n_layers}),
+        "mlp": ("MlpPolicy", {}),
+    }
+    best = dict.fromkeys(policies, 0.0)
+    for _ in range(repeats):
+        for name, (policy, policy_kwargs) in policies.items():
+            model = PPO(
+                policy, "CartPole-v1", seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs
+            )
+            t0 = time.perf_counter()
+            model.learn(total_timesteps=total_steps)
+            best[name] = max(best[name], total_steps / (time.perf_counter() - t0))
+    return {
+        "quantum_steps_per_s": best["quantum"],
+        "mlp_steps_per_s": best["mlp"],
+        "ratio": best["quantum"] / best["mlp"],
+    }
+
+
+def section_ppo(args: argparse.Namespace) -> None:
+    """Print SB3 PPO steps/s on CartPole-v1, quantum (4 x 5) vs MlpPolicy, as a ratio."""
+    print(f"\n== SB3 PPO on CartPole-v1, steps/s (CPU threads: {torch.get_num_threads()}) ==")
+    for label, overrides in (
+        ("SB3 defaults (n_steps 2048, batch 64, 10 epochs)", None),
+        ("learning-benchmark update (batch 256, 10 epochs)", {"batch_size": 256}),
+    ):
+        r = ppo_steps_per_second(ppo_kwargs=overrides)
+        verdict = "met" if r["ratio"] >= 0.5 else "MISSED"
+        print(
+            f"{label}: quantum {r['quantum_steps_per_s']:.0f}, MlpPolicy "
+            f"{r['mlp_steps_per_s']:.0f} -> [{r['ratio']:.2f}x]  target >= 0.5x  {verdict}"
+        )
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "executors": section_executors,
+    "ppo": section_ppo,
 }
 
 
