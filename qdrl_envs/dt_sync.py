@@ -346,7 +346,7 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
     slot's true and estimated fading powers ``fade`` / ``fade_est`` and whether its true SNR
     clears the threshold (``clear``).
 
-    Randomness: at reset ``random(M)`` (distances), then per instance one
+    Randomness: at reset ``random(M)`` (distances), then per instance one float32
     ``standard_normal((64, 5, M))`` block for the next 64 slots, redrawn when used up (and at
     every reset). Per slot, row 0 decides the arrivals (``z < Phi^-1(arrival_prob)``, i.e.
     probability ``arrival_prob``), rows 1-4 are the real and imaginary parts of ``h_hat`` and
