@@ -104,18 +104,20 @@ class MaxAgeFirstPolicy(_IndexPolicy):
 
 
 class MaxWeightPolicy(_IndexPolicy):
-    """Max-Weight: minimise the one-slot drift of ``L = sum_i alpha_i h_i^2``.
+    """Max-Weight: minimise the one-slot drift of a quadratic Lyapunov function of the ages.
 
-    Kadota et al. (2018, Sec. V) schedule the client with the largest
-    ``alpha_i p_i h_i (h_i + 2)``: with a delivery the next age is 1, otherwise ``h_i + 1``, so
-    scheduling ``i`` lowers the expected ``alpha_i h_i^2`` term by
-    ``alpha_i p_i ((h_i + 1)^2 - 1) = alpha_i p_i h_i (h_i + 2)``. With stochastic arrivals
-    the age after delivery is ``d_i`` instead of 1, which gives the index used here,
+    Kadota et al. (2018, Sec. V) build Max-Weight from the drift of a quadratic Lyapunov
+    function of the ages with per-client weights. For ``L = sum_i alpha_i h_i^2`` the
+    derivation is short: after a delivery the next age is 1, otherwise ``h_i + 1``, so
+    scheduling ``i`` lowers the expected next ``alpha_i h_i^2`` term by
+    ``alpha_i p_i ((h_i + 1)^2 - 1) = alpha_i p_i h_i (h_i + 2)``, and the drift-minimising
+    schedule takes the largest of these. With stochastic arrivals the age after a delivery
+    is ``d_i`` instead of 1, which gives the index used here,
 
     ``I_i = alpha_i p_i ((h_i + 1)^2 - d_i^2)``,
 
-    equal to Kadota's under generate-at-will (``d_i = 1``); ``p_i`` is the success probability
-    of this slot given the SNR estimate.
+    equal to ``alpha_i p_i h_i (h_i + 2)`` under generate-at-will (``d_i = 1``); ``p_i`` is
+    the success probability of this slot given the SNR estimate.
     """
 
     def _index(self, d: dict[str, np.ndarray]) -> np.ndarray:
@@ -129,10 +131,13 @@ class WhittleIndexPolicy(_IndexPolicy):
 
     Their closed-form index for generate-at-will and reliability ``p_i`` is
 
-    ``W_i(h_i) = (1/2) alpha_i p_i h_i (h_i + 2/p_i - 1)``
+    ``W_i(h_i) = (1/2) alpha_i p_i h_i (h_i + 2/p_i - 1)``:
 
-    (the transmission charge at which idling and transmitting at age ``h_i`` are equally good
-    in the decoupled single-client problem; with ``p_i = 1`` it is ``alpha_i h_i (h_i+1)/2``).
+    the transmission charge at which idling and transmitting at age ``h_i`` are equally good
+    in the decoupled single-client problem (re-derived for this environment's timing: under a
+    threshold policy "transmit from age H on" the average cost is
+    ``(alpha E[S] + C/p) / E[L]`` over a renewal cycle, and equating thresholds ``h`` and
+    ``h + 1`` gives ``C = W(h)``; with ``p_i = 1`` it is ``alpha_i h_i (h_i + 1) / 2``).
     Adaptations here: the age ``h_i`` is replaced by the age reduction ``g_i = h_i + 1 - d_i``
     a delivery would bring (equal to ``h_i`` under generate-at-will, 0 when the device has
     nothing new); the leading ``p_i`` is this slot's success probability given the SNR
