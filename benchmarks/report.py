@@ -276,8 +276,11 @@ def _curves_png(rep: EnvReport) -> bytes:
     ax = fig.add_subplot(1, 1, 1)
     colors = [f"C{i}" for i in range(10)]
     learners = [r for r in rep.rows if not r.is_baseline]
+    # colours follow the agent's name, not its rank, so figures of one sweep stay comparable
+    order = sorted(r.agent for r in learners)
     x_max = 1
-    for i, row in enumerate(learners):
+    for row in learners:
+        i = order.index(row.agent)
         curves = [c for c in row.curves if c]
         if not curves:
             continue
