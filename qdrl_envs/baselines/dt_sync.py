@@ -40,6 +40,7 @@ __all__ = [
     "RoundRobinPolicy",
     "WhittleIndexPolicy",
     "decode_observation",
+    "whittle_index",
 ]
 
 
@@ -63,6 +64,23 @@ def decode_observation(obs: np.ndarray, config: DTSyncConfig) -> dict[str, np.nd
     db = config.snr_threshold_db + config.snr_scale_db * x[2:4]
     return {"age": ages[0], "age_if_delivered": ages[1], "snr_est_db": db[0],
             "mean_snr_db": db[1], "weight": x[4]}
+
+
+def whittle_index(gain: Any, weight: Any, p_now: Any, p_mean: Any) -> np.ndarray:
+    """Whittle index ``(1/2) w p g (g + 2/pbar - 1)`` of :class:`WhittleIndexPolicy`.
+
+    Args:
+        gain: Age reduction ``g`` a delivery brings (the age ``h`` under generate-at-will).
+        weight: Weight ``alpha``.
+        p_now: Success probability of this slot ``p``.
+        p_mean: Long-run success probability ``pbar`` (floored at 1e-9).
+
+    Returns:
+        The index, broadcast shape.
+    """
+    g = np.asarray(gain, dtype=np.float64)
+    pbar = np.maximum(np.asarray(p_mean, dtype=np.float64), 1e-9)
+    return 0.5 * np.asarray(weight) * np.asarray(p_now) * g * (g + 2.0 / pbar - 1.0)
 
 
 class _IndexPolicy(BaselinePolicy):
@@ -149,10 +167,8 @@ class WhittleIndexPolicy(_IndexPolicy):
 
     def _index(self, d: dict[str, np.ndarray]) -> np.ndarray:
         c = self.config
-        g = self._gain(d)
-        pbar = np.maximum(mean_success_probability(d["mean_snr_db"], c.snr_threshold_db,
-                                                   c.rayleigh_fading), 1e-9)
-        return 0.5 * d["weight"] * self._p_now(d) * g * (g + 2.0 / pbar - 1.0)
+        pbar = mean_success_probability(d["mean_snr_db"], c.snr_threshold_db, c.rayleigh_fading)
+        return whittle_index(self._gain(d), d["weight"], self._p_now(d), pbar)
 
 
 class RoundRobinPolicy(BaselinePolicy):

@@ -421,3 +421,30 @@ def test_tiny_ppo_learns_without_error() -> None:
     model = PPO("MlpPolicy", gym.make(ENV_ID), n_steps=128, batch_size=64, n_epochs=1,
                 seed=0, device="cpu")
     model.learn(256)
+
+
+@pytest.mark.parametrize("p", [1.0, 0.7, 0.3], ids=lambda p: f"p={p}")
+def test_whittle_index_is_the_indifference_charge(p: float) -> None:
+    """Single client, generate-at-will, reliability p, charge C per transmission: under the
+    threshold policy "transmit whenever the age is >= H" the long-run cost per slot is
+    E[sum of ages + C * transmissions over a renewal cycle] / E[cycle length]. At C = W(h)
+    thresholds h and h + 1 cost the same (the definition of Whittle's index); a larger
+    charge favours waiting longer. Cycle moments summed numerically, not in closed form."""
+    from qdrl_envs.baselines.dt_sync import whittle_index
+
+    alpha = 2.0
+
+    def cost(threshold: int, charge: float) -> float:
+        # The cycle: ages 1..H-1 idle, then G >= 1 transmissions (geometric), ages H..H+G-1.
+        g = np.arange(1, 4000)
+        pg = p * (1 - p) ** (g - 1) if p < 1 else (g == 1).astype(float)
+        last = threshold + g - 1
+        ages = last * (last + 1) / 2.0
+        length = threshold - 1 + g
+        return float((pg * (alpha * ages + charge * g)).sum() / (pg * length).sum())
+
+    for h in (1, 2, 5, 12):
+        w = float(whittle_index(h, alpha, p, p))
+        assert cost(h, w) == pytest.approx(cost(h + 1, w), rel=1e-9)
+        assert cost(h, 1.2 * w) > cost(h + 1, 1.2 * w)
+        assert cost(h, 0.8 * w) < cost(h + 1, 0.8 * w)
