@@ -231,3 +231,21 @@ def test_quantum_parameter_groups_cover_every_parameter_once() -> None:
     flat = [id(p) for ps in groups.values() for p in ps]
     assert len(flat) == len(set(flat)) == len(list(net.parameters()))
     assert parameter_counts(net)["quantum"] == net.quantum.quantum.built.n_weights
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_layer_on_cuda_matches_cpu(dtype: torch.dtype, atol: float) -> None:
+    torch.manual_seed(0)
+    layer = _layer(n_qubits=4, n_layers=3, output_bias=True)
+    x = torch.randn(32, 4, dtype=dtype)
+    cpu = layer(x)
+    cpu.sum().backward()
+    grad_cpu = layer.weights.grad.clone()
+    layer.zero_grad()
+    layer.cuda()
+    gpu = layer(x.cuda())
+    gpu.sum().backward()
+    assert gpu.device.type == "cuda" and gpu.dtype == dtype
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=atol, rtol=0)
+    torch.testing.assert_close(layer.weights.grad.cpu(), grad_cpu, atol=10 * atol, rtol=0)

@@ -61,7 +61,7 @@ def _observations(env_id: str) -> np.ndarray:
 def _raw_outputs(model, obs: np.ndarray) -> list:
     """Logits / means / Q-values / actor outputs, as the subprocess computes them."""
     with torch.no_grad():
-        t = torch.as_tensor(obs)
+        t = torch.as_tensor(obs, device=model.policy.device)
         if hasattr(model.policy, "q_net"):
             return model.policy.q_net(t).double().tolist()
         if hasattr(model.policy, "mlp_extractor"):
@@ -186,3 +186,22 @@ def test_learning_rate_multipliers_survive_algo_load(trained: dict) -> None:
     lrs = {g["name"]: g["lr"] for g in loaded.policy.optimizer.param_groups}
     assert lrs["classical"] == pytest.approx(1e-3)
     assert lrs["weights"] == pytest.approx(1e-3 * 1e-2 / 3e-4)  # PPO's default lr is 3e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["ppo", "sac"])
+def test_trained_on_cuda_loads_on_cpu(name: str, tmp_path: Path) -> None:
+    algo, policy, env, kwargs = CASES[name]
+    extra = {"learning_starts": 10, "batch_size": 8} if algo is SAC else {"n_steps": 64}
+    model = algo(policy, env, policy_kwargs=kwargs, seed=0, device="cuda", **extra)
+    before = {k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items()}
+    model.learn(total_timesteps=128)
+    assert next(model.policy.parameters()).is_cuda
+    after = model.policy.state_dict()
+    assert any(not torch.equal(before[k], after[k].cpu()) for k in before)
+    model.save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip", device="cpu")
+    obs = _observations(env)
+    np.testing.assert_allclose(
+        np.asarray(_raw_outputs(loaded, obs)), np.asarray(_raw_outputs(model, obs)), atol=1e-4
+    )
