@@ -249,3 +249,20 @@ def test_layer_on_cuda_matches_cpu(dtype: torch.dtype, atol: float) -> None:
     assert gpu.device.type == "cuda" and gpu.dtype == dtype
     torch.testing.assert_close(gpu.cpu(), cpu, atol=atol, rtol=0)
     torch.testing.assert_close(layer.weights.grad.cpu(), grad_cpu, atol=10 * atol, rtol=0)
+
+
+def test_qiskit_executor_gives_the_same_layer() -> None:
+    """The hardware-faithful path: same parameters, same outputs and gradients."""
+    torch.manual_seed(3)
+    fast = _layer(n_qubits=2, n_layers=1, output_bias=True)
+    slow = QuantumLayer(
+        fast.spec, executor="qiskit", executor_kwargs={"precision": 0.0}, output_bias=True
+    )
+    slow.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 2, dtype=torch.float64)
+    out_fast, out_slow = fast(x), slow(x)
+    torch.testing.assert_close(out_slow, out_fast, atol=1e-6, rtol=0)
+    out_fast.sum().backward()
+    out_slow.sum().backward()
+    torch.testing.assert_close(slow.weights.grad, fast.weights.grad, atol=1e-5, rtol=0)
+    torch.testing.assert_close(slow.input_scaling.grad, fast.input_scaling.grad, atol=1e-5, rtol=0)

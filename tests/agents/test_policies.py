@@ -466,3 +466,22 @@ def test_encoder_makes_wide_observations_fit() -> None:
     )
     actor = model.policy.mlp_extractor.actor
     assert actor.in_features == 6 and actor.quantum.spec.n_qubits == 3
+
+
+def test_qiskit_executor_trains_through_sb3() -> None:
+    """``executor="qiskit"`` (EstimatorQNN, parameter shift) goes through the same policy."""
+    env = SpaceEnv(_box(2), spaces.Discrete(2))
+    model = PPO(
+        QuantumActorCriticPolicy,
+        env,
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        policy_kwargs={"n_qubits": 2, "n_layers": 1, "executor": "qiskit"},
+        seed=0,
+        device="cpu",
+    )
+    assert type(model.policy.mlp_extractor.actor.executor).__name__ == "QiskitExecutor"
+    before = _quantum_params(model.policy)
+    model.learn(total_timesteps=16)
+    _assert_quantum_params_changed(before, model.policy)
