@@ -142,11 +142,13 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
     def _unbatch(info: dict[str, np.ndarray]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in info.items():
-            if isinstance(value, dict):
+            if isinstance(value, np.ndarray):  # the common case, kept cheap
+                out[key] = value.item(0) if value.ndim == 1 else value[0]
+            elif isinstance(value, dict):
                 out[key] = CoreEnv._unbatch(value)
-                continue
-            item = value[0] if isinstance(value, np.ndarray) else np.asarray(value)[0]
-            out[key] = item.item() if item.ndim == 0 else item
+            else:
+                item = np.asarray(value)[0]
+                out[key] = item.item() if item.ndim == 0 else item
         return out
 
     def reset(self, *, seed: int | None = None,

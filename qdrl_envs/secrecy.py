@@ -87,15 +87,15 @@ def secrecy_rates(
     gu = np.asarray(g_user, dtype=np.float64)
     ge = np.asarray(g_eve, dtype=np.float64)
     pw = np.asarray(p, dtype=np.float64) * p_max_w
-    m = gu.shape[-1] if gu.ndim >= 2 else -1
-    if gu.ndim < 2 or gu.shape[-2] != m or ge.shape[-2:] != gu.shape[-2:]:
-        raise ValueError(f"g_user and g_eve must have shape (..., M, M), got {gu.shape} and "
-                         f"{ge.shape}")
-    if pw.ndim < 1 or pw.shape[-1] != m:
-        raise ValueError(f"p must have shape (..., M) with M={m}, got {pw.shape}")
+    gs, es, ps = gu.shape, ge.shape, pw.shape
+    m = gs[-1] if len(gs) >= 2 else -1
+    if len(gs) < 2 or gs[-2] != m or es[-2:] != gs[-2:]:
+        raise ValueError(f"g_user and g_eve must have shape (..., M, M), got {gs} and {es}")
+    if not ps or ps[-1] != m:
+        raise ValueError(f"p must have shape (..., M) with M={m}, got {ps}")
     if not noise_w > 0:
         raise ValueError(f"noise_w must be > 0, got {noise_w!r}")
-    if gu.shape != ge.shape:
+    if gs != es:
         gu, ge = np.broadcast_arrays(gu, ge)
     # Users and eavesdroppers as 2M receivers of one network: receiver j decodes AP j mod M.
     sinr = radio.serving_sinr(pw, np.concatenate((gu, ge), axis=-1), _serving(m), noise_w)
@@ -254,7 +254,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._grid = _grid_positions(m, c.area_m)
         self._extra_loss_db = np.concatenate((np.zeros(m), np.full(m, c.eve_extra_loss_db)))
         self._geo_shape = (3, m, 2)
-        self.block_steps = int(min(32, max(1, 4096 // (4 * m * m))))
+        self.block_steps = int(min(128, max(8, 16384 // (4 * m * m))))
         # I.i.d. fading draws the fading powers |h|^2 ~ Exp(1) directly (one number per link);
         # Gauss-Markov fading needs the complex coefficients (two normals per link).
         self._block_shape = ((self.block_steps, m, 2 * m) if self._rho == 0.0

@@ -10,8 +10,9 @@ imports; the others are listed as skipped with their ImportError):
 
 Each figure is printed as a ratio to Gymnasium's ``CartPole-v1`` through ``gym.make`` measured
 in the same run, plus vector@1024 / single. Targets (DESIGN §2): single >= 0.25x CartPole;
-vector@1024 >= 20x single. Every figure is the best of ``--repeats`` rounds (the usual way to
-time on a shared machine: interference only ever slows a round down).
+vector@1024 >= 20x single. Each env run is paired with a CartPole run right before it; the
+ratios are the median over ``--repeats`` rounds of those pairs (load on a shared machine
+drifts between rounds but hardly within a pair), the printed rates the best of the rounds.
 
 Usage::
 
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
+import numpy as np
 
 import qdrl_envs
 
@@ -43,20 +45,32 @@ VECTOR_TARGET = 20.0
 
 @dataclass
 class Measurement:
-    """Throughput figures of one environment (steps/s; vector figures are env-steps/s)."""
+    """Throughput figures of one environment.
+
+    Rates are the best of the rounds (steps/s; vector figures env-steps/s). Ratios to
+    CartPole-v1 are the median over rounds of back-to-back pairs (CartPole timed right before
+    each env run), which cancels load that drifts between rounds on a shared machine; when
+    no pairs were recorded they fall back to best rate / best reference.
+    """
 
     env_id: str
     reference_sps: float
     single_sps: float
     vector_sps: dict[int, float] = field(default_factory=dict)
+    single_pairs: list[float] = field(default_factory=list)
+    vector_pairs: dict[int, list[float]] = field(default_factory=dict)
 
     @property
     def single_ratio(self) -> float:
         """Single env steps/s over CartPole-v1's."""
+        if self.single_pairs:
+            return float(np.median(self.single_pairs))
         return self.single_sps / self.reference_sps
 
     def vector_ratio(self, n: int) -> float:
         """Vector twin env-steps/s at ``n`` envs over CartPole-v1's steps/s."""
+        if self.vector_pairs.get(n):
+            return float(np.median(self.vector_pairs[n]))
         return self.vector_sps[n] / self.reference_sps
 
     @property
@@ -64,7 +78,7 @@ class Measurement:
         """Vector env-steps/s at the largest measured size over the single env's steps/s."""
         if not self.vector_sps:
             return None
-        return self.vector_sps[max(self.vector_sps)] / self.single_sps
+        return self.vector_ratio(max(self.vector_sps)) / self.single_ratio
 
     @property
     def single_ok(self) -> bool:
@@ -159,32 +173,43 @@ def measure_reference(seconds: float) -> float:
 
 def measure_env(env_id: str, seconds: float, reference_sps: float,
                 sizes: Sequence[int] = VECTOR_SIZES, repeats: int = 1) -> Measurement:
-    """Measure one environment, best of ``repeats`` rounds per figure.
+    """Measure one environment in ``repeats`` rounds, each run paired with a CartPole run.
 
     Args:
         env_id: A registered id with a ``vector_entry_point`` (else only ``single`` is timed).
         seconds: Duration of each timed run.
-        reference_sps: CartPole-v1 steps/s measured in the same run.
+        reference_sps: CartPole-v1 steps/s measured in the same run (raised if a paired
+            reference run is faster).
         sizes: Vector sizes to time.
-        repeats: Rounds per figure; the best is kept.
+        repeats: Rounds per figure.
 
     Returns:
-        The measurement.
+        The measurement (best rates, median paired ratios).
     """
-    single = max(measure_single(env_id, seconds) for _ in range(repeats))
-    result = Measurement(env_id, reference_sps, single)
-    if gym.registry[env_id].vector_entry_point is not None:
+    result = Measurement(env_id, reference_sps, 0.0)
+    has_vector = gym.registry[env_id].vector_entry_point is not None
+    for _ in range(repeats):
+        ref = measure_reference(seconds)
+        sps = measure_single(env_id, seconds)
+        result.reference_sps = max(result.reference_sps, ref)
+        result.single_sps = max(result.single_sps, sps)
+        result.single_pairs.append(sps / ref)
+        if not has_vector:
+            continue
         for n in sizes:
-            result.vector_sps[n] = max(measure_vector(env_id, n, seconds)
-                                       for _ in range(repeats))
+            ref = measure_reference(seconds)
+            sps = measure_vector(env_id, n, seconds)
+            result.reference_sps = max(result.reference_sps, ref)
+            result.vector_sps[n] = max(result.vector_sps.get(n, 0.0), sps)
+            result.vector_pairs.setdefault(n, []).append(sps / ref)
     return result
 
 
 def format_report(results: Sequence[Measurement], skipped: dict[str, str],
                   reference_sps: float) -> str:
     """Human-readable table of the ratios and the pass/fail of each target."""
-    lines = [f"reference {REFERENCE_ID} via gym.make: {reference_sps:,.0f} steps/s "
-             "(all ratios below are to it)", ""]
+    lines = [f"reference {REFERENCE_ID} via gym.make: {reference_sps:,.0f} steps/s (best); "
+             "ratios below are medians of back-to-back pairs with it", ""]
     for r in results:
         lines.append(f"{r.env_id}")
         lines.append(f"  single (gym.make)   {r.single_sps:>12,.0f} steps/s   "
@@ -227,16 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     reference = max(measure_reference(args.seconds) for _ in range(args.repeats))
     results = [measure_env(i, args.seconds, reference, args.sizes, args.repeats) for i in ids]
-    # Re-time the reference at the end too: the best of both brackets the env runs.
-    reference_end = max(measure_reference(args.seconds) for _ in range(args.repeats))
-    if reference_end > reference:
-        reference = reference_end
-        for r in results:
-            r.reference_sps = reference
+    reference = max([reference] + [r.reference_sps for r in results])
     print(format_report(results, skipped, reference))
     if args.json:
         payload = {"reference_id": REFERENCE_ID, "reference_sps": reference,
                    "results": [asdict(r) | {"single_ratio": r.single_ratio,
+                                            "vector_ratios": {n: r.vector_ratio(n)
+                                                              for n in r.vector_sps},
                                             "vector_speedup": r.vector_speedup,
                                             "single_ok": r.single_ok, "vector_ok": r.vector_ok}
                                for r in results],

@@ -36,6 +36,11 @@ def test_measurement_ratios_and_targets():
     slow = et.Measurement(SECRECY, 100.0, 20.0, {1024: 300.0})
     assert not slow.single_ok and not slow.vector_ok
     assert et.Measurement(SECRECY, 100.0, 30.0).vector_speedup is None
+    paired = et.Measurement(SECRECY, 100.0, 30.0, {1024: 900.0}, single_pairs=[0.2, 0.4, 0.3],
+                            vector_pairs={1024: [6.0, 9.0, 12.0]})
+    assert paired.single_ratio == pytest.approx(0.3)  # the median of the pairs
+    assert paired.vector_ratio(1024) == pytest.approx(9.0)
+    assert paired.vector_speedup == pytest.approx(30.0)
     text = et.format_report([m, slow], {"qdrl/X-v0": "ImportError: gone"}, 100.0)
     assert "0.300x CartPole" in text and "PASS" in text and "FAIL" in text
     assert "qdrl/X-v0: skipped (ImportError: gone)" in text

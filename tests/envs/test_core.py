@@ -132,7 +132,7 @@ def test_returned_observations_are_not_overwritten_by_later_steps():
     v0, _ = venv.reset(seed=0)
     s0, _ = env.reset(seed=0)
     v_keep, s_keep = v0.copy(), s0.copy()
-    for _ in range(70):  # across several internal channel blocks
+    for _ in range(2 * venv.core.block_steps + 5):  # across internal channel blocks
         venv.step(np.ones((2, 2)))
         env.step(np.ones(2))
     np.testing.assert_array_equal(v0, v_keep)
@@ -165,8 +165,9 @@ def test_instances_out_of_phase_still_match_single_envs(rho):
         env.np_random = np.random.default_rng(s)  # the same generator stream as instance i
         env.core.reset([env.np_random], np.array([0]))
         singles.append(env)
-    actions = np.random.default_rng(0).random((80, n, 2))
-    for t in range(80):
+    steps = 2 * core.block_steps + 20  # blocks run out at different steps per instance
+    actions = np.random.default_rng(0).random((steps, n, 2))
+    for t in range(steps):
         if t == 7:
             core.reset([rngs[1]], np.array([1]))
             singles[1].core.reset([singles[1].np_random], np.array([0]))
