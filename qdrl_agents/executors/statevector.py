@@ -400,7 +400,7 @@ class StatevectorExecutor(Executor):
         dtype: Simulation precision, ``torch.float32`` or ``torch.float64``; ``None`` (default)
             simulates in the dtype of the inputs. The result always has the inputs' dtype.
         max_fused_qubits: Largest group of qubits whose single-qubit gates are fused into one
-            dense ``2^k x 2^k`` matrix per layer. ``None`` (default) picks 2 up to 8 qubits and
+            dense ``2^k x 2^k`` matrix per layer. ``None`` (default) picks 2 up to 5 qubits and
             3 above, the fastest measured on CPU for the 4x5, 8x5 and 12x3 benchmark circuits
             (``benchmarks/perf/vqc_throughput.py``); larger chunks mean fewer, bigger kernels.
 
@@ -420,7 +420,7 @@ class StatevectorExecutor(Executor):
         if dtype not in (None, torch.float32, torch.float64):
             raise ValueError(f"dtype={dtype!r} must be None, torch.float32 or torch.float64")
         if max_fused_qubits is None:
-            max_fused_qubits = 2 if built.n_qubits <= 8 else 3
+            max_fused_qubits = 2 if built.n_qubits <= 5 else 3
         if (
             isinstance(max_fused_qubits, bool)
             or not isinstance(max_fused_qubits, int)
@@ -439,6 +439,11 @@ class StatevectorExecutor(Executor):
 
     def _repr_extra(self) -> str:
         return f", dtype={self.dtype}, max_fused_qubits={self.max_fused_qubits}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"] = {}  # device tensors are rebuilt on first use, wherever that is
+        return state
 
     def _constants(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
         key = (device, dtype)
@@ -539,14 +544,18 @@ class StatevectorExecutor(Executor):
         parts = u.split(k["split"], dim=2)
         kts = []
         for size, n_chunks, first in k["groups"]:
-            kr = parts[first + size - 1]
+            # Outer products of the flattened 2x2 matrices, (i_top j_top ... i_0 j_0, C, S, B);
+            # the Kronecker index order is restored by the one permute+copy at the end. (A
+            # broadcast over interleaved axes would make autograd reduce over them: ~7x slower.)
+            kr = parts[first + size - 1].reshape(4, n_chunks, n_blocks, batch)
             for t in range(size - 2, -1, -1):
-                ut = parts[first + t]
-                a = kr.shape[0]
-                kr = (kr[:, None, :, None] * ut[None, :, None, :]).reshape(
-                    2 * a, 2 * a, n_chunks, n_blocks, batch
-                )
-            kts.append([kc.unbind(0) for kc in kr.permute(3, 2, 4, 1, 0).contiguous().unbind(0)])
+                ut = parts[first + t].reshape(4, n_chunks, n_blocks, batch)
+                kr = (kr.unsqueeze(1) * ut.unsqueeze(0)).reshape(-1, n_chunks, n_blocks, batch)
+            kr = kr.view(*([2] * (2 * size)), n_chunks, n_blocks, batch)
+            order = [2 * size + 1, 2 * size, 2 * size + 2]
+            order += [2 * m + 1 for m in range(size)] + [2 * m for m in range(size)]
+            kt = kr.permute(order).reshape(n_blocks, n_chunks, batch, 2**size, 2**size)
+            kts.append([kc.unbind(0) for kc in kt.unbind(0)])
 
         if k["single"]:
             mt = torch.stack([kt[0] for kt in kts[0]])  # (S, B, dim, dim): M^T per block

@@ -456,3 +456,16 @@ def test_qiskit_executor_options_are_validated(two_qubits: BuiltCircuit) -> None
     with pytest.raises(TypeError, match="BaseEstimatorV2"):
         QiskitExecutor(two_qubits, estimator=object())  # type: ignore[arg-type]
     assert isinstance(make_executor("qiskit", two_qubits, shots=10), QiskitExecutor)
+
+
+@pytest.mark.parametrize("name", ["statevector", "qiskit"])
+def test_executors_pickle_and_deepcopy(name: str, two_qubits: BuiltCircuit) -> None:
+    import copy
+    import pickle
+
+    executor = make_executor(name, two_qubits)
+    x = torch.linspace(-1, 1, 2 * two_qubits.n_input_params).view(2, -1)
+    w = torch.linspace(0, 1, two_qubits.n_weights)
+    expected = executor(x, w)
+    for clone in (copy.deepcopy(executor), pickle.loads(pickle.dumps(executor))):
+        torch.testing.assert_close(clone(x, w), expected)
