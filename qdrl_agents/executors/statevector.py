@@ -533,8 +533,8 @@ class StatevectorExecutor(Executor):
         # contiguous inner axis, so every elementwise op below is one long vectorised loop.
         args = torch.addmm((weights @ k["a_w"] + k["b"]).unsqueeze(1), k["a_in_t"], inputs.T)
         cos = torch.cos(args.view(12, n_gates, batch))
-        mag = cos[0:4]
-        mats = torch.complex(mag * cos[4:8], mag * cos[8:12])
+        mag, phase_cos, phase_sin = cos.split(4)
+        mats = torch.complex(mag * phase_cos, mag * phase_sin)
         g = mats.index_select(1, k["table"]).view(2, 2, depth, n, n_blocks, batch).unbind(2)
         u = g[0]  # (2, 2, n, S, B): product of each block's gates per qubit
         for gd in g[1:]:
@@ -555,10 +555,10 @@ class StatevectorExecutor(Executor):
             order = [2 * size + 1, 2 * size, 2 * size + 2]
             order += [2 * m + 1 for m in range(size)] + [2 * m for m in range(size)]
             kt = kr.permute(order).reshape(n_blocks, n_chunks, batch, 2**size, 2**size)
-            kts.append([kc.unbind(0) for kc in kt.unbind(0)])
+            kts.append(kt)
 
         if k["single"]:
-            mt = torch.stack([kt[0] for kt in kts[0]])  # (S, B, dim, dim): M^T per block
+            mt = kts[0].squeeze(1)  # (S, B, dim, dim): M^T per block
             if k["fold_perm"] is not None:
                 mt = mt.gather(3, k["fold_perm"].expand(n_blocks, batch, dim, dim))
             if k["fold_phase"] is not None:
@@ -581,11 +581,12 @@ class StatevectorExecutor(Executor):
     ) -> torch.Tensor:
         p = self.program
         where = k["where"]
+        mats = [[kc.unbind(0) for kc in kt.unbind(0)] for kt in kts]  # [group][block][chunk]
         # block 0 acts on |0...0>: the state is the product of each chunk matrix's column 0
         psi = None
         for c in range(len(p.chunks) - 1, -1, -1):
             g, i = where[c]
-            col = kts[g][0][i][:, 0, :]  # row 0 of K^T = column 0 of K, (B, 2^k)
+            col = mats[g][0][i][:, 0, :]  # row 0 of K^T = column 0 of K, (B, 2^k)
             psi = col if psi is None else (psi[:, :, None] * col[:, None, :]).reshape(batch, -1)
         assert psi is not None
         perm, phase = k["first"]
@@ -599,7 +600,7 @@ class StatevectorExecutor(Executor):
                 x = psi.view(batch, dim >> size, 1 << size)
                 if p.active[s, c]:
                     g, i = where[c]
-                    x = torch.bmm(x, kts[g][s][i])
+                    x = torch.bmm(x, mats[g][s][i])
                 if c < last:
                     psi = x.transpose(1, 2).reshape(batch, dim)
                     continue
