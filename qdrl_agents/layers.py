@@ -204,8 +204,7 @@ class QuantumLayer(nn.Module):
             input `ParameterVector`.
         """
         squashed = _SQUASH_FNS[self.squash](x)
-        lam = self.input_scaling.to(dtype=x.dtype)
-        return (lam.unsqueeze(0) * squashed.unsqueeze(1)).reshape(x.shape[0], -1)
+        return (squashed.unsqueeze(1) * _as_dtype(self.input_scaling, x.dtype)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluate the circuit on a batch.
@@ -228,12 +227,14 @@ class QuantumLayer(nn.Module):
         unbatched = x.ndim == 1
         if unbatched:
             x = x.unsqueeze(0)
-        angles = self.encode(x)
-        out = self.executor(angles, self.weights.to(dtype=x.dtype))
-        if self.output_scaling is not None:
-            out = out * self.output_scaling.to(dtype=out.dtype)
-        if self.output_bias is not None:
-            out = out + self.output_bias.to(dtype=out.dtype)
+        out = self.executor(self.encode(x), _as_dtype(self.weights, x.dtype))
+        scale, bias = self.output_scaling, self.output_bias
+        if scale is not None and bias is not None:
+            out = torch.addcmul(_as_dtype(bias, out.dtype), out, _as_dtype(scale, out.dtype))
+        elif scale is not None:
+            out = out * _as_dtype(scale, out.dtype)
+        elif bias is not None:
+            out = out + _as_dtype(bias, out.dtype)
         return out.squeeze(0) if unbatched else out
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -509,6 +510,11 @@ class ParallelHybrid(_Composite):
         """
         _check_width(x, self.in_features, type(self).__name__)
         return torch.cat([self.quantum(x), self.classical(x)], dim=-1)
+
+
+def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # Skips the dispatch of a no-op ``.to`` on the per-step hot path.
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _check_width(x: torch.Tensor, expected: int, who: str) -> None:
