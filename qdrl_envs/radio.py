@@ -177,11 +177,12 @@ def serving_sinr(p_w: ArrayLike, gains: ArrayLike, serving: tuple[int, ...],
         SINR_k = p_s g_sk / (sum_{m != s} p_m g_mk + sigma^2),   s = serving[k]
 
     :func:`interference_sinr` is the one-to-one case ``serving = (0, 1, ..., M-1)``; several
-    receivers may decode the same transmitter (e.g. a user and an eavesdropper).
+    receivers may decode the same transmitter (e.g. a user and an eavesdropper). This is
+    :func:`operator_sinr` applied to :func:`serving_gain_operator`; a caller that scores many
+    power vectors on one channel can build the operator once.
 
-    The sums are exact masked sums (written as two small matrix products, which is what keeps
-    this cheap on tiny arrays), never ``total - signal``, which cancels catastrophically when the
-    signal dwarfs interference plus noise.
+    The sums are exact masked sums, never ``total - signal``, which cancels catastrophically
+    when the signal dwarfs interference plus noise.
 
     Args:
         p_w: Transmit powers in W, shape ``(..., M)``.
@@ -196,32 +197,53 @@ def serving_sinr(p_w: ArrayLike, gains: ArrayLike, serving: tuple[int, ...],
     Raises:
         ValueError: If ``serving`` does not have ``K`` entries in ``[0, M)``.
     """
-    p = np.asarray(p_w, dtype=np.float64)
+    return operator_sinr(p_w, serving_gain_operator(gains, serving), noise_w)
+
+
+def serving_gain_operator(gains: ArrayLike, serving: tuple[int, ...]) -> NDArray[np.float64]:
+    """The linear map from transmit powers to each receiver's signal and interference.
+
+    Args:
+        gains: Power gains ``(..., M, K)``, transmitter ``m`` -> receiver ``k``.
+        serving: ``K`` transmitter indices in ``[0, M)``: receiver ``k`` decodes
+            ``serving[k]``.
+
+    Returns:
+        ``A`` of shape ``(..., M, 2K)``: ``p @ A`` gives the received signal powers (first
+        ``K`` columns: ``A[m, k] = g[m, k]`` if ``m == serving[k]`` else 0) and interference
+        powers (last ``K`` columns: the other entries).
+
+    Raises:
+        ValueError: If ``serving`` does not have ``K`` entries in ``[0, M)``.
+    """
     g = np.asarray(gains, dtype=np.float64)
-    m, k = g.shape[-2], g.shape[-1]
-    spread, split = _sinr_operators(m, k, serving)
-    received = (p @ spread) * g.reshape((*g.shape[:-2], m * k))  # p_m g_mk, flattened
-    parts = received @ split  # (..., 2K): signal, then interference
+    signal_mask, interference_mask = _serving_masks(g.shape[-2], g.shape[-1], serving)
+    return np.concatenate((g * signal_mask, g * interference_mask), axis=-1)
+
+
+def operator_sinr(p_w: ArrayLike, operator: ArrayLike, noise_w: ArrayLike) -> NDArray[np.float64]:
+    """SINR per receiver from powers ``(..., M)`` and a :func:`serving_gain_operator` ``A``.
+
+    Returns:
+        ``signal / (interference + noise)``, shape ``(..., K)`` with ``2K = A.shape[-1]``.
+    """
+    p = np.asarray(p_w, dtype=np.float64)
+    a = np.asarray(operator, dtype=np.float64)
+    k = a.shape[-1] // 2
+    parts = (p[..., None, :] @ a)[..., 0, :]  # (..., 2K): signal, then interference
     return parts[..., :k] / (parts[..., k:] + np.asarray(noise_w, dtype=np.float64))
 
 
 @functools.lru_cache(maxsize=128)
-def _sinr_operators(m: int, k: int, serving: tuple[int, ...]
-                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Return the 0/1 matrices of :func:`serving_sinr`.
-
-    ``p @ spread`` puts ``p_m`` at entry ``(m, k)``; ``received @ split`` sums each receiver's
-    serving entry (first ``K`` columns) and its other entries (last ``K`` columns).
-    """
+def _serving_masks(m: int, k: int, serving: tuple[int, ...]
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return 0/1 masks ``(M, K)`` of each receiver's serving link and of its other links."""
     serving = tuple(int(s) for s in serving)
     if len(serving) != k or any(not 0 <= s < m for s in serving):
         raise ValueError(f"serving must list {k} transmitter indices in [0, {m}), got {serving}")
-    spread = np.zeros((m, m * k))
-    split = np.zeros((m * k, 2 * k))
-    for tx in range(m):
-        spread[tx, tx * k:(tx + 1) * k] = 1.0
-        for rx in range(k):
-            split[tx * k + rx, rx if serving[rx] == tx else k + rx] = 1.0
-    spread.flags.writeable = False
-    split.flags.writeable = False
-    return spread, split
+    signal = np.zeros((m, k))
+    signal[list(serving), list(range(k))] = 1.0
+    interference = 1.0 - signal
+    signal.flags.writeable = False
+    interference.flags.writeable = False
+    return signal, interference

@@ -66,8 +66,10 @@ def secrecy_rates(
         SINR_adv,k = p_k P g_eve[k, k]  / (sum_{m != k} p_m P g_eve[m, k]  + noise)
         R = log2(1 + SINR)  (bit/s/Hz),   secrecy_k = max(R_k - R_adv,k, 0)
 
-    All arguments broadcast over leading batch axes, so the single environment and its
-    batched twin call this very function.
+    All arguments broadcast over leading batch axes. The environment (single and batched)
+    evaluates exactly this computation: the same two steps, building the gain operator of the
+    channels (which it does once per block of channels, ahead of time) and applying it to the
+    powers, so its rewards equal ``secrecy_rates(...)`` on the channels it showed.
 
     Args:
         g_user: Power gains AP ``m`` -> user ``k``, shape ``(..., M, M)`` (linear, >= 0).
@@ -97,9 +99,25 @@ def secrecy_rates(
         raise ValueError(f"noise_w must be > 0, got {noise_w!r}")
     if gs != es:
         gu, ge = np.broadcast_arrays(gu, ge)
-    # Users and eavesdroppers as 2M receivers of one network: receiver j decodes AP j mod M.
-    sinr = radio.serving_sinr(pw, np.concatenate((gu, ge), axis=-1), _serving(m), noise_w)
-    rates = radio.shannon_rate(sinr)
+    return _secrecy_from_operator(_rate_operator(np.concatenate((gu, ge), axis=-1)), pw,
+                                  noise_w)
+
+
+def _rate_operator(gains: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The power -> (signal, interference) map of channels ``[G_user | G_eve]`` (..., M, 2M).
+
+    Users and eavesdroppers are the ``2M`` receivers of one network: receiver ``j`` decodes
+    AP ``j mod M``. The environment builds this once per block of channels.
+    """
+    return radio.serving_gain_operator(gains, _serving(gains.shape[-2]))
+
+
+def _secrecy_from_operator(operator: NDArray[np.float64], p_w: NDArray[np.float64],
+                           noise_w: float) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                                    NDArray[np.float64]]:
+    """User, eavesdropper and secrecy rates from a :func:`_rate_operator` and powers in W."""
+    m = p_w.shape[-1]
+    rates = radio.shannon_rate(radio.operator_sinr(p_w, operator, noise_w))
     user, eve = rates[..., :m], rates[..., m:]
     return user, eve, np.maximum(user - eve, 0.0)
 
@@ -223,8 +241,9 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
     step, ``None`` after a full reset). Treat them as read-only.
 
     Channels come in blocks: an instance draws the fading of ``block_steps`` slots at once
-    (after its geometry at reset, then whenever its block is used up) and the gains and
-    observations of the whole block are computed in one vectorised pass. This is what makes
+    (after its geometry at reset, then whenever its block is used up) and the gains, the rate
+    operators of :func:`secrecy_rates` and the observations of the whole block are computed
+    in one vectorised pass. This is what makes
     both the single env and the batched twin fast (one generator call and one pass of array
     maths per ``block_steps`` slots instead of per slot); it changes no law, only how far
     ahead the generator is read. Randomness per instance: at reset ``random((3, M, 2))`` (AP,
@@ -254,7 +273,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._grid = _grid_positions(m, c.area_m)
         self._extra_loss_db = np.concatenate((np.zeros(m), np.full(m, c.eve_extra_loss_db)))
         self._geo_shape = (3, m, 2)
-        self.block_steps = int(min(128, max(8, 16384 // (4 * m * m))))
+        self.block_steps = int(min(128, max(4, 8192 // (4 * m * m))))
         # I.i.d. fading draws the fading powers |h|^2 ~ Exp(1) directly (one number per link);
         # Gauss-Markov fading needs the complex coefficients (two normals per link).
         self._block_shape = ((self.block_steps, m, 2 * m) if self._rho == 0.0
@@ -270,10 +289,12 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._pg_obs = np.zeros((n, m, m), dtype=np.float32)  # statistical eve CSI, scaled
         self._z = np.zeros((n, 2, m, 2 * m))  # Gauss-Markov state after each block: re, im
         self._gain_block = np.ones((n, t, m, 2 * m))
+        self._op_block = _rate_operator(self._gain_block)  # power -> signal, interference
         self._obs_block = np.zeros((n, t, 2 * m * m), dtype=np.float32)
         self._pos = np.zeros(n, dtype=np.int64)  # slot of each instance within its block
         self._aligned: int | None = 0  # the common slot while all instances are in phase
         self.gains = self._gain_block[:, 0]
+        self._op = self._op_block[:, 0]
         self._obs = self._obs_block[:, 0]
         self.last_info: dict[str, Any] | None = None
 
@@ -351,9 +372,9 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         np.minimum(obs, 1.0, out=obs)
         return obs.reshape((*obs.shape[:-2], -1))
 
-    def _new_blocks(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
-                    fresh: bool) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
-        """Draw the next block of gains and observations of instances ``idx``.
+    def _new_blocks(self, rngs: Sequence[np.random.Generator], idx: np.ndarray, fresh: bool
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32]]:
+        """Draw the next block of gains, rate operators and observations of instances ``idx``.
 
         ``fresh``: the block starts an episode (a Gauss-Markov process starts stationary).
         """
@@ -368,7 +389,8 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
             for t in range(self.block_steps):
                 z, gains[:, t] = self._fading(w[:, t], pg_fading[:, 0], inv_pg_e[:, 0], z)
             self._z[idx] = z
-        return gains, self._observation(gains, self._pg_obs[idx, None])
+        return (gains, _rate_operator(gains),
+                self._observation(gains, self._pg_obs[idx, None]))
 
     def _advance(self, rngs: Sequence[np.random.Generator]) -> None:
         """Move every instance to its next slot, drawing new blocks where one is used up."""
@@ -377,28 +399,34 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
             slot = self._aligned + 1
             if slot == t:
                 slot = 0
-                self._gain_block, self._obs_block = self._new_blocks(
+                self._gain_block, self._op_block, self._obs_block = self._new_blocks(
                     rngs, np.arange(self.num_envs), fresh=False)
             self._aligned = slot  # (self._pos is stale while aligned)
-            self.gains, self._obs = self._gain_block[:, slot], self._obs_block[:, slot]
+            self.gains = self._gain_block[:, slot]
+            self._op = self._op_block[:, slot]
+            self._obs = self._obs_block[:, slot]
             return
         self._pos += 1
         done = np.flatnonzero(self._pos == t)
         if done.size:
-            gains, obs = self._new_blocks([rngs[i] for i in done], done, fresh=False)
-            self._gain_block[done], self._obs_block[done] = gains, obs
-            self._pos[done] = 0
+            self._store(done, *self._new_blocks([rngs[i] for i in done], done, fresh=False))
         self._select()
+
+    def _store(self, idx: np.ndarray, gains: NDArray[np.float64], op: NDArray[np.float64],
+               obs: NDArray[np.float32]) -> None:
+        self._gain_block[idx], self._op_block[idx], self._obs_block[idx] = gains, op, obs
+        self._pos[idx] = 0
 
     def _select(self) -> None:
         if np.all(self._pos == self._pos[0]):
-            self._aligned = int(self._pos[0])
-            self.gains = self._gain_block[:, self._aligned]
-            self._obs = self._obs_block[:, self._aligned]
+            slot = self._aligned = int(self._pos[0])
+            self.gains, self._op = self._gain_block[:, slot], self._op_block[:, slot]
+            self._obs = self._obs_block[:, slot]
         else:
             self._aligned = None
             rows = np.arange(self.num_envs)
             self.gains = self._gain_block[rows, self._pos]
+            self._op = self._op_block[rows, self._pos]
             self._obs = self._obs_block[rows, self._pos]
 
     def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
@@ -441,33 +469,33 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._pg_fading[idx] = pg if self._rho == 0.0 else 0.5 * pg
         self._inv_pg_eve[idx] = 1.0 / pg[..., m:]
         self._pg_obs[idx] = np.clip(np.log10(pg[..., m:]) * self._obs_a + self._obs_b, -1.0, 1.0)
-        gains, obs = self._new_blocks(rngs, idx, fresh=True)
+        gains, op, obs = self._new_blocks(rngs, idx, fresh=True)
         if n == self.num_envs:
-            self._gain_block, self._obs_block = gains, obs
+            self._gain_block, self._op_block, self._obs_block = gains, op, obs
             self._pos[:] = 0
             self._aligned = 0
-            self.gains, self._obs = gains[:, 0], obs[:, 0]
+            self.gains, self._op, self._obs = gains[:, 0], op[:, 0], obs[:, 0]
             self.last_info = None
         else:
             if self._aligned is not None:
                 self._pos[:] = self._aligned
-            self._gain_block[idx], self._obs_block[idx] = gains, obs
-            self._pos[idx] = 0
+            self._store(idx, gains, op, obs)
             self._select()
         return {}
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Score ``actions`` ``(N, M)`` on the current channels, then move to the next ones."""
-        m = self.n_aps
-        user, eve, sec = secrecy_rates(self.gains[..., :m], self.gains[..., m:], actions,
-                                       self.p_max_w, self.noise_w)
+        powers = actions * self.p_max_w
+        # secrecy_rates(user_gains, eve_gains, actions, ...) with the channels' operator
+        # built ahead of time (see secrecy_rates).
+        user, eve, sec = _secrecy_from_operator(self._op, powers, self.noise_w)
         total = sec @ self._ones  # the sum over users (a matmul beats a reduction here)
         info: dict[str, Any] = {
             "secrecy_rate": total,
             "user_rates": user,
             "eve_rates": eve,
             "secrecy_rates": sec,
-            "powers": actions * self.p_max_w,
+            "powers": powers,
             "reward_terms": {"secrecy_rate": total},
         }
         self.last_info = info

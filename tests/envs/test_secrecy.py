@@ -269,15 +269,21 @@ def test_observation_scaling_and_statistical_csi():
     assert not np.array_equal(obs2.reshape(2, 4)[:, :2], obs.reshape(2, 4)[:, :2])
 
 
-def test_reward_is_secrecy_of_the_observed_channel():
-    env = SecrecyPowerControlEnv(n_aps=3)
+@pytest.mark.parametrize("m", [2, 3])
+def test_reward_is_secrecy_rates_of_the_observed_channel(m):
+    # The env evaluates exactly secrecy_rates (its operator built ahead of time): bit-equal.
+    env = SecrecyPowerControlEnv(n_aps=m, varsigma=1.0)
     env.reset(seed=5)
-    for _ in range(5):
-        g = env.core.gains[0].copy()
+    for _ in range(140):  # across a channel block boundary
+        g = env.core.gains.copy()  # (1, M, 2M), the channel the action acts on
         p = env.action_space.sample()
-        _, reward, *_ = env.step(p)
-        _, _, sec = secrecy_rates(g[:, :3], g[:, 3:], p, env.core.p_max_w, env.core.noise_w)
-        assert reward == pytest.approx(sec.sum(), rel=1e-12)
+        _, reward, *_, info = env.step(p)
+        user, eve, sec = secrecy_rates(g[..., :m], g[..., m:], p[None], env.core.p_max_w,
+                                       env.core.noise_w)
+        assert reward == sec.sum()
+        np.testing.assert_array_equal(info["user_rates"], user[0])
+        np.testing.assert_array_equal(info["eve_rates"], eve[0])
+        np.testing.assert_array_equal(info["secrecy_rates"], sec[0])
 
 
 @pytest.mark.parametrize("kwargs", [
