@@ -15,7 +15,12 @@ Actor head (``output_head``):
   output scalings (plus ``log_std`` for Box).
 * ``"linear"``: Pauli-Z on every qubit, then SB3's linear ``action_net``.
 * ``"auto"`` (default): ``"direct"`` when the distribution needs at most ``n_qubits`` inputs,
-  else ``"linear"``.
+  else ``"linear"``. The direct head keeps the policy quantum end to end and is what the
+  CartPole learning benchmark (``benchmarks/perf/cartpole_learning.py``) solves with.
+
+Observations wider than ``n_qubits`` raise ``ValueError`` at construction unless ``encoder=``
+is given: the policy does not add a classical encoder on its own, so the quantum / classical
+split of a model (``parameter_counts()``) is always the one asked for.
 
 Critic (``critic``): ``"mlp"`` (default; ``critic_net_arch`` hidden layers, tanh) or
 ``"quantum"`` (its own circuit, Pauli-Z on every qubit, output scaling, then SB3's
