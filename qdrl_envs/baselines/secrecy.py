@@ -51,13 +51,15 @@ class SecrecyOraclePolicy(BaselinePolicy):
     The secrecy sum lives on a logarithmic power scale (at high SNR the best powers are often
     tens of dB below ``P_max``), so the search is logarithmic. Per AP the levels are ``0`` and
     ``grid_levels - 1`` powers log-spaced from ``p_lo`` to 1, where ``p_lo`` puts the strongest
-    link 10 dB below the noise (nothing weaker matters). For ``M <= max_grid_aps`` every point
-    of that grid is scored; beyond, all ``2^M`` on/off vertices (for ``M <= 12``), full power
-    and ``n_random`` random grid points. The best ``n_starts`` points, and full power, then
-    start a bounded L-BFGS-B ascent in log-power (analytic gradient; APs off in a start stay
-    off). Every candidate is scored with :func:`qdrl_envs.secrecy.secrecy_rates` at float32
-    precision (what the env receives), so the oracle never scores below full power or any grid
-    point.
+    link 10 dB below the noise (below it every rate is nearly zero). For
+    ``M <= max_grid_aps`` every point of that grid is scored; beyond, all ``2^M`` on/off
+    vertices (for ``M <= 12``), full power and ``n_random`` random grid points. The best
+    ``n_starts`` points, and full power, then start a bounded L-BFGS-B ascent in log-power
+    (analytic gradient; APs off in a start stay off). Every candidate is scored with
+    :func:`qdrl_envs.secrecy.secrecy_rates` at float32 precision (what the env receives), so
+    the oracle never scores below full power or any grid point. It is a numerical maximiser,
+    not a certificate of optimality (the problem is non-convex); the tests check that neither
+    the other baselines nor thousands of random power vectors ever beat it.
 
     Args:
         env: A ``qdrl/SecrecyPowerControl-v0`` environment (``gym.make``; wrappers allowed).
