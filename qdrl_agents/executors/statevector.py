@@ -54,6 +54,10 @@ from qdrl_agents.executors.base import Executor
 __all__ = ["StatevectorExecutor", "compile_circuit"]
 
 _HALF_PI = math.pi / 2
+# With automatic fusion, batches up to _SMALL_BATCH on circuits of up to
+# _SMALL_BATCH_FULL_FUSION_QUBITS qubits run one dense matrix per layer (measured crossover).
+_SMALL_BATCH = 2
+_SMALL_BATCH_FULL_FUSION_QUBITS = 5
 _SKIPPED = frozenset({"barrier", "delay", "id"})
 
 # An affine function of the parameter columns: ({column: coefficient}, constant).
@@ -403,6 +407,8 @@ class StatevectorExecutor(Executor):
             dense ``2^k x 2^k`` matrix per layer. ``None`` (default) picks 2 up to 5 qubits and
             3 above, the fastest measured on CPU for the 4x5, 8x5 and 12x3 benchmark circuits
             (``benchmarks/perf/vqc_throughput.py``); larger chunks mean fewer, bigger kernels.
+            With ``None``, batches of 1-2 on up to 5 qubits (e.g. environment steps) use one
+            dense matrix per layer instead, which is dispatch-cheaper there.
 
     Raises:
         ValueError: If the circuit has a gate the executor cannot compile (the message names
@@ -419,6 +425,7 @@ class StatevectorExecutor(Executor):
         super().__init__(built)
         if dtype not in (None, torch.float32, torch.float64):
             raise ValueError(f"dtype={dtype!r} must be None, torch.float32 or torch.float64")
+        auto = max_fused_qubits is None
         if max_fused_qubits is None:
             max_fused_qubits = 2 if built.n_qubits <= 5 else 3
         if (
@@ -430,7 +437,13 @@ class StatevectorExecutor(Executor):
         self.dtype = dtype
         self.max_fused_qubits = max_fused_qubits
         self.program = compile_circuit(built, max_fused_qubits=max_fused_qubits)
-        self._cache: dict[tuple[torch.device, torch.dtype], dict[str, Any]] = {}
+        # Small batches are dispatch-bound: there one dense matrix per layer (a single bmm per
+        # layer, few ops) beats the chunked program, whose op count grows with the chunks.
+        self._small_program: _Program | None = None
+        if auto and built.n_qubits <= _SMALL_BATCH_FULL_FUSION_QUBITS:
+            if built.n_qubits > max_fused_qubits:
+                self._small_program = compile_circuit(built, max_fused_qubits=built.n_qubits)
+        self._cache: dict[tuple[int, torch.device, torch.dtype], dict[str, Any]] = {}
 
     @property
     def name(self) -> str:
@@ -445,11 +458,10 @@ class StatevectorExecutor(Executor):
         state["_cache"] = {}  # device tensors are rebuilt on first use, wherever that is
         return state
 
-    def _constants(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-        key = (device, dtype)
+    def _constants(self, p: _Program, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        key = (id(p), device, dtype)
         if key in self._cache:
             return self._cache[key]
-        p = self.program
         cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
         dim = 2**p.n_qubits
 
@@ -459,11 +471,8 @@ class StatevectorExecutor(Executor):
         def index(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(a, dtype=torch.long, device=device)
 
-        def cplx(a: np.ndarray) -> torch.Tensor:
-            a = np.asarray(a)
-            if np.all(a.imag == 0):
-                return real(a.real)
-            return torch.as_tensor(a, dtype=cdtype, device=device)
+        def cplx(a: np.ndarray) -> torch.Tensor:  # complex even when real: no promotion per call
+            return torch.as_tensor(np.asarray(a), dtype=cdtype, device=device)
 
         # Chunks of equal size form a group; inside a group the gathered 2x2 matrices are laid
         # out (t, chunk) so that qubit t of every chunk of the group is one contiguous slice.
@@ -524,8 +533,10 @@ class StatevectorExecutor(Executor):
         out_dtype = inputs.dtype
         dtype = self.dtype or inputs.dtype
         inputs, weights = inputs.to(dtype), weights.to(dtype)
-        k = self._constants(inputs.device, dtype)
         p = self.program
+        if self._small_program is not None and inputs.shape[0] <= _SMALL_BATCH:
+            p = self._small_program
+        k = self._constants(p, inputs.device, dtype)
         batch, dim, n = inputs.shape[0], 2**p.n_qubits, p.n_qubits
         n_blocks, depth, n_gates = p.n_blocks, p.table.shape[2], p.n_gates
 
@@ -568,7 +579,7 @@ class StatevectorExecutor(Executor):
             for m in mts[1:]:
                 psi = torch.bmm(psi.unsqueeze(1), m).squeeze(1)
         else:
-            psi = self._run_chunked(kts, k, batch, n_blocks, dim)
+            psi = self._run_chunked(p, kts, k, batch, n_blocks, dim)
 
         probs = psi.real.square() + psi.imag.square()
         out = probs @ k["diag"]
@@ -577,9 +588,14 @@ class StatevectorExecutor(Executor):
         return out.to(out_dtype)
 
     def _run_chunked(
-        self, kts: list[torch.Tensor], k: dict[str, Any], batch: int, n_blocks: int, dim: int
+        self,
+        p: _Program,
+        kts: list[torch.Tensor],
+        k: dict[str, Any],
+        batch: int,
+        n_blocks: int,
+        dim: int,
     ) -> torch.Tensor:
-        p = self.program
         where = k["where"]
         mats = [[kc.unbind(0) for kc in kt.unbind(0)] for kt in kts]  # [group][block][chunk]
         # block 0 acts on |0...0>: the state is the product of each chunk matrix's column 0

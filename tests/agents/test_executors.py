@@ -152,6 +152,18 @@ class ExecutorContractMixin:
         assert out.dtype == torch.float32
         np.testing.assert_allclose(out.cpu().numpy(), expected, atol=1e-7)
 
+    @pytest.mark.parametrize("batch", [1, 2, 16])
+    def test_automatic_fusion_every_batch_size(self, batch: int) -> None:
+        # auto mode switches to one dense matrix per layer for batches of 1-2
+        built = build_circuit(CircuitSpec(n_qubits=4, n_layers=2, entangler="cnot"))
+        executor = self._executor(built)
+        gen = torch.Generator().manual_seed(batch)
+        x = torch.randn(batch, built.n_input_params, generator=gen, dtype=torch.float64)
+        w = torch.randn(built.n_weights, generator=gen, dtype=torch.float64)
+        expected = _reference(built, x.numpy(), w.numpy())
+        got = executor(x.to(self.device), w.to(self.device))
+        np.testing.assert_allclose(got.cpu().numpy(), expected, atol=1e-10)
+
 
 class TestStatevectorCPU(ExecutorContractMixin):
     device = "cpu"
