@@ -230,7 +230,12 @@ def operator_sinr(p_w: ArrayLike, operator: ArrayLike, noise_w: ArrayLike) -> ND
     p = np.asarray(p_w, dtype=np.float64)
     a = np.asarray(operator, dtype=np.float64)
     k = a.shape[-1] // 2
-    parts = (p[..., None, :] @ a)[..., 0, :]  # (..., 2K): signal, then interference
+    # parts = p @ A, summed over transmitters in index order with elementwise operations: the
+    # result is bit-identical whatever the batch size (a batched matmul may round differently
+    # from a single one, and is slow for many tiny matrices).
+    parts = p[..., 0, None] * a[..., 0, :]  # (..., 2K): signal, then interference
+    for m in range(1, a.shape[-2]):
+        parts += p[..., m, None] * a[..., m, :]
     return parts[..., :k] / (parts[..., k:] + np.asarray(noise_w, dtype=np.float64))
 
 

@@ -247,9 +247,10 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
     both the single env and the batched twin fast (one generator call and one pass of array
     maths per ``block_steps`` slots instead of per slot); it changes no law, only how far
     ahead the generator is read. Randomness per instance: at reset ``random((3, M, 2))`` (AP,
-    user, eavesdropper placement), then per block ``standard_exponential((block_steps, M, 2M))``
-    (the fading powers ``|h|^2 ~ Exp(1)`` of every link, slot by slot) or, with Gauss-Markov
-    fading, ``standard_normal((block_steps, 2, M, 2M))`` (real and imaginary parts).
+    user, eavesdropper placement), then per block ``standard_exponential((2, block_steps, M,
+    M))`` (the fading powers ``|h|^2 ~ Exp(1)`` of the user links, then of the eavesdropper
+    links, slot by slot) or, with Gauss-Markov fading, ``standard_normal((block_steps, 2, M,
+    2M))`` (real and imaginary parts of every coefficient, slot by slot).
     """
 
     def __init__(self, config: SecrecyConfig, num_envs: int) -> None:
@@ -276,7 +277,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self.block_steps = int(min(128, max(4, 8192 // (4 * m * m))))
         # I.i.d. fading draws the fading powers |h|^2 ~ Exp(1) directly (one number per link);
         # Gauss-Markov fading needs the complex coefficients (two normals per link).
-        self._block_shape = ((self.block_steps, m, 2 * m) if self._rho == 0.0
+        self._block_shape = ((2, self.block_steps, m, m) if self._rho == 0.0
                              else (self.block_steps, 2, m, 2 * m))
         self._ones = np.ones(m)
         n, t = num_envs, self.block_steps
@@ -284,7 +285,8 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self.user_positions_m = np.zeros((n, m, 2))
         self.eve_positions_m = np.zeros((n, m, 2))
         self.path_gains = np.ones((n, m, 2 * m))
-        self._pg_fading = np.ones((n, m, 2 * m))  # path gains (halved for Gauss-Markov)
+        self._pg_user = np.ones((n, m, m))  # path gains of the user links
+        self._pg_eve = np.ones((n, m, m))  # ... and of the eavesdropper links
         self._inv_pg_eve = np.ones((n, m, m))
         self._pg_obs = np.zeros((n, m, m), dtype=np.float32)  # statistical eve CSI, scaled
         self._z = np.zeros((n, 2, m, 2 * m))  # Gauss-Markov state after each block: re, im
@@ -312,52 +314,54 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
 
     # -- model -------------------------------------------------------------------------------
 
-    def _fading(self, w: NDArray[np.float64], pg_fading: NDArray[np.float64],
-                inv_pg_e: NDArray[np.float64], z_prev: NDArray[np.float64] | None
-                ) -> tuple[NDArray[np.float64] | None, NDArray[np.float64]]:
-        """Gains ``(..., M, 2M)`` (and the Gauss-Markov state) from one slot's random draws.
+    def _gains(self, x_u: NDArray[np.float64], x_e: NDArray[np.float64], rows: np.ndarray
+               ) -> NDArray[np.float64]:
+        """Gains ``[G_user | G_eve]`` ``(n, ..., M, 2M)`` from fading powers ``(n, ..., M, M)``.
 
-        I.i.d. fading (``fading_rho == 0``): ``w (..., M, 2M)`` are the fading powers
-        ``|h|^2 ~ Exp(1)`` themselves and ``pg_fading`` the path gains. Gauss-Markov:
-        ``w (..., 2, M, 2M)`` are the real/imaginary parts (unit variance) of the innovation,
-        ``z_prev`` the previous state (``None``: start stationary, ``w`` is the state) and
-        ``pg_fading`` half the path gains, so that ``g = pg_fading (re^2 + im^2) = PL^-1 |h|^2``.
-        ``inv_pg_e`` are the inverse path gains of the eavesdropper links. Leading axes
-        broadcast.
+        ``x_u``, ``x_e`` are ``|h|^2`` of the user and eavesdropper links of instances ``rows``
+        (any axes between the instance and the ``(M, M)`` ones: slots of a block). Where an
+        eavesdropper link breaks the concealment rule, ``x_e`` is redrawn *in place* from its
+        law conditioned on the rule: ``Exp(1)`` truncated to ``[0, cap]``, by inverse CDF (the
+        same law as redrawing until the rule holds). The uniform comes from the violating draw
+        itself: given ``x > cap``, ``x - cap ~ Exp(1)`` independently of everything else
+        (memorylessness), so ``exp(-(x - cap)) ~ U(0, 1)``.
         """
-        if self._rho == 0.0:
-            g = w * pg_fading
-        else:
-            if z_prev is not None:
-                w = self._rho * z_prev + self._innov * w
-            re, im = w[..., 0, :, :], w[..., 1, :, :]
-            g = re * re
-            g += im * im
-            g *= pg_fading
+        extra = (slice(None),) + (None,) * (x_u.ndim - 3)
+        pg_u, pg_e = self._pg_user[rows][extra], self._pg_eve[rows][extra]
+        g_u = x_u * pg_u
         if self._concealed:
-            m = self.n_aps
-            g_u, g_e = g[..., :m], g[..., m:]
-            viol = g_e > g_u
+            cap = g_u * self._inv_pg_eve[rows][extra]  # largest allowed eavesdropper x
+            viol = x_e > cap
             if np.count_nonzero(viol):
-                # Redraw each violating eavesdropper fading power x from its law conditioned on
-                # the rule, Exp(1) truncated to [0, cap], by inverse CDF (the same law as
-                # redrawing until the rule holds). The uniform comes from the violating draw
-                # itself: given x > cap, x - cap ~ Exp(1) independently of everything else
-                # (memorylessness), so exp(-(x - cap)) ~ U(0, 1). The phase is kept.
-                inv = np.broadcast_to(inv_pg_e, viol.shape)[viol]
-                gu_v, ge_v = g_u[viol], g_e[viol]
-                u = np.exp((gu_v - ge_v) * inv)
-                u *= _BELOW_ONE
-                x_new = np.log1p(u * np.expm1(-gu_v * inv))
+                c, x = cap[viol], x_e[viol]
+                u = np.exp(c - x)
+                u *= _BELOW_ONE  # keeps the log1p argument inside (-1, 0]
+                x_new = np.log1p(u * np.expm1(-c))
                 x_new *= -1.0
-                g_new = np.minimum(x_new / inv, gu_v)
-                if self._rho > 0.0:  # the state carries on: keep it consistent
-                    scale = np.sqrt(g_new / ge_v)
-                    w = w.copy()
-                    w[..., 0, :, m:][viol] *= scale
-                    w[..., 1, :, m:][viol] *= scale
-                g_e[viol] = g_new
-        return (w if self._rho > 0.0 else None), g
+                x_e[viol] = x_new
+                # The clamp only absorbs rounding in cap: the rule then holds exactly.
+                return np.concatenate((g_u, np.minimum(x_e * pg_e, g_u)), axis=-1)
+        return np.concatenate((g_u, x_e * pg_e), axis=-1)
+
+    def _gauss_markov_slot(self, w: NDArray[np.float64], z: NDArray[np.float64] | None,
+                           rows: np.ndarray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """One Gauss-Markov slot: state ``(n, 2, M, 2M)`` (re, im) and gains ``(n, M, 2M)``.
+
+        ``w`` are unit-variance normals (the innovation; the state itself when ``z`` is
+        ``None``, a stationary start). A concealment redraw rescales the eavesdropper
+        coefficient (its phase is kept), so the process carries on from the redrawn channel.
+        """
+        z = w if z is None else self._rho * z + self._innov * w
+        m = self.n_aps
+        x = 0.5 * (z[:, 0] * z[:, 0] + z[:, 1] * z[:, 1])  # |h|^2, (n, M, 2M)
+        x_u, x_e = x[..., :m], x[..., m:].copy()
+        gains = self._gains(x_u, x_e, rows)
+        changed = x_e != x[..., m:]
+        if np.count_nonzero(changed):
+            scale = np.sqrt(np.divide(x_e, x[..., m:], out=np.ones_like(x_e), where=changed))
+            z = z.copy()
+            z[..., m:] *= scale[:, None]
+        return z, gains
 
     def _observation(self, gains: NDArray[np.float64], pg_obs: NDArray[np.float32]
                      ) -> NDArray[np.float32]:
@@ -378,16 +382,15 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
 
         ``fresh``: the block starts an episode (a Gauss-Markov process starts stationary).
         """
-        pg_fading, inv_pg_e = self._pg_fading[idx, None], self._inv_pg_eve[idx, None]
         if self._rho == 0.0:
-            w = draw(rngs, lambda g: g.standard_exponential(self._block_shape))  # (n, T, M, 2M)
-            gains = self._fading(w, pg_fading, inv_pg_e, None)[1]
+            w = draw(rngs, lambda g: g.standard_exponential(self._block_shape))  # (n,2,T,M,M)
+            gains = self._gains(w[:, 0], w[:, 1], idx)
         else:
-            w = draw(rngs, lambda g: g.standard_normal(self._block_shape))  # (n, T, 2, M, 2M)
+            w = draw(rngs, lambda g: g.standard_normal(self._block_shape))  # (n,T,2,M,2M)
             gains = np.empty((len(idx), self.block_steps, self.n_aps, 2 * self.n_aps))
             z = None if fresh else self._z[idx]
             for t in range(self.block_steps):
-                z, gains[:, t] = self._fading(w[:, t], pg_fading[:, 0], inv_pg_e[:, 0], z)
+                z, gains[:, t] = self._gauss_markov_slot(w[:, t], z, idx)
             self._z[idx] = z
         return (gains, _rate_operator(gains),
                 self._observation(gains, self._pg_obs[idx, None]))
@@ -466,7 +469,8 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self.user_positions_m[idx] = user
         self.eve_positions_m[idx] = eve
         self.path_gains[idx] = pg
-        self._pg_fading[idx] = pg if self._rho == 0.0 else 0.5 * pg
+        self._pg_user[idx] = pg[..., :m]
+        self._pg_eve[idx] = pg[..., m:]
         self._inv_pg_eve[idx] = 1.0 / pg[..., m:]
         self._pg_obs[idx] = np.clip(np.log10(pg[..., m:]) * self._obs_a + self._obs_b, -1.0, 1.0)
         gains, op, obs = self._new_blocks(rngs, idx, fresh=True)
