@@ -4,9 +4,10 @@ For every sweep in a store and every environment in it, the report gives
 
 * a table of final scores per agent: IQM over seeds with a 95% bootstrap confidence interval,
   mean, the score normalised between ``random`` (0) and the best other baseline or oracle
-  (1), the fraction of the oracle's score where the env has an oracle, parameter counts
-  (quantum / classical), wall-clock per run, the action-space adapter, and the final
-  evaluation's physical metrics (``info`` means such as the secrecy rate);
+  (1), the fraction of the oracle's score (where the env has an oracle with a positive
+  score), parameter counts (quantum / classical), wall-clock per run, the action-space
+  adapter, and the final evaluation's physical metrics (``info`` means such as the secrecy
+  rate);
 * learning curves: mean evaluation return over seeds with a 95% bootstrap CI band per agent,
   baselines as horizontal lines (like paper Fig. 11);
 * runs that were not applicable, unavailable or failed, with their reasons;
@@ -219,7 +220,7 @@ def build_reports(store: BaseStore, sweep: str | None = None) -> list[EnvReport]
                     normed = [_normalise(s, random_score, reference[1]) for s in row.scores]
                     row.normalised, lo, hi = stratified_bootstrap_ci([normed], seed=100 + i)
                     row.normalised_ci = (lo, hi)
-            if oracle is not None and abs(oracle) > 1e-12:
+            if oracle is not None and oracle > 1e-12:  # a fraction only means something > 0
                 for row in rows:
                     row.of_oracle = row.mean / oracle
             out.append(EnvReport(sweep=sw, env=env, env_id=env_runs[0].key.env_id

@@ -84,8 +84,8 @@ envs:
   - id: {SECRECY}
     max_episode_steps: 8
 agents:
-  - name: ppo
-    kwargs: {{n_steps: 32, batch_size: 16}}
+  - name: q-ppo
+    kwargs: {{n_steps: 32, batch_size: 16, policy_kwargs: {{n_layers: 1}}}}
 """
 
 
