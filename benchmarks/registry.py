@@ -50,14 +50,19 @@ __all__ = [
     "MAX_QUBITS",
     "AgentEntry",
     "AgentUnavailable",
+    "NotApplicable",
     "agent_entries",
     "baselines_for",
     "build_agent",
+    "build_baseline",
     "check_sweep_names",
+    "describe_agents",
     "env_status",
     "get_agent",
     "is_baseline",
     "make_env",
+    "matched_counts",
+    "matched_net_arch",
 ]
 
 MAX_QUBITS = 12

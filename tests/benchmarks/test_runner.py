@@ -226,3 +226,10 @@ def test_run_writes_sqlite_with_integrity(write_sweep, tmp_path: Path) -> None:
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT COUNT(*) FROM runs WHERE status='finished'").fetchone()[0] == 2
     conn.close()
+
+
+def test_cli_perf_lists_and_rejects(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["perf"]) == 0
+    assert "performance suite modules" in capsys.readouterr().out
+    assert main(["perf", "no_such_bench"]) == 2
+    assert "unknown perf module 'no_such_bench'" in capsys.readouterr().err
