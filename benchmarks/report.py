@@ -141,6 +141,7 @@ class EnvReport:
     oracle_score: float | None
     other: list[tuple[str, str, str]]  # (run name, status, reason)
     superseded: int = 0
+    code_versions: tuple[str, ...] = ()
 
 
 def _latest_finished(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
@@ -227,7 +228,10 @@ def build_reports(store: BaseStore, sweep: str | None = None) -> list[EnvReport]
                                  if env_runs else env, rows=rows, random_score=random_score,
                                  reference=reference, oracle_score=oracle, other=other,
                                  superseded=sum(1 for r in runs if r.key.env == env
-                                                and r.status == "finished") - len(env_runs)))
+                                                and r.status == "finished") - len(env_runs),
+                                 code_versions=tuple(sorted({
+                                     r.result.code_version for r in env_runs
+                                     if r.result is not None and r.result.code_version}))))
     return out
 
 
@@ -478,6 +482,13 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
                 body = [[n, s, (why.splitlines() or [""])[0][:300]] for n, s, why in rep.other]
                 md += ["Runs without a result:", "", _md_table(head, body), ""]
                 page += ["<p>Runs without a result:</p>", _html_table(head, body)]
+            if len(rep.code_versions) > 1:
+                note = (f"Warning: these results were produced by {len(rep.code_versions)} "
+                        f"different versions of the code ({', '.join(rep.code_versions)}); a "
+                        "rerun skips finished runs even when the code changed. Use a new sweep "
+                        "name or store for a clean comparison.")
+                md += [note, ""]
+                page.append(f"<p class='note'>{html.escape(note)}</p>")
             if rep.superseded:
                 note = (f"{rep.superseded} finished run(s) of an earlier configuration are "
                         "superseded and not shown.")

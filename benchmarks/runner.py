@@ -47,6 +47,7 @@ from benchmarks.store import (
 __all__ = [
     "Progress",
     "SweepSummary",
+    "code_version",
     "evaluate",
     "execute_run",
     "run_key",
@@ -133,6 +134,39 @@ def evaluate(policy: Any, env: Any, episodes: int, seed: int) -> tuple[list[floa
     return returns, {f"eval/{k}": sums[k] / counts[k] for k in sums}
 
 
+_CODE_PACKAGES = ("qdrl_envs", "qdrl_agents", "benchmarks")
+_CODE_VERSION: str | None = None
+
+
+def code_version() -> str:
+    """Fingerprint (12 hex digits) of the source of ``qdrl_envs``, ``qdrl_agents``, ``benchmarks``.
+
+    Stored with every result, so a report can tell when the runs it pools were produced by
+    different code (a rerun skips finished runs even if the code changed since). Computed once
+    per process from the ``.py`` files on disk (``benchmarks/perf`` excluded).
+    """
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        import hashlib
+        import importlib.util
+        from pathlib import Path
+
+        digest = hashlib.sha256()
+        for package in _CODE_PACKAGES:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                continue
+            root = Path(next(iter(spec.submodule_search_locations)))
+            for path in sorted(root.rglob("*.py")):
+                rel = path.relative_to(root).as_posix()
+                if rel.startswith("perf/"):
+                    continue
+                digest.update(f"{package}/{rel}\0".encode())
+                digest.update(path.read_bytes())
+        _CODE_VERSION = digest.hexdigest()[:12]
+    return _CODE_VERSION
+
+
 def _seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (SB3's helper)."""
     from stable_baselines3.common.utils import set_random_seed
@@ -158,8 +192,15 @@ def execute_run(run: RunSpec) -> RunResult:
     Returns:
         ``finished`` with the curve and scores; ``not_applicable`` when the agent cannot act in
         the env (adapter cap, qubit cap, a baseline of another env); ``unavailable`` when the
-        env or agent code cannot be imported; ``failed`` with the error otherwise.
+        env or agent code cannot be imported; ``failed`` with the error otherwise. Every result
+        carries the :func:`code_version` of the process that produced it.
     """
+    import dataclasses
+
+    return dataclasses.replace(_execute_run(run), code_version=code_version())
+
+
+def _execute_run(run: RunSpec) -> RunResult:
     from benchmarks import registry
     from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space
 

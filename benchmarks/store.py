@@ -116,6 +116,8 @@ class RunResult:
         final_std: Its standard deviation over episodes.
         metrics: Final-evaluation means of the env's numeric ``info`` entries (physics).
         curve: The evaluation curve.
+        code_version: Fingerprint of the code that produced the result (see
+            :func:`benchmarks.runner.code_version`); recorded, not part of the run's identity.
     """
 
     status: str
@@ -128,6 +130,7 @@ class RunResult:
     final_std: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     curve: tuple[EvalPoint, ...] = ()
+    code_version: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in RESULT_STATUSES:
@@ -289,7 +292,11 @@ class InMemoryStore(BaseStore):
             return list(self._curves.get(run_id, ()))
 
 
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"
+# Migrations from an older schema version: the statements that bring it to the next one.
+_MIGRATIONS: dict[str, tuple[str, list[str]]] = {
+    "1": ("2", ["ALTER TABLE runs ADD COLUMN code_version TEXT"]),
+}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS qdrl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -301,7 +308,7 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     reason TEXT, adapter TEXT, wall_s REAL, params_quantum INTEGER, params_classical INTEGER,
-    final_score REAL, final_std REAL, metrics TEXT,
+    final_score REAL, final_std REAL, metrics TEXT, code_version TEXT,
     UNIQUE (sweep, env, agent, seed, config_hash)
 );
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, seq);
@@ -327,7 +334,7 @@ class SQLiteStore(BaseStore):
     The file is opened in WAL mode; every write is one ``BEGIN IMMEDIATE`` transaction (writers
     wait up to ``timeout`` seconds for each other). Opening checks, before writing anything,
     that the file is a SQLite database, passes ``PRAGMA integrity_check``, and is empty or a
-    qdrl store.
+    qdrl store; a store of an older schema version is upgraded in place, in one transaction.
 
     Args:
         path: The database file; created (with its parent folder) if missing.
@@ -340,6 +347,7 @@ class SQLiteStore(BaseStore):
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
         self.path = Path(path)
+        self._migrate_from: str | None = None
         self._lock = threading.Lock()
         exists = self.path.exists()
         if exists:
@@ -391,15 +399,26 @@ class SQLiteStore(BaseStore):
                                  f"(tables {sorted(tables)}); refusing to write to it")
             if "qdrl_meta" in tables:
                 row = c.execute("SELECT value FROM qdrl_meta WHERE key='schema'").fetchone()
-                if row is None or row[0] != _SCHEMA_VERSION:
-                    raise StoreError(f"store {self.path} has schema {row and row[0]!r}; this "
+                version = None if row is None else str(row[0])
+                seen = version
+                while seen in _MIGRATIONS:
+                    seen = _MIGRATIONS[seen][0]
+                if seen != _SCHEMA_VERSION:
+                    raise StoreError(f"store {self.path} has schema {version!r}; this "
                                      f"version reads schema {_SCHEMA_VERSION!r}")
+                self._migrate_from = version
         mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
             raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
         c.execute("PRAGMA synchronous=NORMAL")
         c.execute("PRAGMA foreign_keys=ON")
         with self._tx():
+            version = self._migrate_from
+            while version in _MIGRATIONS:  # upgrade in place, in the same transaction
+                version, statements = _MIGRATIONS[version]
+                for statement in statements:
+                    c.execute(statement)
+                c.execute("UPDATE qdrl_meta SET value=? WHERE key='schema'", (version,))
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
@@ -476,12 +495,12 @@ class SQLiteStore(BaseStore):
                  for p in result.curve])
             c.execute(
                 "UPDATE runs SET status=?, finished_at=?, reason=?, adapter=?, wall_s=?, "
-                "params_quantum=?, params_classical=?, final_score=?, final_std=?, metrics=? "
-                "WHERE run_id=?",
+                "params_quantum=?, params_classical=?, final_score=?, final_std=?, metrics=?, "
+                "code_version=? WHERE run_id=?",
                 (result.status, time.time(), result.reason, result.adapter, _num(result.wall_s),
                  result.params_quantum, result.params_classical, _num(result.final_score),
                  _num(result.final_std), json.dumps(dict(result.metrics), sort_keys=True),
-                 run_id))
+                 result.code_version, run_id))
             return True
 
     def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
@@ -497,12 +516,13 @@ class SQLiteStore(BaseStore):
 
     _COLS = ("run_id, sweep, env, agent, seed, config_hash, env_id, agent_name, config, status, "
              "attempts, created_at, started_at, finished_at, reason, adapter, wall_s, "
-             "params_quantum, params_classical, final_score, final_std, metrics")
+             "params_quantum, params_classical, final_score, final_std, metrics, code_version")
 
     @staticmethod
     def _record(row: Sequence[Any]) -> RunRecord:
         (run_id, sweep, env, agent, seed, chash, env_id, agent_name, config, status, attempts,
-         created, started, finished, reason, adapter, wall, pq, pc, score, std, metrics) = row
+         created, started, finished, reason, adapter, wall, pq, pc, score, std, metrics,
+         code) = row
         key = RunKey(sweep=sweep, env=env, agent=agent, seed=int(seed), config_hash=chash,
                      env_id=env_id, agent_name=agent_name, config=json.loads(config))
         result = None
@@ -511,7 +531,8 @@ class SQLiteStore(BaseStore):
                                params_quantum=pq, params_classical=pc,
                                final_score=score if score is not None or status != FINISHED
                                else math.nan,
-                               final_std=std, metrics=json.loads(metrics or "{}"))
+                               final_std=std, metrics=json.loads(metrics or "{}"),
+                               code_version=code)
         return RunRecord(run_id=run_id, key=key, status=status, attempts=int(attempts),
                          created_at=created, started_at=started, finished_at=finished,
                          result=result)

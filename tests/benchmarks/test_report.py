@@ -164,3 +164,25 @@ def test_cli_report_refuses_corrupt_store(tmp_path: Path,
     assert main(["report", str(bad), "--out", str(tmp_path / "rep")]) == 2
     assert "not a SQLite database" in capsys.readouterr().err
     assert bad.read_bytes() == b"\x00garbage" * 64
+
+
+def test_mixed_code_versions_are_flagged(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    for seed, version in ((0, "aaa"), (1, "bbb")):
+        rid = store.ensure_run(RunKey(sweep="v", env="E", agent="ppo", seed=seed,
+                                      config_hash="h", env_id="E", agent_name="ppo")).run_id
+        store.record_result(rid, RunResult(status="finished", final_score=1.0 + seed,
+                                           code_version=version,
+                                           curve=(EvalPoint(0, 1.0, 0.0, (1.0,)),)))
+    (rep,) = build_reports(store)
+    assert rep.code_versions == ("aaa", "bbb")
+    md = Path(write_report(store, tmp_path)["markdown"]).read_text()
+    assert "2 different versions of the code (aaa, bbb)" in md
+
+
+def test_results_carry_the_code_version(report: dict) -> None:
+    from benchmarks.runner import code_version
+
+    versions = {v for rep in report["reports"] for v in rep.code_versions}
+    assert versions == {code_version()}
+    assert re.fullmatch(r"[0-9a-f]{12}", code_version())

@@ -244,3 +244,35 @@ def test_foreign_database_and_directory_refused(tmp_path: Path) -> None:
     assert foreign.read_bytes() == before
     with pytest.raises(StoreError, match="is a directory"):
         SQLiteStore(tmp_path)
+
+
+def test_code_version_roundtrip(store: BaseStore) -> None:
+    rid = store.ensure_run(key(8)).run_id
+    store.record_result(rid, RunResult(status="finished", final_score=1.0, code_version="abc"))
+    assert store.get_run(rid).result.code_version == "abc"
+
+
+def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    s = SQLiteStore(path)
+    rid = s.ensure_run(key(9)).run_id
+    s.record_result(rid, finished(4.0))
+    s.close()
+    conn = sqlite3.connect(path)  # make it look like a store written by schema 1
+    conn.execute("ALTER TABLE runs DROP COLUMN code_version")
+    conn.execute("UPDATE qdrl_meta SET value='1' WHERE key='schema'")
+    conn.commit()
+    conn.close()
+    s = SQLiteStore(path)
+    assert s.get_run(rid).result.final_score == 4.0
+    assert s.get_run(rid).result.code_version is None
+    s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM qdrl_meta").fetchone()[0] == "2"
+    conn.execute("UPDATE qdrl_meta SET value='99' WHERE key='schema'")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="has schema '99'"):
+        SQLiteStore(path)
+    assert path.read_bytes() == before
