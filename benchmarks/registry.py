@@ -29,7 +29,9 @@ merged key by key). Two defaults depend on the run's budget, so that tiny runs s
 nothing else changes: ``n_steps = min(2048, timesteps)`` and ``batch_size = min(64, n_steps)``
 for PPO; ``buffer_size = min(1_000_000, timesteps)`` for the off-policy algorithms (the buffer
 never needs more). ``*-small`` agents also take ``match``: the ``kwargs`` of the quantum agent
-to match (default: its defaults).
+to match (default: its defaults). Any agent takes ``adapter``: keyword arguments of
+:func:`qdrl_envs.wrappers.adapt_action_space` (``levels``, ``max_actions``, ``max_dims``), e.g.
+``adapter: {levels: 3}`` to let DQN act on a 6-entry Box (3**6 = 729 actions).
 """
 
 from __future__ import annotations
@@ -378,7 +380,12 @@ def _matched_cached(key: Any, algo: str, env: gym.Env, timesteps: int,
     hit = _MATCH_CACHE.get(key)
     if hit is not None:
         return hit
-    q_model = _build_sb3(_AGENTS[f"q-{algo}"], env, 0, timesteps, match)
+    try:
+        q_model = _build_sb3(_AGENTS[f"q-{algo}"], env, 0, timesteps, match)
+    except NotApplicable as exc:
+        raise NotApplicable(f"{algo}-small takes the parameter count of q-{algo}, which cannot "
+                            f"run here ({exc}); pass match: {{policy_kwargs: {{n_qubits: 4, "
+                            f"encoder: linear}}}} to match a hybrid instead") from exc
     target = sum(_count(q_model).values())
     del q_model
 

@@ -235,15 +235,20 @@ def _execute_run(run: RunSpec) -> RunResult:
                              metrics=metrics, curve=curve)
 
         entry = registry.get_agent(run.agent.name)
+        agent_kwargs = dict(run.agent.kwargs)
+        adapter_kwargs = agent_kwargs.pop("adapter", None) or {}
+        if not isinstance(adapter_kwargs, Mapping):
+            raise TypeError(f"agent {run.agent.label}: kwargs.adapter must be a mapping of "
+                            f"levels / max_actions / max_dims, got {adapter_kwargs!r}")
         try:
-            env, adapter = adapt_action_space(env, entry.action_need)
-            eval_env, _ = adapt_action_space(eval_env, entry.action_need)
+            env, adapter = adapt_action_space(env, entry.action_need, **adapter_kwargs)
+            eval_env, _ = adapt_action_space(eval_env, entry.action_need, **adapter_kwargs)
         except AdapterNotApplicable as exc:
             return RunResult(status=NOT_APPLICABLE, reason=str(exc))
         try:
             model, counts = registry.build_agent(run.agent.name, env, seed=run.seed,
                                                  timesteps=run.timesteps,
-                                                 kwargs=run.agent.kwargs)
+                                                 kwargs=agent_kwargs)
         except registry.AgentUnavailable as exc:
             return RunResult(status=UNAVAILABLE, reason=str(exc), adapter=adapter)
         except registry.NotApplicable as exc:

@@ -233,3 +233,20 @@ def test_cli_perf_lists_and_rejects(capsys: pytest.CaptureFixture[str]) -> None:
     assert "performance suite modules" in capsys.readouterr().out
     assert main(["perf", "no_such_bench"]) == 2
     assert "unknown perf module 'no_such_bench'" in capsys.readouterr().err
+
+
+def test_adapter_kwargs_lift_the_cap() -> None:
+    text = ("name: a\nseeds: [0]\ntimesteps: 16\neval: {every: 16, episodes: 1}\n"
+            "envs: [{id: Pendulum-v1, max_episode_steps: 4}]\nagents:\n"
+            "  - {name: dqn, label: dqn-capped, kwargs: {adapter: {max_actions: 4}}}\n"
+            "  - {name: dqn, label: dqn-3, kwargs: {adapter: {levels: 3}}}\n"
+            "  - {name: dqn, label: dqn-bad, kwargs: {adapter: 3}}\n")
+    store = InMemoryStore()
+    run_sweep(parse_sweep(text), store=store, progress=False)
+    runs = {r.key.agent: r for r in store.list_runs()}
+    assert runs["dqn-capped"].status == "not_applicable"
+    assert "5**1 = 5 actions, above the cap max_actions=4" in runs["dqn-capped"].result.reason
+    assert runs["dqn-3"].status == "finished"
+    assert runs["dqn-3"].result.adapter == "BoxToDiscrete"
+    assert runs["dqn-bad"].status == "failed"
+    assert "kwargs.adapter must be a mapping" in runs["dqn-bad"].result.reason
