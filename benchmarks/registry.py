@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -287,11 +286,20 @@ def _quantum_defaults(entry: AgentEntry, env: gym.Env,
 
 
 def _count(model: Any) -> dict[str, int]:
-    layers = sys.modules.get("qdrl_agents.layers")
-    if layers is None:  # no quantum layer can exist without it: everything is classical
-        n = sum(p.numel() for p in model.policy.parameters() if p.requires_grad)
-        return {"quantum": 0, "classical": int(n)}
-    return layers.parameter_counts(model.policy)
+    """Trainable parameters of the networks being trained (target networks are copies).
+
+    Quantum policies report their own split; for SB3's classical policies every child module
+    whose name ends in ``_target`` (``q_net_target``, ``actor_target``, ``critic_target``) is
+    left out, as the quantum policies do.
+    """
+    policy = model.policy
+    own = getattr(policy, "parameter_counts", None)
+    if callable(own):
+        return {k: int(v) for k, v in own().items()}
+    targets = {id(p) for name, child in policy.named_children() if name.endswith("_target")
+               for p in child.parameters()}
+    n = sum(p.numel() for p in policy.parameters() if p.requires_grad and id(p) not in targets)
+    return {"quantum": 0, "classical": int(n)}
 
 
 def _build_sb3(entry: AgentEntry, env: gym.Env, seed: int, timesteps: int,

@@ -250,3 +250,23 @@ def test_adapter_kwargs_lift_the_cap() -> None:
     assert runs["dqn-3"].result.adapter == "BoxToDiscrete"
     assert runs["dqn-bad"].status == "failed"
     assert "kwargs.adapter must be a mapping" in runs["dqn-bad"].result.reason
+
+
+@pytest.mark.parametrize("name", ["dqn", "td3", "sac", "q-dqn", "q-td3"])
+def test_parameter_counts_leave_out_target_networks(name: str) -> None:
+    """Off-policy agents hold target copies; the reported count is only what is trained."""
+    import gymnasium as gym
+
+    from qdrl_envs.wrappers import adapt_action_space
+
+    env = gym.make("Pendulum-v1")
+    if name.endswith("dqn"):
+        env, _ = adapt_action_space(env, "discrete")
+    model, counts = registry.build_agent(name, env, seed=0, timesteps=64)
+    policy = model.policy
+    everything = sum(p.numel() for p in policy.parameters())
+    targets = sum(p.numel() for n, c in policy.named_children() if n.endswith("_target")
+                  for p in c.parameters())
+    assert targets > 0
+    assert counts["quantum"] + counts["classical"] == everything - targets
+    assert (counts["quantum"] > 0) == name.startswith("q-")
