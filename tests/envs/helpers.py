@@ -1,0 +1,310 @@
+"""Shared machinery of the environment tests.
+
+The conformance suite (``test_envs.py``) and the per-environment files use these pieces instead of
+each writing its own: rollouts with a policy, baseline scores over seeded episodes, an exact
+comparison of two trajectories, the vector-twin check (sub-env ``i`` of ``gym.make_vec`` against
+``gym.make`` reset with ``seed + i``, across episode boundaries), long random rollouts that keep
+observations in the space, and the invalid actions every action space must reject.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv
+
+from qdrl_envs.baselines import make_baseline
+
+Policy = Callable[[np.ndarray], Any]
+"""Maps one observation to one action."""
+
+Record = tuple[Any, ...]
+"""One entry of a trajectory: ``(obs, info)`` after a reset, ``(obs, reward, terminated,
+truncated, info)`` after a step."""
+
+
+def short_id(env_id: str) -> str:
+    """``"qdrl/DTSyncAoI-v0"`` -> ``"DTSyncAoI"``, for readable test ids."""
+    return env_id.split("/")[-1].rsplit("-v", 1)[0]
+
+
+# ------------------------------------------------------------------------- rollouts and scores
+
+
+def rollout(env: gym.Env, seed: int, steps: int,
+            actions: Sequence[Any] | Policy | None = None, *, action_seed: int = 0) -> list[Record]:
+    """Run ``steps`` steps from ``env.reset(seed=seed)``, resetting (unseeded) when an episode ends.
+
+    Args:
+        env: A single environment.
+        seed: The reset seed.
+        steps: Number of ``step`` calls.
+        actions: A sequence of actions (one per step), a policy ``obs -> action``, or ``None``
+            for ``env.action_space.sample()`` with the action space seeded by ``action_seed``.
+        action_seed: Seed of the action space when ``actions`` is ``None``.
+
+    Returns:
+        The records, deep copies (later steps cannot change them): ``(obs, info)`` for each
+        reset and ``(obs, reward, terminated, truncated, info)`` for each step.
+    """
+    if actions is None:
+        env.action_space.seed(action_seed)
+    obs, info = env.reset(seed=seed)
+    out: list[Record] = [copy.deepcopy((obs, info))]
+    for t in range(steps):
+        if actions is None:
+            action = env.action_space.sample()
+        elif callable(actions):
+            action = actions(obs)
+        else:
+            action = actions[t]
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append(copy.deepcopy((obs, reward, terminated, truncated, info)))
+        if terminated or truncated:
+            obs, info = env.reset()
+            out.append(copy.deepcopy((obs, info)))
+    return out
+
+
+def episode_return(env: gym.Env, policy: Any, seed: int) -> float:
+    """Total reward of one episode from ``env.reset(seed=seed)`` with a baseline-style policy.
+
+    ``policy.predict(obs, episode_start=...)`` gets ``episode_start=True`` on the first step only
+    (stateful baselines such as round-robin restart on it; the others ignore it).
+    """
+    obs, _ = env.reset(seed=seed)
+    total, done, first = 0.0, False, True
+    while not done:
+        action, _ = policy.predict(obs, episode_start=first)
+        first = False
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += reward
+        done = terminated or truncated
+    return total
+
+
+def baseline_returns(env: gym.Env, name: str, reset_seeds: Sequence[int],
+                     policy_seeds: int | Sequence[int]) -> np.ndarray:
+    """Episode returns of the baseline ``name`` over seeded episodes.
+
+    Args:
+        env: The environment (made with ``gym.make``, so its time limit ends the episodes).
+        name: A baseline of that environment.
+        reset_seeds: One reset seed per episode.
+        policy_seeds: One seed per episode (a fresh policy each episode), or a single seed (one
+            policy plays every episode, its generator running on).
+
+    Returns:
+        The returns, one per episode, as a float array.
+    """
+    if isinstance(policy_seeds, int):
+        policy = make_baseline(name, env, seed=policy_seeds)
+        policies = [policy] * len(reset_seeds)
+    else:
+        if len(policy_seeds) != len(reset_seeds):
+            raise ValueError("give one policy seed per reset seed")
+        policies = [make_baseline(name, env, seed=s) for s in policy_seeds]
+    return np.array([episode_return(env, p, s) for p, s in zip(policies, reset_seeds,
+                                                               strict=True)])
+
+
+# ------------------------------------------------------------------------- exact comparisons
+
+
+def assert_same(x: Any, y: Any, where: str = "") -> None:
+    """Assert two values are identical: dicts key by key, sequences item by item, arrays to the bit.
+
+    Arrays must also agree in dtype; numbers are compared with ``==`` (NaN never equals).
+    """
+    if isinstance(x, Mapping):
+        assert isinstance(y, Mapping), f"{where}: {type(y).__name__} is not a mapping"
+        assert set(x) == set(y), f"{where}: keys {sorted(x)} != {sorted(y)}"
+        for key in x:
+            assert_same(x[key], y[key], f"{where}[{key!r}]")
+    elif isinstance(x, (tuple, list)):
+        assert isinstance(y, (tuple, list)) and len(x) == len(y), f"{where}: {x!r} != {y!r}"
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
+            assert_same(u, v, f"{where}[{i}]")
+    elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        assert np.asarray(x).dtype == np.asarray(y).dtype, f"{where}: dtypes differ"
+        np.testing.assert_array_equal(x, y, err_msg=where, strict=True)
+    else:
+        assert x == y, f"{where}: {x!r} != {y!r}"
+
+
+def assert_trajectories_equal(a: Sequence[Record], b: Sequence[Record]) -> None:
+    """Assert two trajectories from :func:`rollout` agree exactly, record by record."""
+    assert len(a) == len(b), f"trajectories differ in length: {len(a)} != {len(b)}"
+    for t, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert_same(x, y, f"record {t}")
+
+
+def _assert_info_row(single: Mapping[str, Any], batched: Mapping[str, Any], i: int,
+                     where: str) -> None:
+    """Assert a single env's info equals row ``i`` of a vector env's info, key by key."""
+    for key, value in single.items():
+        assert key in batched, f"{where}: {key!r} missing from the vector info"
+        if isinstance(value, Mapping):
+            _assert_info_row(value, batched[key], i, f"{where}[{key!r}]")
+        else:
+            np.testing.assert_array_equal(np.asarray(batched[key])[i], value,
+                                          err_msg=f"{where}[{key!r}]")
+
+
+def assert_vector_twin_matches_single(env_id: str, kwargs: Mapping[str, Any], *, horizon: int,
+                                      steps: int, num_envs: int = 3, seed: int = 11,
+                                      action_seed: int = 1) -> int:
+    """Assert ``gym.make_vec`` (vector entry point) reproduces ``num_envs`` single envs exactly.
+
+    Sub-environment ``i`` is compared with ``gym.make(env_id, **kwargs)`` reset with
+    ``seed + i`` on every step: observations, rewards, termination and truncation flags and
+    every info entry (dicts such as ``reward_terms`` recursively). Where an episode ends the
+    single env's last observation and info must be the vector env's ``final_obs`` /
+    ``final_info`` row (flagged in ``_final_obs`` / ``_final_info``); the single env is then
+    reset without a seed, and must go on matching the sub-environment that autoreset.
+
+    Args:
+        env_id: A registered id with a vector entry point.
+        kwargs: Config fields for both.
+        horizon: ``max_episode_steps`` of both (pick it so ``steps`` crosses episode ends).
+        steps: Number of vector steps.
+        num_envs: Number of sub-environments.
+        seed: Reset seed of the vector env (sub-env ``i`` gets ``seed + i``).
+        action_seed: Seed of the vector action space the batches are sampled from.
+
+    Returns:
+        How many episode ends were crossed (the assertion fails if none were).
+    """
+    venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                        max_episode_steps=horizon, **kwargs)
+    singles = [gym.make(env_id, max_episode_steps=horizon, **kwargs) for _ in range(num_envs)]
+    venv.action_space.seed(action_seed)
+    vobs, _ = venv.reset(seed=seed)
+    for i, env in enumerate(singles):
+        np.testing.assert_array_equal(vobs[i], env.reset(seed=seed + i)[0], strict=True)
+    ends = 0
+    for t in range(steps):
+        actions = venv.action_space.sample()
+        vobs, vrew, vterm, vtrunc, vinfo = venv.step(actions)
+        for i, env in enumerate(singles):
+            where = f"step {t}, sub-env {i}"
+            obs, rew, term, trunc, info = env.step(actions[i])
+            assert rew == vrew[i], where
+            assert (term, trunc) == (vterm[i], vtrunc[i]), where
+            _assert_info_row(info, vinfo, i, where)
+            if term or trunc:
+                ends += 1
+                assert vinfo["_final_obs"][i] and vinfo["_final_info"][i], where
+                np.testing.assert_array_equal(vinfo["final_obs"][i], obs, err_msg=where)
+                _assert_info_row(info, vinfo["final_info"], i, f"{where} final_info")
+                obs, _ = env.reset()
+            elif "_final_obs" in vinfo:
+                assert not vinfo["_final_obs"][i], where
+            np.testing.assert_array_equal(vobs[i], obs, err_msg=where, strict=True)
+    assert ends > 0, "the run crossed no episode boundary: raise steps or lower the horizon"
+    return ends
+
+
+# ------------------------------------------------------------------------- robustness
+
+
+def assert_rollout_in_space(venv: VectorEnv, *, seed: int, steps: int,
+                            actions: Callable[[int], Any] | None = None,
+                            check: Callable[[np.ndarray, np.ndarray, dict[str, Any]], None]
+                            | None = None) -> None:
+    """Run a vector env and assert observations stay float32 and in the space, rewards finite.
+
+    Final observations of episodes that ended (``info["final_obs"]``) are checked too.
+
+    Args:
+        venv: The vector environment.
+        seed: Reset seed; when ``actions`` is ``None`` it also seeds the action space.
+        steps: Number of vector steps.
+        actions: ``t -> batch of actions``, or ``None`` to sample the action space.
+        check: Extra per-step assertions, called as ``check(obs, rewards, info)``.
+    """
+    space, single = venv.observation_space, venv.single_observation_space
+    obs, _ = venv.reset(seed=seed)
+    assert obs.dtype == np.float32 and space.contains(obs)
+    if actions is None:
+        venv.action_space.seed(seed)
+    for t in range(steps):
+        batch = venv.action_space.sample() if actions is None else actions(t)
+        obs, rewards, _, _, info = venv.step(batch)
+        assert obs.dtype == np.float32, obs.dtype
+        assert space.contains(obs), f"step {t}: observations outside {space}"
+        assert np.all(np.isfinite(rewards)), f"step {t}: {rewards}"
+        if "final_obs" in info:  # the last observations of the episodes that just ended
+            ended = info["final_obs"][info["_final_obs"]]
+            assert ended.dtype == np.float32
+            assert all(single.contains(o) for o in ended), f"step {t}: final_obs outside"
+        if check is not None:
+            check(obs, rewards, info)
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def invalid_actions(space: spaces.Space) -> dict[str, tuple[Any, str]]:
+    """Actions ``space`` must reject, with the ``ValueError`` message each must match.
+
+    Box: NaN, +inf, a wrong shape, a batch of one, above the high bound and below the low bound
+    of the first and last entries (per-entry bounds differ, e.g. powers and moves), strings.
+    Discrete: NaN, inf, two entries, ``n``, ``-1``, a fraction, a string. MultiDiscrete: NaN,
+    inf, a short vector, a batch of one, ``nvec`` and ``-1`` at the first and last entries, a
+    fraction, strings.
+
+    Returns:
+        ``{readable id: (action, regex the error message must match)}``.
+    """
+    if isinstance(space, spaces.Discrete):
+        return {"nan": (float("nan"), "action.*NaN or inf"),
+                "inf": (float("inf"), "action.*NaN or inf"),
+                "wrong-shape": ([0, 1], "action.*shape"),
+                "above": (int(space.start + space.n), "action must be in"),
+                "below": (int(space.start) - 1, "action must be in"),
+                "fraction": (float(space.start) + 0.5, "action.*integral"),
+                "string": ("a", "action.*numeric")}
+    if isinstance(space, spaces.Box):
+        valid = ((space.low + space.high) / 2).astype(space.dtype)
+        out: dict[str, tuple[Any, str]] = {}
+        for name, value in (("nan", np.nan), ("inf", np.inf)):
+            bad = valid.copy()
+            bad.flat[0] = value
+            out[name] = (bad, "action.*NaN or inf")
+        out["wrong-shape"] = (np.append(valid, valid.flat[0]), "action.*shape")
+        out["batched"] = (valid[None], "action.*shape")
+        for end, idx in (("first", 0), ("last", -1)):
+            above, below = valid.copy(), valid.copy()
+            above.flat[idx] = space.high.flat[idx] + 0.01
+            below.flat[idx] = space.low.flat[idx] - 0.01
+            out[f"above-{end}"] = (above, "action outside the action space")
+            out[f"below-{end}"] = (below, "action outside the action space")
+        out["strings"] = (np.full(space.shape, "a"), "action.*numeric")
+        return out
+    if isinstance(space, spaces.MultiDiscrete):
+        valid = np.asarray(space.start, dtype=np.int64) + np.zeros(space.shape, np.int64)
+        out = {}
+        for name, value in (("nan", np.nan), ("inf", np.inf)):
+            bad = valid.astype(np.float64)
+            bad.flat[-1] = value
+            out[name] = (bad, "action.*NaN or inf")
+        out["wrong-shape"] = (valid.ravel()[:-1], "action.*shape")
+        out["batched"] = (valid[None], "action.*shape")
+        for end, idx in (("first", 0), ("last", -1)):
+            above, below = valid.copy(), valid.copy()
+            above.flat[idx] = valid.flat[idx] + space.nvec.flat[idx]
+            below.flat[idx] = valid.flat[idx] - 1
+            out[f"above-{end}"] = (above, "action outside MultiDiscrete")
+            out[f"below-{end}"] = (below, "action outside MultiDiscrete")
+        fraction = valid.astype(np.float64)
+        fraction.flat[0] += 0.5
+        out["fraction"] = (fraction, "action.*integral")
+        out["strings"] = (np.full(space.shape, "a"), "action.*numeric")
+        return out
+    raise TypeError(f"no invalid actions defined for {space}")

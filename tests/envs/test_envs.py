@@ -1,0 +1,319 @@
+"""Conformance suite: every registered id, and non-default configs of each, through the same checks.
+
+After Gymnasium's ``tests/envs/test_envs.py``: the checkers of gymnasium and stable-baselines3,
+seeded determinism, the vector twin against single envs, long random rollouts inside the
+observation space, bad actions and config keys, render modes, the registered figures, a tiny PPO
+run and every baseline's ``predict``. What is particular to one environment (closed forms,
+physics, baseline margins, fuzzed configs) stays in its own ``test_<module>.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import qdrl_envs
+from qdrl_envs.baselines import baseline_names, make_baseline
+from qdrl_envs.dt_migration import DTMigrationEnv, DTMigrationVectorEnv
+from qdrl_envs.dt_sync import DTSyncAoIEnv, DTSyncAoIVectorEnv
+from qdrl_envs.mobile_transmitter import MobileTransmitterEnv, MobileTransmitterVectorEnv
+from qdrl_envs.secrecy import SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv
+from qdrl_envs.semantic_slicing import SemanticSlicingEnv, SemanticSlicingVectorEnv
+from tests.envs.helpers import (
+    assert_rollout_in_space,
+    assert_trajectories_equal,
+    assert_vector_twin_matches_single,
+    invalid_actions,
+    rollout,
+    short_id,
+)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What an id is registered as, and its default spaces."""
+
+    env_cls: type[gym.Env]
+    vector_cls: type[gym.vector.VectorEnv]
+    max_episode_steps: int
+    action_space: spaces.Space
+    obs_shape: tuple[int, ...]
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Non-default configs every check also runs on (name -> ``gym.make`` kwargs)."""
+    vector_horizon: int = 10
+    """Episode length of the vector-twin check; its run lasts ``vector_steps`` steps."""
+    vector_steps: int = 25
+
+
+ENVS: dict[str, Figures] = {
+    "qdrl/SecrecyPowerControl-v0": Figures(
+        SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv, 100,
+        spaces.Box(0.0, 1.0, (2,), np.float32), (8,),
+        configs={
+            "M3": {"n_aps": 3},
+            "M3-rho": {"n_aps": 3, "fading_rho": 0.6},
+            "M4-statistical": {"n_aps": 4, "eve_csi": "statistical"},
+            "M2-stat-rho": {"n_aps": 2, "eve_csi": "statistical", "fading_rho": 0.9},
+            "M3-stat-unif": {"n_aps": 3, "eve_csi": "statistical", "ap_layout": "uniform"},
+            "M4-unconcealed": {"n_aps": 4, "concealed_eves": False},
+        },
+        # 100 slots cross the core's 32-slot channel blocks as well as two episode ends.
+        vector_horizon=45, vector_steps=100),
+    "qdrl/DTSyncAoI-v0": Figures(
+        DTSyncAoIEnv, DTSyncAoIVectorEnv, 200, spaces.Discrete(15), (30,),
+        configs={
+            "bernoulli-weighted": {"n_devices": 5, "n_channels": 1,
+                                   "arrival_prob": (0.2, 0.4, 0.6, 0.8, 1.0),
+                                   "weights": (1.0, 2.0, 3.0, 0.5, 1.0), "csi_error_var": 0.3},
+            "gen-at-will-nofade": {"n_devices": 8, "n_channels": 3, "arrival_prob": 1.0,
+                                   "rayleigh_fading": False, "csi_error_var": 0.0},
+        },
+        # Two episode ends and the 64-slot randomness blocks.
+        vector_horizon=70, vector_steps=150),
+    "qdrl/DTMigration-v0": Figures(
+        DTMigrationEnv, DTMigrationVectorEnv, 100, spaces.MultiDiscrete([5] * 6), (76,),
+        configs={
+            "small": {"n_edges": 2, "n_users": 3, "edge_capacity_twins": 1, "p_stay": 0.3},
+            "big": {"n_edges": 6, "n_users": 10, "edge_capacity_twins": 3, "task_rate": 2.5},
+        },
+        vector_horizon=7, vector_steps=16),
+    "qdrl/SemanticSlicing-v0": Figures(
+        SemanticSlicingEnv, SemanticSlicingVectorEnv, 200,
+        spaces.Box(0.0, 1.0, (3,), np.float32), (15,),
+        configs={
+            "small-cell": {"n_rbs": 12, "critical_msg_rate": 3.0, "routine_msg_rate": 10.0,
+                           "embb_load_bps": 4e6, "urllc_load_bps": 1e6, "slot_s": 0.005},
+            "urllc-heavy": {"urllc_load_bps": 10e6, "urllc_delay_budget_s": 0.02,
+                            "urllc_weight": 3.0, "symbols_per_word": 4.0},
+        },
+        vector_horizon=9, vector_steps=20),
+    "qdrl/MobileTransmitter-v0": Figures(
+        MobileTransmitterEnv, MobileTransmitterVectorEnv, 100,
+        spaces.Box(np.array([0, 0, 0, 0, -1, -1], np.float32), np.ones(6, np.float32),
+                   dtype=np.float32), (14,),
+        configs={
+            "fading-moving-users": {"n_users": 3, "rayleigh_fading": True,
+                                    "user_speed_m_s": 3.0, "rate_weight": 0.5},
+            "one-user-fast": {"n_users": 1, "area_m": 1000.0, "altitude_m": 120.0,
+                              "max_speed_m_s": 50.0, "path_loss_exponent": 2.0},
+        },
+        vector_horizon=30, vector_steps=70),
+}
+
+IDS = [pytest.param(env_id, id=short_id(env_id)) for env_id in qdrl_envs.ENV_IDS]
+"""Every registered id, readable."""
+
+ID_CONFIGS = [pytest.param(env_id, kwargs, id=f"{short_id(env_id)}-{name}")
+              for env_id in qdrl_envs.ENV_IDS
+              for name, kwargs in {"default": {}, **ENVS[env_id].configs}.items()]
+"""Every registered id with its default config and each non-default config of :data:`ENVS`."""
+
+ID_TWO_CONFIGS = [pytest.param(env_id, kwargs, id=f"{short_id(env_id)}-{name}")
+                  for env_id in qdrl_envs.ENV_IDS
+                  for name, kwargs in [("default", {}), *list(ENVS[env_id].configs.items())[:1]]]
+"""Every registered id with its default and its first non-default config (costlier checks)."""
+
+
+def test_every_registered_id_is_in_the_suite() -> None:
+    assert set(ENVS) == set(qdrl_envs.ENV_IDS)
+
+
+# ------------------------------------------------------------------------- API conformance
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS)
+def test_gymnasium_check_env(env_id: str, kwargs: dict[str, Any]) -> None:
+    render = {} if kwargs else {"render_mode": "rgb_array"}  # default: with the render checks
+    env = gym.make(env_id, **kwargs, **render)
+    gym_check_env(env.unwrapped, skip_render_check=bool(kwargs))
+
+
+# SB3 recommends a symmetric [-1, 1] Box; the paper's powers and shares live in [0, 1].
+@pytest.mark.filterwarnings("ignore:We recommend you to use a symmetric")
+@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS)
+def test_sb3_check_env(env_id: str, kwargs: dict[str, Any]) -> None:
+    sb3_check_env(gym.make(env_id, **kwargs), warn=True)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_registered_figures(env_id: str) -> None:
+    fig = ENVS[env_id]
+    env = gym.make(env_id)
+    assert env.spec.max_episode_steps == fig.max_episode_steps
+    assert type(env.unwrapped) is fig.env_cls
+    assert env.action_space == fig.action_space
+    assert env.observation_space.shape == fig.obs_shape
+    assert env.observation_space.dtype == np.float32
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    venv = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
+    assert type(venv.unwrapped) is fig.vector_cls
+    assert venv.unwrapped.max_episode_steps == fig.max_episode_steps
+    assert venv.single_action_space == fig.action_space
+    assert venv.single_observation_space == env.observation_space
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (4, *fig.obs_shape)
+    obs, rewards, *_ = venv.step(venv.action_space.sample())
+    assert venv.observation_space.contains(obs) and np.all(np.isfinite(rewards))
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_step_before_reset_raises(env_id: str) -> None:
+    with pytest.raises(RuntimeError, match="reset"):
+        gym.make(env_id).unwrapped.step(ENVS[env_id].action_space.sample())
+    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(RuntimeError, match="reset"):
+        venv.step(venv.action_space.sample())
+
+
+# ------------------------------------------------------------------------- determinism, twin
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS)
+def test_seeded_determinism(env_id: str, kwargs: dict[str, Any]) -> None:
+    steps = 50
+    a = rollout(gym.make(env_id, **kwargs), seed=7, steps=steps)
+    b = rollout(gym.make(env_id, **kwargs), seed=7, steps=steps)
+    assert_trajectories_equal(a, b)  # observations, rewards, flags and every info entry
+    c = rollout(gym.make(env_id, **kwargs), seed=8, steps=steps)
+    assert not np.array_equal(a[0][0], c[0][0])  # the seed matters from the first observation
+
+
+# Known bugs, reported to the lead (not fixed here): a matmul over a batch rounds differently from
+# the same matmul over one row once the summed axis has 4+ entries (BLAS kernels), so the twin
+# is off by one ulp. Not strict: whether the kernels differ depends on the CPU's BLAS path.
+_TWIN_ULP_BUG = {
+    "SecrecyPowerControl-M4-statistical": "secrecy.py SecrecyCore.step: `total = sec @ "
+    "self._ones` (reward) rounds per batch size for n_aps >= 4",
+    "SecrecyPowerControl-M4-unconcealed": "secrecy.py SecrecyCore.step: `total = sec @ "
+    "self._ones` (reward) rounds per batch size for n_aps >= 4",
+    "DTMigration-big": "dt_migration.py evaluate: `host_tasks @ self.task_compute_j` "
+    "(info energy_j) rounds per batch size for n_edges + 1 >= 4 hosts",
+}
+ID_CONFIGS_TWIN = [
+    pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(
+        reason=f"vector twin off by 1 ulp: {_TWIN_ULP_BUG[p.id]}", strict=False,
+        raises=AssertionError))
+    if p.id in _TWIN_ULP_BUG else p for p in ID_CONFIGS]
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS_TWIN)
+def test_vector_twin_matches_single_envs_across_episode_ends(env_id: str,
+                                                             kwargs: dict[str, Any]) -> None:
+    fig = ENVS[env_id]
+    ends = assert_vector_twin_matches_single(env_id, kwargs, horizon=fig.vector_horizon,
+                                             steps=fig.vector_steps)
+    assert ends >= 2 * 3  # every sub-env crossed at least two episode ends
+
+
+# ------------------------------------------------------------------------- robustness, bad input
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS)
+def test_long_random_rollout_stays_in_space_with_finite_rewards(env_id: str,
+                                                                kwargs: dict[str, Any]) -> None:
+    horizon = ENVS[env_id].max_episode_steps
+    venv = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point", **kwargs)
+    assert_rollout_in_space(venv, seed=3, steps=2 * horizon + 10)  # across two episode ends
+
+
+@pytest.mark.parametrize(("env_id", "name", "action", "match"), [
+    pytest.param(env_id, name, action, match, id=f"{short_id(env_id)}-{name}")
+    for env_id in qdrl_envs.ENV_IDS
+    for name, (action, match) in invalid_actions(ENVS[env_id].action_space).items()])
+def test_bad_actions_raise_value_error(env_id: str, name: str, action: Any, match: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_vector_env_rejects_bad_action_batches(env_id: str) -> None:
+    venv = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+    venv.reset(seed=0)
+    batch = venv.action_space.sample()
+    with pytest.raises(ValueError, match="batched"):
+        venv.step(batch[:2])
+    bad = batch.astype(np.float64)
+    bad.reshape(3, -1)[1, 0] = np.nan  # one entry of sub-env 1
+    with pytest.raises(ValueError, match="NaN"):
+        venv.step(bad)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_unknown_config_key_raises_value_error(env_id: str) -> None:
+    with pytest.raises(ValueError, match=r"unknown.*no_such_field"):
+        gym.make(env_id, no_such_field=1)
+    with pytest.raises(ValueError, match=r"unknown.*no_such_field"):
+        gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point",
+                     no_such_field=1)
+
+
+# ------------------------------------------------------------------------- rendering
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_render_modes_return_the_right_types(env_id: str) -> None:
+    env = gym.make(env_id, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    text = env.render()
+    assert isinstance(text, str) and text.strip()
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    frame = env.render()
+    assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8
+    assert frame.ndim == 3 and frame.shape[2] == 3
+    assert frame.std() > 0  # a picture, not a blank canvas
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    assert env.render() is None  # no render_mode, no rendering
+    with pytest.raises(ValueError, match="render_mode"):  # gym.make would wrap it instead
+        ENVS[env_id].env_cls(render_mode="human")
+
+
+# ------------------------------------------------------------------------- learning, baselines
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_tiny_ppo_learns_on_the_env(env_id: str) -> None:
+    from stable_baselines3 import PPO
+
+    env = gym.make(env_id)
+    model = PPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(256)
+    obs, _ = env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action), action
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "name"), [
+    pytest.param(*p.values, name, id=f"{p.id}-{name}")
+    for p in ID_TWO_CONFIGS for name in baseline_names(p.values[0])])
+def test_baseline_predict_returns_valid_actions(env_id: str, kwargs: dict[str, Any],
+                                                name: str) -> None:
+    env = gym.make(env_id, **kwargs)
+    policy = make_baseline(name, env, seed=0)
+    obs, _ = env.reset(seed=0)
+    for t in range(3):
+        action, state = policy.predict(obs, episode_start=t == 0)
+        assert state is None
+        assert env.action_space.contains(action), action
+        obs, *_ = env.step(action)
+    batch = np.stack([obs, obs])
+    if policy.needs_state:  # an oracle reads the state of its one env
+        with pytest.raises(ValueError, match="batch"):
+            policy.predict(batch)
+    else:
+        actions, _ = policy.predict(batch)
+        assert actions.shape == (2, *env.action_space.shape)
+        assert all(env.action_space.contains(a) for a in actions)
