@@ -1,4 +1,8 @@
-"""Pieces shared by the quantum SB3 policies: configuration, network builder, grouped optimiser."""
+"""Pieces shared by the quantum SB3 policies.
+
+Configuration, network builders, the grouped optimiser, and `QuantumPolicyMixin` (what every
+quantum policy adds to its SB3 base class).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from qdrl_agents.layers import (
 )
 
 OutputHead = Literal["auto", "direct", "linear"]
-_OUTPUT_HEADS = ("auto", "direct", "linear")
+OUTPUT_HEADS = ("auto", "direct", "linear")
+CRITIC_KINDS = ("mlp", "quantum")
 _FLAT_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
 
@@ -173,6 +178,23 @@ def check_observation_space(
         )
 
 
+def check_action_space(action_space: spaces.Space, expected: type[spaces.Space], who: str) -> None:
+    """Reject an action space that is not of the one type a policy takes, at construction.
+
+    Args:
+        action_space: The env's action space.
+        expected: The space class the policy takes (``spaces.Discrete``, ``spaces.Box``).
+        who: Name of the policy, for the error message.
+
+    Raises:
+        ValueError: If ``action_space`` is not an ``expected``.
+    """
+    if not isinstance(action_space, expected):
+        raise ValueError(
+            f"{who} takes {expected.__name__} actions, got {type(action_space).__name__}"
+        )
+
+
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
     """Raise ValueError unless ``value`` is one of ``allowed``.
 
@@ -203,7 +225,7 @@ def direct_outputs(output_head: str, n_outputs: int, n_qubits: int) -> bool:
     Raises:
         ValueError: If ``output_head="direct"`` but there are more outputs than qubits.
     """
-    check_choice("output_head", output_head, _OUTPUT_HEADS)
+    check_choice("output_head", output_head, OUTPUT_HEADS)
     if output_head == "linear":
         return False
     if n_outputs > n_qubits:
@@ -328,6 +350,48 @@ def build_quantum_net(
     if head_outputs is not None:
         net = QuantumToClassical(net, head_outputs)
     return net
+
+
+def build_readout_net(
+    cfg: QuantumNetConfig,
+    in_features: int,
+    n_outputs: int,
+    output_head: str,
+    *,
+    who: str,
+    bias_if_direct: bool = False,
+) -> nn.Module:
+    """A quantum network with ``n_outputs`` outputs, read as `direct_outputs` decides.
+
+    Direct: one parity group of qubits per output, times a trainable output scaling (plus a
+    trainable bias when ``bias_if_direct``). Otherwise Pauli-Z on every qubit followed by a
+    classical linear head of ``n_outputs``.
+
+    Args:
+        cfg: The quantum config.
+        in_features: Input width.
+        n_outputs: Outputs the network must produce (actions, Q-values).
+        output_head: ``"auto"``, ``"direct"`` or ``"linear"``.
+        who: Description of the network, for error messages.
+        bias_if_direct: Add a trainable output bias to a direct readout.
+
+    Returns:
+        The network (`build_quantum_net`).
+
+    Raises:
+        ValueError: If the inputs are wider than the qubits without an encoder, or
+            ``output_head="direct"`` with more outputs than qubits.
+    """
+    n_qubits = resolve_n_qubits(cfg, in_features, who)
+    direct = direct_outputs(output_head, n_outputs, n_qubits)
+    return build_quantum_net(
+        cfg,
+        in_features,
+        who=who,
+        n_direct_outputs=n_outputs if direct else None,
+        head_outputs=None if direct else n_outputs,
+        output_bias=bias_if_direct and direct,
+    )
 
 
 def first_circuit(module: nn.Module) -> Any:
@@ -482,3 +546,78 @@ def learning_rates(
         if lr is not None and not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr_{name} must be a positive number or None, got {lr!r}")
     return lrs
+
+
+# --------------------------------------------------------------------------------------------
+# What every quantum policy adds to its SB3 base class.
+# --------------------------------------------------------------------------------------------
+
+
+class QuantumPolicyMixin:
+    """Grouped optimisers, saved learning rates, ``circuit`` and ``parameter_counts``.
+
+    Listed before the SB3 policy class (``class P(QuantumPolicyMixin, DQNPolicy)``). The
+    policy sets ``quantum_config`` and ``group_lrs`` (`learning_rates`) before SB3's
+    constructor runs, and names its networks in two hooks: `_circuit_module` (the network whose
+    circuit ``circuit`` returns) and `_counted_modules` (the trained networks).
+    """
+
+    quantum_config: QuantumNetConfig
+    group_lrs: dict[str, float | None]
+    optimizer_class: type[torch.optim.Optimizer]
+    optimizer_kwargs: dict[str, Any]
+
+    def _circuit_module(self) -> nn.Module:
+        """The network whose circuit `circuit` returns (the actor, or DQN's Q-network)."""
+        raise NotImplementedError
+
+    def _counted_modules(self) -> list[nn.Module]:
+        """The networks `parameter_counts` counts (target networks are copies, left out)."""
+        raise NotImplementedError
+
+    def _grouped_optimizer(
+        self,
+        module: nn.Module,
+        base_lr: float,
+        parameters: Iterable[nn.Parameter] | None = None,
+    ) -> torch.optim.Optimizer:
+        """`make_grouped_optimizer` with the policy's optimiser class, options and group lrs.
+
+        Args:
+            module: The module whose parameters are grouped.
+            base_lr: The algorithm's initial learning rate, ``lr_schedule(1)``.
+            parameters: Restrict to these parameters (default: all of ``module``'s).
+
+        Returns:
+            The optimiser.
+        """
+        return make_grouped_optimizer(
+            module,
+            self.optimizer_class,
+            base_lr,
+            self.optimizer_kwargs,
+            self.group_lrs,
+            parameters=parameters,
+        )
+
+    def _lr_constructor_parameters(self) -> dict[str, float | None]:
+        """The ``lr_*`` keywords for ``_get_constructor_parameters``, in signature order.
+
+        Returns:
+            ``{"lr_input_scaling": ..., "lr_weights": ..., "lr_output_scaling": ...,
+            "lr_classical": ...}``.
+        """
+        return {f"lr_{name}": lr for name, lr in self.group_lrs.items()}
+
+    @property
+    def circuit(self) -> Any:
+        """The Qiskit ``QuantumCircuit`` of the actor (DQN: of the Q-network)."""
+        return first_circuit(self._circuit_module())
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameter counts of the trained networks (target networks are copies).
+
+        Returns:
+            ``{"quantum": circuit weights, "classical": everything else}``.
+        """
+        return count_parameters(self._counted_modules())

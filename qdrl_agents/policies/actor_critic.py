@@ -41,16 +41,16 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from qdrl_agents.policies._common import (
+    CRITIC_KINDS,
+    OUTPUT_HEADS,
     OutputHead,
     QuantumNetConfig,
+    QuantumPolicyMixin,
     build_quantum_net,
     check_choice,
     check_observation_space,
-    count_parameters,
     direct_outputs,
-    first_circuit,
     learning_rates,
-    make_grouped_optimizer,
     resolve_n_qubits,
 )
 
@@ -156,7 +156,7 @@ def _action_dist_inputs(action_space: spaces.Space) -> int:
     )
 
 
-class QuantumActorCriticPolicy(ActorCriticPolicy):
+class QuantumActorCriticPolicy(QuantumPolicyMixin, ActorCriticPolicy):
     """Actor-critic policy with a quantum actor, for PPO and A2C.
 
     Use as ``PPO(QuantumActorCriticPolicy, env, policy_kwargs=dict(n_qubits=4, n_layers=5))``.
@@ -233,8 +233,8 @@ class QuantumActorCriticPolicy(ActorCriticPolicy):
         who = type(self).__name__
         check_observation_space(observation_space, features_extractor_class, who)
         _action_dist_inputs(action_space)
-        check_choice("critic", critic, ("mlp", "quantum"))
-        check_choice("output_head", output_head, ("auto", "direct", "linear"))
+        check_choice("critic", critic, CRITIC_KINDS)
+        check_choice("output_head", output_head, OUTPUT_HEADS)
         self.quantum_config = QuantumNetConfig.from_kwargs(quantum_kwargs, who)
         self.critic_kind = critic
         self.critic_net_arch = [int(h) for h in critic_net_arch]
@@ -291,13 +291,7 @@ class QuantumActorCriticPolicy(ActorCriticPolicy):
         if self.direct_head:
             # The scaled parity expectations are the distribution's inputs themselves.
             self.action_net = nn.Identity()
-        self.optimizer = make_grouped_optimizer(
-            self,
-            self.optimizer_class,
-            lr_schedule(1),
-            self.optimizer_kwargs,
-            self.group_lrs,
-        )
+        self.optimizer = self._grouped_optimizer(self, lr_schedule(1))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -305,26 +299,19 @@ class QuantumActorCriticPolicy(ActorCriticPolicy):
             critic=self.critic_kind,
             critic_net_arch=list(self.critic_net_arch),
             output_head=self.output_head,
-            lr_input_scaling=self.group_lrs["input_scaling"],
-            lr_weights=self.group_lrs["weights"],
-            lr_output_scaling=self.group_lrs["output_scaling"],
-            lr_classical=self.group_lrs["classical"],
+            **self._lr_constructor_parameters(),
             share_features_extractor=self.share_features_extractor,
             **self.quantum_config.as_kwargs(),
         )
         return data
 
-    @property
-    def circuit(self) -> Any:
-        """The actor's Qiskit ``QuantumCircuit``."""
-        return first_circuit(self.mlp_extractor.actor)
+    def _circuit_module(self) -> nn.Module:
+        """The actor network."""
+        return self.mlp_extractor.actor
 
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameter counts.
+    def _counted_modules(self) -> list[nn.Module]:
+        """The whole policy.
 
-        Returns:
-            ``{"quantum": circuit weights, "classical": everything else}`` over the whole
-            policy (features extractor, actor, critic, ``action_net``, ``value_net``,
-            ``log_std``).
+        Features extractor, actor, critic, ``action_net``, ``value_net`` and ``log_std``.
         """
-        return count_parameters([self])
+        return [self]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
-import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
@@ -13,14 +13,14 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from qdrl_agents.policies._common import (
+    CRITIC_KINDS,
     QuantumNetConfig,
+    QuantumPolicyMixin,
     build_quantum_net,
+    check_action_space,
     check_choice,
     check_observation_space,
-    count_parameters,
-    first_circuit,
     learning_rates,
-    make_grouped_optimizer,
 )
 
 __all__ = ["QuantumContinuousCritic"]
@@ -82,14 +82,32 @@ class QuantumContinuousCritic(ContinuousCritic):
             self.q_networks.append(q_net)
 
 
-class QuantumOffPolicyMixin:
-    """Quantum configuration, grouped optimisers and reporting for TD3 and SAC policies."""
+class QuantumOffPolicyMixin(QuantumPolicyMixin):
+    """What TD3 and SAC policies share: quantum actor, MLP or quantum critic, grouped optimisers.
+
+    Listed before SB3's policy class (``class QuantumTD3Policy(QuantumOffPolicyMixin,
+    TD3Policy)``); ``make_actor``, ``make_critic``, ``_build`` and
+    ``_get_constructor_parameters`` extend SB3's. The policy calls `_init_quantum` before SB3's
+    constructor and sets the class attributes below.
+
+    Attributes:
+        _actor_class: The quantum actor ``make_actor`` builds (it takes ``quantum_config`` and
+            the `_actor_options` as keywords).
+        _actor_options: Names of policy attributes passed to the actor and saved with the
+            policy (TD3: ``("output_head",)``).
+        _critic_trains_shared_extractor: Whether the critic's optimiser also trains a features
+            extractor shared with the actor (as in SB3: True for TD3, False for SAC, whose
+            shared extractor is trained by the actor loss only).
+    """
+
+    _actor_class: ClassVar[type[BasePolicy]]
+    _actor_options: ClassVar[tuple[str, ...]] = ()
+    _critic_trains_shared_extractor: ClassVar[bool]
 
     actor: BasePolicy
     critic: ContinuousCritic
+    actor_kwargs: dict[str, Any]
     critic_kwargs: dict[str, Any]
-    optimizer_class: type[torch.optim.Optimizer]
-    optimizer_kwargs: dict[str, Any]
     share_features_extractor: bool
 
     def _init_quantum(
@@ -104,9 +122,8 @@ class QuantumOffPolicyMixin:
     ) -> None:
         who = type(self).__name__
         check_observation_space(observation_space, features_extractor_class, who)
-        if not isinstance(action_space, spaces.Box):
-            raise ValueError(f"{who} takes Box actions, got {type(action_space).__name__}")
-        check_choice("critic", critic, ("mlp", "quantum"))
+        check_action_space(action_space, spaces.Box, who)
+        check_choice("critic", critic, CRITIC_KINDS)
         if critic_n_qubits is not None and (
             isinstance(critic_n_qubits, bool)
             or not isinstance(critic_n_qubits, int)
@@ -120,60 +137,78 @@ class QuantumOffPolicyMixin:
         self.critic_n_qubits = critic_n_qubits
         self.group_lrs = learning_rates(*lrs)
 
-    def _critic_config(self) -> QuantumNetConfig:
-        import dataclasses
+    def _actor_option_values(self) -> dict[str, Any]:
+        """The `_actor_options` as keywords, e.g. ``{"output_head": "auto"}`` for TD3."""
+        return {name: getattr(self, name) for name in self._actor_options}
 
-        return dataclasses.replace(self.quantum_config, n_qubits=self.critic_n_qubits)
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> BasePolicy:
+        """Build the quantum actor (online, and target for TD3).
 
-    def _make_quantum_critic(self, critic_kwargs: dict[str, Any]) -> ContinuousCritic:
-        return QuantumContinuousCritic(**critic_kwargs, quantum_config=self._critic_config()).to(
+        Args:
+            features_extractor: A features extractor to share, or None for a new one.
+
+        Returns:
+            An ``_actor_class`` (`QuantumTD3Actor`, `QuantumSACActor`).
+        """
+        actor_kwargs = self._update_features_extractor(  # type: ignore[attr-defined]
+            self.actor_kwargs, features_extractor
+        )
+        return self._actor_class(
+            **actor_kwargs, quantum_config=self.quantum_config, **self._actor_option_values()
+        ).to(self.device)  # type: ignore[attr-defined]
+
+    def make_critic(
+        self, features_extractor: BaseFeaturesExtractor | None = None
+    ) -> ContinuousCritic:
+        """Build the critic (online or target): SB3's MLP or a `QuantumContinuousCritic`.
+
+        Args:
+            features_extractor: A features extractor to share, or None for a new one.
+
+        Returns:
+            The critic.
+        """
+        if self.critic_kind == "mlp":
+            return super().make_critic(features_extractor)  # type: ignore[misc]
+        critic_kwargs = self._update_features_extractor(  # type: ignore[attr-defined]
+            self.critic_kwargs, features_extractor
+        )
+        critic_config = dataclasses.replace(self.quantum_config, n_qubits=self.critic_n_qubits)
+        return QuantumContinuousCritic(**critic_kwargs, quantum_config=critic_config).to(
             self.device  # type: ignore[attr-defined]
         )
 
-    def _regroup_optimizers(self, lr_schedule: Schedule, exclude_shared_extractor: bool) -> None:
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        # Replace SB3's optimisers by grouped ones (per-group learning rates).
         base_lr = lr_schedule(1)
-        self.actor.optimizer = make_grouped_optimizer(
-            self.actor, self.optimizer_class, base_lr, self.optimizer_kwargs, self.group_lrs
-        )
+        self.actor.optimizer = self._grouped_optimizer(self.actor, base_lr)
         critic_params = [
             p
             for name, p in self.critic.named_parameters()
-            if not (
-                exclude_shared_extractor
-                and self.share_features_extractor
-                and "features_extractor" in name
-            )
+            if self._critic_trains_shared_extractor
+            or not (self.share_features_extractor and "features_extractor" in name)
         ]
-        self.critic.optimizer = make_grouped_optimizer(
-            self.critic,
-            self.optimizer_class,
-            base_lr,
-            self.optimizer_kwargs,
-            self.group_lrs,
-            parameters=critic_params,
+        self.critic.optimizer = self._grouped_optimizer(
+            self.critic, base_lr, parameters=critic_params
         )
 
-    def _quantum_constructor_parameters(self) -> dict[str, Any]:
-        return dict(
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
+        data.update(
+            **self._actor_option_values(),
             critic=self.critic_kind,
             critic_n_qubits=self.critic_n_qubits,
-            lr_input_scaling=self.group_lrs["input_scaling"],
-            lr_weights=self.group_lrs["weights"],
-            lr_output_scaling=self.group_lrs["output_scaling"],
-            lr_classical=self.group_lrs["classical"],
+            **self._lr_constructor_parameters(),
             share_features_extractor=self.share_features_extractor,
             **self.quantum_config.as_kwargs(),
         )
+        return data
 
-    @property
-    def circuit(self) -> Any:
-        """The actor's Qiskit ``QuantumCircuit``."""
-        return first_circuit(self.actor)
+    def _circuit_module(self) -> nn.Module:
+        """The actor."""
+        return self.actor
 
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameter counts of actor and critic (target networks are copies).
-
-        Returns:
-            ``{"quantum": circuit weights, "classical": everything else}``.
-        """
-        return count_parameters([self.actor, self.critic])
+    def _counted_modules(self) -> list[nn.Module]:
+        """Actor and critic (target networks are copies)."""
+        return [self.actor, self.critic]

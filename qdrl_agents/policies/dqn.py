@@ -20,17 +20,15 @@ from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
 from qdrl_agents.policies._common import (
+    OUTPUT_HEADS,
     OutputHead,
     QuantumNetConfig,
-    build_quantum_net,
+    QuantumPolicyMixin,
+    build_readout_net,
+    check_action_space,
     check_choice,
     check_observation_space,
-    count_parameters,
-    direct_outputs,
-    first_circuit,
     learning_rates,
-    make_grouped_optimizer,
-    resolve_n_qubits,
 )
 
 __all__ = ["QuantumDQNPolicy", "QuantumQNetwork"]
@@ -76,17 +74,13 @@ class QuantumQNetwork(QNetwork):
         self.net_arch = list(net_arch) if net_arch is not None else []
         self.quantum_config = quantum_config
         self.output_head = output_head
-        who = "QuantumDQNPolicy Q-network"
-        n_actions = int(action_space.n)
-        n_qubits = resolve_n_qubits(quantum_config, features_dim, who)
-        direct = direct_outputs(output_head, n_actions, n_qubits)
-        self.q_net = build_quantum_net(
+        self.q_net = build_readout_net(
             quantum_config,
             features_dim,
-            who=who,
-            n_direct_outputs=n_actions if direct else None,
-            head_outputs=None if direct else n_actions,
-            output_bias=direct,
+            int(action_space.n),
+            output_head,
+            who="QuantumDQNPolicy Q-network",
+            bias_if_direct=True,
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -95,7 +89,7 @@ class QuantumQNetwork(QNetwork):
         return data
 
 
-class QuantumDQNPolicy(DQNPolicy):
+class QuantumDQNPolicy(QuantumPolicyMixin, DQNPolicy):
     """DQN policy with a quantum Q-network.
 
     Use as ``DQN(QuantumDQNPolicy, env, policy_kwargs=dict(n_qubits=4, n_layers=3))``.
@@ -145,9 +139,8 @@ class QuantumDQNPolicy(DQNPolicy):
     ) -> None:
         who = type(self).__name__
         check_observation_space(observation_space, features_extractor_class, who)
-        if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"{who} takes Discrete actions, got {type(action_space).__name__}")
-        check_choice("output_head", output_head, ("auto", "direct", "linear"))
+        check_action_space(action_space, spaces.Discrete, who)
+        check_choice("output_head", output_head, OUTPUT_HEADS)
         self.quantum_config = QuantumNetConfig.from_kwargs(quantum_kwargs, who)
         self.output_head = output_head
         self.group_lrs = learning_rates(
@@ -179,31 +172,21 @@ class QuantumDQNPolicy(DQNPolicy):
 
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
-        self.optimizer = make_grouped_optimizer(
-            self.q_net, self.optimizer_class, lr_schedule(1), self.optimizer_kwargs, self.group_lrs
-        )
+        self.optimizer = self._grouped_optimizer(self.q_net, lr_schedule(1))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
             output_head=self.output_head,
-            lr_input_scaling=self.group_lrs["input_scaling"],
-            lr_weights=self.group_lrs["weights"],
-            lr_output_scaling=self.group_lrs["output_scaling"],
-            lr_classical=self.group_lrs["classical"],
+            **self._lr_constructor_parameters(),
             **self.quantum_config.as_kwargs(),
         )
         return data
 
-    @property
-    def circuit(self) -> Any:
-        """The Q-network's Qiskit ``QuantumCircuit``."""
-        return first_circuit(self.q_net)
+    def _circuit_module(self) -> nn.Module:
+        """The online Q-network."""
+        return self.q_net
 
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameter counts of the online Q-network (the target is a copy).
-
-        Returns:
-            ``{"quantum": circuit weights, "classical": everything else}``.
-        """
-        return count_parameters([self.q_net])
+    def _counted_modules(self) -> list[nn.Module]:
+        """The online Q-network (the target is a copy)."""
+        return [self.q_net]

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import Actor, SACPolicy
@@ -127,6 +126,10 @@ class QuantumSACPolicy(QuantumOffPolicyMixin, SACPolicy):
         TypeError: For an unknown keyword.
     """
 
+    _actor_class = QuantumSACActor
+    # As SB3's SAC: a shared features extractor is trained by the actor loss only.
+    _critic_trains_shared_extractor = False
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -181,41 +184,3 @@ class QuantumSACPolicy(QuantumOffPolicyMixin, SACPolicy):
             n_critics=n_critics,
             share_features_extractor=share_features_extractor,
         )
-
-    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
-        """Build the quantum actor.
-
-        Args:
-            features_extractor: A features extractor to share, or None for a new one.
-
-        Returns:
-            A `QuantumSACActor`.
-        """
-        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return QuantumSACActor(**actor_kwargs, quantum_config=self.quantum_config).to(self.device)
-
-    def make_critic(
-        self, features_extractor: BaseFeaturesExtractor | None = None
-    ) -> ContinuousCritic:
-        """Build the critic (online or target): SB3's MLP or a `QuantumContinuousCritic`.
-
-        Args:
-            features_extractor: A features extractor to share, or None for a new one.
-
-        Returns:
-            The critic.
-        """
-        if self.critic_kind == "mlp":
-            return super().make_critic(features_extractor)
-        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-        return self._make_quantum_critic(critic_kwargs)
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        super()._build(lr_schedule)
-        # As SB3's SAC: a shared features extractor is trained by the actor loss only.
-        self._regroup_optimizers(lr_schedule, exclude_shared_extractor=True)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(**self._quantum_constructor_parameters())
-        return data

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import Schedule
@@ -22,12 +21,11 @@ from stable_baselines3.td3.policies import Actor, TD3Policy
 from torch import nn
 
 from qdrl_agents.policies._common import (
+    OUTPUT_HEADS,
     OutputHead,
     QuantumNetConfig,
-    build_quantum_net,
+    build_readout_net,
     check_choice,
-    direct_outputs,
-    resolve_n_qubits,
 )
 from qdrl_agents.policies.continuous import QuantumOffPolicyMixin
 
@@ -74,16 +72,12 @@ class QuantumTD3Actor(Actor):
         self.net_arch = list(net_arch)
         self.quantum_config = quantum_config
         self.output_head = output_head
-        who = "QuantumTD3Policy actor"
-        action_dim = get_action_dim(action_space)
-        n_qubits = resolve_n_qubits(quantum_config, features_dim, who)
-        direct = direct_outputs(output_head, action_dim, n_qubits)
-        net = build_quantum_net(
+        net = build_readout_net(
             quantum_config,
             features_dim,
-            who=who,
-            n_direct_outputs=action_dim if direct else None,
-            head_outputs=None if direct else action_dim,
+            get_action_dim(action_space),
+            output_head,
+            who="QuantumTD3Policy actor",
         )
         self.mu = nn.Sequential(net, nn.Tanh())
 
@@ -127,6 +121,11 @@ class QuantumTD3Policy(QuantumOffPolicyMixin, TD3Policy):
         TypeError: For an unknown keyword.
     """
 
+    _actor_class = QuantumTD3Actor
+    _actor_options = ("output_head",)
+    # As SB3's TD3: a shared features extractor is trained by both optimisers.
+    _critic_trains_shared_extractor = True
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -151,7 +150,7 @@ class QuantumTD3Policy(QuantumOffPolicyMixin, TD3Policy):
         lr_classical: float | None = None,
         **quantum_kwargs: Any,
     ) -> None:
-        check_choice("output_head", output_head, ("auto", "direct", "linear"))
+        check_choice("output_head", output_head, OUTPUT_HEADS)
         self.output_head = output_head
         self._init_quantum(
             observation_space,
@@ -176,43 +175,3 @@ class QuantumTD3Policy(QuantumOffPolicyMixin, TD3Policy):
             n_critics=n_critics,
             share_features_extractor=share_features_extractor,
         )
-
-    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
-        """Build the quantum actor (online or target).
-
-        Args:
-            features_extractor: A features extractor to share, or None for a new one.
-
-        Returns:
-            A `QuantumTD3Actor`.
-        """
-        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return QuantumTD3Actor(
-            **actor_kwargs, quantum_config=self.quantum_config, output_head=self.output_head
-        ).to(self.device)
-
-    def make_critic(
-        self, features_extractor: BaseFeaturesExtractor | None = None
-    ) -> ContinuousCritic:
-        """Build the critic (online or target): SB3's MLP or a `QuantumContinuousCritic`.
-
-        Args:
-            features_extractor: A features extractor to share, or None for a new one.
-
-        Returns:
-            The critic.
-        """
-        if self.critic_kind == "mlp":
-            return super().make_critic(features_extractor)
-        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-        return self._make_quantum_critic(critic_kwargs)
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        super()._build(lr_schedule)
-        # As SB3's TD3: a shared features extractor is trained by both optimisers.
-        self._regroup_optimizers(lr_schedule, exclude_shared_extractor=False)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(output_head=self.output_head, **self._quantum_constructor_parameters())
-        return data
