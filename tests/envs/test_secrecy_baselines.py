@@ -1,4 +1,8 @@
-"""Tests of the qdrl/SecrecyPowerControl-v0 baselines (DESIGN §3.1, §4)."""
+"""Tests of the qdrl/SecrecyPowerControl-v0 baselines (DESIGN §3.1, §4).
+
+That every baseline's ``predict`` gives valid actions (and how oracles refuse batches) is checked
+for every id in test_envs.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import qdrl_envs  # noqa: F401  (registers the ids)
 from qdrl_envs.baselines import baseline_names, make_baseline
 from qdrl_envs.baselines.secrecy import BASELINES, FullPowerPolicy, SecrecyOraclePolicy
 from qdrl_envs.secrecy import SecrecyPowerControlVectorEnv, secrecy_rates
+from tests.envs.helpers import baseline_returns
 
 ENV_ID = "qdrl/SecrecyPowerControl-v0"
 
@@ -26,24 +31,6 @@ def test_registry_lists_the_three_baselines():
     assert isinstance(make_baseline("oracle", env), SecrecyOraclePolicy)
     with pytest.raises(ValueError, match="unknown baseline"):
         make_baseline("water-filling", env)
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_predict_returns_valid_actions(name):
-    env = gym.make(ENV_ID, n_aps=3)
-    policy = make_baseline(name, env, seed=0)
-    obs, _ = env.reset(seed=0)
-    for _ in range(3):
-        action, state = policy.predict(obs)
-        assert state is None
-        assert env.action_space.contains(action)
-        obs, *_ = env.step(action)
-    if not policy.needs_state:
-        batch, _ = policy.predict(np.stack([obs, obs]))
-        assert batch.shape == (2, 3)
-    else:
-        with pytest.raises(ValueError, match="batch"):
-            policy.predict(np.stack([obs, obs]))
 
 
 def test_full_power_is_all_ones():
@@ -97,20 +84,10 @@ def test_oracle_reads_true_channels_even_with_statistical_eve_csi():
 
 
 def test_baselines_rank_over_twenty_seeded_episodes():
-    means = {}
-    for name in ("random", "full-power", "oracle"):
-        env = gym.make(ENV_ID, max_episode_steps=8)
-        policy = make_baseline(name, env, seed=0)
-        totals = []
-        for episode in range(20):
-            obs, _ = env.reset(seed=1000 + episode)
-            done, total = False, 0.0
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(policy.predict(obs)[0])
-                total += reward
-                done = terminated or truncated
-            totals.append(total)
-        means[name] = float(np.mean(totals))
+    env = gym.make(ENV_ID, max_episode_steps=8)
+    # One policy (seed 0) per baseline plays the 20 episodes.
+    means = {name: float(baseline_returns(env, name, range(1000, 1020), policy_seeds=0).mean())
+             for name in ("random", "full-power", "oracle")}
     assert means["oracle"] > 1.2 * max(means["random"], means["full-power"])
     assert means["random"] > 0.0
 
