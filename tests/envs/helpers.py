@@ -28,6 +28,49 @@ Record = tuple[Any, ...]
 truncated, info)`` after a step."""
 
 
+CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
+    "qdrl/SecrecyPowerControl-v0": {
+        "default": {},
+        "M3": {"n_aps": 3},
+        "M3-rho": {"n_aps": 3, "fading_rho": 0.6},
+        "M4-statistical": {"n_aps": 4, "eve_csi": "statistical"},
+        "M2-stat-rho": {"n_aps": 2, "eve_csi": "statistical", "fading_rho": 0.9},
+        "M3-stat-unif": {"n_aps": 3, "eve_csi": "statistical", "ap_layout": "uniform"},
+        "M4-unconcealed": {"n_aps": 4, "concealed_eves": False},
+    },
+    "qdrl/DTSyncAoI-v0": {
+        "default": {},
+        "bernoulli-weighted": {"n_devices": 5, "n_channels": 1,
+                               "arrival_prob": (0.2, 0.4, 0.6, 0.8, 1.0),
+                               "weights": (1.0, 2.0, 3.0, 0.5, 1.0), "csi_error_var": 0.3},
+        "gen-at-will-nofade": {"n_devices": 8, "n_channels": 3, "arrival_prob": 1.0,
+                               "rayleigh_fading": False, "csi_error_var": 0.0},
+    },
+    "qdrl/DTMigration-v0": {
+        "default": {},
+        "small": {"n_edges": 2, "n_users": 3, "edge_capacity_twins": 1, "p_stay": 0.3},
+        "big": {"n_edges": 6, "n_users": 10, "edge_capacity_twins": 3, "task_rate": 2.5},
+    },
+    "qdrl/SemanticSlicing-v0": {
+        "default": {},
+        "small-cell": {"n_rbs": 12, "critical_msg_rate": 3.0, "routine_msg_rate": 10.0,
+                       "embb_load_bps": 4e6, "urllc_load_bps": 1e6, "slot_s": 0.005},
+        "urllc-heavy": {"urllc_load_bps": 10e6, "urllc_delay_budget_s": 0.02,
+                        "urllc_weight": 3.0, "symbols_per_word": 4.0},
+    },
+    "qdrl/MobileTransmitter-v0": {
+        "default": {},
+        "fading-moving-users": {"n_users": 3, "rayleigh_fading": True,
+                                "user_speed_m_s": 3.0, "rate_weight": 0.5},
+        "one-user-fast": {"n_users": 1, "area_m": 1000.0, "altitude_m": 120.0,
+                          "max_speed_m_s": 50.0, "path_loss_exponent": 2.0},
+    },
+}
+"""Per registered id, the configs the conformance suite (``test_envs.py``) runs every check on
+(name -> ``gym.make`` kwargs, ``"default"`` first); per-env files parametrise their physics
+over the same table."""
+
+
 def short_id(env_id: str) -> str:
     """``"qdrl/DTSyncAoI-v0"`` -> ``"DTSyncAoI"``, for readable test ids."""
     return env_id.split("/")[-1].rsplit("-v", 1)[0]

@@ -9,7 +9,7 @@ physics, baseline margins, fuzzed configs) stays in its own ``test_<module>.py``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -27,6 +27,7 @@ from qdrl_envs.mobile_transmitter import MobileTransmitterEnv, MobileTransmitter
 from qdrl_envs.secrecy import SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv
 from qdrl_envs.semantic_slicing import SemanticSlicingEnv, SemanticSlicingVectorEnv
 from tests.envs.helpers import (
+    CONFIGS,
     assert_rollout_in_space,
     assert_trajectories_equal,
     assert_vector_twin_matches_single,
@@ -45,8 +46,6 @@ class Figures:
     max_episode_steps: int
     action_space: spaces.Space
     obs_shape: tuple[int, ...]
-    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Non-default configs every check also runs on (name -> ``gym.make`` kwargs)."""
     vector_horizon: int = 10
     """Episode length of the vector-twin check; its run lasts ``vector_steps`` steps."""
     vector_steps: int = 25
@@ -56,54 +55,23 @@ ENVS: dict[str, Figures] = {
     "qdrl/SecrecyPowerControl-v0": Figures(
         SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv, 100,
         spaces.Box(0.0, 1.0, (2,), np.float32), (8,),
-        configs={
-            "M3": {"n_aps": 3},
-            "M3-rho": {"n_aps": 3, "fading_rho": 0.6},
-            "M4-statistical": {"n_aps": 4, "eve_csi": "statistical"},
-            "M2-stat-rho": {"n_aps": 2, "eve_csi": "statistical", "fading_rho": 0.9},
-            "M3-stat-unif": {"n_aps": 3, "eve_csi": "statistical", "ap_layout": "uniform"},
-            "M4-unconcealed": {"n_aps": 4, "concealed_eves": False},
-        },
         # 100 slots cross the core's 32-slot channel blocks as well as two episode ends.
         vector_horizon=45, vector_steps=100),
     "qdrl/DTSyncAoI-v0": Figures(
         DTSyncAoIEnv, DTSyncAoIVectorEnv, 200, spaces.Discrete(15), (30,),
-        configs={
-            "bernoulli-weighted": {"n_devices": 5, "n_channels": 1,
-                                   "arrival_prob": (0.2, 0.4, 0.6, 0.8, 1.0),
-                                   "weights": (1.0, 2.0, 3.0, 0.5, 1.0), "csi_error_var": 0.3},
-            "gen-at-will-nofade": {"n_devices": 8, "n_channels": 3, "arrival_prob": 1.0,
-                                   "rayleigh_fading": False, "csi_error_var": 0.0},
-        },
         # Two episode ends and the 64-slot randomness blocks.
         vector_horizon=70, vector_steps=150),
     "qdrl/DTMigration-v0": Figures(
         DTMigrationEnv, DTMigrationVectorEnv, 100, spaces.MultiDiscrete([5] * 6), (76,),
-        configs={
-            "small": {"n_edges": 2, "n_users": 3, "edge_capacity_twins": 1, "p_stay": 0.3},
-            "big": {"n_edges": 6, "n_users": 10, "edge_capacity_twins": 3, "task_rate": 2.5},
-        },
         vector_horizon=7, vector_steps=16),
     "qdrl/SemanticSlicing-v0": Figures(
         SemanticSlicingEnv, SemanticSlicingVectorEnv, 200,
         spaces.Box(0.0, 1.0, (3,), np.float32), (15,),
-        configs={
-            "small-cell": {"n_rbs": 12, "critical_msg_rate": 3.0, "routine_msg_rate": 10.0,
-                           "embb_load_bps": 4e6, "urllc_load_bps": 1e6, "slot_s": 0.005},
-            "urllc-heavy": {"urllc_load_bps": 10e6, "urllc_delay_budget_s": 0.02,
-                            "urllc_weight": 3.0, "symbols_per_word": 4.0},
-        },
         vector_horizon=9, vector_steps=20),
     "qdrl/MobileTransmitter-v0": Figures(
         MobileTransmitterEnv, MobileTransmitterVectorEnv, 100,
         spaces.Box(np.array([0, 0, 0, 0, -1, -1], np.float32), np.ones(6, np.float32),
                    dtype=np.float32), (14,),
-        configs={
-            "fading-moving-users": {"n_users": 3, "rayleigh_fading": True,
-                                    "user_speed_m_s": 3.0, "rate_weight": 0.5},
-            "one-user-fast": {"n_users": 1, "area_m": 1000.0, "altitude_m": 120.0,
-                              "max_speed_m_s": 50.0, "path_loss_exponent": 2.0},
-        },
         vector_horizon=30, vector_steps=70),
 }
 
@@ -111,18 +79,18 @@ IDS = [pytest.param(env_id, id=short_id(env_id)) for env_id in qdrl_envs.ENV_IDS
 """Every registered id, readable."""
 
 ID_CONFIGS = [pytest.param(env_id, kwargs, id=f"{short_id(env_id)}-{name}")
-              for env_id in qdrl_envs.ENV_IDS
-              for name, kwargs in {"default": {}, **ENVS[env_id].configs}.items()]
-"""Every registered id with its default config and each non-default config of :data:`ENVS`."""
+              for env_id in qdrl_envs.ENV_IDS for name, kwargs in CONFIGS[env_id].items()]
+"""Every registered id with each config of :data:`helpers.CONFIGS` (the default first)."""
 
 ID_TWO_CONFIGS = [pytest.param(env_id, kwargs, id=f"{short_id(env_id)}-{name}")
                   for env_id in qdrl_envs.ENV_IDS
-                  for name, kwargs in [("default", {}), *list(ENVS[env_id].configs.items())[:1]]]
+                  for name, kwargs in list(CONFIGS[env_id].items())[:2]]
 """Every registered id with its default and its first non-default config (costlier checks)."""
 
 
 def test_every_registered_id_is_in_the_suite() -> None:
-    assert set(ENVS) == set(qdrl_envs.ENV_IDS)
+    assert set(ENVS) == set(CONFIGS) == set(qdrl_envs.ENV_IDS)
+    assert all(next(iter(configs.items())) == ("default", {}) for configs in CONFIGS.values())
 
 
 # ------------------------------------------------------------------------- API conformance
