@@ -290,6 +290,13 @@ def assert_rollout_in_space(venv: VectorEnv, *, seed: int, steps: int,
             check(obs, rewards, info)
 
 
+def assert_rgb_frame(frame: Any) -> None:
+    """Assert an ``"rgb_array"`` render is a uint8 ``(H, W, 3)`` picture, not a blank canvas."""
+    assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8, type(frame)
+    assert frame.ndim == 3 and frame.shape[2] == 3, frame.shape
+    assert frame.std() > 0  # a picture, not a blank canvas
+
+
 # ------------------------------------------------------------------------- bad input
 
 

@@ -28,6 +28,7 @@ from qdrl_envs.secrecy import SecrecyPowerControlEnv, SecrecyPowerControlVectorE
 from qdrl_envs.semantic_slicing import SemanticSlicingEnv, SemanticSlicingVectorEnv
 from tests.envs.helpers import (
     CONFIGS,
+    assert_rgb_frame,
     assert_rollout_in_space,
     assert_trajectories_equal,
     assert_vector_twin_matches_single,
@@ -238,10 +239,7 @@ def test_render_modes_return_the_right_types(env_id: str) -> None:
     env = gym.make(env_id, render_mode="rgb_array")
     env.reset(seed=0)
     env.step(env.action_space.sample())
-    frame = env.render()
-    assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8
-    assert frame.ndim == 3 and frame.shape[2] == 3
-    assert frame.std() > 0  # a picture, not a blank canvas
+    assert_rgb_frame(env.render())
     env = gym.make(env_id)
     env.reset(seed=0)
     assert env.render() is None  # no render_mode, no rendering
