@@ -122,8 +122,10 @@ def test_registered_figures(env_id: str) -> None:
     assert env.observation_space.dtype == np.float32
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
+    obs, reward, *_ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs) and np.isfinite(reward)
     venv = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
-    assert type(venv.unwrapped) is fig.vector_cls
+    assert type(venv.unwrapped) is fig.vector_cls and venv.num_envs == 4
     assert venv.unwrapped.max_episode_steps == fig.max_episode_steps
     assert venv.single_action_space == fig.action_space
     assert venv.single_observation_space == env.observation_space
