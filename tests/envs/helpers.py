@@ -256,38 +256,78 @@ def assert_vector_twin_matches_single(env_id: str, kwargs: Mapping[str, Any], *,
 # ------------------------------------------------------------------------- robustness
 
 
-def assert_rollout_in_space(venv: VectorEnv, *, seed: int, steps: int,
+def assert_rollout_in_space(env: gym.Env | VectorEnv, *, seed: int, steps: int,
                             actions: Callable[[int], Any] | None = None,
-                            check: Callable[[np.ndarray, np.ndarray, dict[str, Any]], None]
+                            check: Callable[[np.ndarray, Any, dict[str, Any]], None]
                             | None = None) -> None:
-    """Run a vector env and assert observations stay float32 and in the space, rewards finite.
+    """Run an env and assert observations stay float32 and in the space, rewards finite.
 
-    Final observations of episodes that ended (``info["final_obs"]``) are checked too.
+    A vector env autoresets; the final observations of the episodes that ended
+    (``info["final_obs"]``) are checked too. A single env is reset (unseeded) when an episode
+    ends and the new first observation checked.
 
     Args:
-        venv: The vector environment.
+        env: A vector or a single environment.
         seed: Reset seed; when ``actions`` is ``None`` it also seeds the action space.
-        steps: Number of vector steps.
-        actions: ``t -> batch of actions``, or ``None`` to sample the action space.
+        steps: Number of steps.
+        actions: ``t -> action`` (a batch for a vector env), or ``None`` to sample the action
+            space.
         check: Extra per-step assertions, called as ``check(obs, rewards, info)``.
     """
-    space, single = venv.observation_space, venv.single_observation_space
-    obs, _ = venv.reset(seed=seed)
+    vector = isinstance(env, VectorEnv)
+    space = env.observation_space
+    single = env.single_observation_space if vector else space
+    obs, _ = env.reset(seed=seed)
     assert obs.dtype == np.float32 and space.contains(obs)
     if actions is None:
-        venv.action_space.seed(seed)
+        env.action_space.seed(seed)
     for t in range(steps):
-        batch = venv.action_space.sample() if actions is None else actions(t)
-        obs, rewards, _, _, info = venv.step(batch)
+        action = env.action_space.sample() if actions is None else actions(t)
+        obs, rewards, terminated, truncated, info = env.step(action)
         assert obs.dtype == np.float32, obs.dtype
         assert space.contains(obs), f"step {t}: observations outside {space}"
         assert np.all(np.isfinite(rewards)), f"step {t}: {rewards}"
-        if "final_obs" in info:  # the last observations of the episodes that just ended
+        if vector and "final_obs" in info:  # the last observations of the episodes that ended
             ended = info["final_obs"][info["_final_obs"]]
             assert ended.dtype == np.float32
             assert all(single.contains(o) for o in ended), f"step {t}: final_obs outside"
         if check is not None:
             check(obs, rewards, info)
+        if not vector and (terminated or truncated):
+            obs, _ = env.reset()
+            assert space.contains(obs), f"step {t}: first observation outside {space}"
+
+
+def config_or_field_error(config_cls: type, field: str, value: Any) -> Any:
+    """Build ``config_cls(**{field: value})``; a ``ValueError`` must name ``field``.
+
+    Returns:
+        The config, or ``None`` where the value was rejected (with a message naming the field).
+    """
+    try:
+        return config_cls(**{field: value})
+    except ValueError as exc:
+        assert field in str(exc), f"the error does not name {field!r}: {exc}"
+        return None
+
+
+def render_after_step(env_id: str, render_mode: str, action: Any = None,
+                      **kwargs: Any) -> Any:
+    """``render()`` of ``gym.make(env_id, render_mode=..., **kwargs)`` after a reset and a step.
+
+    Args:
+        env_id: A registered id.
+        render_mode: ``"ansi"`` or ``"rgb_array"``.
+        action: The step's action; ``None`` samples the action space.
+        **kwargs: Config fields.
+
+    Returns:
+        What ``render()`` returned.
+    """
+    env = gym.make(env_id, render_mode=render_mode, **kwargs)
+    env.reset(seed=0)
+    env.step(env.action_space.sample() if action is None else action)
+    return env.render()
 
 
 def assert_rgb_frame(frame: Any) -> None:

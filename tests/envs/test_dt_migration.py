@@ -1,8 +1,6 @@
 """Tests of ``qdrl/DTMigration-v0``: physics, baselines, bad input, extremes.
 
-What every registered id must pass (both env checkers, determinism, the vector twin over the
-configs of ``helpers.CONFIGS``, bad actions, render types, the registered figures, PPO) is in
-test_envs.py.
+The checks every registered id passes (checkers, determinism, vector twin, ...): test_envs.py.
 """
 
 from __future__ import annotations
@@ -22,7 +20,12 @@ from qdrl_envs.dt_migration import (
     DTMigrationVectorEnv,
     ring_hops,
 )
-from tests.envs.helpers import assert_rgb_frame, assert_rollout_in_space, baseline_returns
+from tests.envs.helpers import (
+    assert_rgb_frame,
+    assert_rollout_in_space,
+    baseline_returns,
+    render_after_step,
+)
 
 ENV_ID = "qdrl/DTMigration-v0"
 
@@ -248,23 +251,16 @@ def test_fuzzed_valid_configs_stay_in_space_and_finite(n_edges: int, n_users: in
                                                        p_stay: float, seed: int) -> None:
     env = DTMigrationEnv(n_edges=n_edges, n_users=n_users, edge_capacity_twins=cap,
                          task_rate=rate, tx_power_dbm=power, cell_radius_m=radius, p_stay=p_stay)
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
-    assert env.observation_space.contains(obs)
-    for _ in range(15):
-        obs, rew, _, _, info = env.step(env.action_space.sample())
-        assert env.observation_space.contains(obs) and np.isfinite(rew)
+
+    def check(obs: np.ndarray, rew: float, info: dict) -> None:
         occ = np.bincount(info["hosts"], minlength=n_edges + 1)
         assert occ[:n_edges].max() <= cap
 
+    assert_rollout_in_space(env, seed=seed, steps=15, check=check)
+
 
 def test_render_modes() -> None:
-    env = gym.make(ENV_ID, render_mode="ansi")
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    text = env.render()
+    text = render_after_step(ENV_ID, "ansi")
     assert "DTMigration" in text and "cloud" in text and "latency" in text
-    env = gym.make(ENV_ID, render_mode="rgb_array", n_edges=5)  # test_envs.py: the default
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    assert_rgb_frame(env.render())
+    # test_envs.py renders the default layout; five edges draw another ring.
+    assert_rgb_frame(render_after_step(ENV_ID, "rgb_array", n_edges=5))

@@ -33,6 +33,7 @@ from tests.envs.helpers import (
     assert_trajectories_equal,
     assert_vector_twin_matches_single,
     invalid_actions,
+    render_after_step,
     rollout,
     short_id,
 )
@@ -233,15 +234,9 @@ def test_unknown_config_key_raises_value_error(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_render_modes_return_the_right_types(env_id: str) -> None:
-    env = gym.make(env_id, render_mode="ansi")
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    text = env.render()
+    text = render_after_step(env_id, "ansi")
     assert isinstance(text, str) and text.strip()
-    env = gym.make(env_id, render_mode="rgb_array")
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    assert_rgb_frame(env.render())
+    assert_rgb_frame(render_after_step(env_id, "rgb_array"))
     env = gym.make(env_id)
     env.reset(seed=0)
     assert env.render() is None  # no render_mode, no rendering

@@ -1,8 +1,6 @@
 """Tests of qdrl/MobileTransmitter-v0: rates, flight, baselines, bad input, extremes.
 
-What every registered id must pass (both env checkers, determinism, the vector twin over the
-configs of ``helpers.CONFIGS``, bad actions, render types, the registered figures, PPO, valid
-baseline actions) is in test_envs.py.
+The checks every registered id passes (checkers, determinism, vector twin, ...): test_envs.py.
 """
 
 from __future__ import annotations
@@ -25,7 +23,13 @@ from qdrl_envs.mobile_transmitter import (
     powers_from_action,
     user_rates,
 )
-from tests.envs.helpers import assert_rgb_frame, assert_rollout_in_space, baseline_returns
+from tests.envs.helpers import (
+    assert_rgb_frame,
+    assert_rollout_in_space,
+    baseline_returns,
+    config_or_field_error,
+    render_after_step,
+)
 
 ENV_ID = "qdrl/MobileTransmitter-v0"
 
@@ -195,11 +199,8 @@ def test_invalid_config_raises(field: str, value) -> None:
                               "max_speed_m_s", "rate_weight"]),
        value=st.floats(allow_nan=True, allow_infinity=True))
 def test_fuzzed_config_values_validate_or_raise(field: str, value: float) -> None:
-    try:
-        cfg = MobileTransmitterConfig(**{field: value})
-    except ValueError as exc:
-        assert field in str(exc)
-    else:
+    cfg = config_or_field_error(MobileTransmitterConfig, field, value)
+    if cfg is not None:
         assert math.isfinite(getattr(cfg, field))
 
 
@@ -232,10 +233,7 @@ def test_extreme_configs_keep_observations_in_space(kwargs: dict) -> None:
 
 
 def test_render_modes() -> None:
-    env = gym.make(ENV_ID, render_mode="ansi")
-    env.reset(seed=0)
-    env.step(_action(4, 1.0, (1.0, 0.0)))
-    text = env.render()
+    text = render_after_step(ENV_ID, "ansi", _action(4, 1.0, (1.0, 0.0)))
     assert "UAV at" in text and text.count("user") == 4
     env = gym.make(ENV_ID, render_mode="rgb_array")
     env.reset(seed=0)

@@ -1,8 +1,6 @@
 """Tests of ``qdrl/SemanticSlicing-v0``: RB shares, physics, baselines, bad input, extremes.
 
-What every registered id must pass (both env checkers, determinism, the vector twin over the
-configs of ``helpers.CONFIGS``, bad actions, render types, the registered figures, PPO, valid
-baseline actions) is in test_envs.py.
+The checks every registered id passes (checkers, determinism, vector twin, ...): test_envs.py.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from qdrl_envs.semantic_slicing import (
     semantic_similarity,
     shares_to_rbs,
 )
-from tests.envs.helpers import assert_rollout_in_space, baseline_returns
+from tests.envs.helpers import assert_rollout_in_space, baseline_returns, render_after_step
 
 ENV_ID = "qdrl/SemanticSlicing-v0"
 
@@ -232,18 +230,13 @@ def test_fuzzed_valid_configs_stay_in_space_and_finite(n_rbs: int, crit: float, 
     env = SemanticSlicingEnv(n_rbs=n_rbs, critical_msg_rate=crit, routine_msg_rate=routine,
                              embb_load_bps=embb, urllc_load_bps=urllc, semantic_snr_db=snr,
                              urllc_snr_db=snr, symbols_per_word=k)
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
-    assert env.observation_space.contains(obs)
-    for _ in range(15):
-        obs, rew, _, _, info = env.step(env.action_space.sample())
-        assert env.observation_space.contains(obs) and np.isfinite(rew)
+
+    def check(obs: np.ndarray, rew: float, info: dict) -> None:
         assert info["rbs"].sum() == n_rbs
+
+    assert_rollout_in_space(env, seed=seed, steps=15, check=check)
 
 
 def test_render_ansi_names_the_slices() -> None:
-    env = gym.make(ENV_ID, render_mode="ansi")
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    text = env.render()
+    text = render_after_step(ENV_ID, "ansi")
     assert "semantic-critical" in text and "urllc" in text and "RBs" in text
