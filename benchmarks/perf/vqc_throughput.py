@@ -106,8 +106,11 @@ def pennylane_function(
     return run
 
 
-def _time(fn: Callable[[], object], min_seconds: float, max_repeats: int) -> tuple[float, int]:
-    fn()  # warm-up (compilation, caches)
+def _time(
+    fn: Callable[[], object], min_seconds: float, max_repeats: int, warmup: bool = True
+) -> tuple[float, int]:
+    if warmup:
+        fn()  # compilation, caches
     samples: list[float] = []
     start = time.perf_counter()
     while len(samples) < max_repeats:
@@ -128,6 +131,7 @@ def time_executor(
     min_seconds: float = 1.0,
     max_repeats: int = 200,
     seed: int = 0,
+    warmup: bool = True,
 ) -> Timing:
     """Time forward (no grad) and forward+backward (grad of the sum) of one executor.
 
@@ -139,6 +143,8 @@ def time_executor(
         min_seconds: Keep repeating until this much time was spent (at least 3 repeats).
         max_repeats: At most this many repeats (1 forces a single timed call).
         seed: Seed of the random angles.
+        warmup: Make one untimed call first (skip it for slow backends already warmed up by
+            an earlier, smaller cell: a qiskit call at batch 32 takes minutes).
 
     Returns:
         The median seconds per call.
@@ -157,8 +163,8 @@ def time_executor(
         xg.grad = wg.grad = None
         fn(xg, wg).sum().backward()
 
-    fwd, n1 = _time(forward, min_seconds, max_repeats)
-    fwb, n2 = _time(forward_backward, min_seconds, max_repeats)
+    fwd, n1 = _time(forward, min_seconds, max_repeats, warmup)
+    fwb, n2 = _time(forward_backward, min_seconds, max_repeats, warmup)
     spec = built.spec
     return Timing(name, spec.n_qubits, spec.n_layers, batch, fwd, fwb, min(n1, n2))
 
@@ -232,8 +238,8 @@ def bench_executors(
             for name, _, _ in fast:
                 report(best[name])
         qiskit = QiskitExecutor(built)
-        for batch in qiskit_batches:
-            report(time_executor("qiskit", qiskit, built, batch, max_repeats=1))
+        for i, batch in enumerate(qiskit_batches):
+            report(time_executor("qiskit", qiskit, built, batch, max_repeats=1, warmup=i == 0))
     return rows
 
 
