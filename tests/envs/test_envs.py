@@ -188,7 +188,7 @@ def test_vector_twin_matches_single_envs_across_episode_ends(env_id: str,
 # ------------------------------------------------------------------------- robustness, bad input
 
 
-@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS)
+@pytest.mark.parametrize(("env_id", "kwargs"), ID_TWO_CONFIGS)
 def test_long_random_rollout_stays_in_space_with_finite_rewards(env_id: str,
                                                                 kwargs: dict[str, Any]) -> None:
     horizon = ENVS[env_id].max_episode_steps
