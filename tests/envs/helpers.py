@@ -9,7 +9,6 @@ observations in the space, and the invalid actions every action space must rejec
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -79,6 +78,17 @@ def short_id(env_id: str) -> str:
 # ------------------------------------------------------------------------- rollouts and scores
 
 
+def _snapshot(value: Any) -> Any:
+    """Copy the arrays in ``value`` (dicts and tuples recursively): later steps cannot change it."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_snapshot(v) for v in value)
+    return value
+
+
 def rollout(env: gym.Env, seed: int, steps: int,
             actions: Sequence[Any] | Policy | None = None, *, action_seed: int = 0) -> list[Record]:
     """Run ``steps`` steps from ``env.reset(seed=seed)``, resetting (unseeded) when an episode ends.
@@ -92,13 +102,13 @@ def rollout(env: gym.Env, seed: int, steps: int,
         action_seed: Seed of the action space when ``actions`` is ``None``.
 
     Returns:
-        The records, deep copies (later steps cannot change them): ``(obs, info)`` for each
+        The records, copies (later steps cannot change them): ``(obs, info)`` for each
         reset and ``(obs, reward, terminated, truncated, info)`` for each step.
     """
     if actions is None:
         env.action_space.seed(action_seed)
     obs, info = env.reset(seed=seed)
-    out: list[Record] = [copy.deepcopy((obs, info))]
+    out: list[Record] = [_snapshot((obs, info))]
     for t in range(steps):
         if actions is None:
             action = env.action_space.sample()
@@ -107,10 +117,10 @@ def rollout(env: gym.Env, seed: int, steps: int,
         else:
             action = actions[t]
         obs, reward, terminated, truncated, info = env.step(action)
-        out.append(copy.deepcopy((obs, reward, terminated, truncated, info)))
+        out.append(_snapshot((obs, reward, terminated, truncated, info)))
         if terminated or truncated:
             obs, info = env.reset()
-            out.append(copy.deepcopy((obs, info)))
+            out.append(_snapshot((obs, info)))
     return out
 
 
@@ -363,6 +373,14 @@ def assert_rgb_frame(frame: Any) -> None:
 # ------------------------------------------------------------------------- bad input
 
 
+def base_action(space: spaces.Box | spaces.MultiDiscrete) -> np.ndarray:
+    """The valid action :func:`invalid_actions` spoils one entry of: a Box's midpoint (in its
+    dtype), a MultiDiscrete's lowest values."""
+    if isinstance(space, spaces.Box):
+        return ((space.low + space.high) / 2).astype(space.dtype)
+    return np.asarray(space.start, dtype=np.int64) + np.zeros(space.shape, np.int64)
+
+
 def invalid_actions(space: spaces.Space) -> dict[str, tuple[Any, str]]:
     """Actions ``space`` must reject, with the ``ValueError`` message each must match.
 
@@ -384,7 +402,7 @@ def invalid_actions(space: spaces.Space) -> dict[str, tuple[Any, str]]:
                 "fraction": (float(space.start) + 0.5, "action.*integral"),
                 "string": ("a", "action.*numeric")}
     if isinstance(space, spaces.Box):
-        valid = ((space.low + space.high) / 2).astype(space.dtype)
+        valid = base_action(space)
         out: dict[str, tuple[Any, str]] = {}
         for name, value in (("nan", np.nan), ("inf", np.inf)):
             bad = valid.copy()
@@ -401,7 +419,7 @@ def invalid_actions(space: spaces.Space) -> dict[str, tuple[Any, str]]:
         out["strings"] = (np.full(space.shape, "a"), "action.*numeric")
         return out
     if isinstance(space, spaces.MultiDiscrete):
-        valid = np.asarray(space.start, dtype=np.int64) + np.zeros(space.shape, np.int64)
+        valid = base_action(space)
         out = {}
         for name, value in (("nan", np.nan), ("inf", np.inf)):
             bad = valid.astype(np.float64)
