@@ -1,10 +1,11 @@
 """Shared machinery of the environment tests.
 
 The conformance suite (``test_envs.py``) and the per-environment files use these pieces instead of
-each writing its own: rollouts with a policy, baseline scores over seeded episodes, an exact
-comparison of two trajectories, the vector-twin check (sub-env ``i`` of ``gym.make_vec`` against
-``gym.make`` reset with ``seed + i``, across episode boundaries), long random rollouts that keep
-observations in the space, and the invalid actions every action space must reject.
+each writing its own: the table of configs every check runs on (:data:`CONFIGS`), rollouts with a
+policy, baseline scores over seeded episodes, an exact comparison of two trajectories, the
+vector-twin check (sub-env ``i`` of ``gym.make_vec`` against ``gym.make`` reset with ``seed + i``,
+across episode boundaries), rollouts that keep observations in the space, the invalid actions
+every action space must reject, config errors that must name their field, and renders.
 """
 
 from __future__ import annotations
