@@ -160,3 +160,19 @@ def check_reals(name: str, values: Any, length: int | None = None, low: float | 
         raise ValueError(f"{name} must have {length} entries, got {len(values)}: {values!r}")
     for i, v in enumerate(values):
         check_real(f"{name}[{i}]", v, low, high)
+
+
+def check_order(low_name: str, low_value: Any, high_name: str, high_value: Any, *,
+                strict: bool = False) -> None:
+    """Require ``low_value <= high_value`` (``<`` when ``strict``) for two already-checked fields.
+
+    The message names both fields, so whichever of the two a user set is named.
+
+    Raises:
+        ValueError: Naming both fields and their values.
+    """
+    bad = low_value >= high_value if strict else low_value > high_value
+    if bad:
+        relation = "below" if strict else "at most"
+        raise ValueError(f"{low_name} ({low_value!r}) must be {relation} {high_name} "
+                         f"({high_value!r})")

@@ -31,6 +31,7 @@ from qdrl_envs.config import (
     EnvConfig,
     check_bool,
     check_int,
+    check_order,
     check_real,
     check_reals,
 )
@@ -275,7 +276,8 @@ class DTSyncConfig(EnvConfig):
             ValueError: Naming the first invalid field, its value and the allowed range.
         """
         check_int("n_devices", self.n_devices, low=2, high=64)
-        check_int("n_channels", self.n_channels, low=1, high=self.n_devices - 1)
+        check_int("n_channels", self.n_channels, low=1, high=63)
+        check_order("n_channels", self.n_channels, "n_devices", self.n_devices, strict=True)
         n_actions = math.comb(self.n_devices, self.n_channels)
         if n_actions > MAX_ACTIONS:
             raise ValueError(f"comb(n_devices, n_channels) = comb({self.n_devices}, "
@@ -298,7 +300,8 @@ class DTSyncConfig(EnvConfig):
         check_real("carrier_hz", self.carrier_hz, 1e6, 3e11)
         check_real("path_loss_exponent", self.path_loss_exponent, 1.5, 6.0)
         check_real("min_distance_m", self.min_distance_m, 1.0, 1e5)
-        check_real("max_distance_m", self.max_distance_m, self.min_distance_m, 1e5)
+        check_real("max_distance_m", self.max_distance_m, 1.0, 1e5)
+        check_order("min_distance_m", self.min_distance_m, "max_distance_m", self.max_distance_m)
         check_real("snr_threshold_db", self.snr_threshold_db, -200.0, 200.0)
         check_bool("rayleigh_fading", self.rayleigh_fading)
         check_real("csi_error_var", self.csi_error_var, 0.0, 1.0, high_inclusive=False)

@@ -126,3 +126,26 @@ def test_check_reals_messages():
         check_reals("w", [1.0, 2.0, 3.0], length=2)
     with pytest.raises(ValueError, match=r"w\[1\] must be in \[0.0, 1.0\], got 2.0"):
         check_reals("w", (0.5, 2.0), low=0.0, high=1.0)
+
+
+def test_check_order_names_both_fields() -> None:
+    from qdrl_envs.config import check_order
+
+    check_order("lo", 1.0, "hi", 1.0)
+    with pytest.raises(ValueError, match=r"lo \(1.0\) must be below hi \(1.0\)"):
+        check_order("lo", 1.0, "hi", 1.0, strict=True)
+    with pytest.raises(ValueError, match=r"lo \(3\) must be at most hi \(2\)"):
+        check_order("lo", 3, "hi", 2)
+
+
+@pytest.mark.parametrize("kwargs, names", [
+    ({"n_devices": 2}, ("n_channels", "n_devices")),
+    ({"min_distance_m": 251.0}, ("min_distance_m", "max_distance_m")),
+    ({"max_distance_m": 20.0}, ("min_distance_m", "max_distance_m")),
+])
+def test_cross_field_errors_name_the_field_that_was_set(kwargs: dict, names: tuple) -> None:
+    from qdrl_envs.dt_sync import DTSyncConfig
+
+    with pytest.raises(ValueError) as err:
+        DTSyncConfig(**kwargs)
+    assert all(name in str(err.value) for name in names)
