@@ -22,7 +22,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    draw,
+    rowwise_dot,
+)
 from qdrl_envs.traffic import PoissonArrivals, ring_mobility
 
 __all__ = [
@@ -362,7 +369,7 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         downtime = self._downtime_flat[mig].sum(axis=-1)
         energy = (self._mig_energy_flat[mig].sum(axis=-1)
                   + (bits * self._access_jpb_flat[pair]).sum(axis=-1)
-                  + host_tasks @ self.task_compute_j)
+                  + rowwise_dot(host_tasks, self.task_compute_j))
         overloads = refused.sum(axis=-1)
         terms = {
             "latency": latency * self._coef_latency,

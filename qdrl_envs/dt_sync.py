@@ -35,7 +35,14 @@ from qdrl_envs.config import (
     check_real,
     check_reals,
 )
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    draw,
+    rowwise_dot,
+)
 
 __all__ = [
     "MAX_ACTIONS",
@@ -528,7 +535,10 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self.scheduled = sched
         self.delivered = success
         mean_aoi = np.add.reduce(age, axis=1) * self._inv_m
-        weighted = -mean_aoi if self._unit_weights else (age @ self.weights) * -self._inv_m
+        if self._unit_weights:
+            weighted = -mean_aoi
+        else:
+            weighted = rowwise_dot(age, self.weights) * -self._inv_m
         info = {
             "aoi": age,
             "mean_aoi": mean_aoi,

@@ -279,7 +279,6 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         # Gauss-Markov fading needs the complex coefficients (two normals per link).
         self._block_shape = ((2, self.block_steps, m, m) if self._rho == 0.0
                              else (self.block_steps, 2, m, 2 * m))
-        self._ones = np.ones(m)
         n, t = num_envs, self.block_steps
         self.ap_positions_m = np.zeros((n, m, 2))
         self.user_positions_m = np.zeros((n, m, 2))
@@ -493,7 +492,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         # secrecy_rates(user_gains, eve_gains, actions, ...) with the channels' operator
         # built ahead of time (see secrecy_rates).
         user, eve, sec = _secrecy_from_operator(self._op, powers, self.noise_w)
-        total = sec @ self._ones  # the sum over users (a matmul beats a reduction here)
+        total = sec.sum(axis=-1)  # not a matmul: see core.rowwise_dot
         info: dict[str, Any] = {
             "secrecy_rate": total,
             "user_rates": user,

@@ -25,7 +25,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    draw,
+    rowwise_dot,
+)
 from qdrl_envs.traffic import FifoQueues, PoissonArrivals
 
 __all__ = [
@@ -290,7 +297,8 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         self._q2s_w = self._q2s.copy()
         self._q2s_w[0, 0] = c.critical_weight
         stake_floor = np.maximum(self.mean_arrivals, 1.0)
-        viol_norm = stake_floor @ self._q2s_w  # importance-weighted mean arrivals per slice
+        # Importance-weighted mean arrivals per slice.
+        viol_norm = rowwise_dot(stake_floor, self._q2s_w)
         self._viol_coef = -c.violation_penalty * self._w_slice_norm / viol_norm
         # Slice capacity (words, bits, bits) -> queue capacity (critical, routine, eMBB, URLLC).
         self._s2q = self._q2s.T.copy()
@@ -370,7 +378,7 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         cap_units = rbs * self.rb_capacity  # words, bits, bits
         # Critical semantic words go first (strict priority inside the semantic slice).
         crit_served = np.minimum(cap_units[:, 0], q.backlog[:, 0] + self.pending[:, 0])
-        capacity = cap_units @ self._s2q
+        capacity = rowwise_dot(cap_units, self._s2q)
         capacity[:, 1] -= crit_served
         res = q.step(self.pending, capacity)
         xi = self.xi
@@ -378,13 +386,14 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         satisfied[:, :2] *= (xi >= c.min_similarity)[:, None]
         stake = res.served + res.expired + res.overflow
         violated = stake - satisfied
-        slice_stake = stake @ self._q2s_w
+        slice_stake = rowwise_dot(stake, self._q2s_w)
         nothing = slice_stake <= 0.0
-        sat_frac = (satisfied @ self._q2s_w + nothing) / (slice_stake + nothing)
-        satisfaction = sat_frac @ self._w_slice_norm
-        violation = (violated @ self._q2s_w) @ self._viol_coef
-        served_slice = res.served @ self._q2s
-        delay_s = (res.delay_sum_slots @ self._q2s) * c.slot_s / np.maximum(served_slice, 1e-300)
+        sat_frac = (rowwise_dot(satisfied, self._q2s_w) + nothing) / (slice_stake + nothing)
+        satisfaction = rowwise_dot(sat_frac, self._w_slice_norm)
+        violation = rowwise_dot(rowwise_dot(violated, self._q2s_w), self._viol_coef)
+        served_slice = rowwise_dot(res.served, self._q2s)
+        delay_sum = rowwise_dot(res.delay_sum_slots, self._q2s)
+        delay_s = delay_sum * c.slot_s / np.maximum(served_slice, 1e-300)
         throughput = served_slice * (1.0 / c.slot_s)
         throughput[:, 0] *= xi
         info: dict[str, Any] = {
@@ -392,7 +401,7 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
             "throughput": throughput,
             "delay_s": delay_s,
             "semantic_similarity": xi,
-            "sla_violations": violated @ self._q2s,
+            "sla_violations": rowwise_dot(violated, self._q2s),
             "critical_violations": violated[:, 0],
             "sla_satisfaction": sat_frac,
             "served": res.served,

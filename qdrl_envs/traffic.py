@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from qdrl_envs.core import draw
+from qdrl_envs.core import draw, rowwise_dot
 
 __all__ = [
     "FifoQueues",
@@ -235,7 +235,8 @@ class FifoQueues:
         a[..., -1] = 0.0
         expired = a[:, self._exp_q, self._exp_col]
         a[:, self._exp_q, self._exp_col] = 0.0
-        return QueueStep(served=served.sum(axis=-1), delay_sum_slots=served @ self._delay,
+        return QueueStep(served=served.sum(axis=-1),
+                         delay_sum_slots=rowwise_dot(served, self._delay),
                          max_delay_slots=((served > 1e-12) * self._delay).max(axis=-1),
                          expired=expired, overflow=arr - accepted, accepted=accepted)
 

@@ -175,26 +175,8 @@ def test_trajectory_comparison_sees_one_ulp_and_dtype() -> None:
         assert_trajectories_equal(a, b)
 
 
-# Known bug, reported to the lead (not fixed here): per-row sums written as matmuls (``x @ w``)
-# round differently for a batch of N rows than for one row (BLAS picks its kernel by shape), so
-# the twin drifts from the single env by one ulp. Which cases show it depends on the shapes, the
-# run length and the CPU's BLAS: these do on the development machine. Not strict for that reason.
-_TWIN_ULP_BUG = {
-    "SecrecyPowerControl-M4-statistical": "secrecy.py SecrecyCore.step: reward `total = sec @ "
-    "self._ones`",
-    "SecrecyPowerControl-M4-unconcealed": "secrecy.py SecrecyCore.step: reward `total = sec @ "
-    "self._ones`",
-    "DTMigration-big": "dt_migration.py evaluate: info energy_j `host_tasks @ "
-    "self.task_compute_j`",
-}
-ID_CONFIGS_TWIN = [
-    pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(
-        reason=f"vector twin off by 1 ulp: {_TWIN_ULP_BUG[p.id]}", strict=False,
-        raises=AssertionError))
-    if p.id in _TWIN_ULP_BUG else p for p in ID_CONFIGS]
 
-
-@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS_TWIN)
+@pytest.mark.parametrize(("env_id", "kwargs"), ID_CONFIGS)
 def test_vector_twin_matches_single_envs_across_episode_ends(env_id: str,
                                                              kwargs: dict[str, Any]) -> None:
     fig = ENVS[env_id]
