@@ -408,7 +408,9 @@ class StatevectorExecutor(Executor):
             3 above, the fastest measured on CPU for the 4x5, 8x5 and 12x3 benchmark circuits
             (``benchmarks/perf/vqc_throughput.py``); larger chunks mean fewer, bigger kernels.
             With ``None``, batches of 1-2 on up to 5 qubits (e.g. environment steps) use one
-            dense matrix per layer instead, which is dispatch-cheaper there.
+            dense matrix per layer instead, which is dispatch-cheaper there; when no gradient
+            is needed (``torch.no_grad()``, as in a rollout) such a batch on the CPU runs that
+            same program in NumPy (float64), whose per-op overhead is a fraction of torch's.
 
     Raises:
         ValueError: If the circuit has a gate the executor cannot compile (the message names
@@ -537,6 +539,14 @@ class StatevectorExecutor(Executor):
         if self._small_program is not None and inputs.shape[0] <= _SMALL_BATCH:
             p = self._small_program
         k = self._constants(p, inputs.device, dtype)
+        if (k["single"] and inputs.device.type == "cpu" and inputs.shape[0] <= _SMALL_BATCH
+                and not (torch.is_grad_enabled()
+                         and (inputs.requires_grad or weights.requires_grad))):
+            # Inference on a few rows (an environment step): the same program in NumPy, whose
+            # per-op overhead is a fraction of torch's on 2^n-sized arrays.
+            out = _run_single_numpy(p, self._numpy_constants(p, k), inputs.numpy(),
+                                    weights.numpy())
+            return torch.from_numpy(out).to(out_dtype)
         batch, dim, n = inputs.shape[0], 2**p.n_qubits, p.n_qubits
         n_blocks, depth, n_gates = p.n_blocks, p.table.shape[2], p.n_gates
 
@@ -587,6 +597,26 @@ class StatevectorExecutor(Executor):
             out = out + ((psi.conj() * psi[:, gather_idx]) @ w).real
         return out.to(out_dtype)
 
+    def _numpy_constants(self, p: _Program, k: dict[str, Any]) -> dict[str, Any]:
+        """The single-chunk program's constants as float64 / complex128 NumPy arrays."""
+        key = ("numpy", id(p))
+        if key not in self._cache:
+            def arr(t: torch.Tensor | None, dtype: Any) -> np.ndarray | None:
+                return None if t is None else t.detach().cpu().numpy().astype(dtype)
+
+            self._cache[key] = {
+                "a_in_t": arr(k["a_in_t"], np.float64),
+                "a_w": arr(k["a_w"], np.float64),
+                "b": arr(k["b"], np.float64),
+                "table": arr(k["table"], np.int64),
+                "diag": arr(k["diag"], np.float64),
+                "offdiag": [(arr(i, np.int64), arr(w, np.complex128))
+                            for i, w in k["offdiag"]],
+                "fold_perm": arr(k["fold_perm"], np.int64),
+                "fold_phase": arr(k["fold_phase"], np.complex128),
+            }
+        return self._cache[key]
+
     def _run_chunked(
         self,
         p: _Program,
@@ -628,3 +658,43 @@ class StatevectorExecutor(Executor):
                 if phase is not None:
                     psi = psi * phase
         return psi
+
+
+def _run_single_numpy(p: _Program, k: Mapping[str, Any], inputs: np.ndarray,
+                      weights: np.ndarray) -> np.ndarray:
+    """`StatevectorExecutor._forward` for a single-chunk program, in NumPy (no gradients).
+
+    Step for step the torch program's single-chunk branch, in float64 / complex128: gate
+    matrices from one ``cos``, per-qubit products of each block's gates, their Kronecker
+    product as one ``2^n x 2^n`` matrix per block, the folded monomial layers, a chain of
+    matrix-vector products from ``|0...0>``, and the readout.
+    """
+    batch, n, n_blocks, n_gates = inputs.shape[0], p.n_qubits, p.n_blocks, p.n_gates
+    depth, dim = p.table.shape[2], 2**p.n_qubits
+    args = (weights.astype(np.float64) @ k["a_w"] + k["b"])[:, None] \
+        + k["a_in_t"] @ inputs.astype(np.float64).T
+    cos = np.cos(args).reshape(12, n_gates, batch)
+    mats = cos[0:4] * (cos[4:8] + 1j * cos[8:12])
+    g = mats[:, k["table"]].reshape(2, 2, depth, n, n_blocks, batch)
+    u = g[:, :, 0]
+    for d in range(1, depth):
+        gd = g[:, :, d]
+        u = gd[:, 0:1] * u[0:1] + gd[:, 1:2] * u[1:2]
+    kr = u[:, :, n - 1].reshape(4, n_blocks, batch)
+    for t in range(n - 2, -1, -1):
+        kr = (kr[:, None] * u[:, :, t].reshape(4, n_blocks, batch)[None]).reshape(
+            -1, n_blocks, batch)
+    kr = kr.reshape(*([2] * (2 * n)), n_blocks, batch)
+    order = [2 * n, 2 * n + 1] + [2 * m + 1 for m in range(n)] + [2 * m for m in range(n)]
+    mt = kr.transpose(order).reshape(n_blocks, batch, dim, dim)
+    if k["fold_perm"] is not None:
+        mt = np.take_along_axis(mt, np.broadcast_to(k["fold_perm"], mt.shape), axis=3)
+    if k["fold_phase"] is not None:
+        mt = mt * k["fold_phase"]
+    psi = mt[0][:, 0, :]
+    for s in range(1, n_blocks):
+        psi = (psi[:, None, :] @ mt[s])[:, 0, :]
+    out = (psi.real**2 + psi.imag**2) @ k["diag"]
+    for gather_idx, w in k["offdiag"]:
+        out = out + ((psi.conj() * psi[:, gather_idx]) @ w).real
+    return out

@@ -264,9 +264,11 @@ def test_general_gates_and_observables() -> None:
     executor = StatevectorExecutor(built)
     x = torch.tensor([[0.3], [-1.2]], dtype=torch.float64)
     w = torch.tensor([0.8], dtype=torch.float64)
-    np.testing.assert_allclose(
-        executor(x, w).numpy(), _reference(built, x.numpy(), w.numpy()), atol=1e-12
-    )
+    reference = _reference(built, x.numpy(), w.numpy())
+    # Without gradients a batch this small runs the NumPy path; with them, the torch program.
+    np.testing.assert_allclose(executor(x, w).numpy(), reference, atol=1e-12)
+    with_grad = executor(x.clone().requires_grad_(), w).detach().numpy()
+    np.testing.assert_allclose(with_grad, reference, atol=1e-12)
 
 
 def test_make_executor_choices() -> None:
@@ -481,3 +483,30 @@ def test_executors_pickle_and_deepcopy(name: str, two_qubits: BuiltCircuit) -> N
     expected = executor(x, w)
     for clone in (copy.deepcopy(executor), pickle.loads(pickle.dumps(executor))):
         torch.testing.assert_close(clone(x, w), expected)
+
+
+@pytest.mark.parametrize("spec", [
+    CircuitSpec(n_qubits=1, n_layers=2),
+    CircuitSpec(n_qubits=2, n_layers=3, rotation="u3", entanglement="linear", entangler="cnot"),
+    CircuitSpec(n_qubits=3, n_layers=2, entanglement="all_to_all", readout="parity"),
+    CircuitSpec(n_qubits=4, n_layers=5),
+    CircuitSpec(n_qubits=5, n_layers=2, entanglement="parallel", entangler="cnot",
+                encoding="rx", reupload=False, final_rotation=False),
+], ids=["1q", "2q-u3-linear-cnot", "3q-all2all-parity", "4q-5l", "5q-parallel-rx-noreupload"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_numpy_inference_path_matches_the_torch_program(spec: CircuitSpec, batch: int) -> None:
+    """Small no-grad batches run the program in NumPy; it must give the torch program's values."""
+    from qdrl_agents.executors import StatevectorExecutor
+
+    built = build_circuit(spec)
+    ex = StatevectorExecutor(built)
+    gen = torch.Generator().manual_seed(batch)
+    for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+        x = torch.rand(batch, built.n_input_params, generator=gen, dtype=torch.float64) * 6 - 3
+        w = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 6 - 3
+        x, w = x.to(dtype), w.to(dtype)
+        with torch.no_grad():
+            fast = ex(x, w)
+        torch_path = ex(x.clone().requires_grad_(), w).detach()
+        assert fast.dtype == dtype and fast.shape == (batch, built.n_outputs)
+        torch.testing.assert_close(fast, torch_path, atol=atol, rtol=0)
