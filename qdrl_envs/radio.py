@@ -121,9 +121,19 @@ def gauss_markov_step(
     ``rho = 0`` is i.i.d. block fading (fresh draw every step), ``rho = 1`` a static channel.
     (Jakes' model gives ``rho = J0(2 pi f_D T)`` for Doppler ``f_D`` and slot ``T``.)
     """
+    return gauss_markov_update(h_prev, rayleigh_coefficients(rng, np.shape(h_prev)), rho)
+
+
+def gauss_markov_update(h_prev: NDArray, innovation: NDArray, rho: ArrayLike) -> NDArray:
+    """One first-order Gauss-Markov step from a pre-drawn innovation.
+
+    ``h_t = rho h_{t-1} + sqrt(1 - rho^2) w_t``, where ``innovation`` holds ``w_t`` with the
+    stationary law of ``h`` (complex CN(0, 1), or real and imaginary parts as separate real
+    planes). Environments that draw their randomness in blocks call this directly;
+    :func:`gauss_markov_step` draws the innovation itself.
+    """
     rho = np.asarray(rho, dtype=np.float64)
-    w = rayleigh_coefficients(rng, np.shape(h_prev))
-    return rho * h_prev + np.sqrt(np.maximum(1.0 - rho**2, 0.0)) * w
+    return rho * h_prev + np.sqrt(np.maximum(1.0 - rho**2, 0.0)) * innovation
 
 
 def fading_power(h: NDArray[np.complex128]) -> NDArray[np.float64]:

@@ -268,7 +268,6 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._obs_b = (10.0 * math.log10(self.p_max_w / self.noise_w) - c.obs_center_db) \
             / c.obs_scale_db
         self._rho = float(c.fading_rho)
-        self._innov = math.sqrt(max(1.0 - self._rho**2, 0.0))
         self._concealed = c.concealed_eves
         self._statistical = c.eve_csi == "statistical"
         self._grid = _grid_positions(m, c.area_m)
@@ -350,7 +349,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         ``None``, a stationary start). A concealment redraw rescales the eavesdropper
         coefficient (its phase is kept), so the process carries on from the redrawn channel.
         """
-        z = w if z is None else self._rho * z + self._innov * w
+        z = w if z is None else radio.gauss_markov_update(z, w, self._rho)
         m = self.n_aps
         x = 0.5 * (z[:, 0] * z[:, 0] + z[:, 1] * z[:, 1])  # |h|^2, (n, M, 2M)
         x_u, x_e = x[..., :m], x[..., m:].copy()

@@ -147,3 +147,16 @@ def test_pairwise_distance():
     np.testing.assert_allclose(d, [[4.0, 5.0, 10.0], [5.0, 4.0, 8.54400374531753]])
     batched = radio.pairwise_distance(np.stack([a, a]), np.stack([b, b]))
     assert batched.shape == (2, 2, 3)
+
+
+def test_gauss_markov_update_is_the_step_with_a_given_innovation() -> None:
+    from qdrl_envs import radio
+
+    h = radio.rayleigh_coefficients(np.random.default_rng(0), (5,))
+    drawn = radio.gauss_markov_step(h, 0.6, np.random.default_rng(1))
+    w = radio.rayleigh_coefficients(np.random.default_rng(1), (5,))
+    np.testing.assert_array_equal(radio.gauss_markov_update(h, w, 0.6), drawn)
+    # Real (re, im) planes follow the same recursion entry by entry.
+    planes = radio.gauss_markov_update(np.stack([h.real, h.imag]), np.stack([w.real, w.imag]), 0.6)
+    np.testing.assert_allclose(planes[0] + 1j * planes[1], drawn, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(radio.gauss_markov_update(h, w, 1.0), h)
