@@ -1,6 +1,8 @@
 """``qdrl/DTMigration-v0``: digital-twin placement and migration in multi-tier computing.
 
-Paper Sec. V-F2 (i), Fig. 10. The physics is written once, on arrays with a leading batch axis:
+Paper Sec. V-F2 (i), Fig. 10. The physics is written once, as row functions that model one
+instance and run inside compiled kernels looping over a batch (:mod:`qdrl_envs.jit`: a slot takes
+dozens of tiny operations, which NumPy alone would spend on call overhead):
 
 * :class:`DTMigrationCore` — mobility, uplink channels, task arrivals, migration admission and
   the task-latency model on ``N`` instances; its public :meth:`DTMigrationCore.evaluate` scores
@@ -22,15 +24,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
-from qdrl_envs.core import (
-    BatchedCore,
-    CoreEnv,
-    CoreVectorEnv,
-    StepResult,
-    draw,
-    rowwise_dot,
-)
-from qdrl_envs.traffic import PoissonArrivals, ring_mobility
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
+from qdrl_envs.jit import jitable, kernel
+from qdrl_envs.traffic import PoissonArrivals, inverse_cdf_draw, ring_mobility
 
 __all__ = [
     "DTMigrationConfig",
@@ -202,6 +198,194 @@ class SlotEvaluation:
     reward: NDArray[np.float64]
 
 
+# --------------------------------------------------------------------------------------------
+# One instance at a time: row functions compiled into the core's kernels (see qdrl_envs.jit)
+# --------------------------------------------------------------------------------------------
+
+# Rows of the per-instance figures a kernel writes (``stats[k, m]`` for instance ``m``).
+_LATENCY, _DOWNTIME, _ENERGY, _OVERLOADS, _MIGRATIONS, _TASKS = 0, 1, 2, 3, 4, 5
+_T_LATENCY, _T_MIGRATION, _T_ENERGY, _T_OVERLOAD, _REWARD = 6, 7, 8, 9, 10
+_N_STATS = 11
+
+
+@jitable
+def _evaluate_row(slot, target, host, area, tasks, uplink_bps, free, new_host, migrated, refused,
+                  user_latency, host_tasks, stats, m):  # pragma: no cover - compiled
+    """:meth:`DTMigrationCore.evaluate` for instance ``m``: fills its rows and ``stats[:, m]``.
+
+    ``slot`` is the core's constant slot model (see ``DTMigrationCore._slot``); ``free`` and
+    ``host_tasks`` are scratch of length ``E + 1`` (``host_tasks`` is also an output).
+    """
+    (access_delay, access_spb, access_jpb, downtime_s, migration_j, compute_s, compute_j,
+     capacity, coef, task_bits, max_latency) = slot
+    n_hosts = capacity.shape[0]
+    n_users = target.shape[0]
+    # Admission into the capacity free at the start of the slot, in user order.
+    for h in range(n_hosts):
+        free[h] = capacity[h]
+        host_tasks[h] = 0.0
+    for i in range(n_users):
+        free[host[i]] -= 1
+    overloads = 0.0
+    migrations = 0.0
+    for i in range(n_users):
+        want, now = target[i], host[i]
+        move = want != now and free[want] > 0
+        refuse = want != now and not move
+        if move:
+            free[want] -= 1
+            migrations += 1.0
+        if refuse:
+            overloads += 1.0
+        refused[i] = refuse
+        migrated[i] = move
+        new_host[i] = want if move else now
+        host_tasks[new_host[i]] += tasks[i]
+    # Latency of the slot's tasks, processor sharing on every stage.
+    weighted = 0.0
+    total = 0.0
+    downtime = 0.0
+    energy = 0.0
+    for i in range(n_users):
+        k = float(tasks[i])
+        h, a, g = new_host[i], area[i], host[i]
+        latency = 0.0
+        if k > 0.0:
+            bits = k * task_bits
+            raw = (bits / max(uplink_bps[i], _MIN_RATE_BPS) + access_delay[a, h]
+                   + bits * access_spb[a, h] + host_tasks[h] * compute_s[h])
+            latency = min(raw, max_latency)
+            energy += bits * access_jpb[a, h]
+        user_latency[i] = latency
+        weighted += k * latency
+        total += k
+        downtime += downtime_s[g, h]
+        energy += migration_j[g, h]
+    for h in range(n_hosts):
+        energy += host_tasks[h] * compute_j[h]
+    mean_latency = weighted / max(total, 1.0)
+    stats[_LATENCY, m] = mean_latency
+    stats[_DOWNTIME, m] = downtime
+    stats[_ENERGY, m] = energy
+    stats[_OVERLOADS, m] = overloads
+    stats[_MIGRATIONS, m] = migrations
+    stats[_TASKS, m] = total
+    stats[_T_LATENCY, m] = t_lat = mean_latency * coef[0]
+    stats[_T_MIGRATION, m] = t_mig = downtime * coef[1]
+    stats[_T_ENERGY, m] = t_en = energy * coef[2]
+    stats[_T_OVERLOAD, m] = t_ovl = overloads * coef[3]
+    stats[_REWARD, m] = t_lat + t_mig + t_en + t_ovl
+
+
+@jitable
+def _place_user(world, i, u_pos, distance_m, mean_snr):  # pragma: no cover - compiled
+    """Put user ``i`` uniformly in the disc of its cell and refresh its mean SNR."""
+    _, radius, snr_per_gain, carrier_hz, exponent, _, _, _, _ = world
+    distance_m[i] = d = max(radius * np.sqrt(u_pos), 1.0)
+    mean_snr[i] = snr_per_gain * radio.path_gain(d, carrier_hz, exponent)
+
+
+@jitable
+def _draw_slot(world, u, mean_snr, snr_db, uplink_bps, tasks):  # pragma: no cover - compiled
+    """Rayleigh fading and Poisson tasks of the coming slot from the block's last ``2 U``."""
+    _, _, _, _, _, bandwidth_hz, arrivals, _, _ = world
+    n_users = tasks.shape[0]
+    for i in range(n_users):
+        snr = mean_snr[i] * -np.log1p(-u[2 * n_users + i])  # |h|^2 ~ Exp(1), inverse CDF
+        snr_db[i] = radio.linear_to_db(snr)
+        uplink_bps[i] = bandwidth_hz * radio.shannon_rate(snr)
+        tasks[i] = inverse_cdf_draw(arrivals, i, u[3 * n_users + i])
+
+
+@jitable
+def _observe_row(view, area, host, tasks, snr_db, count, obs):  # pragma: no cover - compiled
+    """Write one instance's observation (layout in the :class:`DTMigrationEnv` manual)."""
+    inv_capacity, inv_load, inv_pending, snr_scale = view
+    n_hosts = inv_capacity.shape[0]
+    n_edges = n_hosts - 1
+    n_users = area.shape[0]
+    obs[:] = 0.0
+    for h in range(n_hosts):
+        count[h] = 0.0
+    load_at = n_users * (n_edges + n_hosts) + n_hosts
+    for i in range(n_users):
+        obs[i * n_edges + area[i]] = 1.0
+        obs[n_users * n_edges + i * n_hosts + host[i]] = 1.0
+        count[host[i]] += 1.0
+        obs[load_at + host[i]] += tasks[i]
+    occupancy_at = load_at - n_hosts
+    for h in range(n_hosts):
+        obs[occupancy_at + h] = count[h] * inv_capacity[h]
+        obs[load_at + h] = min(obs[load_at + h] * inv_load, 1.0)
+    pending_at = load_at + n_hosts
+    for i in range(n_users):
+        obs[pending_at + i] = min(tasks[i] * inv_pending, 1.0)
+        snr = (snr_db[i] - SNR_OBS_LOW_DB) * snr_scale
+        obs[pending_at + n_users + i] = min(max(snr, 0.0), 1.0)
+
+
+@kernel
+def _evaluate_kernel(slot, target, host, area, tasks, uplink_bps, new_host, migrated, refused,
+                     user_latency, host_tasks, stats):  # pragma: no cover - compiled
+    free = np.empty(host_tasks.shape[1], dtype=np.int64)
+    for m in range(target.shape[0]):
+        _evaluate_row(slot, target[m], host[m], area[m], tasks[m], uplink_bps[m], free,
+                      new_host[m], migrated[m], refused[m], user_latency[m], host_tasks[m],
+                      stats, m)
+
+
+@kernel
+def _reset_kernel(world, view, idx, uniforms, area, host, tasks, distance_m, mean_snr,
+                  snr_db, uplink_bps, obs):  # pragma: no cover - compiled
+    n_edges, _, _, _, _, _, _, _, capacity = world
+    n_users = area.shape[1]
+    count = np.empty(n_edges + 1)
+    for j in range(idx.shape[0]):
+        m = idx[j]
+        u = uniforms[j]
+        for h in range(n_edges + 1):
+            count[h] = 0.0
+        for i in range(n_users):
+            a = min(int(u[i] * n_edges), n_edges - 1)
+            area[m, i] = a
+            _place_user(world, i, u[n_users + i], distance_m[m], mean_snr[m])
+            # Follow-me placement within capacity, the overflow in the cloud.
+            if count[a] < capacity:
+                host[m, i] = a
+                count[a] += 1.0
+            else:
+                host[m, i] = n_edges
+        _draw_slot(world, u, mean_snr[m], snr_db[m], uplink_bps[m], tasks[m])
+        _observe_row(view, area[m], host[m], tasks[m], snr_db[m], count, obs[m])
+
+
+@kernel
+def _step_kernel(slot, world, view, actions, uniforms, area, host, tasks, distance_m,
+                 mean_snr, snr_db, uplink_bps, obs, user_latency, stats
+                 ):  # pragma: no cover - compiled
+    _, _, _, _, _, _, _, mobility, _ = world
+    n_users = area.shape[1]
+    n_hosts = view[0].shape[0]
+    free = np.empty(n_hosts, dtype=np.int64)
+    scratch = np.empty(n_hosts)
+    new_host = np.empty(n_users, dtype=np.int64)
+    migrated = np.empty(n_users, dtype=np.bool_)
+    refused = np.empty(n_users, dtype=np.bool_)
+    for m in range(actions.shape[0]):
+        u = uniforms[m]
+        _evaluate_row(slot, actions[m], host[m], area[m], tasks[m], uplink_bps[m], free,
+                      new_host, migrated, refused, user_latency[m], scratch, stats, m)
+        host[m] = new_host
+        # Users move; one who changes area gets a new position in its new cell.
+        for i in range(n_users):
+            a = inverse_cdf_draw(mobility, area[m, i], u[i])
+            if a != area[m, i]:
+                area[m, i] = a
+                _place_user(world, i, u[n_users + i], distance_m[m], mean_snr[m])
+        _draw_slot(world, u, mean_snr[m], snr_db[m], uplink_bps[m], tasks[m])
+        _observe_row(view, area[m], host[m], tasks[m], snr_db[m], scratch, obs[m])
+
+
 class DTMigrationCore(BatchedCore[DTMigrationConfig]):
     """The twin-migration model on ``num_envs`` instances (see :class:`DTMigrationEnv`).
 
@@ -219,8 +403,12 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
     and energy of one task on each host.
 
     Randomness per instance: one block ``random(4 U)`` at reset and at every step (areas or
-    moves, positions in the cell, Rayleigh fading, Poisson task counts), so the vector twin
-    reproduces the single env exactly.
+    moves, positions in the cell, Rayleigh fading, Poisson task counts) from
+    :class:`qdrl_envs.core.Uniforms`, so the vector twin reproduces the single env exactly.
+
+    The model runs in compiled kernels (``_reset_kernel``, ``_step_kernel``,
+    ``_evaluate_kernel``) over row functions shared by all three; the constants they need are
+    packed once into plain tuples (``_slot``, ``_world``, ``_view``).
     """
 
     def __init__(self, config: DTMigrationConfig, num_envs: int) -> None:
@@ -270,26 +458,24 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
 
         self.p_tx_w = float(radio.dbm_to_watt(c.tx_power_dbm))
         self.noise_w = float(radio.noise_power_w(c.bandwidth_hz, c.noise_figure_db))
-        self._mobility = ring_mobility(e, c.p_stay)
-        self._arrivals = PoissonArrivals(np.full(u, c.task_rate))
         self._host_eye = np.eye(e + 1)
-        self._access_delay_flat = self.access_delay_s.ravel()
-        self._access_spb_flat = self.access_s_per_bit.ravel()
-        self._access_jpb_flat = self.access_j_per_bit.ravel()
-        self._downtime_flat = self.migration_downtime_s.ravel()
-        self._mig_energy_flat = self.migration_energy_j.ravel()
-        self._coef_latency = -1.0 / c.latency_scale_s
-        self._coef_migration = -c.beta_migration / (u * c.latency_scale_s)
-        self._coef_energy = -c.gamma_energy / (u * c.energy_scale_j)
-        self._coef_overload = -c.overload_penalty / u
-        self._snr_scale = 1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB)
-        self._snr_per_gain = self.p_tx_w / self.noise_w
-        self._inv_capacity = 1.0 / self.capacity
-        self._inv_pending = 1.0 / max(1.0, c.task_rate + 3.0 * math.sqrt(c.task_rate))
-        self._inv_load = self._inv_pending / u
-        self._area_eye = np.eye(e)
-        self._u_idx = np.arange(u)
+        coef = np.array([-1.0 / c.latency_scale_s, -c.beta_migration / (u * c.latency_scale_s),
+                         -c.gamma_energy / (u * c.energy_scale_j), -c.overload_penalty / u])
+        inv_pending = 1.0 / max(1.0, c.task_rate + 3.0 * math.sqrt(c.task_rate))
+        # What the kernels take, as plain tuples (numba dispatches those fast): the slot model,
+        # the world's randomness and geometry, and the observation scaling.
+        self._slot = (self.access_delay_s, self.access_s_per_bit, self.access_j_per_bit,
+                      self.migration_downtime_s, self.migration_energy_j, self.task_compute_s,
+                      self.task_compute_j, self.capacity, coef, float(c.task_bits),
+                      float(c.max_latency_s))
+        self._world = (e, float(c.cell_radius_m), self.p_tx_w / self.noise_w, float(c.carrier_hz),
+                       float(c.path_loss_exponent), float(c.bandwidth_hz),
+                       tuple(PoissonArrivals(np.full(u, c.task_rate)).table),
+                       tuple(ring_mobility(e, c.p_stay).table), int(c.edge_capacity_twins))
+        self._view = (1.0 / self.capacity, inv_pending / u, inv_pending,
+                      1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB))
         self._block = 4 * u
+        self._uniforms = Uniforms(num_envs)
 
         n = num_envs
         self.area = np.zeros((n, u), dtype=np.int64)
@@ -313,7 +499,7 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         """Score requested hosts ``target`` for one slot, without changing any state.
 
         Every argument has a leading axis ``M`` (a batch of instances, or of candidate
-        placements for one instance) and shape ``(M, U)``.
+        placements for one instance) and shape ``(M, U)``; they broadcast against each other.
 
         Admission: a migration (target differs from the current host) is accepted only into
         capacity that is free at the start of the slot, in user-index order; twins leaving a
@@ -337,82 +523,43 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
 
         Returns:
             The :class:`SlotEvaluation`.
+
+        Raises:
+            ValueError: If the shapes do not broadcast to ``(M, U)`` or a host or area index
+                is out of range.
         """
-        c = self.config
-        target = np.asarray(target, dtype=np.int64)
-        host = np.asarray(host, dtype=np.int64)
-        area = np.asarray(area, dtype=np.int64)
-        k = np.asarray(tasks, dtype=np.float64)
-        eye = self._host_eye
-        h = self.n_hosts
-        # Admission into the capacity free at the start of the slot, in user order.
-        moving = target != host
-        req = eye[target] * moving[..., None]  # (M, U, H) one-hot requests
-        free = self.capacity - eye[host].sum(axis=-2)  # (M, H)
-        accepted = ((np.cumsum(req, axis=-2) <= free[:, None, :]) * req).sum(axis=-1) > 0.0
-        refused = moving ^ accepted  # accepted requests are a subset of the moving ones
-        new_host = np.where(accepted, target, host)
-        # Latency of the slot's tasks (processor sharing on every stage).
-        has = k > 0.0
-        bits = k * c.task_bits
-        pair = area * h + new_host  # access edge -> host
-        new_onehot = eye[new_host]
-        host_tasks = np.matmul(k[:, None, :], new_onehot)[:, 0]  # (M, H) tasks per host
-        on_host = (new_onehot * host_tasks[:, None, :]).sum(axis=-1)  # tasks sharing my host
-        latency_raw = (bits / np.maximum(np.asarray(uplink_bps, dtype=np.float64), _MIN_RATE_BPS)
-                       + has * self._access_delay_flat[pair]
-                       + bits * self._access_spb_flat[pair]
-                       + on_host * self.task_compute_s[new_host])
-        user_latency = np.minimum(latency_raw, c.max_latency_s) * has
-        latency = (k * user_latency).sum(axis=-1) / np.maximum(k.sum(axis=-1), 1.0)
-        mig = host * h + new_host
-        downtime = self._downtime_flat[mig].sum(axis=-1)
-        energy = (self._mig_energy_flat[mig].sum(axis=-1)
-                  + (bits * self._access_jpb_flat[pair]).sum(axis=-1)
-                  + rowwise_dot(host_tasks, self.task_compute_j))
-        overloads = refused.sum(axis=-1)
-        terms = {
-            "latency": latency * self._coef_latency,
-            "migration": downtime * self._coef_migration,
-            "energy": energy * self._coef_energy,
-            "overload": overloads * self._coef_overload,
-        }
-        reward = terms["latency"] + terms["migration"] + terms["energy"] + terms["overload"]
-        return SlotEvaluation(host=new_host, migrated=accepted, refused=refused,
-                              user_latency_s=user_latency, latency_s=latency,
-                              downtime_s=downtime, energy_j=energy, host_tasks=host_tasks,
-                              reward_terms=terms, reward=reward)
+        u, h = self.n_users, self.n_hosts
+        target, host, area, tasks, uplink_bps = np.broadcast_arrays(
+            np.asarray(target), np.asarray(host), np.asarray(area), np.asarray(tasks),
+            np.asarray(uplink_bps))
+        if target.ndim != 2 or target.shape[1] != u:
+            raise ValueError(f"evaluate takes arrays of shape (M, {u}), got {target.shape}")
+        for name, value, bound in (("target", target, h), ("host", host, h),
+                                   ("area", area, self.n_edges)):
+            if value.size and (value.min() < 0 or value.max() >= bound):
+                raise ValueError(f"{name} must be in [0, {bound - 1}], got {value.tolist()}")
+        m = target.shape[0]
+        new_host = np.empty((m, u), dtype=np.int64)
+        migrated = np.empty((m, u), dtype=bool)
+        refused = np.empty((m, u), dtype=bool)
+        user_latency = np.empty((m, u))
+        host_tasks = np.empty((m, h))
+        stats = np.empty((_N_STATS, m))
+        # Copies: broadcast views may not be handed to a kernel as writeable arrays.
+        _evaluate_kernel(self._slot, *(np.array(x, dtype=np.int64, order="C")
+                                       for x in (target, host, area, tasks)),
+                         np.array(uplink_bps, dtype=np.float64, order="C"), new_host, migrated,
+                         refused, user_latency, host_tasks, stats)
+        return SlotEvaluation(host=new_host, migrated=migrated, refused=refused,
+                              user_latency_s=user_latency, latency_s=stats[_LATENCY],
+                              downtime_s=stats[_DOWNTIME], energy_j=stats[_ENERGY],
+                              host_tasks=host_tasks, reward_terms=self._terms(stats),
+                              reward=stats[_REWARD])
 
-    # -- randomness --------------------------------------------------------------------------
-
-    def _mean_snr(self, distance_m: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Mean uplink SNR (linear) at ``distance_m``: transmit power x path gain / noise."""
-        c = self.config
-        return self._snr_per_gain * radio.path_gain(distance_m, c.carrier_hz,
-                                                    c.path_loss_exponent)
-
-    def _channel(self, mean_snr: NDArray[np.float64],
-                 u_fade: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        snr = mean_snr * -np.log1p(-u_fade)  # Rayleigh: |h|^2 ~ Exp(1) by inverse CDF
-        return radio.linear_to_db(snr), self.config.bandwidth_hz * radio.shannon_rate(snr)
-
-    def _place_in_cell(self, u_pos: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.maximum(self.config.cell_radius_m * np.sqrt(u_pos), 1.0)
-
-    def _refresh_obs(self) -> None:
-        n = self.num_envs
-        hot = self._host_eye[self.host]  # (n, U, H)
-        load = np.matmul(self.tasks[:, None, :].astype(np.float64), hot)[:, 0]
-        snr = (self.snr_db - SNR_OBS_LOW_DB) * self._snr_scale
-        obs = np.concatenate([
-            self._area_eye[self.area].reshape(n, -1),
-            hot.reshape(n, -1),
-            hot.sum(axis=1) * self._inv_capacity,
-            np.minimum(load * self._inv_load, 1.0),
-            np.minimum(self.tasks * self._inv_pending, 1.0),
-            np.minimum(np.maximum(snr, 0.0), 1.0),
-        ], axis=1)
-        self._obs = obs.astype(np.float32)
+    @staticmethod
+    def _terms(stats: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
+        return {"latency": stats[_T_LATENCY], "migration": stats[_T_MIGRATION],
+                "energy": stats[_T_ENERGY], "overload": stats[_T_OVERLOAD]}
 
     # -- BatchedCore -------------------------------------------------------------------------
 
@@ -428,58 +575,36 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         """
         if options:
             raise ValueError(f"DTMigration takes no reset options, got {sorted(options)}")
-        u, e = self.n_users, self.n_edges
-        block = draw(rngs, lambda g: g.random(self._block))
-        area = np.minimum((block[:, :u] * e).astype(np.int64), e - 1)
-        distance = self._place_in_cell(block[:, u: 2 * u])
-        mean_snr = self._mean_snr(distance)
-        snr_db, rate = self._channel(mean_snr, block[:, 2 * u: 3 * u])
-        tasks = self._arrivals.from_uniform(block[:, 3 * u:])
-        # Follow-me placement within capacity, the overflow in the cloud.
-        req = self._area_eye[area]  # (n, U, E)
-        fits = (np.cumsum(req, axis=1) * req).sum(axis=-1) <= self.config.edge_capacity_twins
-        host = np.where(fits, area, self.cloud)
-        self.area[idx] = area
-        self.host[idx] = host
-        self.distance_m[idx] = distance
-        self.mean_snr[idx] = mean_snr
-        self.snr_db[idx] = snr_db
-        self.uplink_bps[idx] = rate
-        self.tasks[idx] = tasks
-        self._refresh_obs()
+        _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64),
+                      self._uniforms.take(rngs, idx, self._block), self.area,
+                      self.host, self.tasks, self.distance_m, self.mean_snr, self.snr_db,
+                      self.uplink_bps, self._obs)
         if len(idx) == self.num_envs:
             self.last_info = None
         return {}
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Migrate, serve the slot's tasks on the new placement, then move users and draw."""
-        u = self.n_users
-        ev = self.evaluate(actions, self.host, self.area, self.tasks, self.uplink_bps)
+        n, u = self.num_envs, self.n_users
+        user_latency = np.empty((n, u))
+        stats = np.empty((_N_STATS, n))
+        _step_kernel(self._slot, self._world, self._view, actions,
+                     self._uniforms.take(rngs, None, self._block), self.area, self.host,
+                     self.tasks, self.distance_m, self.mean_snr, self.snr_db, self.uplink_bps,
+                     self._obs, user_latency, stats)
         info: dict[str, Any] = {
-            "latency_s": ev.latency_s,
-            "user_latency_s": ev.user_latency_s,
-            "migrations": ev.migrated.sum(axis=-1),
-            "overloads": ev.refused.sum(axis=-1),
-            "downtime_s": ev.downtime_s,
-            "energy_j": ev.energy_j,
-            "tasks": self.tasks.sum(axis=-1),
-            "hosts": ev.host.copy(),
-            "reward_terms": ev.reward_terms,
+            "latency_s": stats[_LATENCY],
+            "user_latency_s": user_latency,
+            "migrations": stats[_MIGRATIONS].astype(np.int64),
+            "overloads": stats[_OVERLOADS].astype(np.int64),
+            "downtime_s": stats[_DOWNTIME],
+            "energy_j": stats[_ENERGY],
+            "tasks": stats[_TASKS].astype(np.int64),
+            "hosts": self.host.copy(),
+            "reward_terms": self._terms(stats),
         }
         self.last_info = info
-        self.host = ev.host
-        block = draw(rngs, lambda g: g.random(self._block))
-        new_area = self._mobility.step_unchecked(self.area, block[:, :u])
-        moved = new_area != self.area
-        if moved.any():  # a user who changes area gets a new position in its new cell
-            self.distance_m = np.where(moved, self._place_in_cell(block[:, u: 2 * u]),
-                                       self.distance_m)
-            self.mean_snr = self._mean_snr(self.distance_m)
-            self.area = new_area
-        self.snr_db, self.uplink_bps = self._channel(self.mean_snr, block[:, 2 * u: 3 * u])
-        self.tasks = self._arrivals.from_uniform(block[:, 3 * u:])
-        self._refresh_obs()
-        return StepResult(ev.reward, np.zeros(self.num_envs, dtype=bool), info)
+        return StepResult(stats[_REWARD], np.zeros(n, dtype=bool), info)
 
     def observe(self) -> np.ndarray:
         """Observations ``(N, obs_dim)`` float32 in ``[0, 1]`` (fresh after every reset/step)."""

@@ -2,6 +2,9 @@
 
 Every function works on NumPy arrays of any shape and broadcasts, so the single environments
 (no batch axis) and their batched vector twins (a leading batch axis) call the very same code.
+The scalar maths (unit conversions, path loss, Shannon rates) is also
+:func:`~qdrl_envs.jit.jitable`: compiled environment kernels call these same functions on floats.
+
 Randomness always comes from a caller-supplied :class:`numpy.random.Generator` so that seeding
 the environment seeds the physics.
 
@@ -18,6 +21,8 @@ import functools
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from qdrl_envs.jit import jitable
+
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 """Speed of light in vacuum (m/s)."""
 
@@ -27,14 +32,15 @@ THERMAL_NOISE_DBM_PER_HZ = -174.0
 _TINY = 1e-300
 
 
+@jitable
 def db_to_linear(x_db: ArrayLike) -> NDArray[np.float64]:
     """Convert decibels to a linear power ratio: ``10 ** (x_db / 10)``."""
-    return np.power(10.0, np.asarray(x_db, dtype=np.float64) / 10.0)
+    return np.power(10.0, np.divide(x_db, 10.0))
 
 
+@jitable
 def linear_to_db(x: ArrayLike, floor_db: float = -300.0) -> NDArray[np.float64]:
     """Convert a linear power ratio to decibels, clamping non-positive values at ``floor_db``."""
-    x = np.asarray(x, dtype=np.float64)
     return np.maximum(10.0 * np.log10(np.maximum(x, _TINY)), floor_db)
 
 
@@ -62,12 +68,14 @@ def noise_power_w(bandwidth_hz: ArrayLike, noise_figure_db: ArrayLike = 0.0) -> 
     return dbm_to_watt(THERMAL_NOISE_DBM_PER_HZ + linear_to_db(b) + np.asarray(noise_figure_db))
 
 
+@jitable
 def free_space_path_loss_db(distance_m: ArrayLike, carrier_hz: float) -> NDArray[np.float64]:
     """Friis free-space path loss ``20 log10(4 pi d f / c)`` in dB (positive = loss)."""
-    d = np.asarray(distance_m, dtype=np.float64)
-    return 20.0 * np.log10(4.0 * np.pi * np.maximum(d, _TINY) * carrier_hz / SPEED_OF_LIGHT_M_S)
+    d = np.maximum(distance_m, _TINY)
+    return 20.0 * np.log10(4.0 * np.pi * d * carrier_hz / SPEED_OF_LIGHT_M_S)
 
 
+@jitable
 def log_distance_path_loss_db(
     distance_m: ArrayLike,
     carrier_hz: float,
@@ -90,16 +98,17 @@ def log_distance_path_loss_db(
     Returns:
         Path loss in dB (positive).
     """
-    d = np.maximum(np.asarray(distance_m, dtype=np.float64), min_distance_m)
+    d = np.maximum(distance_m, min_distance_m)
     return free_space_path_loss_db(reference_m, carrier_hz) + 10.0 * exponent * np.log10(
         d / reference_m
     )
 
 
+@jitable
 def path_gain(distance_m: ArrayLike, carrier_hz: float, exponent: float,
               extra_loss_db: ArrayLike = 0.0) -> NDArray[np.float64]:
     """Linear large-scale power gain ``10^(-(PL(d) + extra_loss_db)/10)`` (log-distance PL)."""
-    loss = log_distance_path_loss_db(distance_m, carrier_hz, exponent) + np.asarray(extra_loss_db)
+    loss = np.add(log_distance_path_loss_db(distance_m, carrier_hz, exponent), extra_loss_db)
     return db_to_linear(-loss)
 
 
@@ -141,9 +150,10 @@ def fading_power(h: NDArray[np.complex128]) -> NDArray[np.float64]:
     return np.abs(h) ** 2
 
 
+@jitable
 def shannon_rate(sinr: ArrayLike) -> NDArray[np.float64]:
     """Spectral efficiency ``log2(1 + SINR)`` in bit/s/Hz (SINR linear, non-negative)."""
-    return np.log2(1.0 + np.maximum(np.asarray(sinr, dtype=np.float64), 0.0))
+    return np.log2(1.0 + np.maximum(sinr, 0.0))
 
 
 def shannon_capacity_bps(bandwidth_hz: ArrayLike, sinr: ArrayLike) -> NDArray[np.float64]:

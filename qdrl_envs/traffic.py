@@ -3,10 +3,10 @@
 Everything here is batched over a leading axis of ``N`` environment instances and built for the
 :mod:`qdrl_envs.core` pattern, where each instance owns its own ``np.random.Generator``:
 
-* :class:`PoissonArrivals` — Poisson counts for ``K`` streams with fixed rates, drawn by inverse
-  transform from uniforms (exact, through a precomputed CDF table), so an environment can take
-  *one* block of uniforms per instance and slot from :func:`qdrl_envs.core.draw` and turn it into
-  arrivals, fading and moves with array operations only.
+* :class:`InverseCdf` — exact inverse-transform sampling of discrete distributions from
+  uniforms, with guide tables; the samplers below are built on it, so an environment can take
+  *one* block of uniforms per instance and slot and turn it into arrivals, fading and moves.
+* :class:`PoissonArrivals` — Poisson counts for ``K`` streams with fixed rates.
 * :class:`FifoQueues` — ``Q`` first-in-first-out backlogs per instance (bits, tasks, words: any
   divisible unit) tracked by arrival cohort, so every served unit knows its delay. Per slot:
   the arrivals enter (the part that overflows the buffer is dropped), a service capacity drains
@@ -25,17 +25,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs.core import draw, rowwise_dot
+from qdrl_envs.jit import jitable, kernel
 
 __all__ = [
     "FifoQueues",
+    "InverseCdf",
     "MarkovMobility",
     "PoissonArrivals",
     "QueueStep",
+    "inverse_cdf",
+    "inverse_cdf_draw",
+    "inverse_cdf_table",
     "ring_mobility",
 ]
 
@@ -54,12 +60,80 @@ def _poisson_cdf(rate: float) -> NDArray[np.float64]:
     return np.minimum(cdf, 1.0)
 
 
+class InverseCdf(NamedTuple):
+    """Discrete distributions on ``0..n_r - 1`` (one per row ``r``), drawn by inverse transform.
+
+    ``draw(r, u) = min{i : F_r(i) > u}`` (capped at ``n_r - 1``), found with a *guide table*
+    (Chen and Asau 1974; Devroye, *Non-Uniform Random Variate Generation*, 1986, §III.2.4):
+    ``guide`` holds, for each of ``n_r`` equal slices of ``[0, 1)``, an index at or below the
+    answer for every ``u`` in the slice, so a draw starts there and scans forward, about two
+    comparisons whatever ``n_r`` (a binary search over a Poisson table takes nine, with
+    mispredicted branches). Build it with :func:`inverse_cdf_table`; draw with
+    :func:`inverse_cdf_draw` (compiled kernels, one value) or :func:`inverse_cdf` (arrays).
+    Kernels take it as a plain tuple, which numba dispatches much faster than a named one.
+
+    Attributes:
+        cdf: Every row's CDF, concatenated (row ``r`` at ``start[r]: start[r] + size[r]``).
+        guide: Every row's guide table, laid out like ``cdf`` (indices relative to the row).
+        start: Where each row begins.
+        size: Each row's number of outcomes ``n_r``.
+    """
+
+    cdf: NDArray[np.float64]
+    guide: NDArray[np.int64]
+    start: NDArray[np.int64]
+    size: NDArray[np.int64]
+
+
+def inverse_cdf_table(cdfs: Sequence[NDArray[np.float64]]) -> InverseCdf:
+    """Build the :class:`InverseCdf` of the non-decreasing CDF rows ``cdfs`` (each non-empty)."""
+    guides = []
+    for cdf in cdfs:
+        n = cdf.size
+        # Slice j of [0, 1) starts at j / n; a float u with floor(u n) == j may lie an ulp
+        # below that, so guide from a threshold just under it: never past the answer.
+        lower = np.arange(n) / n * (1.0 - 1e-9)
+        guides.append(np.minimum(np.searchsorted(cdf, lower, side="right"), n - 1))
+    sizes = np.array([c.size for c in cdfs], dtype=np.int64)
+    return InverseCdf(cdf=np.concatenate(cdfs).astype(np.float64),
+                      guide=np.concatenate(guides).astype(np.int64),
+                      start=np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64),
+                      size=sizes)
+
+
+@jitable
+def inverse_cdf_draw(tab: InverseCdf, row: int, u: float) -> int:
+    """One draw of row ``row`` of ``tab`` from the uniform ``u`` in ``[0, 1)`` (unchecked)."""
+    cdf, guide, start, size = tab
+    s, n = start[row], size[row]
+    for i in range(guide[s + min(int(u * n), n - 1)], n - 1):
+        if cdf[s + i] > u:
+            return i
+    return n - 1
+
+
+@kernel
+def _inverse_cdf_kernel(tab, rows, u, out):  # pragma: no cover - compiled
+    for j in range(u.shape[0]):
+        out[j] = inverse_cdf_draw(tab, rows[j], u[j])
+
+
+def inverse_cdf(tab: InverseCdf, rows: ArrayLike, u: ArrayLike) -> NDArray[np.int64]:
+    """:func:`inverse_cdf_draw` over arrays: ``rows`` and ``u`` broadcast; unchecked."""
+    r, x = np.broadcast_arrays(np.asarray(rows, dtype=np.int64), np.asarray(u, dtype=np.float64))
+    out = np.empty(r.shape, dtype=np.int64)
+    # Copies: broadcast views may not be handed to a kernel as writeable arrays.
+    _inverse_cdf_kernel(tuple(tab), np.array(r, order="C").ravel(),
+                        np.array(x, order="C").ravel(), out.reshape(-1))
+    return out
+
+
 class PoissonArrivals:
     """Poisson arrival counts for ``K`` independent streams with fixed per-slot rates.
 
     Counts are drawn by inverse transform: ``count = min{k : F(k) > u}`` with ``F`` the Poisson
     CDF tabulated once at construction (exact up to a tail mass below 1e-15), so one uniform per
-    stream and slot gives one count and every stream is drawn with a single ``searchsorted``.
+    stream and slot gives one count (an :class:`InverseCdf` draw, in :attr:`table`).
 
     Args:
         rates: Mean arrivals per slot, one per stream (shape ``(K,)``), each in ``[0, 1e5]``.
@@ -82,13 +156,9 @@ class PoissonArrivals:
                              f"{r.tolist()} (bad at index {np.flatnonzero(bad).tolist()})")
         self.rates = r
         self.num_streams = r.size
-        # Stream k's CDF is shifted into [k, k + 1] and all tables are concatenated, so one
-        # searchsorted of u + k finds every stream's count at once.
-        tables = [_poisson_cdf(float(x)) + k for k, x in enumerate(r)]
-        self._offsets = np.cumsum([0] + [t.size for t in tables[:-1]]).astype(np.int64)
-        self._k_max = np.array([t.size - 1 for t in tables], dtype=np.int64)
-        self._table = np.concatenate(tables)
-        self._shift = np.arange(self.num_streams, dtype=np.float64)
+        self.table = inverse_cdf_table([_poisson_cdf(float(x)) for x in r])
+        """Row ``k``: the Poisson CDF of stream ``k`` (see :class:`InverseCdf`)."""
+        self._streams = np.arange(self.num_streams)
 
     def from_uniform(self, u: ArrayLike) -> NDArray[np.int64]:
         """Turn uniforms in ``[0, 1)`` of shape ``(..., K)`` into Poisson counts ``(..., K)``.
@@ -100,8 +170,7 @@ class PoissonArrivals:
         if u.shape[-1:] != (self.num_streams,):
             raise ValueError(f"u must end with an axis of {self.num_streams} streams, "
                              f"got shape {u.shape}")
-        idx = np.searchsorted(self._table, u + self._shift, side="right") - self._offsets
-        return np.minimum(idx, self._k_max)
+        return inverse_cdf(self.table, self._streams, u)
 
     def sample(self, rngs: Sequence[np.random.Generator]) -> NDArray[np.int64]:
         """Draw one slot of counts for each instance: shape ``(len(rngs), K)``."""
@@ -245,8 +314,8 @@ class MarkovMobility:
     """Users moving between ``K`` areas by a Markov chain, batched over instances and users.
 
     ``P[i, j]`` is the probability that a user in area ``i`` is in area ``j`` one slot later.
-    A move is drawn by inverse transform from one uniform per user and slot, with one
-    ``searchsorted`` over all users.
+    A move is drawn by inverse transform from one uniform per user and slot (an
+    :class:`InverseCdf` draw, in :attr:`table`).
 
     Args:
         transition: Row-stochastic matrix ``(K, K)`` (rows sum to 1 within 1e-9).
@@ -269,8 +338,8 @@ class MarkovMobility:
         self.num_areas = p.shape[0]
         cum = np.cumsum(p, axis=1)
         cum[:, -1] = 1.0
-        # Row i is shifted into [i, i + 1]; one searchsorted of u + area finds every move.
-        self._table = (cum + np.arange(self.num_areas)[:, None]).ravel()
+        self.table = inverse_cdf_table(list(cum))
+        """Row ``i``: where a user in area ``i`` goes next (see :class:`InverseCdf`)."""
 
     def step_from_uniform(self, area: ArrayLike, u: ArrayLike) -> NDArray[np.int64]:
         """Next areas given current ``area`` (ints in ``[0, K)``) and uniforms ``u`` (same shape).
@@ -288,8 +357,7 @@ class MarkovMobility:
 
     def step_unchecked(self, area: NDArray[np.int64], u: NDArray[np.float64]) -> NDArray[np.int64]:
         """:meth:`step_from_uniform` without argument checks, for callers whose areas are valid."""
-        nxt = np.searchsorted(self._table, u + area, side="right") - area * self.num_areas
-        return np.minimum(nxt, self.num_areas - 1)
+        return inverse_cdf(self.table, area, u)
 
     def sample(self, rngs: Sequence[np.random.Generator], area: ArrayLike) -> NDArray[np.int64]:
         """Draw the next areas, ``area`` of shape ``(len(rngs), U)``."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from qdrl_envs.core import CoreEnv, draw
+from qdrl_envs.core import CoreEnv, Uniforms, draw
 from qdrl_envs.secrecy import SecrecyConfig, SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv
 
 
@@ -19,6 +21,38 @@ def test_draw_calls_each_generator_once_and_stacks():
         np.testing.assert_array_equal(block, np.random.default_rng(s).standard_normal((2, 2)))
     single = draw([np.random.default_rng(1)], lambda g: g.random(3))
     assert single.shape == (1, 3)
+
+
+def test_uniforms_match_each_generators_own_stream_and_state():
+    seeds = [5, 6, 7, 8]
+    rngs = [np.random.default_rng(s) for s in seeds]
+    refs = [np.random.default_rng(s) for s in seeds]
+    source = Uniforms(4)
+    np.testing.assert_array_equal(source.take(rngs, None, 3),
+                                  np.stack([g.random(3) for g in refs]))
+    # A subset (a vector env resetting some instances), then the single-instance path.
+    np.testing.assert_array_equal(source.take([rngs[1], rngs[3]], np.array([1, 3]), 5),
+                                  np.stack([refs[1].random(5), refs[3].random(5)]))
+    np.testing.assert_array_equal(source.take([rngs[2]], np.array([2]), 2),
+                                  refs[2].random(2)[None])
+    # The generators are left exactly where on-demand draws would leave them.
+    for g, ref in zip(rngs, refs, strict=True):
+        assert g.random() == ref.random()
+
+
+def test_uniforms_follow_a_replaced_generator_and_survive_pickling():
+    rngs = [np.random.default_rng(s) for s in (1, 2)]
+    source = Uniforms(2)
+    source.take(rngs, None, 4)
+    rngs[1] = np.random.default_rng(99)  # a seeded reset hands the instance a new generator
+    got = source.take(rngs, None, 4)
+    ref = np.random.default_rng(1)
+    ref.random(4)
+    np.testing.assert_array_equal(got, np.stack([ref.random(4),
+                                                 np.random.default_rng(99).random(4)]))
+    clone = pickle.loads(pickle.dumps(source))
+    np.testing.assert_array_equal(clone.take([np.random.default_rng(3)] * 2, None, 1),
+                                  np.random.default_rng(3).random(2).reshape(2, 1))
 
 
 def test_unbatch_takes_instance_zero_and_recurses():

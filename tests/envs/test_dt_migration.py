@@ -109,6 +109,26 @@ def test_backhaul_latency_migration_cost_and_energy_closed_forms() -> None:
     assert terms["energy"][0] == pytest.approx(-c.gamma_energy * ev.energy_j[0])
 
 
+def test_evaluate_rejects_bad_shapes_and_indices_and_broadcasts_the_rest() -> None:
+    core = _core(n_users=3, n_edges=2)
+    area = np.zeros((1, 3), dtype=np.int64)
+    tasks = np.ones((1, 3), dtype=np.int64)
+    rate = np.full((1, 3), 1e8)
+    with pytest.raises(ValueError, match=r"shape \(M, 3\)"):
+        core.evaluate(np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64), area[:, :2],
+                      tasks[:, :2], rate[:, :2])
+    with pytest.raises(ValueError, match=r"target must be in \[0, 2\]"):
+        core.evaluate(np.array([[0, 3, 0]]), area, area, tasks, rate)
+    with pytest.raises(ValueError, match=r"area must be in \[0, 1\]"):
+        core.evaluate(area, area, np.array([[0, 2, 0]]), tasks, rate)
+    # One current placement scored against several candidates at once.
+    candidates = np.array([[0, 0, 0], [2, 2, 2], [1, 1, 1]])
+    ev = core.evaluate(candidates, area, area, tasks, rate)
+    assert ev.reward.shape == (3,)
+    single = [core.evaluate(c[None], area, area, tasks, rate).reward[0] for c in candidates]
+    np.testing.assert_array_equal(ev.reward, single)
+
+
 def test_admission_refuses_over_capacity_placements_in_user_order() -> None:
     core = _core(n_edges=3, n_users=3, edge_capacity_twins=1)
     host = np.array([[0, 1, 3]])  # edge 2 free, cloud index 3

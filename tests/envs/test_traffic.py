@@ -8,7 +8,51 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from qdrl_envs.traffic import FifoQueues, MarkovMobility, PoissonArrivals, ring_mobility
+from qdrl_envs.traffic import (
+    FifoQueues,
+    MarkovMobility,
+    PoissonArrivals,
+    inverse_cdf,
+    inverse_cdf_draw,
+    inverse_cdf_table,
+    ring_mobility,
+)
+
+# ----------------------------------------------------------------------------- inverse CDF
+
+
+def _searchsorted_draw(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The definition: min{i : F(i) > u}, capped at the last outcome."""
+    return np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40), min_size=1, max_size=4),
+       st.integers(0, 2**32 - 1))
+def test_guide_table_draws_are_the_inverse_cdf(weights: list[list[float]], seed: int) -> None:
+    cdfs = []
+    for w in weights:
+        p = np.asarray(w) + 1e-3
+        cdfs.append(np.minimum(np.cumsum(p / p.sum()), 1.0))
+    tab = inverse_cdf_table(cdfs)
+    rng = np.random.default_rng(seed)
+    for row, cdf in enumerate(cdfs):
+        n = cdf.size
+        # Random uniforms, every slice boundary of the guide table and the floats just below
+        # them, and the CDF values themselves (ties: F(i) == u must move past i).
+        edges = np.arange(n) / n
+        u = np.concatenate([rng.random(200), edges, np.nextafter(edges, -1.0)[1:], cdf[cdf < 1]])
+        u = u[(u >= 0.0) & (u < 1.0)]
+        expected = _searchsorted_draw(cdf, u)
+        np.testing.assert_array_equal(inverse_cdf(tab, row, u), expected)
+        scalar = [inverse_cdf_draw(tab, row, float(x)) for x in u[:20]]  # the Python path
+        np.testing.assert_array_equal(scalar, expected[:20])
+
+
+def test_guide_table_caps_a_truncated_tail_at_the_last_outcome() -> None:
+    tab = inverse_cdf_table([np.array([0.5, 0.9, 0.99])])  # mass 0.01 beyond the table
+    np.testing.assert_array_equal(inverse_cdf(tab, 0, [0.0, 0.5, 0.95, 0.995, 0.9999]),
+                                  [0, 1, 2, 2, 2])
 
 # ----------------------------------------------------------------------------- Poisson
 
