@@ -71,6 +71,10 @@ class QuantumContinuousCritic(ContinuousCritic):
             n_critics=n_critics,
             share_features_extractor=share_features_extractor,
         )
+        # SB3's ContinuousCritic keeps none of these; _get_constructor_parameters needs them.
+        self.net_arch = list(net_arch)
+        self.features_dim = features_dim
+        self.activation_fn = activation_fn
         self.quantum_config = quantum_config
         in_features = features_dim + get_action_dim(action_space)
         self.q_networks = []
@@ -80,6 +84,19 @@ class QuantumContinuousCritic(ContinuousCritic):
             )
             self.add_module(f"qf{idx}", q_net)
             self.q_networks.append(q_net)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            features_extractor=self.features_extractor,
+            features_dim=self.features_dim,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            share_features_extractor=self.share_features_extractor,
+            quantum_config=self.quantum_config,
+        )
+        return data
 
 
 class QuantumOffPolicyMixin(QuantumPolicyMixin):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.utils import update_learning_rate
 
 from qdrl_agents import (
@@ -21,6 +24,7 @@ from qdrl_agents import (
     QuantumSACPolicy,
     QuantumTD3Policy,
 )
+from qdrl_agents.policies import QuantumNetConfig, QuantumSACActor
 
 CASES = {
     "ppo": (
@@ -204,4 +208,152 @@ def test_trained_on_cuda_loads_on_cpu(name: str, tmp_path: Path) -> None:
     obs = _observations(env)
     np.testing.assert_allclose(
         np.asarray(_raw_outputs(loaded, obs)), np.asarray(_raw_outputs(model, obs)), atol=1e-4
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Every quantum policy and module rebuilds from `_get_constructor_parameters` (what SB3's
+# `BaseModel.save` stores and `BaseModel.load` calls the constructor with).
+# ---------------------------------------------------------------------------------------------
+
+# Non-default circuits, so that a module rebuilt with a default config would differ.
+REBUILD_CASES = {
+    "ppo": (
+        PPO,
+        QuantumActorCriticPolicy,
+        "CartPole-v1",
+        {"n_qubits": 4, "n_layers": 1, "entanglement": "linear", "critic": "quantum"},
+    ),
+    "dqn": (
+        DQN,
+        QuantumDQNPolicy,
+        "CartPole-v1",
+        {"n_qubits": 4, "n_layers": 1, "rotation": "u3", "output_head": "linear"},
+    ),
+    "td3": (
+        TD3,
+        QuantumTD3Policy,
+        "Pendulum-v1",
+        {"n_layers": 1, "entanglement": "linear", "critic": "quantum", "critic_n_qubits": 6},
+    ),
+    "sac": (
+        SAC,
+        QuantumSACPolicy,
+        "Pendulum-v1",
+        {"n_layers": 1, "rotation": "u3", "critic": "quantum", "critic_n_qubits": 5},
+    ),
+}
+# (case, attribute of the policy; "" for the policy itself)
+REBUILT_MODULES = [
+    ("ppo", ""),
+    ("dqn", ""),
+    ("dqn", "q_net"),
+    ("td3", ""),
+    ("td3", "actor"),
+    ("td3", "critic"),
+    ("sac", ""),
+    ("sac", "actor"),
+    ("sac", "critic"),
+]
+REBUILT_IDS = [f"{case}-{attr or 'policy'}" for case, attr in REBUILT_MODULES]
+
+
+def _make_rebuild_case(case: str):
+    algo, policy, env, kwargs = REBUILD_CASES[case]
+    extra = {"n_steps": 16} if algo is PPO else {"learning_starts": 8}
+    return algo(policy, env, policy_kwargs=kwargs, seed=0, device="cpu", batch_size=8, **extra)
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, object]:
+    return {case: _make_rebuild_case(case) for case in REBUILD_CASES}
+
+
+def _module(built: dict, case: str, attr: str) -> torch.nn.Module:
+    policy = built[case].policy
+    return getattr(policy, attr) if attr else policy
+
+
+def _inputs(env_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    env = gym.make(env_id)
+    env.observation_space.seed(7)
+    env.action_space.seed(7)
+    obs = np.stack([env.observation_space.sample() for _ in range(6)])
+    actions = np.stack([np.atleast_1d(env.action_space.sample()) for _ in range(6)])
+    return torch.as_tensor(obs), torch.as_tensor(actions, dtype=torch.float32)
+
+
+def _module_outputs(module: torch.nn.Module, obs: torch.Tensor, actions: torch.Tensor):
+    """Everything the module computes: logits and values, Q-values, actions."""
+    with torch.no_grad():
+        if isinstance(module, ContinuousCritic):
+            return torch.cat(module(obs, actions), dim=1)
+        if isinstance(module, QuantumActorCriticPolicy):
+            logits = module.get_distribution(obs).distribution.logits
+            return torch.cat([logits, module.predict_values(obs)], dim=1)
+        if isinstance(module, QuantumDQNPolicy):
+            return module.q_net(obs)
+        if isinstance(module, QuantumTD3Policy | QuantumSACPolicy):
+            acts = module._predict(obs, deterministic=True)
+            return torch.cat([acts, *module.critic(obs, acts)], dim=1)
+        if isinstance(module, QuantumSACActor):
+            return module(obs, deterministic=True)
+        return module(obs)  # TD3 actor (mu), DQN Q-network (Q-values)
+
+
+@pytest.mark.parametrize(("case", "attr"), REBUILT_MODULES, ids=REBUILT_IDS)
+def test_constructor_parameters_cover_the_signature(built: dict, case: str, attr: str) -> None:
+    module = _module(built, case, attr)
+    data = module._get_constructor_parameters()
+    params = list(inspect.signature(type(module).__init__).parameters.values())[1:]
+    named = {p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    assert named <= set(data), f"not saved: {sorted(named - set(data))}"
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):  # **quantum_kwargs
+        fields = [f.name for f in dataclasses.fields(QuantumNetConfig)]
+        assert QuantumNetConfig(**{k: data[k] for k in fields}) == module.quantum_config
+    else:
+        assert data["quantum_config"] == module.quantum_config
+
+
+@pytest.mark.parametrize(("case", "attr"), REBUILT_MODULES, ids=REBUILT_IDS)
+def test_rebuilt_from_constructor_parameters_is_the_same_module(
+    built: dict, case: str, attr: str, tmp_path: Path
+) -> None:
+    module = _module(built, case, attr)
+    module.save(tmp_path / "module.pt")
+    rebuilt = {
+        "direct": type(module)(**module._get_constructor_parameters()),
+        "BaseModel.load": type(module).load(tmp_path / "module.pt", device="cpu"),
+    }
+    obs, actions = _inputs(REBUILD_CASES[case][2])
+    expected = _module_outputs(module, obs, actions)
+    for how, clone in rebuilt.items():
+        assert clone.quantum_config == module.quantum_config, how
+        clone.load_state_dict(module.state_dict())  # strict: same names and shapes
+        torch.testing.assert_close(
+            _module_outputs(clone, obs, actions), expected, rtol=0, atol=0, msg=how
+        )
+
+
+@pytest.mark.parametrize("case", ["td3", "sac"])
+def test_off_policy_round_trip_keeps_the_quantum_critic(case: str, tmp_path: Path) -> None:
+    algo, _, env, kwargs = REBUILD_CASES[case]
+    model = _make_rebuild_case(case)
+    model.learn(total_timesteps=16)
+    model.save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.policy.quantum_config == model.policy.quantum_config
+    for name in ("actor", "critic", "critic_target"):
+        got = getattr(loaded.policy, name).quantum_config
+        assert got == getattr(model.policy, name).quantum_config, name
+    assert loaded.policy.critic.quantum_config.n_qubits == kwargs["critic_n_qubits"]
+    obs, actions = _inputs(env)
+    a, _ = model.predict(obs.numpy(), deterministic=True)
+    b, _ = loaded.predict(obs.numpy(), deterministic=True)
+    np.testing.assert_array_equal(a, b)
+    torch.testing.assert_close(
+        _module_outputs(loaded.policy, obs, actions),
+        _module_outputs(model.policy, obs, actions),
+        rtol=0,
+        atol=0,
     )
