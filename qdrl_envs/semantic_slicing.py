@@ -1,8 +1,9 @@
 """``qdrl/SemanticSlicing-v0``: resource-block slicing between semantic and conventional slices.
 
 Paper Sec. V-B2 (network slicing for semantic services vs conventional data), V-E and
-VII-B (iii) (slices adapted to SLAs). The physics is written once, on arrays with a leading
-batch axis:
+VII-B (iii) (slices adapted to SLAs). The physics is written once, as row functions that model
+one instance and run inside compiled kernels looping over a batch (:mod:`qdrl_envs.jit`: a slot
+takes dozens of tiny operations, which NumPy alone would spend on call overhead):
 
 * :func:`shares_to_rbs` — slice shares to resource-block counts by largest remainder (public);
 * :func:`semantic_similarity` — the DeepSC-style sentence-similarity surrogate (public);
@@ -25,15 +26,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
-from qdrl_envs.core import (
-    BatchedCore,
-    CoreEnv,
-    CoreVectorEnv,
-    StepResult,
-    draw,
-    rowwise_dot,
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms, rowwise_dot
+from qdrl_envs.jit import jitable, kernel
+from qdrl_envs.traffic import (
+    FifoQueues,
+    PoissonArrivals,
+    fifo_backlog_and_head_age,
+    fifo_step,
+    inverse_cdf_draw,
 )
-from qdrl_envs.traffic import FifoQueues, PoissonArrivals
 
 __all__ = [
     "QUEUE_NAMES",
@@ -92,16 +93,47 @@ def shares_to_rbs(shares: ArrayLike, n_rbs: int) -> NDArray[np.int64]:
     return _largest_remainder(x, int(n_rbs))
 
 
+@jitable
+def _largest_remainder_row(x, n_rbs, out):  # pragma: no cover - compiled
+    """:func:`shares_to_rbs` of one share vector ``x``, unchecked, into ``out`` (int64)."""
+    n = x.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += x[i]
+    bump = (total <= 0.0) * 1.0  # all zeros -> equal shares
+    total += bump * n
+    left = n_rbs
+    for i in range(n):
+        out[i] = int(np.floor((x[i] + bump) / total * n_rbs))  # (divide first: subnormals)
+        left -= out[i]
+    # One more block each to the ``left`` largest fractional parts, ties to the lower index.
+    # (``out`` changes as blocks are handed out: fractions come from the quotas.)
+    for i in range(n if left > 0 else 0):
+        quota_i = (x[i] + bump) / total * n_rbs
+        frac_i = quota_i - np.floor(quota_i)
+        rank = 0
+        for j in range(n):
+            quota_j = (x[j] + bump) / total * n_rbs
+            frac_j = quota_j - np.floor(quota_j)
+            rank += frac_j > frac_i or (frac_j == frac_i and j < i)
+        out[i] += rank < left
+
+
+@kernel
+def _largest_remainder_kernel(x, n_rbs, out):  # pragma: no cover - compiled
+    for m in range(x.shape[0]):
+        _largest_remainder_row(x[m], n_rbs, out[m])
+
+
 def _largest_remainder(x: NDArray[np.float64], n_rbs: int) -> NDArray[np.int64]:
-    """:func:`shares_to_rbs` without the input checks (validated actions only)."""
-    x = x + (x.sum(axis=-1, keepdims=True) <= 0.0)  # all zeros -> equal shares
-    quota = x / x.sum(axis=-1, keepdims=True) * n_rbs  # (divide first: subnormal shares)
-    base = np.floor(quota)
-    # Rank of each slice by fractional part, largest first, ties to the lower index.
-    rank = np.argsort(np.argsort(base - quota, axis=-1, kind="stable"), axis=-1, kind="stable")
-    return (base + (rank < (n_rbs - base.sum(axis=-1, keepdims=True)))).astype(np.int64)
+    """:func:`shares_to_rbs` without the input checks, for any leading shape."""
+    flat = np.array(x, dtype=np.float64, order="C").reshape(-1, x.shape[-1])
+    out = np.empty(flat.shape, dtype=np.int64)
+    _largest_remainder_kernel(flat, n_rbs, out)
+    return out.reshape(x.shape)
 
 
+@jitable
 def semantic_similarity(snr_db: ArrayLike, low: float, high: float, slope_per_db: float,
                         offset: float) -> NDArray[np.float64]:
     """Sentence similarity of DeepSC-style text transmission at ``snr_db`` (generalised logistic).
@@ -123,7 +155,7 @@ def semantic_similarity(snr_db: ArrayLike, low: float, high: float, slope_per_db
     """
     # 1 / (1 + e^-z) = (1 + tanh(z / 2)) / 2, which saturates without overflow.
     half = 0.5 * (high - low)
-    t = np.tanh((0.5 * slope_per_db) * np.asarray(snr_db, dtype=np.float64) + 0.5 * offset)
+    t = np.tanh(np.multiply(0.5 * slope_per_db, snr_db) + 0.5 * offset)
     return (low + half) + half * t
 
 
@@ -250,6 +282,126 @@ class SemanticSlicingConfig(EnvConfig):
 
 
 # --------------------------------------------------------------------------------------------
+# One instance at a time: row functions compiled into the core's kernels (see qdrl_envs.jit)
+# --------------------------------------------------------------------------------------------
+
+# Per-instance scalars a kernel writes (``scalars[k, m]`` for instance ``m``).
+_XI, _CRITICAL_VIOLATIONS, _SATISFACTION, _VIOLATION = 0, 1, 2, 3
+# Per-slice and per-queue figures (``slices[k, m, :]``, ``queues[k, m, :]``).
+_THROUGHPUT, _DELAY, _SLA_VIOLATIONS, _SLA_SATISFACTION = 0, 1, 2, 3
+# Queue rows follow qdrl_envs.traffic.fifo_step (the QueueStep field order).
+_SERVED, _DELAY_SUM, _MAX_DELAY, _EXPIRED, _OVERFLOW, _ACCEPTED = 0, 1, 2, 3, 4, 5
+
+
+@jitable
+def _draw_slot(world, u, pending, snr_db, rb_capacity):  # pragma: no cover - compiled
+    """This slot's arrivals, slice SNRs and units per RB from 7 uniforms; returns ``xi``."""
+    arrivals, unit, mean_snr, rb_symbols, words_per_rb, sim = world
+    for q in range(4):
+        pending[q] = inverse_cdf_draw(arrivals, q, u[q]) * unit[q]
+    for s in range(3):
+        snr = mean_snr[s] * -np.log1p(-u[4 + s])  # Rayleigh: Exp(1) power, inverse CDF
+        snr_db[s] = radio.linear_to_db(snr)
+        rb_capacity[s] = rb_symbols * radio.shannon_rate(snr)
+    rb_capacity[0] = words_per_rb
+    return semantic_similarity(snr_db[0], sim[0], sim[1], sim[2], sim[3])
+
+
+@jitable
+def _observe_row(view, queue, pending, snr_db, xi, rbs, obs):  # pragma: no cover - compiled
+    """Write one instance's observation (layout in the :class:`SemanticSlicingEnv` manual)."""
+    inv_demand, inv_deadline, snr_scale, inv_rbs = view
+    for q in range(4):
+        backlog, age = fifo_backlog_and_head_age(queue, q)
+        obs[q] = min(max((backlog + pending[q]) * inv_demand[q], 0.0), 1.0)
+        obs[4 + q] = min(max(age * inv_deadline[q], 0.0), 1.0)
+    for s in range(3):
+        obs[8 + s] = min(max((snr_db[s] - SNR_OBS_LOW_DB) * snr_scale, 0.0), 1.0)
+        obs[12 + s] = min(max(rbs[s] * inv_rbs, 0.0), 1.0)
+    obs[11] = min(max(xi, 0.0), 1.0)
+
+
+@jitable
+def _serve_row(model, fifo, action, queue, pending, rb_capacity, xi, rbs, capacity, qout, sout,
+               scalars, m):  # pragma: no cover - compiled
+    """Split the RBs by ``action``, serve the queues and score the SLAs of instance ``m``.
+
+    ``qout`` ``(6, 4)`` and ``sout`` ``(4, 3)`` take the per-queue and per-slice figures (rows
+    ``_SERVED``..., ``_THROUGHPUT``...); ``scalars[:, m]`` the per-instance ones; ``capacity``
+    is scratch of length 4.
+    """
+    n_rbs, slot_s, min_similarity, critical_weight, w_slice, viol_coef = model
+    buffer, delay, expire_col, after_previous = fifo
+    _largest_remainder_row(action, n_rbs, rbs)
+    # Critical semantic words go first and routine ones get what they leave (the queues are
+    # built with after_previous = (F, T, F, F)); eMBB and URLLC have their own slices.
+    capacity[0] = rbs[0] * rb_capacity[0]
+    capacity[1] = 0.0
+    capacity[2] = rbs[1] * rb_capacity[1]
+    capacity[3] = rbs[2] * rb_capacity[2]
+    fifo_step(queue, pending, capacity, buffer, delay, expire_col, after_previous, qout)
+    served, expired, overflow = qout[_SERVED], qout[_EXPIRED], qout[_OVERFLOW]
+    ok = 1.0 if xi >= min_similarity else 0.0  # semantic words need the similarity SLA too
+    # Per slice: at stake = served + expired + dropped; met = served within the SLA. The
+    # semantic slice holds queues 0 (critical words, weight critical_weight) and 1.
+    satisfaction = 0.0
+    violation = 0.0
+    for s in range(3):
+        q = 0 if s == 0 else s + 1
+        stake = served[q] + expired[q] + overflow[q]
+        met = served[q] * ok if s == 0 else served[q]
+        weight = critical_weight if s == 0 else 1.0
+        stake_w, met_w = weight * stake, weight * met
+        violated, violated_w = stake - met, weight * (stake - met)
+        done, waited = served[q], qout[_DELAY_SUM, q]
+        if s == 0:
+            scalars[_CRITICAL_VIOLATIONS, m] = violated
+            stake1 = served[1] + expired[1] + overflow[1]
+            met1 = served[1] * ok
+            stake_w += stake1
+            met_w += met1
+            violated += stake1 - met1
+            violated_w += stake1 - met1
+            done += served[1]
+            waited += qout[_DELAY_SUM, 1]
+        nothing = 1.0 if stake_w <= 0.0 else 0.0
+        sout[_SLA_SATISFACTION, s] = frac = (met_w + nothing) / (stake_w + nothing)
+        sout[_SLA_VIOLATIONS, s] = violated
+        sout[_DELAY, s] = waited * slot_s / max(done, 1e-300)
+        sout[_THROUGHPUT, s] = done * (1.0 / slot_s) * (xi if s == 0 else 1.0)
+        satisfaction += frac * w_slice[s]
+        violation += violated_w * viol_coef[s]
+    scalars[_XI, m] = xi
+    scalars[_SATISFACTION, m] = satisfaction
+    scalars[_VIOLATION, m] = violation
+
+
+@kernel
+def _reset_kernel(world, view, idx, uniforms, n_rbs, queues, pending, snr_db, xi, rb_capacity,
+                  rbs, obs):  # pragma: no cover - compiled
+    equal = np.zeros(3)
+    for j in range(idx.shape[0]):
+        m = idx[j]
+        queues[m] = 0.0
+        xi[m] = _draw_slot(world, uniforms[j], pending[m], snr_db[m], rb_capacity[m])
+        _largest_remainder_row(equal, n_rbs, rbs[m])
+        _observe_row(view, queues[m], pending[m], snr_db[m], xi[m], rbs[m], obs[m])
+
+
+@kernel
+def _step_kernel(model, fifo, world, view, actions, uniforms, queues, pending, snr_db, xi,
+                 rb_capacity, rbs, obs, qout, sout, rbs_out, scalars
+                 ):  # pragma: no cover - compiled
+    capacity = np.empty(4)
+    for m in range(actions.shape[0]):
+        _serve_row(model, fifo, actions[m], queues[m], pending[m], rb_capacity[m], xi[m],
+                   rbs_out[m], capacity, qout[:, m], sout[:, m], scalars, m)
+        rbs[m] = rbs_out[m]
+        xi[m] = _draw_slot(world, uniforms[m], pending[m], snr_db[m], rb_capacity[m])
+        _observe_row(view, queues[m], pending[m], snr_db[m], xi[m], rbs[m], obs[m])
+
+
+# --------------------------------------------------------------------------------------------
 # The batched core
 # --------------------------------------------------------------------------------------------
 
@@ -267,7 +419,12 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     SNR (words for the semantic queues, bits otherwise); ``mean_arrivals`` ``(4,)`` per slot.
 
     Randomness per instance: one block ``random(7)`` at reset and every step (4 Poisson arrival
-    counts, 3 Rayleigh fading powers), so the vector twin reproduces the single env exactly.
+    counts, 3 Rayleigh fading powers) from :class:`qdrl_envs.core.Uniforms`, so the vector
+    twin reproduces the single env exactly.
+
+    The model runs in compiled kernels (``_reset_kernel``, ``_step_kernel``) over row
+    functions; the constants they need are packed once into plain tuples (``_model``,
+    ``_world``, ``_view``; the queues' own in :attr:`FifoQueues.params`).
     """
 
     def __init__(self, config: SemanticSlicingConfig, num_envs: int) -> None:
@@ -276,7 +433,8 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         self.single_action_space = spaces.Box(0.0, 1.0, (3,), dtype=np.float32)
         self.single_observation_space = spaces.Box(0.0, 1.0, (15,), dtype=np.float32)
         self.deadlines = np.array(c.deadline_slots(), dtype=np.int64)
-        self.queues = FifoQueues(num_envs, self.deadlines.tolist(), [np.inf] * 4)
+        self.queues = FifoQueues(num_envs, self.deadlines.tolist(), [np.inf] * 4,
+                                 after_previous=[False, True, False, False])
         embb_pkts = c.embb_load_bps * c.slot_s / c.embb_packet_bits
         urllc_pkts = c.urllc_load_bps * c.slot_s / c.urllc_packet_bits
         self._arrivals = PoissonArrivals([c.critical_msg_rate, c.routine_msg_rate, embb_pkts,
@@ -300,11 +458,18 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         # Importance-weighted mean arrivals per slice.
         viol_norm = rowwise_dot(stake_floor, self._q2s_w)
         self._viol_coef = -c.violation_penalty * self._w_slice_norm / viol_norm
-        # Slice capacity (words, bits, bits) -> queue capacity (critical, routine, eMBB, URLLC).
-        self._s2q = self._q2s.T.copy()
         self._inv_demand = 1.0 / (self.mean_units_per_rb * c.n_rbs)
         self._inv_deadline = 1.0 / self.deadlines
         self._snr_scale = 1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB)
+
+        self._uniforms = Uniforms(num_envs)
+        # What the kernels take, as plain tuples (numba dispatches those fast).
+        self._model = (int(c.n_rbs), float(c.slot_s), float(c.min_similarity),
+                       float(c.critical_weight), self._w_slice_norm, self._viol_coef)
+        self._world = (tuple(self._arrivals.table), self._unit, self._mean_snr_lin,
+                       float(self._rb_symbols), float(self.words_per_rb),
+                       np.array([c.sim_low, c.sim_high, c.sim_slope_per_db, c.sim_offset]))
+        self._view = (self._inv_demand, self._inv_deadline, self._snr_scale, 1.0 / c.n_rbs)
 
         n = num_envs
         self.pending = np.zeros((n, 4))
@@ -327,28 +492,6 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         bits = self._rb_symbols * radio.shannon_rate(radio.db_to_linear(snr[..., 1:]))
         return np.concatenate([np.full((*snr.shape[:-1], 1), self.words_per_rb), bits], axis=-1)
 
-    def _draw(self, rngs: Sequence[np.random.Generator]) -> tuple[NDArray[np.float64], ...]:
-        """One slot's arrivals, slice SNRs (dB), similarity and units per RB, per instance."""
-        block = draw(rngs, lambda g: g.random(7))
-        pending = self._arrivals.from_uniform(block[:, :4]) * self._unit
-        snr_lin = self._mean_snr_lin * -np.log1p(-block[:, 4:])  # Rayleigh: Exp(1) power
-        snr_db = radio.linear_to_db(snr_lin)
-        xi = self.similarity(snr_db[:, 0])
-        per_rb = self._rb_symbols * radio.shannon_rate(snr_lin)
-        per_rb[:, 0] = self.words_per_rb
-        return pending, snr_db, xi, per_rb
-
-    def _refresh_obs(self) -> None:
-        q = self.queues
-        obs = np.concatenate([
-            (q.backlog + self.pending) * self._inv_demand,
-            q.head_age_slots * self._inv_deadline,
-            (self.snr_db - SNR_OBS_LOW_DB) * self._snr_scale,
-            self.xi[:, None],
-            self.rbs * (1.0 / self.config.n_rbs),
-        ], axis=1)
-        self._obs = np.minimum(np.maximum(obs, 0.0), 1.0).astype(np.float32)
-
     def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
               options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Empty the queues, draw the first arrivals and channels; the last split is equal.
@@ -358,61 +501,41 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         """
         if options:
             raise ValueError(f"SemanticSlicing takes no reset options, got {sorted(options)}")
-        pending, snr_db, xi, per_rb = self._draw(rngs)
-        self.queues.reset(idx)
-        self.pending[idx] = pending
-        self.snr_db[idx] = snr_db
-        self.xi[idx] = xi
-        self.rb_capacity[idx] = per_rb
-        self.rbs[idx] = shares_to_rbs(np.zeros(3), self.config.n_rbs)
-        self._refresh_obs()
+        _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64),
+                      self._uniforms.take(rngs, idx, 7), self.config.n_rbs,
+                      self.queues.storage, self.pending, self.snr_db, self.xi,
+                      self.rb_capacity, self.rbs, self._obs)
         if len(idx) == self.num_envs:
             self.last_info = None
         return {}
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Split the RBs, serve the queues on this slot's channels, score the SLAs, draw."""
-        c = self.config
-        q = self.queues
-        rbs = _largest_remainder(actions, c.n_rbs)
-        cap_units = rbs * self.rb_capacity  # words, bits, bits
-        # Critical semantic words go first (strict priority inside the semantic slice).
-        crit_served = np.minimum(cap_units[:, 0], q.backlog[:, 0] + self.pending[:, 0])
-        capacity = rowwise_dot(cap_units, self._s2q)
-        capacity[:, 1] -= crit_served
-        res = q.step(self.pending, capacity)
-        xi = self.xi
-        satisfied = res.served.copy()
-        satisfied[:, :2] *= (xi >= c.min_similarity)[:, None]
-        stake = res.served + res.expired + res.overflow
-        violated = stake - satisfied
-        slice_stake = rowwise_dot(stake, self._q2s_w)
-        nothing = slice_stake <= 0.0
-        sat_frac = (rowwise_dot(satisfied, self._q2s_w) + nothing) / (slice_stake + nothing)
-        satisfaction = rowwise_dot(sat_frac, self._w_slice_norm)
-        violation = rowwise_dot(rowwise_dot(violated, self._q2s_w), self._viol_coef)
-        served_slice = rowwise_dot(res.served, self._q2s)
-        delay_sum = rowwise_dot(res.delay_sum_slots, self._q2s)
-        delay_s = delay_sum * c.slot_s / np.maximum(served_slice, 1e-300)
-        throughput = served_slice * (1.0 / c.slot_s)
-        throughput[:, 0] *= xi
+        n = self.num_envs
+        qout = np.empty((6, n, 4))
+        sout = np.empty((4, n, 3))
+        rbs = np.empty((n, 3), dtype=np.int64)
+        scalars = np.empty((4, n))
+        _step_kernel(self._model, self.queues.params, self._world, self._view, actions,
+                     self._uniforms.take(rngs, None, 7), self.queues.storage, self.pending,
+                     self.snr_db, self.xi, self.rb_capacity, self.rbs, self._obs, qout, sout,
+                     rbs, scalars)
         info: dict[str, Any] = {
             "rbs": rbs,
-            "throughput": throughput,
-            "delay_s": delay_s,
-            "semantic_similarity": xi,
-            "sla_violations": rowwise_dot(violated, self._q2s),
-            "critical_violations": violated[:, 0],
-            "sla_satisfaction": sat_frac,
-            "served": res.served,
-            "expired": res.expired,
-            "reward_terms": {"satisfaction": satisfaction, "violation": violation},
+            "throughput": sout[_THROUGHPUT],
+            "delay_s": sout[_DELAY],
+            "semantic_similarity": scalars[_XI],
+            "sla_violations": sout[_SLA_VIOLATIONS],
+            "critical_violations": scalars[_CRITICAL_VIOLATIONS],
+            "sla_satisfaction": sout[_SLA_SATISFACTION],
+            "served": qout[_SERVED],
+            "expired": qout[_EXPIRED],
+            "reward_terms": {"satisfaction": scalars[_SATISFACTION],
+                             "violation": scalars[_VIOLATION]},
         }
         self.last_info = info
-        self.rbs = rbs.copy()
-        self.pending, self.snr_db, self.xi, self.rb_capacity = self._draw(rngs)
-        self._refresh_obs()
-        return StepResult(satisfaction + violation, np.zeros(self.num_envs, dtype=bool), info)
+        reward = scalars[_SATISFACTION] + scalars[_VIOLATION]
+        return StepResult(reward, np.zeros(n, dtype=bool), info)
 
     def observe(self) -> np.ndarray:
         """Observations ``(N, 15)`` float32 in ``[0, 1]`` (fresh after every reset/step)."""

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from qdrl_envs.core import draw, rowwise_dot
+from qdrl_envs.core import draw
 from qdrl_envs.jit import jitable, kernel
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "MarkovMobility",
     "PoissonArrivals",
     "QueueStep",
+    "fifo_backlog_and_head_age",
+    "fifo_step",
     "inverse_cdf",
     "inverse_cdf_draw",
     "inverse_cdf_table",
@@ -201,6 +203,93 @@ class QueueStep:
     accepted: NDArray[np.float64]
 
 
+@jitable
+def fifo_step(a, arrivals, capacity, buffer, delay, expire_col, after_previous, out
+              ):  # pragma: no cover - compiled
+    """One slot of :meth:`FifoQueues.step` for one instance, in place.
+
+    ``a`` is the instance's storage ``(Q, L + 1)``, oldest first (column ``j`` holds content of
+    age ``L - j``; columns up to ``expire_col[q]`` are always empty for queue ``q``);
+    ``arrivals`` and ``capacity`` are this slot's units per queue; ``buffer``, ``delay``,
+    ``expire_col`` and ``after_previous`` are :attr:`FifoQueues.params` (``delay[j - 1]`` is the
+    delay in slots of a unit served from column ``j``, ``expire_col[q]`` the column that
+    reaches queue ``q``'s deadline). Writes ``out[k, q]``, the six figures of
+    :class:`QueueStep` in its field order. Compiled kernels call it row by row;
+    :meth:`FifoQueues.step` runs it over the batch.
+    """
+    n_queues, width = a.shape
+    left = 0.0
+    for q in range(n_queues):
+        # Columns up to expire_col[q] are always empty (their content expired), so every loop
+        # starts after it: a queue with a short deadline costs only its few live columns.
+        first = expire_col[q] + 1
+        # 1. admit arrivals (age 0, the last column) up to the free buffer.
+        arrived = arrivals[q]
+        admit = arrived
+        if buffer[q] < np.inf:
+            backlog = 0.0
+            for j in range(first, width):
+                backlog += a[q, j]
+            admit = min(arrived, max(buffer[q] - backlog, 0.0))
+        a[q, width - 1] = admit
+        # 2. serve oldest first, 3. age by one slot (shift left) as we go.
+        start = left if after_previous[q] else capacity[q]
+        room = start
+        total = 0.0
+        weighted = 0.0
+        oldest = 0.0
+        for j in range(first, width):
+            live = a[q, j]
+            s = min(live, max(room, 0.0))
+            room -= live
+            a[q, j - 1] = max(live - s, 0.0)
+            total += s
+            weighted += s * delay[j - 1]
+            if s > 1e-12:
+                oldest = max(oldest, delay[j - 1])
+        a[q, width - 1] = 0.0
+        left = max(start - total, 0.0)
+        # The column that reaches the queue's deadline unserved expires.
+        out[3, q] = a[q, expire_col[q]]
+        a[q, expire_col[q]] = 0.0
+        out[0, q] = total
+        out[1, q] = weighted
+        out[2, q] = oldest
+        out[4, q] = arrived - admit
+        out[5, q] = admit
+
+
+@jitable
+def fifo_backlog_and_head_age(a, q):  # pragma: no cover - compiled
+    """Units waiting in queue ``q`` of one instance's storage, and the age of the oldest.
+
+    The maths of :attr:`FifoQueues.backlog` and :attr:`FifoQueues.head_age_slots`.
+    """
+    width = a.shape[1]
+    backlog = 0.0
+    age = 0.0
+    for j in range(width):
+        backlog += a[q, j]
+        if a[q, j] > 1e-12:
+            age = max(age, float(width - 1 - j))
+    return backlog, age
+
+
+@kernel
+def _fifo_step_kernel(a, arrivals, capacity, buffer, delay, expire_col, after_previous, out
+                      ):  # pragma: no cover - compiled
+    for m in range(a.shape[0]):
+        fifo_step(a[m], arrivals[m], capacity[m], buffer, delay, expire_col, after_previous,
+                  out[:, m])
+
+
+@kernel
+def _fifo_summary_kernel(a, out):  # pragma: no cover - compiled
+    for m in range(a.shape[0]):
+        for q in range(a.shape[1]):
+            out[0, m, q], out[1, m, q] = fifo_backlog_and_head_age(a[m], q)
+
+
 class FifoQueues:
     """``Q`` FIFO backlogs on each of ``N`` instances, tracked by arrival cohort.
 
@@ -215,19 +304,26 @@ class FifoQueues:
        unserved can no longer meet its deadline and expires (counted in ``expired`` of this
        slot), so what is left waiting can always still be served in time.
 
+    The slot is :func:`fifo_step` on each instance's :attr:`storage` row with :attr:`params`;
+    compiled environment kernels call it directly.
+
     Args:
         num_envs: Number of instances ``N``.
         deadline_slots: Per queue, the largest delay (slots) a unit may have when served
             (shape ``(Q,)``, each ``>= 1``).
         buffer: Per queue, the most units the buffer holds (``inf`` for unbounded).
+        after_previous: Per queue, whether it is served from the capacity queue ``q - 1``
+            leaves instead of its own (strict priority of ``q - 1`` over ``q`` on a shared
+            server; its ``capacity`` entry in :meth:`step` is then ignored). Default: none.
 
     Raises:
-        ValueError: On a non-positive ``num_envs`` or deadline, a negative buffer, or lengths
-            that do not match.
+        ValueError: On a non-positive ``num_envs`` or deadline, a negative buffer, lengths
+            that do not match, or ``after_previous`` set for the first queue.
     """
 
     def __init__(self, num_envs: int, deadline_slots: Sequence[int],
-                 buffer: Sequence[float] | ArrayLike) -> None:
+                 buffer: Sequence[float] | ArrayLike,
+                 after_previous: Sequence[bool] | None = None) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         d = np.asarray(deadline_slots)
@@ -238,19 +334,28 @@ class FifoQueues:
         if b.shape != d.shape or np.isnan(b).any() or (b < 0).any():
             raise ValueError(f"buffer must hold {d.size} non-negative numbers (inf allowed), "
                              f"got {np.atleast_1d(b).tolist()}")
+        chained = np.zeros(d.size, dtype=np.bool_)
+        if after_previous is not None:
+            chained = np.asarray(after_previous, dtype=np.bool_)
+            if chained.shape != d.shape or chained[0]:
+                raise ValueError(f"after_previous must hold {d.size} flags, the first False, "
+                                 f"got {list(np.atleast_1d(after_previous))}")
         self.num_envs = int(num_envs)
         self.num_queues = d.size
         self.deadline_slots = d.astype(np.int64)
         self.buffer = b
         self.max_age = big = int(d.max())
-        self._bounded = bool(np.isfinite(b).any())
-        # Storage is oldest first: column j holds age L - j (L = max_age), so column L holds
-        # this slot's arrivals, serving walks columns 1..L forward and aging shifts left.
         self._a = np.zeros((self.num_envs, self.num_queues, big + 1))
-        self._delay = big - np.arange(1, big + 1, dtype=np.float64) + 1.0  # of columns 1..L
-        self._age_of_col = big - np.arange(big + 1, dtype=np.float64)
-        self._exp_q = np.arange(self.num_queues)
-        self._exp_col = big - self.deadline_slots  # the column that reaches each deadline
+        # Storage is oldest first: column j holds age L - j (L = max_age), so column L holds
+        # this slot's arrivals and serving walks columns 1..L forward.
+        delay = big - np.arange(1, big + 1, dtype=np.float64) + 1.0  # of columns 1..L
+        self.params = (b, delay, (big - self.deadline_slots).astype(np.int64), chained)
+        """``(buffer, delay, expire_col, after_previous)``: the constants of :func:`fifo_step`."""
+
+    @property
+    def storage(self) -> NDArray[np.float64]:
+        """Content by age, oldest first ``(N, Q, L + 1)`` (what :func:`fifo_step` updates)."""
+        return self._a
 
     @property
     def amount(self) -> NDArray[np.float64]:
@@ -261,10 +366,15 @@ class FifoQueues:
         """Empty the queues of the instances ``idx``."""
         self._a[np.asarray(idx)] = 0.0
 
+    def _summary(self) -> NDArray[np.float64]:
+        out = np.empty((2, self.num_envs, self.num_queues))
+        _fifo_summary_kernel(self._a, out)
+        return out
+
     @property
     def backlog(self) -> NDArray[np.float64]:
         """Units waiting in each queue, shape ``(N, Q)``."""
-        return self._a.sum(axis=-1)
+        return self._summary()[0]
 
     @property
     def head_age_slots(self) -> NDArray[np.float64]:
@@ -273,7 +383,7 @@ class FifoQueues:
         Content left over from the last slot has waited 1 slot; served in the next slot its
         delay would be one more than this.
         """
-        return ((self._a > 1e-12) * self._age_of_col).max(axis=-1)
+        return self._summary()[1]
 
     def step(self, arrivals: ArrayLike, capacity: ArrayLike) -> QueueStep:
         """Advance one slot: admit ``arrivals``, serve up to ``capacity``, then age and expire.
@@ -285,29 +395,13 @@ class FifoQueues:
         Returns:
             The :class:`QueueStep` accounting of the slot.
         """
-        a = self._a
-        # 1. admit arrivals (age 0, the last column) up to the free buffer.
-        arr = np.asarray(arrivals, dtype=np.float64)
-        if self._bounded:
-            accepted = np.minimum(arr, np.maximum(self.buffer - a.sum(axis=-1), 0.0))
-        else:
-            accepted = arr
-        a[..., -1] = accepted
-        # 2. serve oldest first: columns 1..L hold ages L-1..0.
-        live = a[..., 1:]
-        cap = np.asarray(capacity, dtype=np.float64)[..., None]
-        served = np.minimum(live, np.maximum(cap - (np.cumsum(live, axis=-1) - live), 0.0))
-        live -= served
-        np.maximum(live, 0.0, out=live)
-        # 3. age by one slot (shift left); the column reaching each queue's deadline expires.
-        a[..., :-1] = live
-        a[..., -1] = 0.0
-        expired = a[:, self._exp_q, self._exp_col]
-        a[:, self._exp_q, self._exp_col] = 0.0
-        return QueueStep(served=served.sum(axis=-1),
-                         delay_sum_slots=rowwise_dot(served, self._delay),
-                         max_delay_slots=((served > 1e-12) * self._delay).max(axis=-1),
-                         expired=expired, overflow=arr - accepted, accepted=accepted)
+        shape = (self.num_envs, self.num_queues)
+        arr = np.array(np.broadcast_to(np.asarray(arrivals, dtype=np.float64), shape))
+        cap = np.array(np.broadcast_to(np.asarray(capacity, dtype=np.float64), shape))
+        out = np.empty((6, *shape))
+        _fifo_step_kernel(self._a, arr, cap, *self.params, out)
+        return QueueStep(served=out[0], delay_sum_slots=out[1], max_delay_slots=out[2],
+                         expired=out[3], overflow=out[4], accepted=out[5])
 
 
 class MarkovMobility:

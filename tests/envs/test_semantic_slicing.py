@@ -58,6 +58,23 @@ def test_slice_rb_counts_always_sum_to_b(shares: list[float], b: int) -> None:
     assert np.all(np.abs(counts - quota) < 1.0 + 1e-9)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.1, 0.25, 1 / 3, 0.5, 1.0, 5e-324]), min_size=1,
+                max_size=6), st.integers(0, 200))
+def test_largest_remainder_matches_hamiltons_method_with_ties(shares: list[float],
+                                                               b: int) -> None:
+    # The definition, with NumPy: floors, then one block each to the largest fractional
+    # parts in a stable order (ties to the lower slice index).
+    x = np.asarray(shares)
+    x = x + (x.sum() <= 0.0)
+    quota = x / x.sum() * b
+    base = np.floor(quota)
+    order = np.argsort(base - quota, kind="stable")
+    expected = base.astype(np.int64)
+    expected[order[: int(b - base.sum())]] += 1
+    np.testing.assert_array_equal(shares_to_rbs(shares, b), expected)
+
+
 @pytest.mark.parametrize(("shares", "b"), [([-0.1, 1.0], 5), ([np.nan, 1.0], 5), ([], 5),
                                            ([1.0], -1), ([1.0], 2.5)],
                          ids=["negative", "nan", "empty", "negative-b", "fractional-b"])
