@@ -185,8 +185,8 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
     def observe(self) -> np.ndarray:
         """Return the float32 observations of all instances, shape ``(N, *obs_shape)``.
 
-        The core may overwrite this array in its next ``reset`` or ``step`` (a compiled kernel
-        writes observations in place); callers that hand it out copy it.
+        A new array after every ``reset`` and ``step`` (the single env hands its row out as
+        is), which later calls never write into.
         """
 
 
@@ -240,7 +240,7 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
         super().reset(seed=seed)
         info = self.core.reset([self.np_random], np.array([0]), options)
         self._needs_reset = False
-        return self.core.observe()[0].copy(), self._unbatch(info)
+        return self.core.observe()[0], self._unbatch(info)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply ``action`` for one slot. Raises ``ValueError`` on an invalid action."""
@@ -248,7 +248,7 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
             raise RuntimeError("call reset() before step()")
         act = check_action(self.action_space, action)
         result = self.core.step(act[None], [self.np_random])
-        obs = self.core.observe()[0].copy()
+        obs = self.core.observe()[0]
         return (obs, float(result.reward[0]), bool(result.terminated[0]), False,
                 self._unbatch(result.info))
 

@@ -575,10 +575,12 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         """
         if options:
             raise ValueError(f"DTMigration takes no reset options, got {sorted(options)}")
+        obs = self._obs.copy()  # a new array; instances not reset keep their rows
         _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64),
                       self._uniforms.take(rngs, idx, self._block), self.area,
                       self.host, self.tasks, self.distance_m, self.mean_snr, self.snr_db,
-                      self.uplink_bps, self._obs)
+                      self.uplink_bps, obs)
+        self._obs = obs
         if len(idx) == self.num_envs:
             self.last_info = None
         return {}
@@ -588,10 +590,12 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         n, u = self.num_envs, self.n_users
         user_latency = np.empty((n, u))
         stats = np.empty((_N_STATS, n))
+        obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
         _step_kernel(self._slot, self._world, self._view, actions,
                      self._uniforms.take(rngs, None, self._block), self.area, self.host,
                      self.tasks, self.distance_m, self.mean_snr, self.snr_db, self.uplink_bps,
-                     self._obs, user_latency, stats)
+                     obs, user_latency, stats)
+        self._obs = obs
         info: dict[str, Any] = {
             "latency_s": stats[_LATENCY],
             "user_latency_s": user_latency,

@@ -501,10 +501,12 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         """
         if options:
             raise ValueError(f"SemanticSlicing takes no reset options, got {sorted(options)}")
+        obs = self._obs.copy()  # a new array; instances not reset keep their rows
         _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64),
                       self._uniforms.take(rngs, idx, 7), self.config.n_rbs,
                       self.queues.storage, self.pending, self.snr_db, self.xi,
-                      self.rb_capacity, self.rbs, self._obs)
+                      self.rb_capacity, self.rbs, obs)
+        self._obs = obs
         if len(idx) == self.num_envs:
             self.last_info = None
         return {}
@@ -516,10 +518,12 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         sout = np.empty((4, n, 3))
         rbs = np.empty((n, 3), dtype=np.int64)
         scalars = np.empty((4, n))
+        obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
         _step_kernel(self._model, self.queues.params, self._world, self._view, actions,
                      self._uniforms.take(rngs, None, 7), self.queues.storage, self.pending,
-                     self.snr_db, self.xi, self.rb_capacity, self.rbs, self._obs, qout, sout,
+                     self.snr_db, self.xi, self.rb_capacity, self.rbs, obs, qout, sout,
                      rbs, scalars)
+        self._obs = obs
         info: dict[str, Any] = {
             "rbs": rbs,
             "throughput": sout[_THROUGHPUT],

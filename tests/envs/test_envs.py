@@ -149,6 +149,28 @@ def test_step_before_reset_raises(env_id: str) -> None:
         venv.step(venv.action_space.sample())
 
 
+@pytest.mark.parametrize("env_id", IDS)
+def test_returned_observations_and_infos_are_never_written_later(env_id: str) -> None:
+    env = gym.make(env_id)
+    obs, info = env.reset(seed=0)
+    kept = [(obs, obs.copy())]
+    for _ in range(3):
+        obs, _, _, _, info = env.step(env.action_space.sample())
+        kept.append((obs, obs.copy()))
+    env.reset()
+    for returned, snapshot in kept:
+        np.testing.assert_array_equal(returned, snapshot)
+    venv = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+    vobs, _ = venv.reset(seed=0)
+    vobs_copy = vobs.copy()
+    _, _, _, _, vinfo = venv.step(venv.action_space.sample())
+    vinfo_copy = {k: np.copy(v) for k, v in vinfo.items() if isinstance(v, np.ndarray)}
+    venv.step(venv.action_space.sample())
+    np.testing.assert_array_equal(vobs, vobs_copy)
+    for key, value in vinfo_copy.items():
+        np.testing.assert_array_equal(vinfo[key], value, err_msg=key)
+
+
 # ------------------------------------------------------------------------- determinism, twin
 
 
