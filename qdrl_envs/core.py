@@ -60,24 +60,28 @@ def draw(rngs: Sequence[np.random.Generator],
 
 
 @kernel
-def _fill_uniform(gens, rows, out):  # pragma: no cover - compiled
+def _fill_draws(gens, rows, n_uniform, out):  # pragma: no cover - compiled
     for j in range(rows.shape[0]):
         g = gens[rows[j]]
-        for k in range(out.shape[1]):
+        for k in range(n_uniform):
             out[j, k] = g.random()
+        for k in range(n_uniform, out.shape[1]):
+            out[j, k] = g.standard_exponential()
 
 
 class Uniforms:
     """Each instance's uniforms, drawn from its own generator: ``take(rngs, idx, width)``.
 
     ``take`` returns exactly what ``np.stack([g.random(width) for g in rngs])`` would, and
-    leaves every generator in the same state. With one instance it calls the generator; with
-    several, a compiled loop draws from the generators directly (numba's ``Generator``
-    support reproduces NumPy's ``random()`` stream), which removes the Python call per
-    instance that otherwise bounds a cheap vector env (about 0.7 us each: at 1024 instances
-    the calls alone would cost more than the model). The compiled loop needs the generators
-    as a numba typed list; it is kept for all ``N`` instances and rebuilt only when one of
-    them is replaced (a seeded reset), about 50 us per instance.
+    leaves every generator in the same state; with ``exponential=k`` the last ``k`` columns are
+    ``g.standard_exponential(k)`` drawn after the uniforms instead (an ``Exp(1)`` fading power
+    without a logarithm per draw). With one instance it calls the generator; with several, a
+    compiled loop draws from the generators directly (numba's ``Generator`` support
+    reproduces NumPy's streams, which a test checks), removing the Python call per instance
+    that otherwise bounds a cheap vector env (about 0.7 us each: at 1024 instances the calls
+    alone would cost more than the model). The compiled loop needs the generators as a numba
+    typed list; it is kept for all ``N`` instances and rebuilt only when one of them is
+    replaced (a seeded reset), about 50 us per instance.
 
     Args:
         num_envs: Number of instances ``N``.
@@ -96,19 +100,28 @@ class Uniforms:
         self.__init__(state["num_envs"])  # type: ignore[misc]
 
     def take(self, rngs: Sequence[np.random.Generator], idx: np.ndarray | None,
-             width: int) -> np.ndarray:
-        """The next ``width`` uniforms of each instance in ``idx`` (all when ``None``).
+             width: int, exponential: int = 0) -> np.ndarray:
+        """The next ``width`` draws of each instance in ``idx`` (all when ``None``).
 
         Args:
             rngs: The generators of those instances (``rngs[j]`` belongs to ``idx[j]``).
             idx: Instance indices, or ``None`` for ``0..N-1``.
-            width: Uniforms per instance.
+            width: Draws per instance.
+            exponential: How many of the ``width`` (the last ones) are standard exponentials;
+                the others are uniforms in ``[0, 1)``.
 
         Returns:
-            Uniforms in ``[0, 1)``, shape ``(len(rngs), width)``.
+            Shape ``(len(rngs), width)``.
         """
+        n_uniform = width - exponential
         if len(rngs) == 1:
-            return rngs[0].random(width)[None]
+            g = rngs[0]
+            if not exponential:
+                return g.random(width)[None]
+            out = np.empty((1, width))
+            g.random(out=out[0, :n_uniform])
+            g.standard_exponential(out=out[0, n_uniform:])
+            return out
         rows = np.arange(len(rngs)) if idx is None else np.asarray(idx, dtype=np.int64)
         py = self._py
         known = py if idx is None else [py[i] for i in rows.tolist()]
@@ -118,7 +131,7 @@ class Uniforms:
             # Instances never seen yet hold a stand-in until their own generator arrives.
             self._typed = numba.typed.List([rngs[0] if g is None else g for g in py])
         out = np.empty((len(rngs), width))
-        _fill_uniform(self._typed, rows, out)
+        _fill_draws(self._typed, rows, n_uniform, out)
         return out
 
 

@@ -287,14 +287,18 @@ def _place_user(world, i, u_pos, distance_m, mean_snr):  # pragma: no cover - co
 
 @jitable
 def _draw_slot(world, u, mean_snr, snr_db, uplink_bps, tasks):  # pragma: no cover - compiled
-    """Rayleigh fading and Poisson tasks of the coming slot from the block's last ``2 U``."""
+    """Poisson tasks and Rayleigh fading of the coming slot from the block's last ``2 U``.
+
+    ``u[2 U: 3 U]`` are uniforms (task counts), ``u[3 U:]`` standard exponentials: the fading
+    powers ``|h|^2 ~ Exp(1)`` themselves.
+    """
     _, _, _, _, _, bandwidth_hz, arrivals, _, _ = world
     n_users = tasks.shape[0]
     for i in range(n_users):
-        snr = mean_snr[i] * -np.log1p(-u[2 * n_users + i])  # |h|^2 ~ Exp(1), inverse CDF
+        snr = mean_snr[i] * u[3 * n_users + i]
         snr_db[i] = radio.linear_to_db(snr)
         uplink_bps[i] = bandwidth_hz * radio.shannon_rate(snr)
-        tasks[i] = inverse_cdf_draw(arrivals, i, u[3 * n_users + i])
+        tasks[i] = inverse_cdf_draw(arrivals, i, u[2 * n_users + i])
 
 
 @jitable
@@ -335,14 +339,14 @@ def _evaluate_kernel(slot, target, host, area, tasks, uplink_bps, new_host, migr
 
 
 @kernel
-def _reset_kernel(world, view, idx, uniforms, area, host, tasks, distance_m, mean_snr,
+def _reset_kernel(world, view, idx, draws, area, host, tasks, distance_m, mean_snr,
                   snr_db, uplink_bps, obs):  # pragma: no cover - compiled
     n_edges, _, _, _, _, _, _, _, capacity = world
     n_users = area.shape[1]
     count = np.empty(n_edges + 1)
     for j in range(idx.shape[0]):
         m = idx[j]
-        u = uniforms[j]
+        u = draws[j]
         for h in range(n_edges + 1):
             count[h] = 0.0
         for i in range(n_users):
@@ -360,7 +364,7 @@ def _reset_kernel(world, view, idx, uniforms, area, host, tasks, distance_m, mea
 
 
 @kernel
-def _step_kernel(slot, world, view, actions, uniforms, area, host, tasks, distance_m,
+def _step_kernel(slot, world, view, actions, draws, area, host, tasks, distance_m,
                  mean_snr, snr_db, uplink_bps, obs, user_latency, stats
                  ):  # pragma: no cover - compiled
     _, _, _, _, _, _, _, mobility, _ = world
@@ -372,7 +376,7 @@ def _step_kernel(slot, world, view, actions, uniforms, area, host, tasks, distan
     migrated = np.empty(n_users, dtype=np.bool_)
     refused = np.empty(n_users, dtype=np.bool_)
     for m in range(actions.shape[0]):
-        u = uniforms[m]
+        u = draws[m]
         _evaluate_row(slot, actions[m], host[m], area[m], tasks[m], uplink_bps[m], free,
                       new_host, migrated, refused, user_latency[m], scratch, stats, m)
         host[m] = new_host
@@ -402,9 +406,10 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
     ``(E + 1, E + 1)``; ``task_compute_s`` / ``task_compute_j`` ``(E + 1,)`` — solo compute time
     and energy of one task on each host.
 
-    Randomness per instance: one block ``random(4 U)`` at reset and at every step (areas or
-    moves, positions in the cell, Rayleigh fading, Poisson task counts) from
-    :class:`qdrl_envs.core.Uniforms`, so the vector twin reproduces the single env exactly.
+    Randomness per instance: one block at reset and at every step from
+    :class:`qdrl_envs.core.Uniforms`, ``3 U`` uniforms (areas or moves, positions in the cell,
+    Poisson task counts) then ``U`` standard exponentials (Rayleigh fading powers), so the
+    vector twin reproduces the single env exactly.
 
     The model runs in compiled kernels (``_reset_kernel``, ``_step_kernel``,
     ``_evaluate_kernel``) over row functions shared by all three; the constants they need are
@@ -575,9 +580,9 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         """
         if options:
             raise ValueError(f"DTMigration takes no reset options, got {sorted(options)}")
+        draws = self._uniforms.take(rngs, idx, self._block, exponential=self.n_users)
         obs = self._obs.copy()  # a new array; instances not reset keep their rows
-        _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64),
-                      self._uniforms.take(rngs, idx, self._block), self.area,
+        _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64), draws, self.area,
                       self.host, self.tasks, self.distance_m, self.mean_snr, self.snr_db,
                       self.uplink_bps, obs)
         self._obs = obs
@@ -590,9 +595,9 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         n, u = self.num_envs, self.n_users
         user_latency = np.empty((n, u))
         stats = np.empty((_N_STATS, n))
+        draws = self._uniforms.take(rngs, None, self._block, exponential=self.n_users)
         obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
-        _step_kernel(self._slot, self._world, self._view, actions,
-                     self._uniforms.take(rngs, None, self._block), self.area, self.host,
+        _step_kernel(self._slot, self._world, self._view, actions, draws, self.area, self.host,
                      self.tasks, self.distance_m, self.mean_snr, self.snr_db, self.uplink_bps,
                      obs, user_latency, stats)
         self._obs = obs

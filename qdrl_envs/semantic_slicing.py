@@ -295,12 +295,16 @@ _SERVED, _DELAY_SUM, _MAX_DELAY, _EXPIRED, _OVERFLOW, _ACCEPTED = 0, 1, 2, 3, 4,
 
 @jitable
 def _draw_slot(world, u, pending, snr_db, rb_capacity):  # pragma: no cover - compiled
-    """This slot's arrivals, slice SNRs and units per RB from 7 uniforms; returns ``xi``."""
+    """This slot's arrivals, slice SNRs and units per RB; returns ``xi``.
+
+    ``u[:4]`` are uniforms (arrival counts), ``u[4:7]`` standard exponentials: the slices'
+    Rayleigh fading powers ``Exp(1)`` themselves.
+    """
     arrivals, unit, mean_snr, rb_symbols, words_per_rb, sim = world
     for q in range(4):
         pending[q] = inverse_cdf_draw(arrivals, q, u[q]) * unit[q]
     for s in range(3):
-        snr = mean_snr[s] * -np.log1p(-u[4 + s])  # Rayleigh: Exp(1) power, inverse CDF
+        snr = mean_snr[s] * u[4 + s]
         snr_db[s] = radio.linear_to_db(snr)
         rb_capacity[s] = rb_symbols * radio.shannon_rate(snr)
     rb_capacity[0] = words_per_rb
@@ -377,19 +381,19 @@ def _serve_row(model, fifo, action, queue, pending, rb_capacity, xi, rbs, capaci
 
 
 @kernel
-def _reset_kernel(world, view, idx, uniforms, n_rbs, queues, pending, snr_db, xi, rb_capacity,
+def _reset_kernel(world, view, idx, draws, n_rbs, queues, pending, snr_db, xi, rb_capacity,
                   rbs, obs):  # pragma: no cover - compiled
     equal = np.zeros(3)
     for j in range(idx.shape[0]):
         m = idx[j]
         queues[m] = 0.0
-        xi[m] = _draw_slot(world, uniforms[j], pending[m], snr_db[m], rb_capacity[m])
+        xi[m] = _draw_slot(world, draws[j], pending[m], snr_db[m], rb_capacity[m])
         _largest_remainder_row(equal, n_rbs, rbs[m])
         _observe_row(view, queues[m], pending[m], snr_db[m], xi[m], rbs[m], obs[m])
 
 
 @kernel
-def _step_kernel(model, fifo, world, view, actions, uniforms, queues, pending, snr_db, xi,
+def _step_kernel(model, fifo, world, view, actions, draws, queues, pending, snr_db, xi,
                  rb_capacity, rbs, obs, qout, sout, rbs_out, scalars
                  ):  # pragma: no cover - compiled
     capacity = np.empty(4)
@@ -397,7 +401,7 @@ def _step_kernel(model, fifo, world, view, actions, uniforms, queues, pending, s
         _serve_row(model, fifo, actions[m], queues[m], pending[m], rb_capacity[m], xi[m],
                    rbs_out[m], capacity, qout[:, m], sout[:, m], scalars, m)
         rbs[m] = rbs_out[m]
-        xi[m] = _draw_slot(world, uniforms[m], pending[m], snr_db[m], rb_capacity[m])
+        xi[m] = _draw_slot(world, draws[m], pending[m], snr_db[m], rb_capacity[m])
         _observe_row(view, queues[m], pending[m], snr_db[m], xi[m], rbs[m], obs[m])
 
 
@@ -418,9 +422,10 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     Constants: ``mean_units_per_rb`` ``(4,)`` — what one RB carries per slot at the slice's mean
     SNR (words for the semantic queues, bits otherwise); ``mean_arrivals`` ``(4,)`` per slot.
 
-    Randomness per instance: one block ``random(7)`` at reset and every step (4 Poisson arrival
-    counts, 3 Rayleigh fading powers) from :class:`qdrl_envs.core.Uniforms`, so the vector
-    twin reproduces the single env exactly.
+    Randomness per instance: one block at reset and every step from
+    :class:`qdrl_envs.core.Uniforms`, 4 uniforms (Poisson arrival counts) then 3 standard
+    exponentials (Rayleigh fading powers), so the vector twin reproduces the single env
+    exactly.
 
     The model runs in compiled kernels (``_reset_kernel``, ``_step_kernel``) over row
     functions; the constants they need are packed once into plain tuples (``_model``,
@@ -503,7 +508,7 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
             raise ValueError(f"SemanticSlicing takes no reset options, got {sorted(options)}")
         obs = self._obs.copy()  # a new array; instances not reset keep their rows
         _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64),
-                      self._uniforms.take(rngs, idx, 7), self.config.n_rbs,
+                      self._uniforms.take(rngs, idx, 7, exponential=3), self.config.n_rbs,
                       self.queues.storage, self.pending, self.snr_db, self.xi,
                       self.rb_capacity, self.rbs, obs)
         self._obs = obs
@@ -518,9 +523,10 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         sout = np.empty((4, n, 3))
         rbs = np.empty((n, 3), dtype=np.int64)
         scalars = np.empty((4, n))
+        draws = self._uniforms.take(rngs, None, 7, exponential=3)
         obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
         _step_kernel(self._model, self.queues.params, self._world, self._view, actions,
-                     self._uniforms.take(rngs, None, 7), self.queues.storage, self.pending,
+                     draws, self.queues.storage, self.pending,
                      self.snr_db, self.xi, self.rb_capacity, self.rbs, obs, qout, sout,
                      rbs, scalars)
         self._obs = obs

@@ -40,6 +40,17 @@ def test_uniforms_match_each_generators_own_stream_and_state():
         assert g.random() == ref.random()
 
 
+def test_exponential_columns_follow_the_uniforms_in_each_generators_stream():
+    rngs = [np.random.default_rng(s) for s in (11, 12, 13)]
+    got = Uniforms(3).take(rngs, None, 5, exponential=2)
+    for s, row in zip((11, 12, 13), got, strict=True):
+        ref = np.random.default_rng(s)
+        np.testing.assert_array_equal(row, np.concatenate([ref.random(3),
+                                                           ref.standard_exponential(2)]))
+    single = Uniforms(1).take([np.random.default_rng(11)], None, 5, exponential=2)
+    np.testing.assert_array_equal(single, got[:1])
+
+
 def test_uniforms_follow_a_replaced_generator_and_survive_pickling():
     rngs = [np.random.default_rng(s) for s in (1, 2)]
     source = Uniforms(2)

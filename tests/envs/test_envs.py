@@ -152,10 +152,10 @@ def test_step_before_reset_raises(env_id: str) -> None:
 @pytest.mark.parametrize("env_id", IDS)
 def test_returned_observations_and_infos_are_never_written_later(env_id: str) -> None:
     env = gym.make(env_id)
-    obs, info = env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
     kept = [(obs, obs.copy())]
     for _ in range(3):
-        obs, _, _, _, info = env.step(env.action_space.sample())
+        obs, _, _, _, _ = env.step(env.action_space.sample())
         kept.append((obs, obs.copy()))
     env.reset()
     for returned, snapshot in kept:
