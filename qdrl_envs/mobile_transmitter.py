@@ -4,6 +4,10 @@ The example of paper Sec. III-E / Fig. 8: the agent sets the transmit power per 
 flight step of the transmitter; the reward is ``w * sum_k R_k``. See
 :class:`MobileTransmitterEnv` for the manual and :func:`user_rates` for the rate formula on
 its own.
+
+The model of one slot is a handful of operations per user, which NumPy alone would spend on call
+overhead, so the core runs compiled kernels over row functions that model one instance
+(:mod:`qdrl_envs.jit`); the single env and its vector twin run the very same code.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from gymnasium import spaces
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_bool, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
+from qdrl_envs.jit import jitable, kernel
 
 __all__ = [
     "MobileTransmitterConfig",
@@ -146,12 +151,102 @@ class MobileTransmitterConfig(EnvConfig):
         return float(radio.noise_power_w(self.bandwidth_hz, self.noise_figure_db))
 
 
+# --------------------------------------------------------------------------------------------
+# One instance at a time: row functions compiled into the core's kernels (see qdrl_envs.jit)
+# --------------------------------------------------------------------------------------------
+
+
+@jitable
+def _place_row(view, uav, users, distance, obs):  # pragma: no cover - compiled
+    """Write one instance's UAV-user distances and its observation (layout: the manual)."""
+    k, alt_sq, inv_dmax, pos_scale = view
+    # 0 <= x <= A holds exactly and d <= sqrt(2 A^2 + H^2) up to a few ulps of float64 (no
+    # overflow: A, H <= 1e6 m); the float32 cast removes such overshoots, so no clipping.
+    for i in range(k):
+        x, y = users[i, 0], users[i, 1]
+        dx, dy = x - uav[0], y - uav[1]
+        distance[i] = d = np.sqrt(dx * dx + dy * dy + alt_sq)
+        obs[i] = d * inv_dmax
+        obs[k + 2 + 2 * i] = x * pos_scale - 1.0
+        obs[k + 3 + 2 * i] = y * pos_scale - 1.0
+    obs[k] = uav[0] * pos_scale - 1.0
+    obs[k + 1] = uav[1] * pos_scale - 1.0
+
+
+@jitable
+def _step_row(model, view, action, u, uav, users, distance, rates, powers, new_distance,
+              obs):  # pragma: no cover - compiled
+    """Serve one instance from where the UAV is, fly, move the users; returns the sum rate.
+
+    ``u`` holds this slot's uniforms: ``K`` fading powers (if fading), then ``K`` user
+    directions (if users move). ``distance`` is read; the new distances and observation go to
+    ``new_distance`` and ``obs``; ``uav`` and ``users`` are updated in place.
+    """
+    k, snr_g1, neg_n, inv_k_ln2, p_max_w, fading, area, step, user_step = model
+    total = 0.0
+    for i in range(k):
+        total += action[i]
+    budget = max(total, 1.0)  # P_k = P_max c_k / max(1, sum_j c_j)
+    sum_rate = 0.0
+    for i in range(k):
+        share = action[i] / budget
+        # SNR at full budget, (P_max g_k) / (sigma^2 / K), times the share of the budget.
+        snr = snr_g1 * distance[i] ** neg_n
+        if fading:
+            snr *= -np.log1p(-u[i])  # Rayleigh block fading: Exp(1) power, inverse CDF
+        rates[i] = rate = np.log1p(share * snr) * inv_k_ln2  # (1/K) log2(1 + SNR_k)
+        powers[i] = p_max_w * share
+        sum_rate += rate
+    # Fly: the step vector (dx, dy) is scaled onto the unit disc (speed limit), then the
+    # position is clamped to the area (the UAV cannot leave it).
+    reach = step / max(np.hypot(action[k], action[k + 1]), 1.0)
+    uav[0] = min(max(uav[0] + action[k] * reach, 0.0), area)
+    uav[1] = min(max(uav[1] + action[k + 1] * reach, 0.0), area)
+    if user_step > 0.0:  # a random-walk step in a uniformly random direction, clamped
+        first = k * fading
+        for i in range(k):
+            angle = 2.0 * np.pi * u[first + i]
+            users[i, 0] = min(max(users[i, 0] + user_step * np.cos(angle), 0.0), area)
+            users[i, 1] = min(max(users[i, 1] + user_step * np.sin(angle), 0.0), area)
+    _place_row(view, uav, users, new_distance, obs)
+    return sum_rate
+
+
+@kernel
+def _place_kernel(view, idx, uav, users, distance, obs):  # pragma: no cover - compiled
+    for j in range(idx.shape[0]):
+        m = idx[j]
+        _place_row(view, uav[m], users[m], distance[m], obs[m])
+
+
+@kernel
+def _step_kernel(model, view, actions, uniforms, uav, users, distance, rates, powers, sum_rate,
+                 new_distance, obs):  # pragma: no cover - compiled
+    for m in range(actions.shape[0]):
+        sum_rate[m] = _step_row(model, view, actions[m], uniforms[m], uav[m], users[m],
+                                distance[m], rates[m], powers[m], new_distance[m], obs[m])
+
+
+# --------------------------------------------------------------------------------------------
+# The batched core and the environments
+# --------------------------------------------------------------------------------------------
+
+
 class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
     """The physics of :class:`MobileTransmitterEnv` on ``num_envs`` instances (see its manual).
 
     State (leading axis ``N``): ``uav`` ``(N, 2)`` and ``users`` ``(N, K, 2)`` positions (m),
     ``distance_m`` ``(N, K)`` UAV-user 3D distances. With ``record_trail`` set, instance 0's
     positions are kept in ``trail`` for rendering.
+
+    Randomness per instance, from :class:`qdrl_envs.core.Uniforms` (so the vector twin
+    reproduces the single env exactly): ``random(2K + 2)`` at reset (UAV, then users), and
+    every step ``K`` uniforms for the fading powers (with ``rayleigh_fading``) followed by
+    ``K`` for the users' directions (with ``user_speed_m_s > 0``); none otherwise.
+
+    The model runs in compiled kernels (``_step_kernel``, ``_place_kernel``) over row
+    functions; the constants they need are packed once into plain tuples (``_model``,
+    ``_view``).
     """
 
     def __init__(self, config: MobileTransmitterConfig, num_envs: int) -> None:
@@ -169,21 +264,23 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         # Log-distance path gain g(d) = g(1 m) d^-n for d >= 1 m (d >= altitude >= 1 here).
         self._g1 = float(radio.path_gain(1.0, config.carrier_hz, config.path_loss_exponent))
         self._neg_n = -float(config.path_loss_exponent)
-        self._snr_g1 = self.p_max_w * k / self.noise_w * self._g1
-        self._alt = float(config.altitude_m)
         self._area = float(config.area_m)
-        self._step = config.max_step_m
-        self._user_step = config.user_speed_m_s * config.slot_s
-        self._inv_dmax = 1.0 / config.max_distance_m
-        self._pos_scale = 2.0 / self._area
-        self._obs_users = np.zeros((num_envs, 2 * k), dtype=np.float32)
-        self._inv_k_ln2 = 1.0 / (k * math.log(2.0))
         self._w = float(config.rate_weight)
-        self._fading = bool(config.rayleigh_fading)
+        fading = int(bool(config.rayleigh_fading))
+        user_step = config.user_speed_m_s * config.slot_s
+        # What the kernels take, as plain tuples (numba dispatches those fast).
+        snr_g1 = self.p_max_w * k / self.noise_w * self._g1  # SNR at 1 m, full budget
+        self._model = (k, snr_g1, self._neg_n, 1.0 / (k * math.log(2.0)), self.p_max_w, fading,
+                       self._area, float(config.max_step_m), float(user_step))
+        self._view = (k, float(config.altitude_m) ** 2, 1.0 / config.max_distance_m,
+                      2.0 / self._area)
+        self._n_uniforms = k * fading + k * (user_step > 0.0)
+        self._uniforms = Uniforms(num_envs)
+        self._no_uniforms = np.empty((num_envs, 0))
         self.uav = np.zeros((num_envs, 2))
         self.users = np.zeros((num_envs, k, 2))
         self.distance_m = np.ones((num_envs, k))
-        self._snr_full = np.zeros((num_envs, k))
+        self._obs = np.zeros((num_envs, 3 * k + 2), dtype=np.float32)
         self._no_term = np.zeros(num_envs, dtype=bool)
         self.record_trail = False
         self.trail: list[np.ndarray] = []
@@ -214,23 +311,20 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
               options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Place users and UAV uniformly in the area (or as ``options`` say)."""
         fixed = self._parse_options(options, len(idx))
-        u = draw(rngs, lambda g: g.random((self.n_users + 1, 2))) * self._area
+        k = self.n_users
+        u = self._uniforms.take(rngs, idx, 2 * k + 2).reshape(len(idx), k + 1, 2) * self._area
         self.uav[idx] = fixed.get("uav_position_m", u[:, 0])
         self.users[idx] = fixed.get("user_positions_m", u[:, 1:])
-        self._update_distances(users_moved=True)
+        # New arrays: the step infos handed out hold the old ones; other instances keep theirs.
+        self.distance_m = self.distance_m.copy()
+        obs = self._obs.copy()
+        _place_kernel(self._view, np.asarray(idx, dtype=np.int64), self.uav, self.users,
+                      self.distance_m, obs)
+        self._obs = obs
         if self.record_trail:
             self.trail = [self.uav[0].copy()]
         return {"uav_position_m": self.uav[idx].copy(),
                 "user_positions_m": self.users[idx].copy()}
-
-    def _update_distances(self, users_moved: bool = False) -> None:
-        if users_moved:
-            self._obs_users = (self.users.reshape(self.num_envs, -1) * self._pos_scale - 1.0
-                               ).astype(np.float32)
-        diff = self.users - self.uav[:, None, :]
-        self.distance_m = d = np.hypot(np.hypot(diff[..., 0], diff[..., 1]), self._alt)
-        # SNR of each user at full budget, (P_max g_k) / (sigma^2 / K), for this position.
-        self._snr_full = self._snr_g1 * d ** self._neg_n
 
     def path_gains(self) -> np.ndarray:
         """Large-scale power gains UAV -> users at the current positions, ``(N, K)``."""
@@ -238,52 +332,36 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Transmit from the current position with the chosen powers, then fly the step."""
-        k = self.n_users
-        coeffs = actions[:, :k]
-        share = coeffs / np.maximum(np.add.reduce(coeffs, axis=1, keepdims=True), 1.0)
-        snr_full = self._snr_full
-        if self._fading or self._user_step > 0.0:
-            z = draw(rngs, lambda g: g.standard_normal((4, k)))
-            if self._fading:
-                snr_full = snr_full * (0.5 * (z[:, 0] ** 2 + z[:, 1] ** 2))
-        rates = np.log1p(share * snr_full) * self._inv_k_ln2  # (1/K) log2(1 + SNR_k)
-        sum_rate = np.add.reduce(rates, axis=1)
+        n, k = self.num_envs, self.n_users
+        u = (self._uniforms.take(rngs, None, self._n_uniforms) if self._n_uniforms
+             else self._no_uniforms)
+        rates = np.empty((n, k))
+        powers = np.empty((n, k))
+        sum_rate = np.empty(n)
+        distance = np.empty((n, k))
+        obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
+        _step_kernel(self._model, self._view, actions, u, self.uav, self.users, self.distance_m,
+                     rates, powers, sum_rate, distance, obs)
         reward = sum_rate if self._w == 1.0 else self._w * sum_rate
-        powers = self.p_max_w * share
         self.last_rates, self.last_powers_w = rates, powers
         info = {
             "rates": rates,
             "sum_rate": sum_rate,
             "powers_w": powers,
-            "distance_m": self.distance_m,
+            "distance_m": self.distance_m,  # where this slot was served from
             "reward_terms": {"sum_rate": reward},
         }
-        # Fly: the step vector (dx, dy) is scaled onto the unit disc (speed limit), then the
-        # position is clamped to the area (the UAV cannot leave it).
-        move = actions[:, k:]
-        norm = np.hypot(move[:, 0], move[:, 1])
-        pos = self.uav + move * (self._step / np.maximum(norm, 1.0))[:, None]
-        self.uav = np.minimum(np.maximum(pos, 0.0), self._area)
-        if self._user_step > 0.0:
-            d = np.stack((z[:, 2], z[:, 3]), axis=-1)  # isotropic: a uniform direction
-            d = d / np.maximum(np.sqrt(np.add.reduce(d * d, axis=2, keepdims=True)), 1e-12)
-            self.users = np.minimum(np.maximum(self.users + self._user_step * d, 0.0),
-                                    self._area)
-        self._update_distances(users_moved=self._user_step > 0.0)
+        self.distance_m, self._obs = distance, obs
         if self.record_trail:
             self.trail.append(self.uav[0].copy())
         return StepResult(reward, self._no_term, info)
 
     def observe(self) -> np.ndarray:
-        """Observations ``(N, 3K + 2)`` float32 (layout in :class:`MobileTransmitterEnv`)."""
-        k = self.n_users
-        out = np.empty((self.num_envs, 3 * k + 2), dtype=np.float32)
-        # d <= sqrt(2 A^2 + H^2) and 0 <= x <= A hold exactly; rounding overshoots by at most
-        # an ulp of float64, which the float32 cast removes, so no clipping is needed.
-        out[:, :k] = self.distance_m * self._inv_dmax
-        out[:, k:k + 2] = self.uav * self._pos_scale - 1.0
-        out[:, k + 2:] = self._obs_users
-        return out
+        """Observations ``(N, 3K + 2)`` float32 (layout in :class:`MobileTransmitterEnv`).
+
+        A new array after every reset and step.
+        """
+        return self._obs
 
 
 class MobileTransmitterEnv(CoreEnv[MobileTransmitterConfig]):
@@ -311,6 +389,14 @@ class MobileTransmitterEnv(CoreEnv[MobileTransmitterConfig]):
     step; users (if ``user_speed_m_s > 0``) then take a random-walk step of
     ``user_speed_m_s * slot_s`` in a uniformly random direction. Positions are clamped to the
     area: a UAV or user that would leave it stops at the border (physics, not action repair).
+
+    Randomness: all of it comes from ``np_random`` as uniforms ``u`` in ``[0, 1)``, turned into
+    the distributions above by exact transforms. Reset draws ``2K + 2`` (the UAV's ``(x, y)``,
+    then each user's, times ``area_m``); each step draws ``K`` fading powers ``-ln(1 - u)``
+    (``Exp(1)``, i.e. ``|h|^2`` of a ``CN(0, 1)`` coefficient) if ``rayleigh_fading``, then
+    ``K`` walk directions at angle ``2 pi u`` if ``user_speed_m_s > 0``, and nothing
+    otherwise. The vector twin draws each sub-env's uniforms from that sub-env's generator in
+    the same order, so it reproduces the single env exactly.
 
     ## Action Space
 

@@ -140,6 +140,29 @@ def test_static_users_stay_and_moving_users_stay_inside() -> None:
         prev = core.users[0].copy()
 
 
+def test_fading_powers_are_exponential_and_walk_directions_uniform() -> None:
+    n, step = 4000, 5.0
+    venv = MobileTransmitterVectorEnv(num_envs=n, n_users=1, rayleigh_fading=True,
+                                      user_speed_m_s=step)
+    venv.reset(seed=0, options={"uav_position_m": (200.0, 200.0),
+                                "user_positions_m": [[150.0, 250.0]]})
+    core = venv.core
+    snr = core.p_max_w * core.path_gains()[:, 0] / core.noise_w
+    users = core.users[:, 0].copy()
+    _, _, _, _, info = venv.step(np.tile(_action(1, 1.0), (n, 1)))
+    # |h|^2 from R = log2(1 + |h|^2 SNR): Exp(1), mean 1 and P(|h|^2 > 1) = 1/e.
+    power = np.expm1(info["rates"][:, 0] * math.log(2.0)) / snr
+    assert np.all(power >= 0.0)
+    assert abs(power.mean() - 1.0) < 0.1
+    assert abs((power > 1.0).mean() - math.exp(-1.0)) < 0.05
+    # Every user took one step of exactly ``step`` m, in a uniformly random direction.
+    move = (core.users[:, 0] - users) / step
+    np.testing.assert_allclose(np.hypot(move[:, 0], move[:, 1]), 1.0, rtol=1e-9)
+    assert np.all(np.abs(move.mean(axis=0)) < 0.08)
+    assert abs((move[:, 0] ** 2).mean() - 0.5) < 0.05
+    assert abs((move[:, 0] * move[:, 1]).mean()) < 0.05
+
+
 # ------------------------------------------------------------------ baselines
 
 
