@@ -20,7 +20,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -35,14 +34,8 @@ from qdrl_envs.config import (
     check_real,
     check_reals,
 )
-from qdrl_envs.core import (
-    BatchedCore,
-    CoreEnv,
-    CoreVectorEnv,
-    StepResult,
-    draw,
-    rowwise_dot,
-)
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
+from qdrl_envs.jit import jitable, kernel
 
 __all__ = [
     "MAX_ACTIONS",
@@ -61,7 +54,7 @@ MAX_ACTIONS = 65_536
 """Largest allowed action count ``comb(n_devices, n_channels)`` (the index table is cached)."""
 
 _N_FEATURES = 5  # age, age-if-delivered, SNR estimate, mean SNR, weight
-_BLOCK_SLOTS = 64  # slots of randomness drawn at once per instance
+_BLOCK_SLOTS = 67  # slots of randomness drawn at once per instance (see _block_slots)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,8 +336,204 @@ class DTSyncConfig(EnvConfig):
 
 
 # --------------------------------------------------------------------------------------------
-# Core
+# Core: one instance at a time in compiled kernels (see qdrl_envs.jit)
 # --------------------------------------------------------------------------------------------
+
+# Rows of the core's state ``_f`` (float64) and ``_b`` (bool), ``(N, rows, M)``: instance-major,
+# so that one instance's state lies together.
+_GEN, _PENDING, _CLEAR_LEVEL, _LOG_REL, _DISTANCE, _MEAN_DB, _MEAN_LIN = range(7)
+_N_FLOAT = 7
+_HAS, _CLEAR, _SCHED = range(3)
+_N_BOOL = 3
+# Rows of a slot in the blocks of slots drawn ahead, ``(K, N, rows, M)``: the arrival uniform,
+# |h_hat|^2, |h|^2 and log10 |h_hat|^2.
+_S_ARRIVAL, _S_HAT, _S_FADE, _S_LOG_HAT = range(4)
+_UNIFORMS_PER_DEVICE = 4  # arrival, |h_hat|^2, |e|^2, phase of e relative to h_hat
+_REFILL_CHUNK = 64  # instances whose blocks are worked out together (scratch stays in cache)
+# Rows of the per-instance figures a step writes (``stats[k, n]`` for instance ``n``).
+_REWARD, _MEAN_AOI, _PEAK_AOI = range(3)
+_N_STATS = 3
+
+
+def _block_slots(n_devices: int) -> int:
+    """Slots per block of randomness drawn at once per instance.
+
+    67 (a 200-slot episode draws slots 1..201: exactly three blocks), fewer for more than 8
+    devices to bound the memory (at least 8).
+    """
+    return _BLOCK_SLOTS if n_devices <= 8 else max(8, (8 * _BLOCK_SLOTS) // n_devices)
+
+
+@kernel
+def _prepare_block(fading, idx, uniforms, slots, powers, phases):  # pragma: no cover - compiled
+    """Lay out the new blocks of ``idx`` from their ``uniforms``.
+
+    Arrival uniforms go into ``slots``; ``1 - u`` of the two channel powers into ``powers``
+    and the phases ``2 pi u`` (float32) into ``phases``, contiguous so that NumPy's
+    vectorised ``log`` / ``cos`` run over them at full speed.
+    """
+    n_slots, m_dev = slots.shape[0], slots.shape[3]
+    for k in range(n_slots):  # slot-major, like ``slots``: its writes stay within a page
+        at = k * _UNIFORMS_PER_DEVICE * m_dev  # slot k: u0 (M), u1 (M), u2 (M), u3 (M)
+        for j in range(idx.shape[0]):
+            n = idx[j]
+            for i in range(m_dev):
+                slots[k, n, _S_ARRIVAL, i] = uniforms[j, at + i]
+                if fading:
+                    # 1 - u is exact for NumPy's uniforms (multiples of 2**-53) and in (0, 1].
+                    powers[j, 0, k, i] = 1.0 - uniforms[j, at + m_dev + i]
+                    powers[j, 1, k, i] = 1.0 - uniforms[j, at + 2 * m_dev + i]
+                    phases[j, k, i] = uniforms[j, at + 3 * m_dev + i] * (2.0 * np.pi)
+                else:  # no fading: the SNR is the mean SNR, and the estimate is exact
+                    slots[k, n, _S_HAT, i] = 1.0
+                    slots[k, n, _S_FADE, i] = 1.0
+                    slots[k, n, _S_LOG_HAT, i] = 0.0
+
+
+@kernel
+def _combine_block(hat_var, err_var, idx, powers, phases, slots,
+                   logs):  # pragma: no cover - compiled
+    """Fading powers of the new blocks from ``powers = log(1 - u)`` and ``phases = cos(.)``."""
+    n_slots, m_dev = slots.shape[0], slots.shape[3]
+    for k in range(n_slots):  # slot-major, like ``slots``
+        for j in range(idx.shape[0]):
+            n = idx[j]
+            for i in range(m_dev):
+                # h = h_hat + e, h_hat ~ CN(0, 1 - s2) and e ~ CN(0, s2) independent: their
+                # powers are scaled Exp(1) variates -log(1 - u) and their phase difference is
+                # uniform, so |h|^2 = |h_hat|^2 + |e|^2 + 2 |h_hat| |e| cos(phase).
+                hat2 = hat_var * -powers[j, 0, k, i]
+                err2 = err_var * -powers[j, 1, k, i]
+                cross = 2.0 * np.sqrt(hat2 * err2) * np.float64(phases[j, k, i])
+                slots[k, n, _S_HAT, i] = hat2
+                slots[k, n, _S_FADE, i] = max(hat2 + err2 + cross, 0.0)  # >= 0 after rounding
+                logs[j, k, i] = max(hat2, 1e-30)
+
+
+@kernel
+def _finish_block(idx, logs, slots):  # pragma: no cover - compiled
+    """Store ``log10 |h_hat|^2`` (worked out in ``logs``) into the new blocks."""
+    n_slots, m_dev = slots.shape[0], slots.shape[3]
+    for k in range(n_slots):  # slot-major, like ``slots``
+        for j in range(idx.shape[0]):
+            n = idx[j]
+            for i in range(m_dev):
+                slots[k, n, _S_LOG_HAT, i] = logs[j, k, i]
+
+
+@jitable
+def _draw_slot(arrival, slots, slot, t, age, f, b, n):  # pragma: no cover - compiled
+    """Enter slot ``t + 1`` of instance ``n``, which is ``slots[slot, n]`` of its block.
+
+    Sets its arrivals (time stamp ``t``; LCFS with replacement), whether its true SNR clears
+    the threshold, and the age a delivery in it would give (``age[n]``: the ages after slot
+    ``t``). Arrays are indexed in place: per-instance views would cost reference counting.
+    """
+    for i in range(arrival.shape[0]):
+        b[n, _CLEAR, i] = slots[slot, n, _S_FADE, i] >= f[n, _CLEAR_LEVEL, i]
+        # Its arrivals replace any buffered update. Age if delivered in that slot:
+        # t + 1 - a = 1 for a new update, one more than now for a still-buffered one, else
+        # (nothing to send) the age plus one. Every operand is loaded first so that these
+        # compile to selects, not branches: arrivals are coin flips no predictor learns.
+        new = slots[slot, n, _S_ARRIVAL, i] < arrival[i]
+        has = b[n, _HAS, i]
+        gen = f[n, _GEN, i]
+        waiting = f[n, _PENDING, i] + 1.0
+        idle = age[n, i] + 1.0
+        f[n, _GEN, i] = t if new else gen
+        f[n, _PENDING, i] = 1.0 if new else (waiting if has else idle)
+        b[n, _HAS, i] = has | new
+
+
+@jitable
+def _observe_row(scale, est_gain, slots, slot, age, f, static, obs,
+                 n):  # pragma: no cover - compiled
+    """Write instance ``n``'s observation (layout in the :class:`DTSyncAoIEnv` manual)."""
+    m_dev = age.shape[1]
+    for i in range(m_dev):
+        x = age[n, i]
+        obs[n, i] = x / (x + scale)
+        y = f[n, _PENDING, i]
+        obs[n, m_dev + i] = y / (y + scale)
+        # (10 log10(snr_est) - thr_db) / span, clipped to [-1, 1].
+        est = (slots[slot, n, _S_LOG_HAT, i] + f[n, _LOG_REL, i]) * est_gain
+        obs[n, 2 * m_dev + i] = min(max(est, -1.0), 1.0)
+    for i in range(3 * m_dev, static.shape[1]):  # mean SNR and weights, fixed per episode
+        obs[n, i] = static[n, i]
+
+
+@kernel
+def _reset_kernel(model, idx, dist_in, from_uniforms, slots, t, f, b, age, delivered, static,
+                  obs):  # pragma: no cover - compiled
+    _, arrival, _, _, lo2, span2, tx_dbm, noise_dbm, geometry, scale, est_gain = model
+    carrier_hz, exponent, threshold_db, threshold_lin, snr_span = geometry
+    m_dev = age.shape[1]
+    for j in range(idx.shape[0]):
+        n = idx[j]
+        for i in range(m_dev):
+            # Uniform over the annulus area, or as given.
+            d = np.sqrt(lo2 + dist_in[j, i] * span2) if from_uniforms else dist_in[j, i]
+            mean_db = tx_dbm - radio.log_distance_path_loss_db(d, carrier_hz, exponent) - noise_dbm
+            mean_lin = radio.db_to_linear(mean_db)
+            f[n, _DISTANCE, i] = d
+            f[n, _MEAN_DB, i] = mean_db
+            f[n, _MEAN_LIN, i] = mean_lin
+            # A slot clears the threshold when |h|^2 >= this (an absurd mean SNR: 0 or inf).
+            f[n, _CLEAR_LEVEL, i] = threshold_lin / mean_lin
+            f[n, _LOG_REL, i] = (mean_db - threshold_db) / 10.0
+            f[n, _GEN, i] = 0.0
+            age[n, i] = 1.0
+            b[n, _HAS, i] = False
+            b[n, _SCHED, i] = False
+            delivered[n, i] = False
+            static[n, 3 * m_dev + i] = min(max((mean_db - threshold_db) / snr_span, -1.0), 1.0)
+        t[n] = 0.0
+        _draw_slot(arrival, slots, 0, 0.0, age, f, b, n)  # slot 1: the block's first
+        _observe_row(scale, est_gain, slots, 0, age, f, static, obs, n)
+
+
+@kernel
+def _step_kernel(model, actions, slots, t, f, b, age, new_age, delivered, static, obs, stats,
+                 deliveries):  # pragma: no cover - compiled
+    combos, arrival, weights, inv_m, _, _, _, _, _, scale, est_gain = model
+    m_dev = age.shape[1]
+    n_channels = combos.shape[1]
+    n_slots = slots.shape[0]
+    for n in range(actions.shape[0]):
+        a = actions[n]
+        for i in range(m_dev):
+            b[n, _SCHED, i] = False
+        for c in range(n_channels):
+            b[n, _SCHED, combos[a, c]] = True
+        tn = t[n] + 1.0
+        t[n] = tn
+        total = 0.0
+        weighted = 0.0
+        peak = 0.0
+        count = 0
+        for i in range(m_dev):
+            # Paper Sec. V-F2 (ii): xi_m(t) = t - a_m(t) on reception, else xi_m(t-1) + 1
+            # (``_PENDING`` holds t - a_m for a buffered update, the age a delivery now gives).
+            has = b[n, _HAS, i]
+            ok = b[n, _SCHED, i] & has & b[n, _CLEAR, i]
+            fresh = f[n, _PENDING, i]
+            stale = age[n, i] + 1.0
+            x = fresh if ok else stale  # operands loaded first: a select, not a branch
+            new_age[n, i] = x
+            delivered[n, i] = ok
+            b[n, _HAS, i] = has ^ ok  # a delivery empties the buffer
+            count += ok
+            total += x
+            weighted += weights[i] * x
+            peak = max(peak, x)
+        stats[_REWARD, n] = weighted * -inv_m
+        stats[_MEAN_AOI, n] = total * inv_m
+        stats[_PEAK_AOI, n] = peak
+        deliveries[n] = count
+        # The next slot, t + 1, is slot t mod K of the instance's block (slot 1 its first).
+        slot = int(tn) % n_slots
+        _draw_slot(arrival, slots, slot, tn, new_age, f, b, n)
+        _observe_row(scale, est_gain, slots, slot, new_age, f, static, obs, n)
 
 
 class DTSyncAoICore(BatchedCore[DTSyncConfig]):
@@ -352,16 +541,29 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
 
     State arrays (leading axis ``N``): ``t`` (slots elapsed), ``age`` (twin AoI, slots),
     ``gen`` / ``has_pkt`` (generation time stamp of the buffered update, and whether a
-    not-yet-delivered update is buffered), ``distance_m``, ``mean_snr_db``, and the upcoming
-    slot's true and estimated fading powers ``fade`` / ``fade_est`` and whether its true SNR
-    clears the threshold (``clear``).
+    not-yet-delivered update is buffered), ``distance_m``, ``mean_snr_db``, ``mean_snr``
+    (linear), ``scheduled`` / ``delivered`` (last slot), and the upcoming slot's true and
+    estimated fading powers ``fade`` / ``fade_est`` and whether its true SNR clears the
+    threshold (``clear``).
 
-    Randomness: at reset ``random(M)`` (distances), then per instance one float32
-    ``standard_normal((64, 5, M))`` block for the next 64 slots, redrawn when used up (and at
-    every reset). Per slot, row 0 decides the arrivals (``z < Phi^-1(arrival_prob)``, i.e.
-    probability ``arrival_prob``), rows 1-4 are the real and imaginary parts of ``h_hat`` and
-    ``e``. Drawing ahead in blocks is what makes the single env fast; it changes nothing in
-    distribution, and seeding still fixes every episode.
+    Randomness, per instance from :class:`qdrl_envs.core.Uniforms` (float64 uniforms): at reset
+    ``random(M)`` (distances; not drawn when ``options`` give them), then one block of
+    ``random(K * 4M)`` for the next ``K`` slots, redrawn when used up (and at every reset);
+    ``K = 67`` (a 200-slot episode then uses exactly three blocks), fewer for more than 8
+    devices. In slot ``k`` of a block, ``4M`` uniforms ``u0 (M), u1 (M), u2 (M), u3 (M)``
+    give each device's arrival (``u0 < arrival_prob``), the powers
+    ``|h_hat|^2 = -(1 - s2) log(1 - u1)`` and ``|e|^2 = -s2 log(1 - u2)`` (exponential, the
+    powers of complex Gaussians) and their phase difference ``2 pi u3``, so that
+    ``|h|^2 = |h_hat|^2 + |e|^2 + 2 |h_hat| |e| cos(2 pi u3)``: exactly the laws of
+    ``h = h_hat + e`` with independent ``h_hat ~ CN(0, 1 - s2)`` and ``e ~ CN(0, s2)`` (the
+    cosine is evaluated in float32). Drawing ahead in blocks is what makes the single env
+    fast; seeding still fixes every episode, and the vector twin reproduces the single env bit
+    for bit.
+
+    The model runs in compiled kernels over row functions shared by reset and step; their
+    constants are packed once into a plain tuple (``_model``). The logarithms and cosines of a
+    block run as NumPy's vectorised loops over contiguous scratch arrays, between kernels that
+    lay the block out (``_prepare_block``, ``_combine_block``, ``_finish_block``).
     """
 
     def __init__(self, config: DTSyncConfig, num_envs: int) -> None:
@@ -376,53 +578,71 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self.combos, self.masks = _tables(m, config.n_channels)
         self.weights = config.weight_vector()
         self.weights_obs = (self.weights / self.weights.max()).astype(np.float32)
-        self._unit_weights = bool(np.all(self.weights == 1.0))
         self.arrival = config.arrival_probs()
-        nd = NormalDist()
-        self._z_arrival = np.array([np.inf if q >= 1.0 else nd.inv_cdf(q) for q in self.arrival],
-                                   dtype=np.float32)
         self.threshold_db = float(config.snr_threshold_db)
         self.threshold_lin = float(radio.db_to_linear(config.snr_threshold_db))
         self.s2 = float(config.csi_error_var)
-        self._a = math.sqrt((1.0 - self.s2) / 2.0)  # std of Re/Im of h_hat
-        self._b = math.sqrt(self.s2 / 2.0)  # std of Re/Im of e
         self._scale = float(config.age_scale_slots)
         self._span = float(config.snr_scale_db)
         self._fading = bool(config.rayleigh_fading)
-        self._inv_m = 1.0 / m
+        lo2, hi2 = config.min_distance_m ** 2, config.max_distance_m ** 2
+        # What the kernels take, as one plain tuple (numba dispatches those fast).
+        self._model = (
+            np.ascontiguousarray(self.combos), self.arrival, self.weights, 1.0 / m,
+            float(lo2), float(hi2 - lo2), float(config.tx_power_dbm), float(config.noise_dbm()),
+            (float(config.carrier_hz), float(config.path_loss_exponent), self.threshold_db,
+             self.threshold_lin, self._span),
+            self._scale, 10.0 / self._span,
+        )
         n = num_envs
+        k = self._block = _block_slots(m)
+        self._uniforms = Uniforms(n)
+        self._rows = np.arange(n)
         # Slot counters, ages and time stamps are integers held in float64 (exact below 2**53),
         # which spares int->float conversions in every step.
         self.t = np.zeros(n)
         self.age = np.ones((n, m))
-        self.gen = np.zeros((n, m))
-        self.has_pkt = np.zeros((n, m), dtype=bool)
-        self.distance_m = np.full((n, m), config.min_distance_m)
-        self.mean_snr_db = np.zeros((n, m))
-        self.mean_snr = np.ones((n, m))
-        self.scheduled = np.zeros((n, m), dtype=bool)
         self.delivered = np.zeros((n, m), dtype=bool)
-        self._pending = np.full((n, m), 2.0)
-        self._obs_static = np.zeros((n, _N_FEATURES * m), dtype=np.float32)
-        self._obs_static[:, 4 * m:] = self.weights_obs
-        k = self._block = _BLOCK_SLOTS
-        self._rows = np.arange(n)
-        # Row of each instance's upcoming slot in the flattened (N * 64, M) buffers.
-        self._flat = self._rows * k
-        self._left = k
-        self._buf_new = np.zeros((n, k, m), dtype=bool)
-        self._buf_clear = np.ones((n, k, m), dtype=bool)
-        self._buf_fade = np.ones((n, k, m), dtype=np.float32)
-        self._buf_fade_est = np.ones((n, k, m), dtype=np.float32)
-        # Per instance: threshold / mean SNR (a slot clears it when |h|^2 >= this) and
-        # log10(mean SNR / threshold), float32 like the fading draws.
-        self._clear_level = np.ones((n, m), dtype=np.float32)
-        self._log_rel = np.zeros((n, m), dtype=np.float32)
-        self._buf_est = np.zeros((n, k, m), dtype=np.float32)
-        self._flat_new = self._buf_new.reshape(n * k, m)  # views: refills show through
-        self._flat_clear = self._buf_clear.reshape(n * k, m)
-        self._flat_est = self._buf_est.reshape(n * k, m)
+        self._f = np.zeros((n, _N_FLOAT, m))
+        self._f[:, _PENDING] = 2.0
+        self._f[:, _DISTANCE] = config.min_distance_m
+        self._f[:, _CLEAR_LEVEL] = self._f[:, _MEAN_LIN] = 1.0
+        self._b = np.zeros((n, _N_BOOL, m), dtype=bool)
+        self._b[:, _CLEAR] = True
+        # Views of the state the kernels write in place.
+        self.gen = self._f[:, _GEN]
+        self.distance_m = self._f[:, _DISTANCE]
+        self.mean_snr_db = self._f[:, _MEAN_DB]
+        self.mean_snr = self._f[:, _MEAN_LIN]
+        self.has_pkt = self._b[:, _HAS]
+        self.clear = self._b[:, _CLEAR]
+        self.scheduled = self._b[:, _SCHED]
+        self._static = np.zeros((n, _N_FEATURES * m), dtype=np.float32)
+        self._static[:, 4 * m:] = self.weights_obs
+        self._obs = self._static.copy()
+        # The blocks, slot-major: a step reads one contiguous plane for all instances.
+        self._slots = np.zeros((k, n, 4, m))
+        self._slots[:, :, _S_HAT:_S_FADE + 1] = 1.0
+        chunk = min(n, _REFILL_CHUNK)  # scratch of the refills
+        self._powers = np.empty((chunk, 2, k, m))
+        self._phases = np.empty((chunk, k, m), dtype=np.float32)
+        self._logs = np.empty((chunk, k, m))
+        self._left = 0  # steps before some instance uses up its block
         self._no_term = np.zeros(n, dtype=bool)
+
+    @property
+    def fade(self) -> np.ndarray:
+        """True fading power ``|h|^2`` of the upcoming slot, ``(N, M)``."""
+        return self._slots[self._slot_index(), self._rows, _S_FADE]
+
+    @property
+    def fade_est(self) -> np.ndarray:
+        """Estimated fading power ``|h_hat|^2`` of the upcoming slot, ``(N, M)``."""
+        return self._slots[self._slot_index(), self._rows, _S_HAT]
+
+    def _slot_index(self) -> np.ndarray:
+        """Index of each instance's upcoming slot (``t + 1``) within its block, ``(N,)``."""
+        return (self.t % self._block).astype(np.int64)
 
     def _parse_distances(self, options: dict[str, Any] | None, count: int) -> np.ndarray | None:
         if not options:
@@ -436,148 +656,91 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
                              f"({count}, {self.n_devices}), got {d.shape}")
         if not np.all(np.isfinite(d)) or np.any(d <= 0.0):
             raise ValueError(f"options['distances_m'] must be finite and > 0, got {d.tolist()}")
-        return np.broadcast_to(d, (count, self.n_devices))
+        return np.array(np.broadcast_to(d, (count, self.n_devices)))
 
     def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
               options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Start episodes for ``idx``: ages 1, empty buffers, new distances and first slot."""
-        cfg = self.config
+        idx = np.asarray(idx, dtype=np.int64)
         dist = self._parse_distances(options, len(idx))
+        from_uniforms = dist is None
         if dist is None:
-            u = draw(rngs, lambda g: g.random(self.n_devices))
-            lo2, hi2 = cfg.min_distance_m ** 2, cfg.max_distance_m ** 2
-            dist = np.sqrt(lo2 + u * (hi2 - lo2))  # uniform over the annulus area
-        self.distance_m[idx] = dist
-        mean_db = cfg.mean_snr_db(dist)
-        self.mean_snr_db[idx] = mean_db
-        self.mean_snr[idx] = radio.db_to_linear(mean_db)
-        with np.errstate(over="ignore"):  # an absurd mean SNR makes the level 0 or inf: fine
-            self._clear_level[idx] = self.threshold_lin / self.mean_snr[idx]
-        self._log_rel[idx] = (mean_db - self.threshold_db) / 10.0
-        self.t[idx] = 0
+            dist = self._uniforms.take(rngs, idx, self.n_devices)
+        self._refill(rngs, idx)
         # Copy before writing: the last step's info (e.g. the vector env's final_info) holds
         # these arrays, and a reset must not change what it reported.
         self.age = self.age.copy()
-        self.scheduled = self.scheduled.copy()
         self.delivered = self.delivered.copy()
-        self.age[idx] = 1
-        self.gen[idx] = 0
-        self.has_pkt[idx] = False
-        self.scheduled[idx] = False
-        self.delivered[idx] = False
-        self._refill(rngs, idx)
-        new = self._buf_new[idx, 0]
-        self.has_pkt[idx] = new  # arrivals at the start of slot 1 (time stamp 0 = gen)
-        self._pending[idx] = np.where(new, 1.0, 2.0)
-        m = self.n_devices
-        self._obs_static[idx, 3 * m:4 * m] = np.clip((mean_db - self.threshold_db) / self._span,
-                                                     -1.0, 1.0)
-        return {"distance_m": self.distance_m[idx].copy(),
-                "mean_snr_db": self.mean_snr_db[idx].copy()}
+        obs = self._obs.copy()  # a new array; instances not reset keep their rows
+        _reset_kernel(self._model, idx, dist, from_uniforms, self._slots, self.t, self._f,
+                      self._b, self.age, self.delivered, self._static, obs)
+        self._obs = obs
+        self._left = self._block - 1 - int((self.t % self._block).max())
+        return {"distance_m": self.distance_m[idx], "mean_snr_db": self.mean_snr_db[idx]}
 
     def _refill(self, rngs: Sequence[np.random.Generator], idx: np.ndarray) -> None:
-        """Draw the next ``block_slots`` slots (arrivals, channels, estimates) of ``idx``."""
-        k, m = self._block, self.n_devices
-        # float32 draws and arithmetic: plenty for fading powers, and half the memory traffic
-        # (a refill of 1024 instances touches 64 x 5 x M numbers each).
-        z = draw(rngs, lambda g: g.standard_normal((k, 5, m), dtype=np.float32))
-        self._buf_new[idx] = z[:, :, 0] < self._z_arrival
-        if self._fading:
-            # h = h_hat + e, h_hat ~ CN(0, 1 - s2), e ~ CN(0, s2) independent.
-            hat = self._a * z[:, :, 1:3]
-            h = hat + self._b * z[:, :, 3:5]
-            fade = np.add.reduce(h * h, axis=2)
-            fade_est = np.add.reduce(hat * hat, axis=2)
-        else:
-            fade = fade_est = np.ones((len(idx), k, m), dtype=np.float32)
-        self._buf_fade[idx] = fade
-        self._buf_fade_est[idx] = fade_est
-        self._buf_clear[idx] = fade >= self._clear_level[idx][:, None, :]
-        # (10 log10(snr_est) - thr_db) / span, clipped to [-1, 1].
-        est = ((np.log10(np.maximum(fade_est, 1e-30)) + self._log_rel[idx][:, None, :])
-               * (10.0 / self._span))
-        self._buf_est[idx] = np.minimum(np.maximum(est, -1.0), 1.0)
-        self._flat[idx] = idx * k
-        self._left = k - int(self._ptr.max())  # steps until the next refill
+        """Draw the next block (``K`` slots) of the instances ``idx`` and work out its channels.
 
-    @property
-    def fade(self) -> np.ndarray:
-        """True fading power ``|h|^2`` of the upcoming slot, ``(N, M)``."""
-        return self._buf_fade[self._rows, self._ptr]
-
-    @property
-    def _ptr(self) -> np.ndarray:
-        """Index of each instance's upcoming slot within its block, ``(N,)``."""
-        return self._flat - self._rows * self._block
-
-    @property
-    def fade_est(self) -> np.ndarray:
-        """Estimated fading power ``|h_hat|^2`` of the upcoming slot, ``(N, M)``."""
-        return self._buf_fade_est[self._rows, self._ptr]
-
-    @property
-    def clear(self) -> np.ndarray:
-        """Whether the upcoming slot's true SNR clears the threshold, ``(N, M)``."""
-        return self._flat_clear.take(self._flat, axis=0)
+        In chunks of instances whose scratch stays in cache, NumPy's ``log``, ``cos`` and
+        ``log10`` run over contiguous scratch arrays (they compute each element alike
+        wherever it lies, so one instance or many get the same bits).
+        """
+        width = _UNIFORMS_PER_DEVICE * self._block * self.n_devices
+        for lo in range(0, len(idx), _REFILL_CHUNK):
+            part = idx[lo:lo + _REFILL_CHUNK]
+            u = self._uniforms.take(rngs[lo:lo + _REFILL_CHUNK], part, width)
+            count = len(part)
+            powers, phases, logs = self._powers[:count], self._phases[:count], self._logs[:count]
+            _prepare_block(self._fading, part, u, self._slots, powers, phases)
+            if self._fading:
+                np.log(powers, out=powers)
+                np.cos(phases, out=phases)  # float32: vectorised (float64 cosines: ~20x slower)
+                _combine_block(1.0 - self.s2, self.s2, part, powers, phases, self._slots, logs)
+                np.log10(logs, out=logs)
+                _finish_block(part, logs, self._slots)
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Schedule the subsets ``actions`` (indices), deliver, age the twins, draw next slot."""
-        flat = self._flat
-        sched = self.masks.take(actions, axis=0)
-        success = sched & self.has_pkt & self._flat_clear.take(flat, axis=0)
-        t = self.t
-        t += 1
-        tcol = t[:, None]
-        # Paper Sec. V-F2 (ii): xi_m(t) = t - a_m(t) on reception, else xi_m(t-1) + 1.
-        # (``_pending`` holds t - a_m for a buffered update, the age a delivery now gives.)
-        age = np.where(success, self._pending, self.age + 1)
+        n, m = self.num_envs, self.n_devices
+        refilled = self._left <= 0
+        if refilled:  # some instance used up its block
+            due = np.flatnonzero(self.t % self._block == self._block - 1)
+            self._refill([rngs[i] for i in due], due)
+        age = np.empty((n, m))
+        delivered = np.empty((n, m), dtype=bool)
+        stats = np.empty((_N_STATS, n))
+        deliveries = np.empty(n, dtype=np.int64)
+        obs = np.empty((n, _N_FEATURES * m), dtype=np.float32)  # the kernel writes every row
+        _step_kernel(self._model, actions, self._slots, self.t, self._f, self._b, self.age, age,
+                     delivered, self._static, obs, stats, deliveries)
         self.age = age
-        self.scheduled = sched
-        self.delivered = success
-        mean_aoi = np.add.reduce(age, axis=1) * self._inv_m
-        if self._unit_weights:
-            weighted = -mean_aoi
+        self.delivered = delivered
+        self._obs = obs
+        if refilled:
+            self._left = self._block - 1 - int((self.t % self._block).max())
         else:
-            weighted = rowwise_dot(age, self.weights) * -self._inv_m
+            self._left -= 1
+        reward = stats[_REWARD]
         info = {
             "aoi": age,
-            "mean_aoi": mean_aoi,
-            "peak_aoi": np.maximum.reduce(age, axis=1),
-            "deliveries": np.add.reduce(success, axis=1),
-            "delivered": success,
-            "reward_terms": {"weighted_aoi": weighted},
+            "mean_aoi": stats[_MEAN_AOI],
+            "peak_aoi": stats[_PEAK_AOI],
+            "deliveries": deliveries,
+            "delivered": delivered,
+            "reward_terms": {"weighted_aoi": reward},
         }
-        # Next slot: its arrivals (time stamp t) replace any buffered update (LCFS-R).
-        flat += 1
-        self._left -= 1
-        if self._left <= 0:  # some instance used up its block of randomness
-            idx = np.flatnonzero(self._ptr >= self._block)
-            self._refill([rngs[i] for i in idx], idx)
-        new = self._flat_new.take(flat, axis=0)
-        self.gen = np.where(new, tcol, self.gen)
-        has = self.has_pkt ^ success  # success implies a buffered update
-        # Age if delivered in the next slot: t + 1 - a_m = 1 for a new update, one more than
-        # now for a still-buffered one, else (nothing to send) the age plus one.
-        self._pending = np.where(new, 0.0, np.where(has, self._pending, age)) + 1.0
-        self.has_pkt = has | new
-        return StepResult(weighted, self._no_term, info)
+        return StepResult(reward, self._no_term, info)
 
     def age_if_delivered(self) -> np.ndarray:
         """Age each twin would have after the next slot if its device got through, ``(N, M)``.
 
         ``t + 1 - gen`` when an update is buffered, else ``age + 1`` (nothing to deliver).
         """
-        return self._pending.copy()
+        return self._f[:, _PENDING].copy()
 
     def observe(self) -> np.ndarray:
-        """Observations ``(N, 5M)`` float32 (layout in :class:`DTSyncAoIEnv`)."""
-        m = self.n_devices
-        s = self._scale
-        out = self._obs_static.copy()  # mean SNR and weight blocks, fixed per episode
-        ages = np.concatenate((self.age, self._pending), axis=1)
-        out[:, :2 * m] = ages / (ages + s)
-        out[:, 2 * m:3 * m] = self._flat_est.take(self._flat, axis=0)
-        return out
+        """Observations ``(N, 5M)`` float32 (layout in :class:`DTSyncAoIEnv`; new every step)."""
+        return self._obs
 
 
 # --------------------------------------------------------------------------------------------
@@ -657,7 +820,9 @@ class DTSyncAoIEnv(CoreEnv[DTSyncConfig]):
     Every twin has age 1 and every buffer is empty; device distances are drawn uniformly over
     the annulus area ``[min_distance_m, max_distance_m]`` (or given by
     ``reset(options={"distances_m": [...]})``); the arrivals and the channel of slot 1 are
-    drawn.
+    drawn. Arrivals and channels are drawn ahead from the env's generator, 67 slots at a time
+    (fewer for more than 8 devices), by exact transforms of uniforms (see
+    :class:`DTSyncAoICore`), so a seed fixes the whole episode.
 
     ## Episode End
 
