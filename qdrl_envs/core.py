@@ -17,7 +17,13 @@ Randomness. Each instance owns its own ``np.random.Generator``; the single env's
 consumes its generator in the same order as a single env that calls ``reset()`` at the end of
 each episode: for the same seeds and actions, sub-env ``i`` reproduces ``gym.make(id)`` reset
 with ``seed + i``. Cores draw through :func:`draw`, which calls each instance's generator once
-per draw and stacks the results.
+per draw and stacks the results, or through :class:`Uniforms`, which draws the same numbers in
+a compiled loop (cores whose model runs in :mod:`qdrl_envs.jit` kernels).
+
+A core's state may live in NumPy arrays updated by NumPy expressions (the secrecy env) or by
+compiled kernels looping over instances (the other four, where a slot is dozens of tiny
+operations). Either way ``reset``, ``step`` and ``observe`` take and return NumPy arrays with the
+leading instance axis, and the arrays they hand out are never written again.
 """
 
 from __future__ import annotations
