@@ -5,7 +5,11 @@ Engine (knows nothing of torch modules): `CircuitSpec` -> `build_circuit` -> a Q
 ``"qiskit"``: EstimatorQNN over any V2 estimator). Adapter: `QuantumLayer` and the hybrid
 compositions (`ClassicalToQuantum`, `QuantumToClassical`, `ParallelHybrid`). SB3 policies:
 `QuantumActorCriticPolicy` (PPO, A2C), `QuantumDQNPolicy` (DQN), `QuantumTD3Policy` (TD3,
-DDPG), `QuantumSACPolicy` (SAC).
+DDPG), `QuantumSACPolicy` (SAC). Training beyond SB3's optimisers (paper Sec. III-E): `Rotosolve`
+(closed-form per-weight minimisation) and `SPSA` (closure-driven ``torch.optim`` optimisers);
+parameter-shift gradients come from the ``"qiskit"`` executor. Trainability (Sec. III-D2):
+`gradient_variance` estimates Var[dC/dtheta] over random weights, `gradient_variance_sweep`
+and `variance_decay_rate` trace the barren-plateau curve over qubits and depth.
 
 Example:
     >>> from stable_baselines3 import PPO
@@ -15,6 +19,12 @@ Example:
     >>> model.policy.circuit.draw()  # doctest: +SKIP
 """
 
+from qdrl_agents.analysis import (
+    GradientVariance,
+    gradient_variance,
+    gradient_variance_sweep,
+    variance_decay_rate,
+)
 from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit
 from qdrl_agents.executors import Executor, make_executor
 from qdrl_agents.layers import (
@@ -25,6 +35,7 @@ from qdrl_agents.layers import (
     make_encoder,
     parameter_counts,
 )
+from qdrl_agents.optim import SPSA, Rotosolve
 from qdrl_agents.policies import (
     QuantumActorCriticPolicy,
     QuantumDQNPolicy,
@@ -34,10 +45,12 @@ from qdrl_agents.policies import (
 )
 
 __all__ = [
+    "SPSA",
     "BuiltCircuit",
     "CircuitSpec",
     "ClassicalToQuantum",
     "Executor",
+    "GradientVariance",
     "ParallelHybrid",
     "QuantumActorCriticPolicy",
     "QuantumDQNPolicy",
@@ -46,8 +59,12 @@ __all__ = [
     "QuantumSACPolicy",
     "QuantumTD3Policy",
     "QuantumToClassical",
+    "Rotosolve",
     "build_circuit",
+    "gradient_variance",
+    "gradient_variance_sweep",
     "make_encoder",
     "make_executor",
     "parameter_counts",
+    "variance_decay_rate",
 ]
