@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms, rowwise_dot
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
 from qdrl_envs.jit import jitable, kernel
 from qdrl_envs.traffic import (
     FifoQueues,
@@ -455,13 +455,10 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         self.mean_units_per_rb = np.array([self.words_per_rb, self.words_per_rb, *mean_bits])
         w_slice = np.array([c.semantic_weight, c.embb_weight, c.urllc_weight])
         self._w_slice_norm = w_slice / w_slice.sum()
-        # Queue -> slice maps: plain sums, and importance-weighted (critical words x weight).
-        self._q2s = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
-        self._q2s_w = self._q2s.copy()
-        self._q2s_w[0, 0] = c.critical_weight
-        stake_floor = np.maximum(self.mean_arrivals, 1.0)
-        # Importance-weighted mean arrivals per slice.
-        viol_norm = rowwise_dot(stake_floor, self._q2s_w)
+        # Importance-weighted mean arrivals per slice (critical words x critical_weight), the
+        # scale of each slice's violations.
+        stake = np.maximum(self.mean_arrivals, 1.0)
+        viol_norm = np.array([c.critical_weight * stake[0] + stake[1], stake[2], stake[3]])
         self._viol_coef = -c.violation_penalty * self._w_slice_norm / viol_norm
         self._inv_demand = 1.0 / (self.mean_units_per_rb * c.n_rbs)
         self._inv_deadline = 1.0 / self.deadlines
