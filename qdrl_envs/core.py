@@ -141,19 +141,6 @@ class Uniforms:
         return out
 
 
-def rowwise_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for a batch of rows ``a (N, K)`` and a constant ``b (K,)`` or ``(K, J)``.
-
-    A BLAS matmul picks its kernel, and with it the order of the additions, by the number of
-    rows, so ``a[i] @ b`` inside a batch of N can differ in the last bit from the same row alone:
-    the vector twin would then drift from the single env. This computes each row with the same
-    elementwise products and the same reduction order whatever ``N`` is.
-    """
-    if b.ndim == 1:
-        return (a * b).sum(axis=-1)
-    return (a[..., :, None] * b).sum(axis=-2)
-
-
 @dataclass
 class StepResult:
     """What :meth:`BatchedCore.step` returns for the whole batch.

@@ -491,7 +491,9 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         # secrecy_rates(user_gains, eve_gains, actions, ...) with the channels' operator
         # built ahead of time (see secrecy_rates).
         user, eve, sec = _secrecy_from_operator(self._op, powers, self.noise_w)
-        total = sec.sum(axis=-1)  # not a matmul: see core.rowwise_dot
+        # A per-row sum, never a BLAS matmul: BLAS picks its kernel, and the order of the
+        # additions, by the number of rows, and the vector twin would drift from the single env.
+        total = sec.sum(axis=-1)
         info: dict[str, Any] = {
             "secrecy_rate": total,
             "user_rates": user,
