@@ -166,11 +166,17 @@ class BaseStore(abc.ABC):
        metrics and the whole evaluation curve at once: a reader sees all of it or none of it,
        including after a crash (SIGKILL) of the writing process.
     3. **Finished is final.** Once a run is ``finished`` or ``not_applicable`` (the
-       :data:`DONE_STATUSES`), no call changes it; a later :meth:`record_result` or
-       :meth:`mark_running` on it returns ``False`` and writes nothing.
-    4. **Nothing lost.** Concurrent writers (threads of one process for the in-memory store;
+       :data:`DONE_STATUSES`), only :meth:`replace_result` changes it; a later
+       :meth:`record_result` or :meth:`mark_running` on it returns ``False`` and writes nothing.
+    4. **A replaced result is never lost halfway.** :meth:`replace_result` swaps a run's
+       result and curve for a *done* result in one transaction: a reader (and a crash) sees
+       the old result or the new one, never neither, and a done run never goes back to a
+       not-done status. The runner redoes a done run (``qdrl-bench run --rerun``) without
+       touching its row and calls this only once the new run is done, so an interrupted or
+       failed redo leaves the old result as it was.
+    5. **Nothing lost.** Concurrent writers (threads of one process for the in-memory store;
        threads and processes for SQLite) never lose each other's writes.
-    5. **Never damage what is there.** Opening a store that exists but cannot be read, is
+    6. **Never damage what is there.** Opening a store that exists but cannot be read, is
        corrupt, or is not a qdrl store raises :class:`StoreError` without writing to it.
 
     Statuses move ``pending -> running -> finished | failed | not_applicable | unavailable``;
@@ -196,6 +202,19 @@ class BaseStore(abc.ABC):
 
         Raises:
             KeyError: If the run does not exist.
+        """
+
+    @abc.abstractmethod
+    def replace_result(self, run_id: str, result: RunResult) -> None:
+        """Write a done result atomically over whatever the run holds, done or not.
+
+        The run's status becomes ``result.status``, its attempts grow by one, and its scores,
+        metrics, code version and whole curve are those of ``result`` (the old curve is gone).
+
+        Raises:
+            KeyError: If the run does not exist.
+            ValueError: If ``result.status`` is not in :data:`DONE_STATUSES` (a failed or
+                unavailable redo must not replace a done result; nothing is written).
         """
 
     @abc.abstractmethod
@@ -226,6 +245,12 @@ class BaseStore(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_replacement(result: RunResult) -> None:
+    if result.status not in DONE_STATUSES:
+        raise ValueError(f"replace_result needs a done result ({sorted(DONE_STATUSES)}), got "
+                         f"{result.status!r}; a redo that did not finish keeps the old result")
 
 
 def _check_result_run(record: RunRecord | None, run_id: str) -> RunRecord:
@@ -268,6 +293,15 @@ class InMemoryStore(BaseStore):
                                          result=replace(result, curve=()))
             self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
             return True
+
+    def replace_result(self, run_id: str, result: RunResult) -> None:  # noqa: D102
+        _check_replacement(result)
+        with self._lock:
+            rec = _check_result_run(self._runs.get(run_id), run_id)
+            self._runs[run_id] = replace(rec, status=result.status, attempts=rec.attempts + 1,
+                                         finished_at=time.time(),
+                                         result=replace(result, curve=()))
+            self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
 
     def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
         n = 0
@@ -484,24 +518,36 @@ class SQLiteStore(BaseStore):
                       "finished_at=NULL WHERE run_id=?", (RUNNING, time.time(), run_id))
             return True
 
+    @staticmethod
+    def _write_result(c: sqlite3.Connection, run_id: str, result: RunResult,
+                      attempts: int) -> None:
+        """Write result and curve inside the caller's transaction; ``attempts`` is added."""
+        c.execute("DELETE FROM evals WHERE run_id=?", (run_id,))
+        c.executemany(
+            "INSERT INTO evals (run_id, step, mean, std, returns) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, int(p.step), float(p.mean), float(p.std), json.dumps(list(p.returns)))
+             for p in result.curve])
+        c.execute(
+            "UPDATE runs SET status=?, attempts=attempts+?, finished_at=?, reason=?, adapter=?, "
+            "wall_s=?, params_quantum=?, params_classical=?, final_score=?, final_std=?, "
+            "metrics=?, code_version=? WHERE run_id=?",
+            (result.status, attempts, time.time(), result.reason, result.adapter,
+             _num(result.wall_s), result.params_quantum, result.params_classical,
+             _num(result.final_score), _num(result.final_std),
+             json.dumps(dict(result.metrics), sort_keys=True), result.code_version, run_id))
+
     def record_result(self, run_id: str, result: RunResult) -> bool:  # noqa: D102
         with self._tx() as c:
             if self._status(c, run_id) in DONE_STATUSES:
                 return False
-            c.execute("DELETE FROM evals WHERE run_id=?", (run_id,))
-            c.executemany(
-                "INSERT INTO evals (run_id, step, mean, std, returns) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, int(p.step), float(p.mean), float(p.std), json.dumps(list(p.returns)))
-                 for p in result.curve])
-            c.execute(
-                "UPDATE runs SET status=?, finished_at=?, reason=?, adapter=?, wall_s=?, "
-                "params_quantum=?, params_classical=?, final_score=?, final_std=?, metrics=?, "
-                "code_version=? WHERE run_id=?",
-                (result.status, time.time(), result.reason, result.adapter, _num(result.wall_s),
-                 result.params_quantum, result.params_classical, _num(result.final_score),
-                 _num(result.final_std), json.dumps(dict(result.metrics), sort_keys=True),
-                 result.code_version, run_id))
+            self._write_result(c, run_id, result, 0)
             return True
+
+    def replace_result(self, run_id: str, result: RunResult) -> None:  # noqa: D102
+        _check_replacement(result)
+        with self._tx() as c:
+            self._status(c, run_id)  # KeyError before anything is written
+            self._write_result(c, run_id, result, 1)
 
     def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
         ids = list(run_ids)

@@ -6,6 +6,7 @@ import multiprocessing as mp
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,45 @@ def test_code_version_roundtrip(store: BaseStore) -> None:
     rid = store.ensure_run(key(8)).run_id
     store.record_result(rid, RunResult(status="finished", final_score=1.0, code_version="abc"))
     assert store.get_run(rid).result.code_version == "abc"
+
+
+def test_replace_result_swaps_a_done_result_at_once(store: BaseStore) -> None:
+    rid = store.ensure_run(key(10)).run_id
+    other = store.ensure_run(key(11)).run_id
+    for r in (rid, other):
+        store.mark_running(r)
+        store.record_result(r, replace(finished(1.0, n=3), code_version="v1"))
+    store.replace_result(rid, replace(finished(9.0, n=2), code_version="v2",
+                                      metrics={"secrecy_rate": 5.0}))
+    rec = store.get_run(rid)
+    assert rec is not None and rec.status == "finished" and rec.attempts == 2
+    assert (rec.result.final_score, rec.result.code_version) == (9.0, "v2")
+    assert rec.result.metrics == {"secrecy_rate": 5.0}
+    assert [p.step for p in store.get_curve(rid)] == [0, 10]  # the old curve is gone
+    assert store.get_run(other).result.code_version == "v1"  # the other run is untouched
+    assert len(store.get_curve(other)) == 3
+    assert not store.record_result(rid, finished(0.0))  # still done: finished is final
+    store.replace_result(rid, RunResult(status="not_applicable", reason="cap", code_version="v3"))
+    rec = store.get_run(rid)
+    assert rec.status == "not_applicable" and rec.result.reason == "cap"
+    assert store.get_curve(rid) == []
+
+
+def test_replace_result_never_undoes_a_done_run(store: BaseStore) -> None:
+    rid = store.ensure_run(key(12)).run_id
+    store.record_result(rid, replace(finished(2.0), code_version="v1"))
+    for status in ("failed", "unavailable"):
+        with pytest.raises(ValueError, match=f"needs a done result.*got '{status}'"):
+            store.replace_result(rid, RunResult(status=status, reason="boom"))
+    rec = store.get_run(rid)
+    assert rec.status == "finished" and rec.attempts == 0
+    assert (rec.result.final_score, rec.result.code_version) == (2.0, "v1")
+    assert len(store.get_curve(rid)) == 3
+    with pytest.raises(KeyError, match="no run"):
+        store.replace_result("nope", finished())
+    pending = store.ensure_run(key(13)).run_id  # a run that is not done may be replaced too
+    store.replace_result(pending, finished(4.0))
+    assert store.get_run(pending).status == "finished"
 
 
 def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
