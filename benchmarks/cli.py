@@ -3,7 +3,7 @@
 Usage::
 
     qdrl-bench run SWEEP.yaml [--store URL] [--executor local|ray] [--workers N]
-                              [--report DIR] [--quiet]
+                              [--rerun stale|all] [--report DIR] [--quiet]
     qdrl-bench report STORE [--sweep NAME] [--out DIR]
     qdrl-bench list [--env ID ...]
     qdrl-bench perf [MODULE] [ARGS ...]
@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from benchmarks.runner import RERUN_MODES
 from benchmarks.spec import SpecError, load_sweep
 from benchmarks.store import StoreError
 
@@ -41,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", help="store URL, overriding the sweep's (sqlite:///path.db)")
     run.add_argument("--executor", choices=("local", "ray"), help="override the executor kind")
     run.add_argument("--workers", type=int, help="override the number of workers")
+    run.add_argument("--rerun", choices=RERUN_MODES,
+                     help="also redo finished runs: 'stale' those produced by another code "
+                          "version, 'all' every run of this sweep (old results are kept until "
+                          "the new run finishes)")
     run.add_argument("--report", metavar="DIR", help="write the report to DIR afterwards")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     rep = sub.add_parser("report", help="write the report of a store")
@@ -68,17 +73,24 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         spec = dataclasses.replace(spec, executor=executor)
     if args.store:
         spec = dataclasses.replace(spec, store=args.store)
-    summary = run_sweep(spec, progress=not args.quiet)
+    summary = run_sweep(spec, progress=not args.quiet, rerun=args.rerun)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to do"
-    out.write(f"sweep {summary.sweep}: {summary.total} runs, {summary.skipped} already done; "
-              f"this time: {counts} in {summary.wall_s:.1f} s; store {spec.store}\n")
+    stale = (f" ({summary.stale} by another code version; --rerun stale redoes them)"
+             if summary.stale else "")
+    redo = (f", {summary.redo} done run(s) redone ({summary.replaced} replaced)"
+            if summary.redo else "")
+    out.write(f"sweep {summary.sweep}: {summary.total} runs, {summary.skipped} already done"
+              f"{stale}{redo}; this time: {counts} in {summary.wall_s:.1f} s; store "
+              f"{spec.store}\n")
     for name, reason in summary.unavailable:
         out.write(f"  unavailable {name}: {reason.splitlines()[0]}\n")
     for name, reason in summary.failures:
         out.write(f"  FAILED {name}: {reason}\n")
+    for name, status in summary.kept:
+        out.write(f"  kept the old result of {name}: its rerun ended {status}\n")
     if summary.interrupted:
-        out.write("interrupted: runs in flight are marked 'interrupted'; rerun the same command "
-                  "to resume\n")
+        out.write("interrupted: runs in flight are marked 'interrupted' (runs being redone keep "
+                  "their old result); rerun the same command to resume\n")
         return 130
     if args.report:
         from benchmarks.report import write_report
@@ -93,6 +105,15 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
     paths = write_report(args.store, args.out, sweep=args.sweep)
     out.write(f"markdown: {paths['markdown']}\nhtml: {paths['html']}\n")
+    stale: dict[str, list[int]] = {}
+    for rep in paths["reports"]:
+        counts = stale.setdefault(rep.sweep, [0, 0])
+        counts[0] += rep.stale
+        counts[1] += sum(len(row.scores) for row in rep.rows)
+    for sweep, (n, total) in stale.items():
+        if n:
+            out.write(f"sweep {sweep}: {n} of {total} results are from another code version "
+                      "(qdrl-bench run SWEEP --rerun stale recomputes them)\n")
     return 0
 
 

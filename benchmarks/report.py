@@ -142,6 +142,7 @@ class EnvReport:
     other: list[tuple[str, str, str]]  # (run name, status, reason)
     superseded: int = 0
     code_versions: tuple[str, ...] = ()
+    stale: int = 0  # results shown that another code version than the current one produced
 
 
 def _latest_finished(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
@@ -164,8 +165,15 @@ def _normalise(x: float, lo: float, hi: float) -> float:
     return (x - lo) / (hi - lo)
 
 
-def build_reports(store: BaseStore, sweep: str | None = None) -> list[EnvReport]:
+def build_reports(store: BaseStore, sweep: str | None = None, *,
+                  version: str | None = None) -> list[EnvReport]:
     """Compute the per-environment reports of one sweep (or every sweep) in a store.
+
+    Args:
+        store: The store.
+        sweep: Only this sweep (default: every sweep).
+        version: The current code version, against which :attr:`EnvReport.stale` counts
+            (default: :func:`benchmarks.runner.code_version` of this process).
 
     Raises:
         ValueError: If ``sweep`` is not in the store (the message lists the sweeps).
@@ -174,6 +182,9 @@ def build_reports(store: BaseStore, sweep: str | None = None) -> list[EnvReport]
     if sweep is not None and sweep not in sweeps:
         raise ValueError(f"sweep {sweep!r} is not in the store; sweeps there: {sweeps}")
     from benchmarks.registry import is_baseline
+    from benchmarks.runner import code_version, is_stale
+
+    current = version if version is not None else code_version()
 
     out: list[EnvReport] = []
     for sw in [sweep] if sweep else sweeps:
@@ -231,7 +242,8 @@ def build_reports(store: BaseStore, sweep: str | None = None) -> list[EnvReport]
                                                 and r.status == "finished") - len(env_runs),
                                  code_versions=tuple(sorted({
                                      r.result.code_version for r in env_runs
-                                     if r.result is not None and r.result.code_version}))))
+                                     if r.result is not None and r.result.code_version})),
+                                 stale=sum(is_stale(r, current) for r in env_runs)))
     return out
 
 
@@ -408,13 +420,14 @@ def _open_existing(store: BaseStore | str | os.PathLike[str]) -> tuple[BaseStore
 
 
 def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                 sweep: str | None = None) -> dict[str, Any]:
+                 sweep: str | None = None, *, version: str | None = None) -> dict[str, Any]:
     """Write ``report.md`` (+ PNGs) and a self-contained ``report.html`` into ``out_dir``.
 
     Args:
         store: A store, a ``sqlite:///`` URL or a ``.db`` path (which must exist).
         out_dir: Output folder (created).
         sweep: Only this sweep (default: every sweep in the store).
+        version: The current code version (see :func:`build_reports`).
 
     Returns:
         ``{"markdown": path, "html": path, "png": [paths], "reports": [EnvReport]}``.
@@ -425,7 +438,7 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
     """
     db, owned = _open_existing(store)
     try:
-        reports = build_reports(db, sweep)
+        reports = build_reports(db, sweep, version=version)
     finally:
         if owned:
             db.close()
@@ -485,8 +498,15 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
             if len(rep.code_versions) > 1:
                 note = (f"Warning: these results were produced by {len(rep.code_versions)} "
                         f"different versions of the code ({', '.join(rep.code_versions)}); a "
-                        "rerun skips finished runs even when the code changed. Use a new sweep "
-                        "name or store for a clean comparison.")
+                        "rerun skips finished runs even when the code changed.")
+                md += [note, ""]
+                page.append(f"<p class='note'>{html.escape(note)}</p>")
+            if rep.stale:
+                n_shown = sum(len(r.scores) for r in rep.rows)
+                note = (f"Stale: {rep.stale} of {n_shown} results shown were produced by "
+                        "another code version than the current one; `qdrl-bench run SWEEP "
+                        "--rerun stale` recomputes them (the old results are kept until the "
+                        "new runs finish).")
                 md += [note, ""]
                 page.append(f"<p class='note'>{html.escape(note)}</p>")
             if rep.superseded:

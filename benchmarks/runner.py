@@ -11,6 +11,9 @@ Two layers:
   the unfinished ones to an executor, and writes every result from the driver process, one
   transaction per run. Ctrl-C stops the executor, marks the runs in flight ``interrupted`` and
   leaves the store consistent; a rerun redoes them and skips everything finished.
+  ``rerun="stale"`` also redoes finished runs whose recorded :func:`code_version` is not the
+  current one, ``rerun="all"`` every run of the sweep; a redone run's old result stays in the
+  store until the new run is done (:meth:`~benchmarks.store.BaseStore.replace_result`).
 
 Metrics follow fixed namespaces: the evaluation curve is ``eval/return`` (mean and std over the
 evaluation episodes at each step); ``metrics`` holds the final evaluation's ``eval/<info key>``
@@ -40,20 +43,27 @@ from benchmarks.store import (
     BaseStore,
     EvalPoint,
     RunKey,
+    RunRecord,
     RunResult,
     get_store,
 )
 
 __all__ = [
+    "RERUN_MODES",
     "Progress",
     "SweepSummary",
     "code_version",
     "evaluate",
     "execute_run",
+    "is_stale",
     "run_key",
     "run_sweep",
     "set_step_reporter",
 ]
+
+RERUN_MODES = ("stale", "all")
+"""What :func:`run_sweep` redoes besides unfinished runs: ``stale`` (done runs of another code
+version) or ``all`` (every done run of the sweep)."""
 
 StepReporter = Callable[[str, int, int], None]
 _REPORTER: StepReporter | None = None
@@ -165,6 +175,17 @@ def code_version() -> str:
                 digest.update(path.read_bytes())
         _CODE_VERSION = digest.hexdigest()[:12]
     return _CODE_VERSION
+
+
+def is_stale(record: RunRecord, version: str) -> bool:
+    """Whether a done run holds a result of another code version than ``version``.
+
+    A result without a recorded version (a store of schema 1) counts as stale; runs that are
+    not done are never stale (a rerun redoes them anyway).
+    """
+    if record.status not in DONE_STATUSES:
+        return False
+    return record.result is None or record.result.code_version != version
 
 
 def _seed_everything(seed: int) -> None:
@@ -404,8 +425,13 @@ class SweepSummary:
     Attributes:
         sweep: The sweep name.
         total: Runs in the sweep.
-        skipped: Runs already done (finished / not applicable) in the store.
-        statuses: Count of each status written in this invocation.
+        skipped: Runs already done (finished / not applicable) in the store and not redone.
+        stale: Of the skipped runs, those whose result is of another code version.
+        redo: Done runs redone in this invocation (``rerun``).
+        replaced: Of those, the ones whose new result replaced the old one.
+        kept: ``(run name, status)`` of redone runs that did not finish (failed, unavailable):
+            their old result is kept.
+        statuses: Count of each status produced in this invocation.
         interrupted: Whether Ctrl-C stopped it.
         wall_s: Wall-clock seconds.
         failures: ``(run name, reason)`` of failed runs.
@@ -415,6 +441,10 @@ class SweepSummary:
     sweep: str
     total: int = 0
     skipped: int = 0
+    stale: int = 0
+    redo: int = 0
+    replaced: int = 0
+    kept: list[tuple[str, str]] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
     wall_s: float = 0.0
@@ -445,8 +475,12 @@ def check_env_kwargs(spec: SweepSpec) -> None:
 
 def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
               executor: Any = None, progress: bool | TextIO = True,
-              check: bool = True) -> SweepSummary:
+              check: bool = True, rerun: str | None = None,
+              version: str | None = None) -> SweepSummary:
     """Run every unfinished run of a sweep and write the results to the store.
+
+    Only this sweep's runs (as the spec expands now) are read or written; other sweeps in the
+    store, and runs of earlier configurations of this one, are never touched.
 
     Args:
         spec: The sweep.
@@ -456,19 +490,34 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         progress: Show progress on stderr (``True``), on a given stream, or not (``False``).
         check: Check names and env kwargs first (:func:`benchmarks.registry.check_sweep_names`,
             :func:`check_env_kwargs`).
+        rerun: ``None``: skip done runs. ``"stale"``: also redo done runs whose result is of
+            another code version than ``version`` (:func:`is_stale`). ``"all"``: redo every
+            run. A redone run keeps its old result until the new one is done (finished or not
+            applicable), which then replaces it in one transaction; a redo that fails or is
+            interrupted leaves the old result in place.
+        version: The code version results are compared with (default: this process's
+            :func:`code_version`). When given, it is also recorded on the results this call
+            writes, in place of the executing process's own.
 
     Returns:
         The summary. After Ctrl-C, ``interrupted`` is set and the runs in flight are marked
-        ``interrupted`` in the store (the ``KeyboardInterrupt`` is not re-raised).
+        ``interrupted`` in the store (the ``KeyboardInterrupt`` is not re-raised); redone runs
+        in flight keep their old result.
 
     Raises:
+        ValueError: If ``rerun`` is not ``None`` or one of :data:`RERUN_MODES`.
         SpecError: If the sweep names unknown envs / agents or bad env kwargs.
         StoreError: If the store cannot be opened.
     """
+    import dataclasses
+
     from benchmarks import executors as ex
     from benchmarks import registry
 
+    if rerun is not None and rerun not in RERUN_MODES:
+        raise ValueError(f"rerun must be one of {list(RERUN_MODES)} (or None), got {rerun!r}")
     t0 = time.perf_counter()
+    current = version if version is not None else code_version()
     if check:
         registry.check_sweep_names(spec)
         check_env_kwargs(spec)
@@ -477,12 +526,18 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
     runs = expand_runs(spec, baselines_of=registry.baselines_for)
     summary = SweepSummary(sweep=spec.name, total=len(runs))
     todo: collections.deque[tuple[RunSpec, str]] = collections.deque()
+    redo: set[str] = set()  # done runs redone: never set running, replaced only when done
     for run in runs:
         rec = db.ensure_run(run_key(run))
-        if rec.status in DONE_STATUSES:
-            summary.skipped += 1
-        else:
+        if rec.status not in DONE_STATUSES:
             todo.append((run, rec.run_id))
+        elif rerun == "all" or (rerun == "stale" and is_stale(rec, current)):
+            todo.append((run, rec.run_id))
+            redo.add(rec.run_id)
+        else:
+            summary.skipped += 1
+            summary.stale += is_stale(rec, current)
+    summary.redo = len(redo)
     stream = sys.stderr if progress is True else (progress or None)
     bar = Progress(len(todo), sum(r.timesteps for r, _ in todo), spec.name,
                    stream=stream)  # type: ignore[arg-type]
@@ -497,13 +552,22 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         while todo or in_flight:
             while todo and len(in_flight) < executor.slots:
                 run, run_id = todo.popleft()
-                if not db.mark_running(run_id):
-                    continue
-                started.append(run_id)
+                if run_id not in redo:
+                    if not db.mark_running(run_id):
+                        continue
+                    started.append(run_id)
                 in_flight[executor.submit(run)] = (run, run_id)
             for handle, result in executor.wait(timeout=0.25):
                 run, run_id = in_flight.pop(handle)
-                db.record_result(run_id, result)
+                if version is not None:
+                    result = dataclasses.replace(result, code_version=version)
+                if run_id not in redo:
+                    db.record_result(run_id, result)
+                elif result.status in DONE_STATUSES:
+                    db.replace_result(run_id, result)
+                    summary.replaced += 1
+                else:
+                    summary.kept.append((run.name, result.status))
                 summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
                 if result.status == FAILED:
                     summary.failures.append((run.name, result.reason or ""))
