@@ -9,6 +9,12 @@ PennyLane ``default.qubit`` with the torch interface and backprop on the same ci
 Targets (forward+backward): ``statevector`` >= 1000x faster than ``qiskit`` at batch 32 and
 >= 3x faster than PennyLane at batch 256, on every size.
 
+The ``estimators`` section times the ``qiskit`` executor on its two exact estimators, Qiskit's
+reference ``StatevectorEstimator`` (the default) and qiskit-aer's ``EstimatorV2``
+(``estimator="aer"``), forward and forward+backward at batch 1 and forward at batch 32, as
+ratios measured in the same run, and checks that the two agree to 1e-10 (values and
+parameter-shift gradients).
+
 Run: ``python -m benchmarks.perf.vqc_throughput`` (``--help`` for options). Importable pieces:
 :func:`bench_executors` returns the rows, :func:`format_report` prints them; :func:`main` calls
 the sections in turn (the PPO steps/s section is added by its own function).
@@ -17,6 +23,7 @@ the sections in turn (the PPO steps/s section is added by its own function).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -27,12 +34,16 @@ import torch
 
 from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit, entangling_pairs
 from qdrl_agents.executors import QiskitExecutor, StatevectorExecutor
+from qdrl_agents.executors.qiskit_estimator import ESTIMATORS
 
 SIZES: tuple[tuple[int, int], ...] = ((4, 5), (8, 5), (12, 3))
 BATCHES: tuple[int, ...] = (1, 32, 256)
 QISKIT_BATCHES: tuple[int, ...] = (1, 32)
 TARGET_VS_QISKIT = 1000.0  # at batch 32, forward+backward
 TARGET_VS_PENNYLANE = 3.0  # at batch 256, forward+backward
+ESTIMATOR_BATCH = 1  # the estimators section: a forward+backward takes seconds per row
+ESTIMATOR_FORWARD_BATCH = 32  # the estimators section's forward-only timing
+EXACT_TOLERANCE = 1e-10  # reference vs Aer, values and gradients
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ def time_executor(
     max_repeats: int = 200,
     seed: int = 0,
     warmup: bool = True,
+    backward_repeats: int | None = None,
 ) -> Timing:
     """Time forward (no grad) and forward+backward (grad of the sum) of one executor.
 
@@ -145,6 +157,8 @@ def time_executor(
         seed: Seed of the random angles.
         warmup: Make one untimed call first (skip it for slow backends already warmed up by
             an earlier, smaller cell: a qiskit call at batch 32 takes minutes).
+        backward_repeats: At most this many forward+backward repeats (default
+            ``max_repeats``).
 
     Returns:
         The median seconds per call.
@@ -164,9 +178,24 @@ def time_executor(
         fn(xg, wg).sum().backward()
 
     fwd, n1 = _time(forward, min_seconds, max_repeats, warmup)
-    fwb, n2 = _time(forward_backward, min_seconds, max_repeats, warmup)
+    fwb, n2 = _time(forward_backward, min_seconds, backward_repeats or max_repeats, warmup)
     spec = built.spec
     return Timing(name, spec.n_qubits, spec.n_layers, batch, fwd, fwb, min(n1, n2))
+
+
+def _keep_best(old: Timing | None, row: Timing) -> Timing:
+    """The faster of two rounds of one cell, per column (repeats add up)."""
+    if old is None:
+        return row
+    return Timing(
+        row.backend,
+        row.n_qubits,
+        row.n_layers,
+        row.batch,
+        min(old.forward_s, row.forward_s),
+        min(old.forward_backward_s, row.forward_backward_s),
+        old.repeats + row.repeats,
+    )
 
 
 def bench_executors(
@@ -222,19 +251,7 @@ def bench_executors(
                     row = time_executor(
                         name, fn, built, batch, min_seconds=min_seconds, max_repeats=max_repeats
                     )
-                    old = best.get(name)
-                    if old is None:
-                        best[name] = row
-                    else:
-                        best[name] = Timing(
-                            name,
-                            n_qubits,
-                            n_layers,
-                            batch,
-                            min(old.forward_s, row.forward_s),
-                            min(old.forward_backward_s, row.forward_backward_s),
-                            old.repeats + row.repeats,
-                        )
+                    best[name] = _keep_best(best.get(name), row)
             for name, _, _ in fast:
                 report(best[name])
         qiskit = QiskitExecutor(built)
@@ -328,6 +345,183 @@ def section_executors(args: argparse.Namespace) -> None:
     print(format_report(rows))
 
 
+# ----------------------------------------------------------------------------- exact estimators
+
+
+@dataclass(frozen=True)
+class EstimatorAgreement:
+    """Max |reference - Aer| on one circuit: values and parameter-shift gradients (float64)."""
+
+    n_qubits: int
+    n_layers: int
+    values: float
+    gradients: float
+
+
+def _no_grad_call(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor
+) -> Callable[[], None]:
+    def call() -> None:
+        with torch.no_grad():
+            fn(x, w)
+
+    return call
+
+
+def bench_estimators(
+    sizes: Sequence[tuple[int, int]] = SIZES,
+    batch: int = ESTIMATOR_BATCH,
+    forward_batch: int | None = ESTIMATOR_FORWARD_BATCH,
+    *,
+    min_seconds: float = 0.5,
+    rounds: int = 2,
+    log: Callable[[str], None] | None = print,
+) -> tuple[list[Timing], list[EstimatorAgreement]]:
+    """Time the ``qiskit`` executor on each exact estimator, and check that they agree.
+
+    For each size, ``QiskitExecutor(built, estimator=name)`` for every name in
+    ``ESTIMATORS`` (``"reference"``: ``StatevectorEstimator``, the default; ``"aer"``:
+    qiskit-aer's ``EstimatorV2``). First one float64 forward+backward per estimator on random
+    angles at ``batch`` (this also warms them up) gives the agreement; then ``rounds``
+    interleaved rounds of: forward at ``batch`` (repeated for ``min_seconds``, at most 50
+    times) and one forward+backward, then forward alone at ``forward_batch``; the best round of
+    each is kept.
+
+    Args:
+        sizes: ``(n_qubits, n_layers)`` pairs.
+        batch: Batch size of the forward and forward+backward timings (parameter shift costs
+            2 estimator pubs per parameter, row and observable: seconds per row).
+        forward_batch: Batch size of an extra forward-only timing (``forward_backward_s`` is
+            NaN in its rows), or None to skip it.
+        min_seconds: Minimum forward timing time per estimator and round.
+        rounds: Interleaved rounds.
+        log: Progress printer, or None.
+
+    Returns:
+        The timings (backend ``"qiskit-<estimator name>"``) and one agreement per size.
+    """
+    rows: list[Timing] = []
+    agreement: list[EstimatorAgreement] = []
+    for n_qubits, n_layers in sizes:
+        built = build_circuit(bench_spec(n_qubits, n_layers))
+        executors = {f"qiskit-{name}": QiskitExecutor(built, estimator=name) for name in ESTIMATORS}
+        gen = torch.Generator().manual_seed(n_qubits)
+        x0 = torch.rand(batch, built.n_input_params, generator=gen, dtype=torch.float64) * 4 - 2
+        w0 = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 6 - 3
+        results = []
+        for executor in executors.values():
+            x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+            out = executor(x, w)
+            gx, gw = torch.autograd.grad(out.sum(), (x, w))
+            results.append((out.detach(), torch.cat([gx.flatten(), gw])))
+        (v1, g1), (v2, g2) = results
+        check = EstimatorAgreement(
+            n_qubits,
+            n_layers,
+            float((v1 - v2).abs().max()),
+            float((g1 - g2).abs().max()),
+        )
+        agreement.append(check)
+        if log is not None:
+            log(
+                f"  {n_qubits:>2}x{n_layers} B={batch}: max |reference - aer| values "
+                f"{check.values:.1e}, gradients {check.gradients:.1e}"
+            )
+        xf = torch.rand(forward_batch or 1, built.n_input_params, generator=gen) * 2 - 1
+        wf = torch.rand(built.n_weights, generator=gen) * 6 - 3
+        best: dict[tuple[str, int], Timing] = {}
+        for _ in range(rounds):
+            for name, executor in executors.items():
+                row = time_executor(
+                    name,
+                    executor,
+                    built,
+                    batch,
+                    min_seconds=min_seconds,
+                    max_repeats=50,
+                    backward_repeats=1,
+                    warmup=False,
+                )
+                best[name, batch] = _keep_best(best.get((name, batch)), row)
+                if forward_batch:
+                    seconds, repeats = _time(_no_grad_call(executor, xf, wf), min_seconds, 20)
+                    row = Timing(
+                        name, n_qubits, n_layers, forward_batch, seconds, math.nan, repeats
+                    )
+                    best[name, forward_batch] = _keep_best(best.get((name, forward_batch)), row)
+        for row in best.values():
+            rows.append(row)
+            if log is not None:
+                log(
+                    f"  {row.backend:>16} {n_qubits:>2}x{n_layers} B={row.batch:<3} "
+                    f"fwd {row.forward_s * 1e3:10.3f} ms  "
+                    f"fwd+bwd {row.forward_backward_s * 1e3:10.1f} ms"
+                )
+    return rows, agreement
+
+
+def format_estimator_report(
+    rows: Sequence[Timing],
+    agreement: Sequence[EstimatorAgreement],
+    batch: int = ESTIMATOR_BATCH,
+    forward_batch: int | None = ESTIMATOR_FORWARD_BATCH,
+) -> str:
+    """Reference / Aer time ratios per size (same run), with the agreement of the two.
+
+    Args:
+        rows: Timings from :func:`bench_estimators`.
+        agreement: Agreements from :func:`bench_estimators`.
+        batch: The batch of the forward and forward+backward timings.
+        forward_batch: The batch of the forward-only timing, or None.
+
+    Returns:
+        The report text: per size, the forward+backward and forward ratios at ``batch``, the
+        forward ratio at ``forward_batch`` (> 1: Aer is faster), and the largest value and
+        gradient differences.
+    """
+    extra = f" [fwd B={forward_batch}]" if forward_batch else ""
+    lines = [
+        "reference (StatevectorEstimator) / aer (EstimatorV2) time, same run: "
+        f"fwd+bwd B={batch}, fwd B={batch}{extra}; max |reference - aer| values, gradients:"
+    ]
+    for check in agreement:
+        size = (check.n_qubits, check.n_layers)
+        ref = _lookup(rows, "qiskit-reference", size, batch)
+        aer = _lookup(rows, "qiskit-aer", size, batch)
+        ratios = (
+            f"{ref.forward_backward_s / aer.forward_backward_s:6.2f}x "
+            f"{ref.forward_s / aer.forward_s:6.2f}x"
+        )
+        if forward_batch:
+            ref_f = _lookup(rows, "qiskit-reference", size, forward_batch)
+            aer_f = _lookup(rows, "qiskit-aer", size, forward_batch)
+            ratios += f" [{ref_f.forward_s / aer_f.forward_s:6.2f}x]"
+        exact = max(check.values, check.gradients) <= EXACT_TOLERANCE
+        lines.append(
+            f"  {size[0]:>2}x{size[1]:<2} {ratios}  {check.values:.1e}, {check.gradients:.1e}  "
+            f"{'agree' if exact else 'DISAGREE'} (<= {EXACT_TOLERANCE:g})"
+        )
+    return "\n".join(lines)
+
+
+def section_estimators(args: argparse.Namespace) -> None:
+    """Print the qiskit executor's time on StatevectorEstimator vs exact Aer, as ratios."""
+    forward_batch = args.estimator_forward_batch or None
+    print(
+        f"\n== qiskit executor, exact estimators (CPU threads: {torch.get_num_threads()}, "
+        f"batch {args.estimator_batch}, forward-only batch {forward_batch}) =="
+    )
+    rows, agreement = bench_estimators(
+        sizes=args.sizes,
+        batch=args.estimator_batch,
+        forward_batch=forward_batch,
+        min_seconds=args.min_seconds,
+        rounds=args.estimator_rounds,
+    )
+    print()
+    print(format_estimator_report(rows, agreement, args.estimator_batch, forward_batch))
+
+
 def _size(text: str) -> tuple[int, int]:
     n, layers = text.lower().split("x")
     return int(n), int(layers)
@@ -345,6 +539,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--qiskit-batches", type=int, nargs="*", default=list(QISKIT_BATCHES))
+    parser.add_argument("--estimator-batch", type=int, default=ESTIMATOR_BATCH)
+    parser.add_argument(
+        "--estimator-forward-batch",
+        type=int,
+        default=ESTIMATOR_FORWARD_BATCH,
+        help="batch of the estimators section's forward-only timing (0: skip it)",
+    )
+    parser.add_argument("--estimator-rounds", type=int, default=2)
     parser.add_argument("--no-pennylane", action="store_true")
     parser.add_argument("--min-seconds", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -428,6 +630,7 @@ def section_ppo(args: argparse.Namespace) -> None:
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "executors": section_executors,
+    "estimators": section_estimators,
     "ppo": section_ppo,
 }
 

@@ -294,7 +294,7 @@ def test_make_executor_choices() -> None:
 
 # Each case costs 2 * (inputs + weights) * batch * outputs estimator pubs for the parameter-shift
 # gradient, so the larger circuits read out one parity and run on qiskit-aer's exact estimator
-# (precision 0, ~10x faster per pub than StatevectorEstimator); the smallest covers the default.
+# (estimator="aer"); the smallest covers the default (StatevectorEstimator).
 AGREEMENT = [
     ("1q-1l-default-estimator", CircuitSpec(n_qubits=1), "default"),
     (
@@ -372,11 +372,7 @@ def _aer_exact():
 )
 def test_statevector_agrees_with_qiskit_executor(spec: CircuitSpec, estimator: str) -> None:
     built = build_circuit(spec)
-    qiskit_executor = (
-        QiskitExecutor(built)
-        if estimator == "default"
-        else QiskitExecutor(built, estimator=_aer_exact())
-    )
+    qiskit_executor = QiskitExecutor(built, estimator=None if estimator == "default" else estimator)
     gen = torch.Generator().manual_seed(spec.n_qubits + 10 * spec.n_layers)
     x0 = torch.rand(2, built.n_input_params, generator=gen, dtype=torch.float64) * 4 - 2
     w0 = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 4 - 2
@@ -412,6 +408,69 @@ def test_qiskit_exact_path_has_no_shot_noise(two_qubits: BuiltCircuit) -> None:
     torch.testing.assert_close(second, exact, atol=1e-12, rtol=0)
     single = executor(x[0].float(), w.float())
     assert single.shape == (two_qubits.n_outputs,) and single.dtype == torch.float32
+
+
+def _values_and_gradients(
+    executor: Executor, x: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x, w = x.clone().requires_grad_(), w.clone().requires_grad_()
+    out = executor(x, w)
+    gx, gw = torch.autograd.grad(out.sum(), (x, w))
+    return out.detach(), torch.cat([gx.flatten(), gw])
+
+
+@pytest.mark.parametrize(("spec", "fused"), [s[1:] for s in SPECS], ids=[s[0] for s in SPECS])
+def test_aer_estimator_is_exact(spec: CircuitSpec, fused: int) -> None:
+    from qiskit_aer.primitives import EstimatorV2
+
+    built = build_circuit(spec)
+    executor = QiskitExecutor(built, estimator="aer")
+    assert isinstance(executor.estimator, EstimatorV2)
+    assert executor.estimator.options.default_precision == 0.0
+    assert executor.estimator.options.backend_options == {"method": "statevector"}
+    assert executor.qnn.default_precision == 0.0
+    gen = torch.Generator().manual_seed(spec.n_qubits)
+    x = torch.rand(3, built.n_input_params, generator=gen, dtype=torch.float64) * 6 - 3
+    w = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 6 - 3
+    first, second = executor(x, w), executor(x, w)
+    assert torch.equal(first, second)  # no sampling noise
+    expected = _reference(built, x.numpy(), w.numpy())
+    np.testing.assert_allclose(first.numpy(), expected, atol=1e-10, rtol=0)
+    # precision=None defers to the estimator's own default, 0 for the built-in ones
+    for name in ("aer", "reference"):
+        deferred = QiskitExecutor(built, estimator=name, precision=None)(x, w)
+        np.testing.assert_allclose(deferred.numpy(), expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        CircuitSpec(n_qubits=2, n_layers=2),
+        CircuitSpec(
+            n_qubits=3, n_layers=2, entanglement="all_to_all", entangler="cnot", readout="parity"
+        ),
+    ],
+    ids=["2q-2l", "3q-2l-all2all-cnot-parity"],
+)
+def test_reference_estimator_is_the_default_and_agrees_with_aer(spec: CircuitSpec) -> None:
+    from qiskit.primitives import StatevectorEstimator
+
+    built = build_circuit(spec)
+    reference = make_executor("qiskit", built, estimator="reference")
+    assert isinstance(reference.estimator, StatevectorEstimator)
+    assert isinstance(QiskitExecutor(built).estimator, StatevectorEstimator)
+    assert "StatevectorEstimator" in repr(reference)
+    instance = QiskitExecutor(built, estimator=StatevectorEstimator())
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(2, built.n_input_params, generator=gen, dtype=torch.float64) * 4 - 2
+    w = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 4 - 2
+    ref_values, ref_grads = _values_and_gradients(reference, x, w)
+    # exact Aer and the reference agree to 1e-10 on values and parameter-shift gradients
+    for other in (QiskitExecutor(built), QiskitExecutor(built, estimator="aer"), instance):
+        values, grads = _values_and_gradients(other, x, w)
+        torch.testing.assert_close(values, ref_values, atol=1e-10, rtol=0)
+        torch.testing.assert_close(grads, ref_grads, atol=1e-10, rtol=0)
+    assert ref_grads.abs().max() > 1e-3
 
 
 def test_qiskit_shots_add_noise_of_the_shot_scale(two_qubits: BuiltCircuit) -> None:
@@ -469,6 +528,15 @@ def test_qiskit_executor_options_are_validated(two_qubits: BuiltCircuit) -> None
         QiskitExecutor(two_qubits, estimator=_aer_exact(), shots=100)
     with pytest.raises(TypeError, match="BaseEstimatorV2"):
         QiskitExecutor(two_qubits, estimator=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'statevector' is not one of \['reference', 'aer'\]"):
+        QiskitExecutor(two_qubits, estimator="statevector")
+    with pytest.raises(ValueError, match="shots=100 needs qiskit-aer"):
+        QiskitExecutor(two_qubits, estimator="reference", shots=100)
+    from qiskit_aer.noise import NoiseModel
+
+    with pytest.raises(ValueError, match=r"noise_model=.* needs qiskit-aer"):
+        QiskitExecutor(two_qubits, estimator="reference", noise_model=NoiseModel())
+    assert QiskitExecutor(two_qubits, estimator="aer", shots=100).precision == pytest.approx(0.1)
     assert isinstance(make_executor("qiskit", two_qubits, shots=10), QiskitExecutor)
 
 
