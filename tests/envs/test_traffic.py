@@ -164,6 +164,25 @@ def test_fifo_rejects_bad_arguments(kwargs: dict) -> None:
         FifoQueues(**kwargs)
 
 
+def test_fifo_after_previous_serves_from_what_the_previous_queue_leaves() -> None:
+    q = FifoQueues(1, deadline_slots=[5, 5], buffer=[np.inf, np.inf],
+                   after_previous=[False, True])
+    # Queue 0 takes 3 of the shared 10 units; queue 1 gets the 7 left (its own entry ignored).
+    out = q.step([[3.0, 20.0]], [[10.0, 1000.0]])
+    np.testing.assert_allclose(out.served, [[3.0, 7.0]])
+    np.testing.assert_allclose(q.backlog, [[0.0, 13.0]])
+    # Queue 0 now needs more than the capacity: queue 1 gets nothing.
+    out = q.step([[12.0, 0.0]], [[10.0, 1000.0]])
+    np.testing.assert_allclose(out.served, [[10.0, 0.0]])
+
+
+@pytest.mark.parametrize("flags", [[True, False], [False], [False, True, False]],
+                         ids=["first-set", "too-short", "too-long"])
+def test_fifo_rejects_bad_after_previous(flags: list[bool]) -> None:
+    with pytest.raises(ValueError, match="after_previous"):
+        FifoQueues(1, deadline_slots=[2, 2], buffer=[np.inf, np.inf], after_previous=flags)
+
+
 # ----------------------------------------------------------------------------- mobility
 
 
