@@ -196,6 +196,68 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
         """
 
 
+def with_masks(info: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    """Lay out a batched info the way Gymnasium's vector envs do: each key with its ``_key`` mask.
+
+    Args:
+        info: Metric name -> array with leading axis ``N`` (nested dicts allowed).
+        mask: ``(N,)`` bool, the rows that have these entries.
+
+    Returns:
+        A new dict: every key as given (nested dicts recursively laid out), and beside it
+        ``_key``, a copy of ``mask``.
+    """
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        out[key] = with_masks(value, mask) if isinstance(value, dict) else value
+        out[f"_{key}"] = mask.copy()
+    return out
+
+
+def merge_rows(info: dict[str, Any], rows_info: dict[str, Any], idx: np.ndarray,
+               rows: np.ndarray) -> None:
+    """Make rows ``idx`` of a masked vector info hold ``rows_info`` and nothing else, in place.
+
+    What Gymnasium's ``SAME_STEP`` autoreset shows for a sub-env that was just reset: the reset
+    info of its new episode, with every other key masked off for that row (the step's info is
+    in ``final_info``).
+
+    Args:
+        info: A vector info laid out by :func:`with_masks` (keys and ``_key`` masks).
+        rows_info: Name -> array with leading axis ``len(idx)`` (nested dicts allowed).
+        idx: The rows, as indices.
+        rows: The same rows as an ``(N,)`` bool mask.
+    """
+    n = rows.shape[0]
+    for key in [k for k in info if not k.startswith("_") and k not in rows_info
+                and k not in ("final_obs", "final_info")]:
+        mask = info[f"_{key}"]
+        mask[rows] = False
+        if isinstance(info[key], dict):
+            merge_rows(info[key], {}, idx, rows)
+    for key, value in rows_info.items():
+        mask = info.get(f"_{key}")
+        if mask is None:
+            mask = np.zeros(n, dtype=bool)
+        if isinstance(value, dict):
+            sub = info.get(key)
+            if not isinstance(sub, dict):
+                sub = {}
+            merge_rows(sub, value, idx, rows)
+            info[key] = sub
+        else:
+            value = np.asarray(value)
+            old = info.get(key)
+            if old is None or not isinstance(old, np.ndarray) or old.shape[1:] != value.shape[1:]:
+                old = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
+            else:
+                old = old.copy()  # the step's array may be handed out as final_info too
+            old[idx] = value
+            info[key] = old
+        mask[rows] = True
+        info[f"_{key}"] = mask
+
+
 class CoreEnv(gym.Env, Generic[ConfigT]):
     """A single Gymnasium environment driven by a :class:`BatchedCore` with one instance.
 
@@ -277,8 +339,12 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
     """The NumPy-batched twin of a :class:`CoreEnv`: one core with ``num_envs`` instances.
 
     Autoreset is ``SAME_STEP``: an instance that terminates or truncates is reset within the
-    same ``step`` call; its last observation and info are in ``info["final_obs"]`` and
-    ``info["final_info"]`` (masked by ``info["_final_obs"]``).
+    same ``step`` call. ``info`` is laid out as Gymnasium's ``SyncVectorEnv`` lays it out in that
+    mode: every key with a ``_key`` mask of the rows that have it; for a row that was reset,
+    ``info["final_obs"][i]`` (an object array, ``None`` elsewhere) and ``info["final_info"]``
+    hold the episode's last observation and step info (masked by ``_final_obs`` /
+    ``_final_info``), and the top-level keys of that row hold the new episode's reset info
+    only (the step's other keys are masked off there).
 
     Args:
         num_envs: Number of sub-environments.
@@ -335,7 +401,7 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
         info = self.core.reset(self._rngs, idx, options)
         self._elapsed[:] = 0
         self._needs_reset = False
-        return self.core.observe().copy(), dict(info)
+        return self.core.observe().copy(), with_masks(info, np.ones(self.num_envs, dtype=bool))
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
@@ -354,15 +420,18 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
         truncated = np.zeros(self.num_envs, dtype=bool)
         if self.max_episode_steps is not None:
             truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
-        info: dict[str, Any] = dict(result.info)
         done = terminated | truncated
+        every = np.ones(self.num_envs, dtype=bool)
+        info = with_masks(result.info, every)
         if done.any():
             idx = np.flatnonzero(done)
-            info["final_obs"] = obs.copy()
-            info["_final_obs"] = done.copy()
-            info["final_info"] = dict(result.info)
-            info["_final_info"] = done.copy()
-            self.core.reset([self._rngs[i] for i in idx], idx, None)
+            final_obs = np.full(self.num_envs, None, dtype=object)
+            for i in idx.tolist():
+                final_obs[i] = obs[i]
+            info["final_obs"], info["_final_obs"] = final_obs, done.copy()
+            info["final_info"], info["_final_info"] = with_masks(result.info, done), done.copy()
+            reset_info = self.core.reset([self._rngs[i] for i in idx], idx, None)
             self._elapsed[idx] = 0
             obs = self.core.observe().copy()
+            merge_rows(info, reset_info, idx, done)
         return obs, np.asarray(result.reward, dtype=np.float64), terminated, truncated, info

@@ -223,14 +223,22 @@ def assert_trajectories_equal(a: Sequence[Record], b: Sequence[Record]) -> None:
 
 def _assert_info_row(single: Mapping[str, Any], batched: Mapping[str, Any], i: int,
                      where: str) -> None:
-    """Assert a single env's info equals row ``i`` of a vector env's info, key by key."""
+    """Assert a single env's info equals row ``i`` of a vector env's info, key by key.
+
+    The vector info is laid out as Gymnasium's: row ``i`` has exactly the keys whose ``_key``
+    mask is set there, and those are the single env's keys.
+    """
     for key, value in single.items():
         assert key in batched, f"{where}: {key!r} missing from the vector info"
+        assert batched[f"_{key}"][i], f"{where}: {key!r} masked off in row {i}"
         if isinstance(value, Mapping):
             _assert_info_row(value, batched[key], i, f"{where}[{key!r}]")
         else:
             np.testing.assert_array_equal(np.asarray(batched[key])[i], value,
                                           err_msg=f"{where}[{key!r}]")
+    extra = [k for k in batched if not k.startswith("_") and k not in single
+             and k not in ("final_obs", "final_info") and batched[f"_{k}"][i]]
+    assert not extra, f"{where}: row {i} has keys the single env has not: {extra}"
 
 
 def assert_vector_twin_matches_single(env_id: str, kwargs: Mapping[str, Any], *, horizon: int,
@@ -243,7 +251,8 @@ def assert_vector_twin_matches_single(env_id: str, kwargs: Mapping[str, Any], *,
     every info entry (dicts such as ``reward_terms`` recursively). Where an episode ends the
     single env's last observation and info must be the vector env's ``final_obs`` /
     ``final_info`` row (flagged in ``_final_obs`` / ``_final_info``); the single env is then
-    reset without a seed, and must go on matching the sub-environment that autoreset.
+    reset without a seed, its reset info must be that row's top-level info (Gymnasium's
+    ``SAME_STEP`` layout), and it must go on matching the sub-environment that autoreset.
 
     Args:
         env_id: A registered id with a vector entry point.
@@ -261,9 +270,11 @@ def assert_vector_twin_matches_single(env_id: str, kwargs: Mapping[str, Any], *,
                         max_episode_steps=horizon, **kwargs)
     singles = [gym.make(env_id, max_episode_steps=horizon, **kwargs) for _ in range(num_envs)]
     venv.action_space.seed(action_seed)
-    vobs, _ = venv.reset(seed=seed)
+    vobs, vinfo = venv.reset(seed=seed)
     for i, env in enumerate(singles):
-        np.testing.assert_array_equal(vobs[i], env.reset(seed=seed + i)[0], strict=True)
+        obs, info = env.reset(seed=seed + i)
+        np.testing.assert_array_equal(vobs[i], obs, strict=True)
+        _assert_info_row(info, vinfo, i, f"reset, sub-env {i}")
     ends = 0
     for t in range(steps):
         actions = venv.action_space.sample()
@@ -273,15 +284,17 @@ def assert_vector_twin_matches_single(env_id: str, kwargs: Mapping[str, Any], *,
             obs, rew, term, trunc, info = env.step(actions[i])
             assert rew == vrew[i], where
             assert (term, trunc) == (vterm[i], vtrunc[i]), where
-            _assert_info_row(info, vinfo, i, where)
             if term or trunc:
                 ends += 1
                 assert vinfo["_final_obs"][i] and vinfo["_final_info"][i], where
                 np.testing.assert_array_equal(vinfo["final_obs"][i], obs, err_msg=where)
                 _assert_info_row(info, vinfo["final_info"], i, f"{where} final_info")
-                obs, _ = env.reset()
-            elif "_final_obs" in vinfo:
-                assert not vinfo["_final_obs"][i], where
+                obs, reset_info = env.reset()
+                _assert_info_row(reset_info, vinfo, i, f"{where} reset info")
+            else:
+                _assert_info_row(info, vinfo, i, where)
+                if "_final_obs" in vinfo:
+                    assert not vinfo["_final_obs"][i], where
             np.testing.assert_array_equal(vobs[i], obs, err_msg=where, strict=True)
     assert ends > 0, "the run crossed no episode boundary: raise steps or lower the horizon"
     return ends
@@ -322,7 +335,7 @@ def assert_rollout_in_space(env: gym.Env | VectorEnv, *, seed: int, steps: int,
         assert space.contains(obs), f"step {t}: observations outside {space}"
         assert np.all(np.isfinite(rewards)), f"step {t}: {rewards}"
         if vector and "final_obs" in info:  # the last observations of the episodes that ended
-            ended = info["final_obs"][info["_final_obs"]]
+            ended = np.stack(list(info["final_obs"][info["_final_obs"]]))
             assert ended.dtype == np.float32
             assert all(single.contains(o) for o in ended), f"step {t}: final_obs outside"
         if check is not None:
