@@ -43,6 +43,7 @@ from qdrl_agents.policies import (
     QuantumSACPolicy,
     QuantumTD3Policy,
 )
+from qdrl_agents.vec_env import VectorEnvAdapter
 
 __all__ = [
     "SPSA",
@@ -60,6 +61,7 @@ __all__ = [
     "QuantumTD3Policy",
     "QuantumToClassical",
     "Rotosolve",
+    "VectorEnvAdapter",
     "build_circuit",
     "gradient_variance",
     "gradient_variance_sweep",
