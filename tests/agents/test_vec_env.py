@@ -107,7 +107,7 @@ def test_sync_vector_env_matches_dummy_vec_env(mode: AutoresetMode) -> None:
 
 
 def test_next_step_autoreset_is_refused_with_the_reason() -> None:
-    with pytest.raises(ValueError, match="NEXT_STEP.*SAME_STEP"):
+    with pytest.raises(ValueError, match=r"NEXT_STEP.*SAME_STEP"):
         VectorEnvAdapter(_cartpoles(2, AutoresetMode.NEXT_STEP))
     with pytest.raises(TypeError, match="DummyVecEnv"):
         VectorEnvAdapter(gym.make("CartPole-v1"))  # type: ignore[arg-type]
