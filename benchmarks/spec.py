@@ -229,16 +229,23 @@ def config_hash(config: Mapping[str, Any]) -> str:
 class _Lines:
     """Map key paths (``("agents", 1, "kwargs")``) to 1-based line numbers of a YAML text."""
 
-    def __init__(self, node: yaml.Node | None) -> None:
+    def __init__(self, node: yaml.Node | None, source: str = "<yaml>") -> None:
         self.lines: dict[tuple[Any, ...], int] = {}
+        self.source = source
         if node is not None:
             self._walk(node, ())
 
     def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
         self.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
             for key_node, value_node in node.value:
                 key = key_node.value
+                line = key_node.start_mark.line + 1
+                if key in seen and key != "<<":
+                    raise SpecError(f"{self.source}:{line}: {_fmt((*path, key))}: duplicate key "
+                                    f"(first on line {seen[key]})")
+                seen[key] = line
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
                 self._walk(value_node, (*path, key))
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
@@ -299,6 +306,27 @@ class _Parser:
         return dict(value)
 
 
+def read_yaml(text: str, source: str) -> tuple[Any, _Lines]:
+    """Read YAML (``safe_load`` semantics) and the line of every key path.
+
+    Returns:
+        ``(data, lines)``; ``lines.get(("agents", 1, "kwargs"))`` is that key's 1-based line.
+
+    Raises:
+        SpecError: ``source:line:column: malformed YAML: ...``, or a duplicate key (which
+            ``safe_load`` would silently resolve to the last one) named with its line.
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "0"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{source}:{where}: malformed YAML: {problem}") from exc
+    return data, _Lines(node, source)
+
+
 def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
     """Parse and validate the YAML text of a sweep.
 
@@ -316,15 +344,8 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
         SpecError: On malformed YAML, unknown keys, missing required keys or wrong types; the
             message starts with ``source:line:`` and names the key.
     """
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "0"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{source}:{where}: malformed YAML: {problem}") from exc
-    p = _Parser(source, _Lines(node))
+    data, lines = read_yaml(text, source)
+    p = _Parser(source, lines)
     if data is None:
         raise SpecError(f"{source}:1: the sweep file is empty")
     top = p.mapping(data, (), _TOP_KEYS)
