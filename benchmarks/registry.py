@@ -52,6 +52,7 @@ __all__ = [
     "AgentEntry",
     "AgentUnavailable",
     "NotApplicable",
+    "TrainSettings",
     "agent_entries",
     "baselines_for",
     "build_agent",
@@ -62,8 +63,10 @@ __all__ = [
     "get_agent",
     "is_baseline",
     "make_env",
+    "make_train_env",
     "matched_counts",
     "matched_net_arch",
+    "train_settings",
 ]
 
 MAX_QUBITS = 12
@@ -228,6 +231,109 @@ def build_baseline(name: str, env: gym.Env, seed: int, kwargs: Mapping[str, Any]
     return RandomPolicy(env, seed=seed, **dict(kwargs))
 
 
+# ----------------------------------------------------------------------------- training envs
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a learning agent trains on one env: its file's defaults under the sweep's kwargs.
+
+    Attributes:
+        algo_kwargs: Arguments of the SB3 algorithm (``policy_kwargs``, schedules as strings).
+        n_envs: Rows of the vector env trained on.
+        normalize: ``VecNormalize`` arguments, or ``None``.
+        adapter: Keyword arguments of :func:`qdrl_envs.wrappers.adapt_action_space`.
+        source: Where the defaults came from (``file:line``, or ``""``: no file entry).
+    """
+
+    algo_kwargs: Mapping[str, Any]
+    n_envs: int = 1
+    normalize: Mapping[str, Any] | None = None
+    adapter: Mapping[str, Any] | None = None
+    source: str = ""
+
+
+def train_settings(name: str, env_id: str, kwargs: Mapping[str, Any] | None = None,
+                   directory: Any = None) -> TrainSettings:
+    """Merge an agent's hyperparameter-file entry for ``env_id`` with a sweep's ``kwargs``.
+
+    The sweep wins key by key (``policy_kwargs`` merged key by key); besides the algorithm's
+    arguments it may set ``n_envs``, ``normalize`` (``true``, ``false`` or ``VecNormalize``
+    arguments) and ``adapter``. See :mod:`benchmarks.hyperparams`.
+
+    Raises:
+        ValueError: If the agent is unknown.
+        SpecError: If its file is malformed, or the sweep's ``n_envs``/``normalize`` are bad.
+        TypeError: If ``adapter`` is not a mapping.
+    """
+    from benchmarks.hyperparams import hyperparams_for, parse_entry
+
+    entry = get_agent(name)
+    file = hyperparams_for(name, env_id, directory)
+    user = dict(kwargs or {})
+    adapter = user.pop("adapter", None) or {}
+    if not isinstance(adapter, Mapping):
+        raise TypeError(f"agent {name}: kwargs.adapter must be a mapping of levels / "
+                        f"max_actions / max_dims, got {adapter!r}")
+    run_over = {k: user.pop(k) for k in ("n_envs", "normalize") if k in user}
+    checked = parse_entry(run_over, entry.algo, f"agent {name} kwargs") if run_over else None
+    algo_kwargs = _merge(file.algo_kwargs, user)
+    return TrainSettings(
+        algo_kwargs=algo_kwargs,
+        n_envs=checked.n_envs if checked and "n_envs" in run_over else file.n_envs,
+        normalize=(checked.normalize if checked and "normalize" in run_over
+                   else file.normalize),
+        adapter=dict(adapter), source=file.source)
+
+
+def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs: int,
+                   action_need: str = "any", adapter: Mapping[str, Any] | None = None,
+                   max_episode_steps: int | None = None,
+                   normalize: Mapping[str, Any] | None = None,
+                   gamma: float = 0.99) -> tuple[Any, str | None]:
+    """The SB3 ``VecEnv`` a learning agent trains on, and the action adapter it needed.
+
+    With no action adapter needed and a registered vector twin that autoresets in the same
+    step (the qdrl twins), the twin itself with ``n_envs`` rows; otherwise a Gymnasium ``SyncVectorEnv`` (``SAME_STEP`` autoreset) of
+    ``n_envs`` adapted single envs. Either is presented to SB3 by
+    :class:`qdrl_agents.VectorEnvAdapter` (no per-row info: training needs none), wrapped in
+    ``VecMonitor`` and, when ``normalize`` is given, ``VecNormalize(gamma=gamma, **normalize)``.
+
+    Raises:
+        qdrl_envs.wrappers.AdapterNotApplicable: If the agent cannot act in the env.
+        ImportError, ValueError, TypeError: As :func:`make_env`.
+    """
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    from qdrl_agents import VectorEnvAdapter
+    from qdrl_envs.wrappers import adapt_action_space
+
+    probe = make_env(env_id, env_kwargs, max_episode_steps)
+    _, adapter_name = adapt_action_space(probe, action_need, **dict(adapter or {}))
+    probe.close()
+    spec = gym.spec(env_id)
+    venv = None
+    if adapter_name is None and spec.vector_entry_point is not None:
+        extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        venv = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point",
+                            **extra, **dict(env_kwargs or {}))
+        mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if AutoresetMode(mode) == AutoresetMode.NEXT_STEP:
+            venv.close()  # e.g. Gymnasium's CartPole twin resets in the next step
+            venv = None
+    if venv is None:
+        def one() -> gym.Env:
+            env = make_env(env_id, env_kwargs, max_episode_steps)
+            return adapt_action_space(env, action_need, **dict(adapter or {}))[0]
+
+        venv = SyncVectorEnv([one] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    out: Any = VecMonitor(VectorEnvAdapter(venv, info_keys=()))
+    if normalize is not None:
+        out = VecNormalize(out, gamma=gamma, **dict(normalize))
+    return out, adapter_name
+
+
 # ----------------------------------------------------------------------------- building agents
 
 
@@ -256,12 +362,13 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _budget_defaults(algo: str, timesteps: int, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _budget_defaults(algo: str, timesteps: int, kwargs: Mapping[str, Any],
+                     n_envs: int = 1) -> dict[str, Any]:
     d: dict[str, Any] = {"device": "cpu", "verbose": 0}
     if algo == "ppo":
-        n_steps = int(kwargs.get("n_steps", min(2048, timesteps)))
+        n_steps = int(kwargs.get("n_steps", max(1, min(2048, timesteps // n_envs))))
         d["n_steps"] = n_steps
-        d["batch_size"] = min(64, n_steps)
+        d["batch_size"] = min(64, n_steps * n_envs)
     elif algo not in _ON_POLICY:
         d["buffer_size"] = max(1, min(1_000_000, timesteps))
     return d
@@ -320,8 +427,11 @@ def _build_sb3(entry: AgentEntry, env: gym.Env, seed: int, timesteps: int,
                             f"got {match!r}")
         base = {"policy_kwargs": {"net_arch": matched_net_arch(entry.algo, env, timesteps,
                                                                match)}}
-    merged = _merge(_merge(_budget_defaults(entry.algo, timesteps, user), base), user)
-    return algo_cls(policy, env, seed=seed, **merged)
+    from benchmarks.hyperparams import resolve_schedules
+
+    n_envs = int(getattr(env, "num_envs", 1))
+    merged = _merge(_merge(_budget_defaults(entry.algo, timesteps, user, n_envs), base), user)
+    return algo_cls(policy, env, seed=seed, **resolve_schedules(merged))
 
 
 def build_agent(name: str, env: gym.Env, *, seed: int, timesteps: int,
@@ -364,7 +474,7 @@ def _hashable(x: Any) -> Any:
     return x
 
 
-def matched_net_arch(algo: str, env: gym.Env, timesteps: int,
+def matched_net_arch(algo: str, env: Any, timesteps: int,
                      match: Mapping[str, Any] | None = None) -> Any:
     """Compute the ``net_arch`` of ``<algo>-small`` on ``env``.
 
@@ -377,10 +487,14 @@ def matched_net_arch(algo: str, env: gym.Env, timesteps: int,
         AgentUnavailable: If the quantum twin cannot be imported.
         NotApplicable: If the quantum twin cannot run on this env.
     """
-    spec = env.spec
-    key = (algo, spec.id if spec else repr(env), _hashable(spec.kwargs if spec else {}),
-           _hashable(env.action_space.__repr__()), timesteps, _hashable(match or {}))
-    return _matched_cached(key, algo, env, timesteps, dict(match or {}))[0]
+    return _matched_cached(_match_key(algo, env, timesteps, match), algo, env, timesteps,
+                           dict(match or {}))[0]
+
+
+def _match_key(algo: str, env: Any, timesteps: int, match: Mapping[str, Any] | None) -> Any:
+    # Parameter counts depend on the spaces (and the kwargs), not on which env has them.
+    return (algo, repr(env.observation_space), repr(env.action_space), timesteps,
+            _hashable(match or {}))
 
 
 def _matched_cached(key: Any, algo: str, env: gym.Env, timesteps: int,
@@ -420,14 +534,11 @@ def _matched_cached(key: Any, algo: str, env: gym.Env, timesteps: int,
 _MATCH_CACHE: dict[Any, tuple[Any, int, int]] = {}
 
 
-def matched_counts(algo: str, env: gym.Env, timesteps: int,
+def matched_counts(algo: str, env: Any, timesteps: int,
                    match: Mapping[str, Any] | None = None) -> tuple[int, int]:
     """Return ``(small agent's count, quantum twin's count)`` after :func:`matched_net_arch`."""
     matched_net_arch(algo, env, timesteps, match)
-    spec = env.spec
-    key = (algo, spec.id if spec else repr(env), _hashable(spec.kwargs if spec else {}),
-           _hashable(env.action_space.__repr__()), timesteps, _hashable(match or {}))
-    _, small, target = _MATCH_CACHE[key]
+    _, small, target = _MATCH_CACHE[_match_key(algo, env, timesteps, match)]
     return small, target
 
 

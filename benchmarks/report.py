@@ -5,7 +5,9 @@ For every sweep in a store and every environment in it, the report gives
 * a table of final scores per agent: IQM over seeds with a 95% bootstrap confidence interval,
   mean, the score normalised between ``random`` (0) and the best other baseline or oracle
   (1), the fraction of the oracle's score (where the env has an oracle with a positive
-  score), parameter counts (quantum / classical), wall-clock per run, the action-space
+  score), for learning agents the mean of the same episodes played with sampled actions
+  (``stochastic``) and the mean of the last three evaluations (stability: a policy that peaked
+  and fell shows here, not in the final score alone), parameter counts (quantum / classical), wall-clock per run, the action-space
   adapter, and the final evaluation's physical metrics (``info`` means such as the secrecy
   rate);
 * learning curves: mean evaluation return over seeds with a 95% bootstrap CI band per agent,
@@ -362,10 +364,12 @@ def _f(x: float | None, digits: int = 3) -> str:
 
 
 def _table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
-    metric_keys = sorted({k for r in rep.rows for k in r.metrics})[:4]
+    metric_keys = sorted({k for r in rep.rows for k in r.metrics
+                          if not k.startswith("score/")})[:4]
     head = ["agent", "seeds", "IQM [95% CI]", "mean", "normalised IQM [95% CI]"]
     if rep.oracle_score is not None:
         head.append("mean / oracle")
+    head += ["stochastic mean", "last-3 evals mean"]
     head += ["params q / c", "wall-clock s/run", "adapter"] + [k for k in metric_keys]
     body = []
     for r in rep.rows:
@@ -375,6 +379,7 @@ def _table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
                  f"{_f(r.normalised)} [{_f(r.normalised_ci[0])}, {_f(r.normalised_ci[1])}]"]
         if rep.oracle_score is not None:
             cells.append(_f(r.of_oracle))
+        cells += [_f(r.metrics.get("score/stochastic")), _f(r.metrics.get("score/last_evals"))]
         cells += ["-" if r.is_baseline else f"{r.params_quantum} / {r.params_classical}",
                   _f(r.wall_s, 2), r.adapter or "-"]
         cells += [_f(r.metrics.get(k)) for k in metric_keys]

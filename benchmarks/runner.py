@@ -58,6 +58,7 @@ __all__ = [
     "is_stale",
     "run_key",
     "run_sweep",
+    "score_metrics",
     "set_step_reporter",
 ]
 
@@ -104,15 +105,19 @@ def _scalar_infos(info: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def evaluate(policy: Any, env: Any, episodes: int, seed: int) -> tuple[list[float],
-                                                                       dict[str, float]]:
-    """Play ``episodes`` deterministic episodes; episode ``k`` is reset with ``seed + k``.
+def evaluate(policy: Any, env: Any, episodes: int, seed: int, *, deterministic: bool = True,
+             obs_filter: Callable[[np.ndarray], np.ndarray] | None = None,
+             ) -> tuple[list[float], dict[str, float]]:
+    """Play ``episodes`` episodes; episode ``k`` is reset with ``seed + k``.
 
     Args:
-        policy: Anything with SB3's ``predict(obs, deterministic=True) -> (action, state)``.
+        policy: Anything with SB3's ``predict(obs, deterministic=...) -> (action, state)``.
         env: A single (Gymnasium) environment whose action space the policy acts in.
         episodes: Number of episodes.
         seed: Seed of the first episode.
+        deterministic: Act on the policy's mode (``True``) or sample its distribution.
+        obs_filter: Applied to each observation before ``predict`` (a trained agent's frozen
+            ``VecNormalize.normalize_obs``); returns are always the env's own rewards.
 
     Returns:
         The episode returns and, per numeric scalar ``info`` key, the mean over steps and
@@ -128,8 +133,9 @@ def evaluate(policy: Any, env: Any, episodes: int, seed: int) -> tuple[list[floa
         ep_sums: dict[str, float] = collections.defaultdict(float)
         steps = 0
         while not done:
-            action, state = policy.predict(obs, state=state, episode_start=start,
-                                           deterministic=True)
+            seen = obs if obs_filter is None else obs_filter(obs)
+            action, state = policy.predict(seen, state=state, episode_start=start,
+                                           deterministic=deterministic)
             start = np.zeros((1,), dtype=bool)
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
@@ -153,7 +159,9 @@ def code_version() -> str:
 
     Stored with every result, so a report can tell when the runs it pools were produced by
     different code (a rerun skips finished runs even if the code changed since). Computed once
-    per process from the ``.py`` files on disk (``benchmarks/perf`` excluded).
+    per process from the ``.py`` files on disk (``benchmarks/perf`` excluded) and the
+    registry's hyperparameter files (``benchmarks/hyperparams/*.yml``): new defaults make
+    results stale too.
     """
     global _CODE_VERSION
     if _CODE_VERSION is None:
@@ -167,7 +175,7 @@ def code_version() -> str:
             if spec is None or not spec.submodule_search_locations:
                 continue
             root = Path(next(iter(spec.submodule_search_locations)))
-            for path in sorted(root.rglob("*.py")):
+            for path in sorted([*root.rglob("*.py"), *root.glob("hyperparams/*.yml")]):
                 rel = path.relative_to(root).as_posix()
                 if rel.startswith("perf/"):
                     continue
@@ -193,6 +201,23 @@ def _seed_everything(seed: int) -> None:
     from stable_baselines3.common.utils import set_random_seed
 
     set_random_seed(seed)
+
+
+LAST_EVALS = 3
+"""Evaluation points the stability score averages over (the final one and those before)."""
+
+
+def score_metrics(curve: list[EvalPoint], sampled: list[float]) -> dict[str, float]:
+    """A learning run's scores beside its final deterministic one, as ``score/`` metrics.
+
+    ``score/stochastic``: the mean return of the same evaluation episodes with actions sampled
+    from the policy (an untrained policy's mode can be far worse, or better, than the policy);
+    ``score/last_evals``: the mean of the last :data:`LAST_EVALS` deterministic evaluations,
+    which shows a policy that peaked and then fell.
+    """
+    tail = [p.mean for p in curve[-LAST_EVALS:]]
+    return {"score/stochastic": float(np.mean(sampled)),
+            "score/last_evals": float(np.mean(tail))}
 
 
 def _point(step: int, returns: list[float]) -> EvalPoint:
@@ -256,31 +281,35 @@ def _execute_run(run: RunSpec) -> RunResult:
                              metrics=metrics, curve=curve)
 
         entry = registry.get_agent(run.agent.name)
-        agent_kwargs = dict(run.agent.kwargs)
-        adapter_kwargs = agent_kwargs.pop("adapter", None) or {}
-        if not isinstance(adapter_kwargs, Mapping):
-            raise TypeError(f"agent {run.agent.label}: kwargs.adapter must be a mapping of "
-                            f"levels / max_actions / max_dims, got {adapter_kwargs!r}")
+        settings = registry.train_settings(run.agent.name, run.env.id, run.agent.kwargs)
+        env.close()
+        env = None
         try:
-            env, adapter = adapt_action_space(env, entry.action_need, **adapter_kwargs)
-            eval_env, _ = adapt_action_space(eval_env, entry.action_need, **adapter_kwargs)
+            env, adapter = registry.make_train_env(
+                run.env.id, run.env.kwargs, n_envs=settings.n_envs,
+                action_need=entry.action_need, adapter=settings.adapter,
+                max_episode_steps=run.env.max_episode_steps, normalize=settings.normalize,
+                gamma=float(settings.algo_kwargs.get("gamma", 0.99)))
+            eval_env, _ = adapt_action_space(eval_env, entry.action_need, **settings.adapter)
         except AdapterNotApplicable as exc:
             return RunResult(status=NOT_APPLICABLE, reason=str(exc))
         try:
             model, counts = registry.build_agent(run.agent.name, env, seed=run.seed,
                                                  timesteps=run.timesteps,
-                                                 kwargs=agent_kwargs)
+                                                 kwargs=settings.algo_kwargs)
         except registry.AgentUnavailable as exc:
             return RunResult(status=UNAVAILABLE, reason=str(exc), adapter=adapter)
         except registry.NotApplicable as exc:
             return RunResult(status=NOT_APPLICABLE, reason=str(exc), adapter=adapter)
+        obs_filter = getattr(env, "normalize_obs", None)  # VecNormalize's, frozen at eval
 
         curve: list[EvalPoint] = []
         last_metrics: dict[str, float] = {}
 
         def do_eval(step: int) -> None:
             nonlocal last_metrics
-            returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed)
+            returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed,
+                                             obs_filter=obs_filter)
             curve.append(_point(step, returns))
 
         do_eval(0)
@@ -288,6 +317,9 @@ def _execute_run(run: RunSpec) -> RunResult:
                     callback=_EvalCallback(run, do_eval))
         if curve[-1].step != model.num_timesteps:
             do_eval(int(model.num_timesteps))
+        sampled, _ = evaluate(model, eval_env, run.eval.episodes, eval_seed,
+                              deterministic=False, obs_filter=obs_filter)
+        last_metrics = {**last_metrics, **score_metrics(curve, sampled)}
         return RunResult(status=FINISHED, adapter=adapter, wall_s=time.perf_counter() - t0,
                          params_quantum=counts["quantum"], params_classical=counts["classical"],
                          final_score=curve[-1].mean, final_std=curve[-1].std,
