@@ -62,10 +62,12 @@ __all__ = [
     "env_status",
     "get_agent",
     "is_baseline",
+    "load_agent",
     "make_env",
     "make_train_env",
     "matched_counts",
     "matched_net_arch",
+    "save_agent",
     "train_settings",
 ]
 
@@ -598,3 +600,72 @@ def describe_agents() -> list[tuple[str, str, str, str, str]]:
         rows.append((e.name, e.family, e.algo, e.action_need, status))
     return rows
 
+
+
+# ----------------------------------------------------------------------------- saved agents
+
+MODEL_FILE = "model.zip"
+NORMALIZE_FILE = "vecnormalize.pkl"
+
+
+def save_agent(model: Any, directory: Any) -> list[str]:
+    """Save a trained SB3 model and, when it trained under ``VecNormalize``, its statistics.
+
+    Writes ``directory/model.zip`` (SB3's format) and ``directory/vecnormalize.pkl`` (SB3's
+    ``VecNormalize.save``): an agent that saw normalised observations is only meaningful with
+    the statistics it saw them through. Both files are pickles, as SB3's always are: load
+    only files you trust.
+
+    Returns:
+        The paths written.
+    """
+    from pathlib import Path
+
+    from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_FILE)
+    written = [str(out / MODEL_FILE)]
+    env = model.get_env()
+    norm = unwrap_vec_wrapper(env, VecNormalize) if env is not None else None
+    if norm is not None:
+        norm.save(str(out / NORMALIZE_FILE))
+        written.append(str(out / NORMALIZE_FILE))
+    return written
+
+
+def load_agent(directory: Any, name: str) -> tuple[Any, Any]:
+    """Load what :func:`save_agent` wrote: ``(model, obs_filter)``.
+
+    Args:
+        directory: The directory.
+        name: The registry agent it is (picks the SB3 class).
+
+    Returns:
+        The model (on the CPU, without an env) and the frozen observation normaliser
+        (``VecNormalize.normalize_obs`` of the saved statistics), or ``None`` when the agent
+        trained without normalisation. Evaluate as
+        ``model.predict(obs_filter(obs))``; :func:`benchmarks.runner.evaluate` takes it as
+        ``obs_filter``.
+
+    Raises:
+        FileNotFoundError: If ``directory`` has no model file.
+    """
+    import pickle
+    from pathlib import Path
+
+    base = Path(directory)
+    if not (base / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"{base / MODEL_FILE}: no saved model there")
+    algo_cls = _sb3_class(get_agent(name).algo)
+    if get_agent(name).family in ("quantum", "hybrid"):
+        _quantum_policy(get_agent(name).algo)  # the policy class must be importable to unpickle
+    model = algo_cls.load(base / MODEL_FILE, device="cpu")
+    obs_filter = None
+    if (base / NORMALIZE_FILE).is_file():
+        with open(base / NORMALIZE_FILE, "rb") as f:
+            norm = pickle.load(f)  # what VecNormalize.load does, without needing an env
+        norm.training = False
+        obs_filter = norm.normalize_obs
+    return model, obs_filter
