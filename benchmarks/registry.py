@@ -295,11 +295,12 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
                    gamma: float = 0.99) -> tuple[Any, str | None]:
     """The SB3 ``VecEnv`` a learning agent trains on, and the action adapter it needed.
 
-    With no action adapter needed and a registered vector twin that autoresets in the same
-    step (the qdrl twins), the twin itself with ``n_envs`` rows; otherwise a Gymnasium ``SyncVectorEnv`` (``SAME_STEP`` autoreset) of
-    ``n_envs`` adapted single envs. Either is presented to SB3 by
-    :class:`qdrl_agents.VectorEnvAdapter` (no per-row info: training needs none), wrapped in
-    ``VecMonitor`` and, when ``normalize`` is given, ``VecNormalize(gamma=gamma, **normalize)``.
+    With no action adapter needed and a registered vector twin that autoresets in the same step
+    (the qdrl twins), the twin itself with ``n_envs`` rows; otherwise a Gymnasium
+    ``SyncVectorEnv`` (``SAME_STEP`` autoreset) of ``n_envs`` adapted single envs. Either is
+    presented to SB3 by :class:`qdrl_agents.VectorEnvAdapter` (no per-row info: training needs
+    none), wrapped in ``VecMonitor`` and, when ``normalize`` is given,
+    ``VecNormalize(gamma=gamma, **normalize)``.
 
     Raises:
         qdrl_envs.wrappers.AdapterNotApplicable: If the agent cannot act in the env.

@@ -3,13 +3,13 @@
 For every sweep in a store and every environment in it, the report gives
 
 * a table of final scores per agent: IQM over seeds with a 95% bootstrap confidence interval,
-  mean, the score normalised between ``random`` (0) and the best other baseline or oracle
-  (1), the fraction of the oracle's score (where the env has an oracle with a positive
-  score), for learning agents the mean of the same episodes played with sampled actions
-  (``stochastic``) and the mean of the last three evaluations (stability: a policy that peaked
-  and fell shows here, not in the final score alone), parameter counts (quantum / classical), wall-clock per run, the action-space
-  adapter, and the final evaluation's physical metrics (``info`` means such as the secrecy
-  rate);
+  mean, the score normalised between ``random`` (0) and the best other baseline or oracle (1),
+  the fraction of the oracle's score (where the env has an oracle with a positive score), for
+  learning agents the mean of the same episodes played with sampled actions (``stochastic``) and
+  the mean of the last three evaluations (stability: a policy that peaked and fell shows here,
+  not in the final score alone), parameter counts (quantum / classical), wall-clock per run, the
+  action-space adapter, and the final evaluation's physical metrics (``info`` means such as the
+  secrecy rate);
 * learning curves: mean evaluation return over seeds with a 95% bootstrap CI band per agent,
   baselines as horizontal lines (like paper Fig. 11);
 * runs that were not applicable, unavailable or failed, with their reasons;

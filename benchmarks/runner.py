@@ -232,7 +232,13 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
 
 
-def execute_run(run: RunSpec) -> RunResult:
+EvalHook = Callable[[int, float], bool]
+"""Called after each evaluation of a learning run with ``(step, mean return)``; returning
+``False`` stops training there (a tuner's pruner). The run still finishes with the curve so
+far, its last point the evaluation that stopped it."""
+
+
+def execute_run(run: RunSpec, *, on_eval: EvalHook | None = None) -> RunResult:
     """Train and evaluate one run; never raises for a failing run (KeyboardInterrupt aside).
 
     Returns:
@@ -243,10 +249,10 @@ def execute_run(run: RunSpec) -> RunResult:
     """
     import dataclasses
 
-    return dataclasses.replace(_execute_run(run), code_version=code_version())
+    return dataclasses.replace(_execute_run(run, on_eval), code_version=code_version())
 
 
-def _execute_run(run: RunSpec) -> RunResult:
+def _execute_run(run: RunSpec, on_eval: EvalHook | None = None) -> RunResult:
     from benchmarks import registry
     from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space
 
@@ -306,15 +312,16 @@ def _execute_run(run: RunSpec) -> RunResult:
         curve: list[EvalPoint] = []
         last_metrics: dict[str, float] = {}
 
-        def do_eval(step: int) -> None:
+        def do_eval(step: int) -> bool:
             nonlocal last_metrics
             returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed,
                                              obs_filter=obs_filter)
             curve.append(_point(step, returns))
+            return on_eval is None or bool(on_eval(step, curve[-1].mean))
 
-        do_eval(0)
-        model.learn(total_timesteps=run.timesteps,
-                    callback=_EvalCallback(run, do_eval))
+        if do_eval(0):
+            model.learn(total_timesteps=run.timesteps,
+                        callback=_EvalCallback(run, do_eval))
         if curve[-1].step != model.num_timesteps:
             do_eval(int(model.num_timesteps))
         sampled, _ = evaluate(model, eval_env, run.eval.episodes, eval_seed,
@@ -333,11 +340,11 @@ def _execute_run(run: RunSpec) -> RunResult:
                 e.close()
 
 
-def _EvalCallback(run: RunSpec, do_eval: Callable[[int], None]) -> Any:
+def _EvalCallback(run: RunSpec, do_eval: Callable[[int], bool]) -> Any:
     from stable_baselines3.common.callbacks import BaseCallback
 
     class EvalCallback(BaseCallback):
-        """Evaluate every ``run.eval.every`` steps and report step progress."""
+        """Evaluate every ``run.eval.every`` steps (stop when the hook says so), report progress."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -347,9 +354,11 @@ def _EvalCallback(run: RunSpec, do_eval: Callable[[int], None]) -> Any:
         def _on_step(self) -> bool:
             n = self.num_timesteps
             if n >= self.next_eval:
-                do_eval(n)
+                go_on = do_eval(n)
                 while self.next_eval <= n:
                     self.next_eval += run.eval.every
+                if not go_on:
+                    return False
             now = time.monotonic()
             if now - self.last_report > 0.5:
                 self.last_report = now
