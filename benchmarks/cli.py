@@ -5,15 +5,18 @@ Usage::
     qdrl-bench run SWEEP.yaml [--store URL] [--executor local|ray] [--workers N]
                               [--rerun stale|all] [--report DIR] [--quiet]
     qdrl-bench report STORE [--sweep NAME] [--out DIR]
+    qdrl-bench tune SWEEP.yaml --trials N [--storage URL] [--out DIR] [--seed S] [--quiet]
     qdrl-bench list [--env ID ...]
     qdrl-bench perf [MODULE] [ARGS ...]
 
-Exit status: 0 success; 1 some runs failed; 2 bad input (sweep file, store, arguments), with
-the message on stderr and no traceback; 130 interrupted by Ctrl-C (the store stays consistent;
-rerun to resume).
+Exit status: 0 success; 1 some runs failed (``tune``: a study gave up after failed trials);
+2 bad input (sweep file, store, arguments), with the message on stderr and no traceback; 130
+interrupted by Ctrl-C (the store stays consistent; rerun to resume; ``tune`` marks the trial
+in flight failed and runs only the missing trials next time).
 
 The commands are thin layers over :func:`benchmarks.runner.run_sweep`,
-:func:`benchmarks.report.write_report` and :mod:`benchmarks.registry`.
+:func:`benchmarks.report.write_report`, :func:`benchmarks.tune.tune_sweep` and
+:mod:`benchmarks.registry`.
 """
 
 from __future__ import annotations
@@ -52,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("store", help="store URL or .db path")
     rep.add_argument("--sweep", help="only this sweep (default: every sweep in the store)")
     rep.add_argument("--out", default="report", help="output folder (default: ./report)")
+    tune = sub.add_parser("tune", help="tune each learning agent of a sweep with optuna "
+                                       "(same trials and steps per trial for every agent)")
+    tune.add_argument("sweep", help="the sweep YAML file (its envs, agents, timesteps, eval)")
+    tune.add_argument("--trials", type=int, required=True,
+                      help="complete + pruned trials per (env, agent) study")
+    tune.add_argument("--storage", help="optuna storage URL (default: "
+                                        "sqlite:///results/<sweep name>-tune.db); resumable")
+    tune.add_argument("--out", default=None,
+                      help="where <agent>.yml and tuning.json go (default: "
+                           "benchmarks/hyperparams/tuned)")
+    tune.add_argument("--seed", type=int, default=0, help="sampler and trial seed (default 0)")
+    tune.add_argument("--quiet", action="store_true", help="no progress lines")
     lst = sub.add_parser("list", help="list environments, agents, baselines and adapters")
     lst.add_argument("--env", action="append", help="only these env ids (repeatable)")
     perf = sub.add_parser("perf", help="run a module of the performance suite")
@@ -115,6 +130,33 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"sweep {sweep}: {n} of {total} results are from another code version "
                       "(qdrl-bench run SWEEP --rerun stale recomputes them)\n")
     return 0
+
+
+def _cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
+    from benchmarks.hyperparams import DEFAULT_DIR
+    from benchmarks.tune import tune_sweep
+
+    spec = load_sweep(args.sweep)
+    if args.trials < 1:
+        raise SpecError(f"--trials must be >= 1, got {args.trials}")
+    storage = args.storage or f"sqlite:///results/{spec.name}-tune.db"
+    out_dir = args.out or str(DEFAULT_DIR / "tuned")
+    summary = tune_sweep(spec, trials=args.trials, storage=storage, out_dir=out_dir,
+                         seed=args.seed, progress=False if args.quiet else out)
+    gave_up = False
+    out.write(f"sweep {summary.sweep}: {len(summary.studies)} studies of {summary.trials} "
+              f"trials x {summary.timesteps} steps in {summary.wall_s:.1f} s; storage "
+              f"{summary.storage}\n")
+    for r in summary.studies:
+        counts = f"{r.complete} complete, {r.pruned} pruned, {r.failed} failed"
+        best = (f"best {r.best_value:.4g} (trial {r.best_trial})" if r.best_value is not None
+                else "no best trial")
+        note = f" -- {r.status}: {r.reason}" if r.status != "tuned" else ""
+        out.write(f"  {r.env}/{r.agent}: {counts}; {best}{note}\n")
+        gave_up |= r.status == "gave_up"
+    for path in summary.files:
+        out.write(f"wrote {path}\n")
+    return 1 if gave_up else 0
 
 
 def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
@@ -189,7 +231,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """
     out = out or sys.stdout
     args = _parser().parse_args(argv)
-    commands = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "perf": _cmd_perf}
+    commands = {"run": _cmd_run, "report": _cmd_report, "tune": _cmd_tune, "list": _cmd_list,
+                "perf": _cmd_perf}
     try:
         return commands[args.command](args, out)
     except (SpecError, StoreError, ValueError) as exc:

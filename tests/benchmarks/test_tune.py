@@ -1,0 +1,256 @@
+"""qdrl-bench tune: equal budgets per agent, files the registry loads, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from benchmarks import registry, runner
+from benchmarks.cli import main
+from benchmarks.hyperparams import hyperparams_for, load_hyperparams
+from benchmarks.spec import SpecError, parse_sweep
+from benchmarks.store import FAILED, FINISHED, NOT_APPLICABLE, EvalPoint, RunResult
+from benchmarks.tune import SpaceContext, sample_params, study_name, tune_sweep
+from tests.benchmarks.conftest import REPO, cli
+
+SWEEP = """\
+name: {name}
+timesteps: 256
+eval: {{every: 128, episodes: 2}}
+envs:
+  - id: CartPole-v1
+    max_episode_steps: 20
+agents:
+{agents}
+"""
+
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _sweep(name: str = "tiny", agents: str = "  - ppo\n  - a2c\n  - random") -> str:
+    return SWEEP.format(name=name, agents=agents)
+
+
+def _study(db: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+
+
+def test_tiny_study_writes_files_the_registry_loads(tmp_path: Path) -> None:
+    spec = parse_sweep(_sweep(), source="tiny.yaml")
+    db, out = tmp_path / "tune.db", tmp_path / "tuned"
+    lines: list[str] = []
+
+    class Lines:
+        def write(self, text: str) -> None:
+            lines.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    summary = tune_sweep(spec, trials=2, storage=f"sqlite:///{db}", out_dir=out,
+                         progress=Lines())  # type: ignore[arg-type]
+    assert [(r.agent, r.status) for r in summary.studies] == [("ppo", "tuned"), ("a2c", "tuned")]
+    assert sum("trial" in x and "finished" in x for x in lines) == 4
+    seeds = {}
+    for res in summary.studies:  # equal budgets: same trials, steps and seeds for each agent
+        assert res.complete + res.pruned == 2 and res.failed == 0
+        trials = _study(db, study_name("tiny", "CartPole-v1", res.agent)).trials
+        assert all(t.user_attrs["curve"][-1][0] <= 256 for t in trials)
+        seeds[res.agent] = [t.user_attrs["seed"] for t in trials]
+
+        settings = registry.train_settings(res.agent, "CartPole-v1", {}, directory=out)
+        best = res.best_settings
+        assert settings.source.startswith(str(out / f"{res.agent}.yml"))
+        assert settings.n_envs == best["n_envs"]
+        assert (settings.normalize is not None) == bool(best["normalize"])
+        algo = {k: v for k, v in best.items() if k not in ("n_envs", "normalize")}
+        assert dict(settings.algo_kwargs) == algo
+        assert settings.algo_kwargs["learning_rate"] == res.best_params["learning_rate"]
+        assert hyperparams_for(res.agent, "CartPole-v1", directory=out).algo_kwargs == algo
+        algo_name = registry.get_agent(res.agent).algo
+        assert load_hyperparams(out / f"{res.agent}.yml", algo_name)["CartPole-v1"]
+        header = (out / f"{res.agent}.yml").read_text().splitlines()[:3]
+        assert all(h.startswith("# ") for h in header)
+        assert any(f"study tiny/CartPole-v1/{res.agent}" in h and "2 complete" in h
+                   for h in header)
+    assert seeds["ppo"] == seeds["a2c"] == [0, 1]
+    assert "random" not in {r.agent for r in summary.studies}
+    doc = json.loads((out / "tuning.json").read_text())
+    assert doc["timesteps_per_trial"] == 256 and doc["trials_per_study"] == 2
+    assert {(s["agent"], s["trials"]["complete"] + s["trials"]["pruned"]) for s in doc["studies"]} \
+        == {("ppo", 2), ("a2c", 2)}
+    assert doc["studies"][0]["best_params"] == summary.studies[0].best_params
+
+
+def _popen_tune(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "tune", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, killed whole
+
+
+def test_sigkill_then_resume_runs_only_the_missing_trials(tmp_path: Path) -> None:
+    sweep = tmp_path / "kill.yaml"
+    sweep.write_text(_sweep("kill", "  - a2c"))  # a2c: the cheapest trials
+    db, out = tmp_path / "kill.db", tmp_path / "tuned"
+    args = (str(sweep), "--trials", "2", "--storage", f"sqlite:///{db}", "--out", str(out))
+    name = study_name("kill", "CartPole-v1", "a2c")
+
+    proc = _popen_tune(*args)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait on the event itself: the first finished trial
+        if "trial" in line and "finished" in line:
+            break
+    else:
+        raise AssertionError(f"no trial finished: {proc.communicate()}")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+    before = _study(db, name).trials
+    done_before = [t for t in before if t.state in DONE]
+    running_before = [t for t in before if t.state == TrialState.RUNNING]
+    assert len(done_before) == 1, "the kill landed outside the study"
+    first = done_before[0]
+    assert first.number == 0 and not (out / "a2c.yml").exists()
+
+    again = cli("tune", *args)
+    assert again.returncode == 0, again.stderr
+    if running_before:
+        assert "left running by a killed process marked failed" in again.stdout
+    after = _study(db, name).trials
+    states = [t.state for t in after]
+    assert sum(s in DONE for s in states) == 2
+    assert states.count(TrialState.FAIL) == len(running_before)
+    assert TrialState.RUNNING not in states
+    kept = after[0]  # trial 0 untouched, not redone: same params, value and finish time
+    assert (kept.state, kept.params, kept.value, kept.datetime_complete) == \
+        (first.state, first.params, first.value, first.datetime_complete)
+    assert all(t.params != first.params for t in after[1:])
+    assert [t.number for t in after] == list(range(len(after)))
+    assert registry.train_settings("a2c", "CartPole-v1", {}, directory=out).source
+
+
+def test_bad_input_names_what_is_wrong(tmp_path: Path, write_sweep, capsys) -> None:
+    def run(*argv: str) -> str:
+        assert main(["tune", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("qdrl-bench tune: error: ") and err.count("\n") == 1, err
+        return err
+
+    out = tmp_path / "out"
+    db = f"sqlite:///{tmp_path / 'bad.db'}"
+    bad_agent = write_sweep(_sweep("bad", "  - ppo\n  - ppoo"), "bad.yaml")
+    err = run(str(bad_agent), "--trials", "2", "--storage", db, "--out", str(out))
+    assert "agents[1].name" in err and "unknown agent 'ppoo'" in err and "bad.yaml:9:" in err
+
+    good = write_sweep(_sweep("good", "  - ppo"), "good.yaml")
+    err = run(str(good), "--trials", "0", "--storage", db, "--out", str(out))
+    assert "--trials must be >= 1, got 0" in err
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    err = run(str(good), "--trials", "1", "--storage", db, "--out", str(blocker / "out"))
+    assert f"out dir {blocker / 'out'}: cannot write there" in err
+    assert not out.exists()
+
+    per_agent = write_sweep(_sweep("pa", "  - ppo\n  - name: a2c\n    timesteps: 512"), "pa.yaml")
+    err = run(str(per_agent), "--trials", "1", "--storage", db, "--out", str(out))
+    assert "agents[1].timesteps" in err and "256" in err
+
+    with pytest.raises(ValueError, match="trials must be an integer >= 1"):
+        tune_sweep(parse_sweep(_sweep()), trials=0, storage=db, out_dir=out)
+    with pytest.raises(SpecError, match="no learning agent"):
+        tune_sweep(parse_sweep(_sweep("b", "  - random")), trials=1, storage=db, out_dir=out)
+
+
+def test_a_study_refuses_another_budget(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'budget.db'}"
+    study = optuna.create_study(study_name=study_name("good", "CartPole-v1", "ppo"), storage=db)
+    study.set_user_attr("config", {"timesteps": 999})
+    with pytest.raises(ValueError, match=r"another .*timesteps.*--storage"):
+        tune_sweep(parse_sweep(_sweep("good", "  - ppo")), trials=1, storage=db,
+                   out_dir=tmp_path / "out", progress=False)
+    assert not study.trials
+
+
+def _fake_runs(monkeypatch, score_of, status: str = FINISHED) -> list[tuple[int, int]]:
+    """Replace training by a curve of ``score_of(seed)`` at steps 128 and 256 (0 at step 0)."""
+    calls: list[tuple[int, int]] = []
+
+    def fake(run, *, on_eval=None):
+        if status != FINISHED:
+            calls.append((run.seed, 0))
+            return RunResult(status=status, reason=f"{status} on purpose")
+        curve = []
+        for step in (0, 128, 256):
+            curve.append(EvalPoint(step=step, mean=score_of(run.seed) if step else 0.0, std=0.0))
+            if not on_eval(step, curve[-1].mean):
+                break
+        calls.append((run.seed, curve[-1].step))
+        return RunResult(status=FINISHED, final_score=curve[-1].mean, curve=tuple(curve),
+                         metrics={"score/last_evals": curve[-1].mean})
+
+    monkeypatch.setattr(runner, "execute_run", fake)
+    return calls
+
+
+def test_median_pruner_stops_a_bad_trial_which_counts(tmp_path: Path, monkeypatch) -> None:
+    calls = _fake_runs(monkeypatch, lambda seed: 1.0 if seed == 1 else 10.0)
+    summary = tune_sweep(parse_sweep(_sweep("p", "  - ppo")), trials=3,
+                         storage=f"sqlite:///{tmp_path / 'p.db'}", out_dir=tmp_path / "out",
+                         progress=False, n_startup_trials=1)
+    assert calls == [(0, 256), (1, 128), (2, 256)]  # training stopped at the pruned evaluation
+    trials = _study(tmp_path / "p.db", study_name("p", "CartPole-v1", "ppo")).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED,
+                                         TrialState.COMPLETE]
+    assert trials[1].user_attrs["pruned_at"] == 128 and 0 not in trials[0].intermediate_values
+    res = summary.studies[0]
+    assert (res.complete, res.pruned, res.failed, res.best_value) == (2, 1, 0, 10.0)
+
+
+def test_failing_and_inapplicable_agents_stop_their_study(tmp_path: Path, monkeypatch) -> None:
+    spec = parse_sweep(_sweep("f", "  - ppo"))
+    calls = _fake_runs(monkeypatch, lambda seed: 0.0, status=FAILED)
+    res = tune_sweep(spec, trials=2, storage=f"sqlite:///{tmp_path / 'f.db'}",
+                     out_dir=tmp_path / "out", progress=False).studies[0]
+    assert (res.status, res.failed, len(calls)) == ("gave_up", 2, 2)
+    assert "failed on purpose" in res.reason
+    assert not (tmp_path / "out" / "ppo.yml").exists()
+    assert json.loads((tmp_path / "out" / "tuning.json").read_text())["studies"][0]["status"] \
+        == "gave_up"
+
+    calls = _fake_runs(monkeypatch, lambda seed: 0.0, status=NOT_APPLICABLE)
+    res = tune_sweep(spec, trials=2, storage=f"sqlite:///{tmp_path / 'n.db'}",
+                     out_dir=tmp_path / "out", progress=False).studies[0]
+    assert (res.status, len(calls)) == ("not_applicable", 1)
+
+
+@pytest.mark.parametrize(("algo", "family", "n_envs"), [
+    ("ppo", "classical", 3), ("ppo", "quantum", 16), ("a2c", "hybrid", 1),
+    ("dqn", "classical", 1), ("sac", "quantum", 2), ("td3", "small", 1)])
+def test_search_spaces_stay_valid(algo: str, family: str, n_envs: int) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    ctx = SpaceContext(algo=algo, family=family, n_envs=n_envs, timesteps=1024)
+    base = {"policy_kwargs": {"n_qubits": 3}, "gamma": 0.5}
+    for _ in range(25):
+        kw = sample_params(study.ask(), ctx, base)
+        pk = kw["policy_kwargs"]
+        assert pk["n_qubits"] == 3  # the sweep's other policy options stay
+        assert kw["gamma"] != 0.5  # sampled values win over the sweep's
+        assert ("n_layers" in pk) == (family in ("quantum", "hybrid"))
+        assert ("net_arch" in pk) == (family == "classical")
+        assert "n_envs" not in kw
+        if algo in ("ppo", "a2c"):
+            assert kw["n_steps"] * n_envs <= 1024
+        if algo == "ppo":
+            assert (kw["n_steps"] * n_envs) % kw["batch_size"] == 0 and kw["batch_size"] > 1
+        if "learning_starts" in kw:
+            assert kw["learning_starts"] <= 256
