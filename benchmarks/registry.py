@@ -58,6 +58,7 @@ __all__ = [
     "build_agent",
     "build_baseline",
     "check_sweep_names",
+    "default_timesteps",
     "describe_agents",
     "env_status",
     "get_agent",
@@ -286,6 +287,21 @@ def train_settings(name: str, env_id: str, kwargs: Mapping[str, Any] | None = No
         normalize=(checked.normalize if checked and "normalize" in run_over
                    else file.normalize),
         adapter=dict(adapter), source=file.source)
+
+
+def default_timesteps(env_id: str, name: str) -> int | None:
+    """A learning agent's budget on ``env_id``: its hyperparameter file's ``n_timesteps``.
+
+    Returns:
+        That, else :data:`benchmarks.spec.DEFAULT_TIMESTEPS`; ``None`` for a baseline (what
+        :func:`benchmarks.spec.expand_runs` takes as ``timesteps_of``).
+    """
+    from benchmarks.hyperparams import hyperparams_for
+    from benchmarks.spec import DEFAULT_TIMESTEPS
+
+    if is_baseline(name):
+        return None
+    return hyperparams_for(name, env_id).n_timesteps or DEFAULT_TIMESTEPS
 
 
 def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs: int,

@@ -564,7 +564,8 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         check_env_kwargs(spec)
     owns_store = not isinstance(store, BaseStore)
     db = get_store(store if store is not None else spec.store)
-    runs = expand_runs(spec, baselines_of=registry.baselines_for)
+    runs = expand_runs(spec, baselines_of=registry.baselines_for,
+                       timesteps_of=registry.default_timesteps)
     summary = SweepSummary(sweep=spec.name, total=len(runs))
     todo: collections.deque[tuple[RunSpec, str]] = collections.deque()
     redo: set[str] = set()  # done runs redone: never set running, replaced only when done

@@ -5,7 +5,9 @@ A sweep is a YAML file (read with ``yaml.safe_load`` semantics) such as::
     name: quick                        # names the sweep in the store (required)
     store: sqlite:///results/quick.db  # default: sqlite:///results/<name>.db (relative to cwd)
     seeds: 2                           # an int n (seeds 0..n-1) or a list of ints
-    timesteps: 4096                    # training steps per run (agents may override)
+    timesteps: 4096                    # training steps per run (agents may override); when
+                                       #   absent, each learning agent's n_timesteps from its
+                                       #   hyperparameter file (10000 without one)
     eval:
       every: 1024                      # evaluate every N training steps (and at 0 and the end)
       episodes: 5                      # K evaluation episodes per evaluation
@@ -48,6 +50,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "DEFAULT_TIMESTEPS",
     "AgentSpec",
     "EnvSpec",
     "EvalSpec",
@@ -150,7 +153,7 @@ class SweepSpec:
     envs: tuple[EnvSpec, ...]
     agents: tuple[AgentSpec, ...]
     seeds: tuple[int, ...] = (0,)
-    timesteps: int = 10_000
+    timesteps: int | None = None
     eval: EvalSpec = field(default_factory=EvalSpec)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     store: str = ""
@@ -367,7 +370,7 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
             raise p.error(("seeds",), f"seeds must be distinct, got {list(seeds)}")
     else:
         seeds = tuple(range(p.int_(seeds_raw, ("seeds",), 1)))
-    timesteps = p.int_(top.get("timesteps", 10_000), ("timesteps",), 1)
+    timesteps = p.int_(top["timesteps"], ("timesteps",), 1) if "timesteps" in top else None
 
     ev = p.mapping(top.get("eval") or {}, ("eval",), ("every", "episodes", "seed"))
     eval_spec = EvalSpec(
@@ -480,7 +483,12 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
     return parse_sweep(text, source=str(path))
 
 
-def expand_runs(spec: SweepSpec, baselines_of: Any = None) -> list[RunSpec]:
+DEFAULT_TIMESTEPS = 10_000
+"""A run's budget when neither the sweep, its agent entry nor a hyperparameter file gives one."""
+
+
+def expand_runs(spec: SweepSpec, baselines_of: Any = None,
+                timesteps_of: Any = None) -> list[RunSpec]:
     """Expand a sweep into its runs (env-major, then agent, then seed).
 
     Args:
@@ -488,10 +496,15 @@ def expand_runs(spec: SweepSpec, baselines_of: Any = None) -> list[RunSpec]:
         baselines_of: ``callable(env_id) -> list[str]`` giving an env's baseline names; needed
             to expand the ``baselines`` agent entry (an env whose baselines cannot be listed
             contributes ``random`` only).
+        timesteps_of: ``callable(env_id, agent name) -> int | None``: a learning agent's
+            budget from its hyperparameter file (or :data:`DEFAULT_TIMESTEPS`), ``None`` for a
+            baseline; used only where the sweep gives no ``timesteps``. Without it, such runs
+            get :data:`DEFAULT_TIMESTEPS`.
 
     Returns:
         One :class:`RunSpec` per (env, agent, seed). Baselines are deterministic given the seed
-        and are run for every seed like agents.
+        and are run for every seed like agents; without a sweep budget their (nominal) budget
+        is the largest of the env's learning agents, so curves share one axis.
     """
     runs: list[RunSpec] = []
     for env in spec.envs:
@@ -508,8 +521,12 @@ def expand_runs(spec: SweepSpec, baselines_of: Any = None) -> list[RunSpec]:
                 agents.extend(AgentSpec(name=n, line=agent.line) for n in names if n not in taken)
             else:
                 agents.append(agent)
+        budgets = {a.label: a.timesteps or spec.timesteps
+                   or (timesteps_of(env.id, a.name) if timesteps_of else None) for a in agents}
+        widest = max((b for b in budgets.values() if b), default=DEFAULT_TIMESTEPS)
         for agent in agents:
+            steps = budgets[agent.label] or widest
             for seed in spec.seeds:
                 runs.append(RunSpec(sweep=spec.name, env=env, agent=agent, seed=seed,
-                                    timesteps=agent.timesteps or spec.timesteps, eval=spec.eval))
+                                    timesteps=steps, eval=spec.eval))
     return runs

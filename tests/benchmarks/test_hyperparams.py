@@ -168,3 +168,23 @@ def test_vec_normalize_statistics_travel_with_the_saved_model(tmp_path: Path) ->
     np.testing.assert_array_equal(there["returns"], here)
     with pytest.raises(FileNotFoundError, match="no saved model"):
         registry.load_agent(tmp_path / "nothing", "ppo")
+
+
+def test_a_sweep_without_timesteps_takes_each_agents_file_budget() -> None:
+    from benchmarks.spec import DEFAULT_TIMESTEPS, expand_runs, parse_sweep
+
+    spec = parse_sweep("name: t\nenvs: [qdrl/DTMigration-v0, CartPole-v1]\n"
+                       "agents: [ppo, a2c, random, {name: ppo, label: short, timesteps: 64}]\n")
+    runs = {(r.env.id, r.agent.label): r.timesteps
+            for r in expand_runs(spec, baselines_of=registry.baselines_for,
+                                 timesteps_of=registry.default_timesteps)}
+    file_budget = hp.hyperparams_for("ppo", "qdrl/DTMigration-v0").n_timesteps
+    assert file_budget is not None and file_budget != DEFAULT_TIMESTEPS
+    assert runs[("qdrl/DTMigration-v0", "ppo")] == file_budget
+    assert runs[("qdrl/DTMigration-v0", "a2c")] == DEFAULT_TIMESTEPS  # a2c has no file
+    assert runs[("qdrl/DTMigration-v0", "random")] == file_budget  # the widest, for the plots
+    assert runs[("qdrl/DTMigration-v0", "short")] == 64
+    assert runs[("CartPole-v1", "ppo")] == DEFAULT_TIMESTEPS
+    given = parse_sweep("name: t\ntimesteps: 96\nenvs: [qdrl/DTMigration-v0]\nagents: [ppo]\n")
+    assert [r.timesteps for r in expand_runs(given, timesteps_of=registry.default_timesteps)] \
+        == [96]
