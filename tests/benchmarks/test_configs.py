@@ -23,7 +23,7 @@ def test_shipped_sweeps_are_valid(path: Path) -> None:
 def test_quick_covers_every_registered_env() -> None:
     spec = load_sweep(demo.QUICK)
     assert tuple(e.id for e in spec.envs) == qdrl_envs.ENV_IDS
-    assert {"q-ppo", "ppo", "baselines"} <= {a.name for a in spec.agents}
+    assert {"q-ppo-hybrid", "ppo", "baselines"} <= {a.name for a in spec.agents}
     assert len(spec.seeds) == 2
 
 
