@@ -5,8 +5,12 @@ output scaling) reaches a mean evaluation return of 475 within 200k environment 
 least 3 of 5 seeds. A classical ``MlpPolicy`` PPO runs in the same invocation as the reference.
 
 Evaluation: every ``eval_freq`` steps, ``n_eval_episodes`` deterministic episodes (greedy
-action) on a separate vectorised CartPole-v1; a run stops at its first mean return >= 475 and
-reports the number of training steps taken until then ("steps-to-475").
+action) on a separate vectorised CartPole-v1. A run reports the training steps until its first
+mean return >= 475 ("steps-to-475") and, because a first hit can flatter (quantum PPO first
+reached 475 at 20-25k steps in 3 of 3 seeds and later fell to 327 and 349 in two of them), it
+trains on to the end of its budget and reports its final score over ``final_episodes``
+(default 100) episodes and the mean of its last 3 evaluations. ``--stop-at-solve`` restores
+the old stop at the first hit.
 
 Hyperparameters (`QUANTUM_PPO`) follow Jerbi et al. 2021 and Skolik et al. 2022: high learning
 rates for the circuit (1e-2 for the input scaling and weights, 1e-1 for the output scaling),
@@ -90,6 +94,8 @@ class RunResult:
         seed: Training seed.
         steps_to_solve: Training steps until the first evaluation >= 475, or None.
         best_eval: Best mean evaluation return seen.
+        final_eval: Mean return of ``final_episodes`` deterministic episodes after training.
+        last_evals: Mean of the last 3 evaluations (stability).
         evals: ``(steps, mean return)`` of every evaluation.
         wall_s: Wall time of the run, seconds.
         steps_per_s: Training steps per second (evaluation excluded).
@@ -99,6 +105,8 @@ class RunResult:
     seed: int
     steps_to_solve: int | None
     best_eval: float
+    final_eval: float = float("nan")
+    last_evals: float = float("nan")
     evals: list[tuple[int, float]] = field(default_factory=list)
     wall_s: float = 0.0
     steps_per_s: float = 0.0
@@ -111,6 +119,8 @@ def run_one(
     eval_freq: int = 5_000,
     n_eval_episodes: int = 10,
     overrides: dict[str, Any] | None = None,
+    stop_at_solve: bool = False,
+    final_episodes: int = 100,
 ) -> RunResult:
     """Train one PPO agent on CartPole-v1 until solved or out of steps.
 
@@ -122,6 +132,8 @@ def run_one(
         eval_freq: Evaluate every this many training steps.
         n_eval_episodes: Deterministic evaluation episodes per evaluation.
         overrides: Keys replacing those of the hyperparameter dict (``policy_kwargs`` merged).
+        stop_at_solve: Stop at the first evaluation >= 475 instead of training on.
+        final_episodes: Deterministic episodes of the final evaluation.
 
     Returns:
         The run's `RunResult`.
@@ -172,9 +184,9 @@ def run_one(
             eval_time[0] += time.perf_counter() - t0
             result.evals.append((int(self.num_timesteps), float(mean)))
             result.best_eval = max(result.best_eval, float(mean))
-            if mean >= SOLVED:
+            if mean >= SOLVED and result.steps_to_solve is None:
                 result.steps_to_solve = int(self.num_timesteps)
-                return False
+                return not stop_at_solve
             return True
 
     t0 = time.perf_counter()
@@ -182,12 +194,18 @@ def run_one(
     result.wall_s = time.perf_counter() - t0
     trained = model.num_timesteps
     result.steps_per_s = trained / max(result.wall_s - eval_time[0], 1e-9)
+    final, _ = evaluate_policy(model, eval_env, n_eval_episodes=final_episodes,
+                               deterministic=True)
+    result.final_eval = float(final)
+    tail = [m for _, m in result.evals[-3:]]
+    result.last_evals = float(np.mean(tail)) if tail else float("nan")
     return result
 
 
-def _run_args(args: tuple[str, int, int, int, dict[str, Any] | None]) -> RunResult:
-    kind, seed, total, freq, overrides = args
-    res = run_one(kind, seed, total_steps=total, eval_freq=freq, overrides=overrides)
+def _run_args(args: tuple[str, int, int, int, dict[str, Any] | None, bool]) -> RunResult:
+    kind, seed, total, freq, overrides, stop = args
+    res = run_one(kind, seed, total_steps=total, eval_freq=freq, overrides=overrides,
+                  stop_at_solve=stop)
     print(json.dumps(asdict(res)), file=sys.stderr, flush=True)
     return res
 
@@ -207,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--eval-freq", type=int, default=5_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--kinds", nargs="+", default=["quantum", "classical"])
+    parser.add_argument("--stop-at-solve", action="store_true",
+                        help="stop each run at its first evaluation >= 475")
     parser.add_argument(
         "--overrides", type=json.loads, default=None, help="JSON dict over QUANTUM_PPO"
     )
@@ -219,6 +239,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.total_steps,
             args.eval_freq,
             args.overrides if kind == "quantum" else None,
+            args.stop_at_solve,
         )
         for kind in args.kinds
         for seed in args.seeds
@@ -231,12 +252,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = [_run_args(job) for job in jobs]
     summary: dict[str, Any] = {"wall_s": round(time.perf_counter() - t0, 1), "kinds": {}}
     print(f"CartPole-v1 PPO, target mean eval return {SOLVED} within {args.total_steps} steps")
-    print(f"{'kind':<10} {'seed':>4} {'steps-to-475':>13} {'best eval':>10} {'steps/s':>8}")
+    print(f"{'kind':<10} {'seed':>4} {'steps-to-475':>13} {'best eval':>10} "
+          f"{'final':>8} {'last-3':>8} {'steps/s':>8}")
     for res in results:
         solved = "-" if res.steps_to_solve is None else str(res.steps_to_solve)
         print(
             f"{res.kind:<10} {res.seed:>4} {solved:>13} {res.best_eval:>10.1f} "
-            f"{res.steps_per_s:>8.0f}"
+            f"{res.final_eval:>8.1f} {res.last_evals:>8.1f} {res.steps_per_s:>8.0f}"
         )
     for kind in args.kinds:
         mine = [r for r in results if r.kind == kind]
@@ -246,9 +268,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "seeds": len(mine),
             "steps_to_solve": [r.steps_to_solve for r in mine],
             "median_steps_solved": float(np.median(solved)) if solved else None,
+            "final_eval": [r.final_eval for r in mine],
+            "last_evals": [r.last_evals for r in mine],
+            "still_solved_at_end": sum(r.final_eval >= SOLVED for r in mine),
             "steps_per_s": float(np.mean([r.steps_per_s for r in mine])),
         }
-        print(f"{kind}: solved {len(solved)}/{len(mine)} seeds")
+        print(f"{kind}: solved {len(solved)}/{len(mine)} seeds; still >= {SOLVED} at the end "
+              f"({'final' if not args.stop_at_solve else 'at the stop'}): "
+              f"{summary['kinds'][kind]['still_solved_at_end']}/{len(mine)}")
     if {"quantum", "classical"} <= set(summary["kinds"]):
         q, c = summary["kinds"]["quantum"], summary["kinds"]["classical"]
         if q["median_steps_solved"] and c["median_steps_solved"]:
