@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,37 @@ def write_sweep(tmp_path: Path):
         return path
 
     return write
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the kernel reports ``pid`` stopped (or gone): the state field of /proc/pid/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X")
+
+
+def stop_when(proc: subprocess.Popen, reached: Callable[[], bool], what: str,
+              timeout: float = 120) -> None:
+    """Return with ``proc`` frozen (SIGSTOP) at the first moment ``reached()`` holds.
+
+    Each check freezes the process first and reads its state only once the kernel reports it
+    stopped, so what ``reached`` saw is still true when the caller signals it: the test cannot
+    race a process that keeps working while the test is descheduled. The caller sends its
+    signal and then ``SIGCONT`` (SIGKILL needs none).
+
+    Raises:
+        AssertionError: If the process exits first, or ``timeout`` passes (naming ``what``).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGSTOP)
+        while not _stopped(proc.pid):
+            time.sleep(0.001)
+        if reached():
+            return
+        os.kill(proc.pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, f"{what} did not happen"
+        time.sleep(0.05)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import signal
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from benchmarks.report import build_reports
 from benchmarks.runner import run_sweep
 from benchmarks.spec import parse_sweep
 from benchmarks.store import SQLiteStore
-from tests.benchmarks.conftest import cli, popen_cli
+from tests.benchmarks.conftest import cli, popen_cli, stop_when
 from tests.benchmarks.test_resume import SWEEP as RESUME_SWEEP
 from tests.benchmarks.test_resume import _rows
 
@@ -186,11 +185,7 @@ def test_sigkill_mid_rerun_loses_nothing(tmp_path: Path) -> None:
     full_before = snapshot(db)
 
     proc = popen_cli("run", str(path), "--quiet", "--rerun", "all")
-    deadline = time.monotonic() + 120
-    while sum(r[6] >= 2 for r in _rows(db)) < 3:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the rerun did not progress"
-        time.sleep(0.05)
+    stop_when(proc, lambda: sum(r[6] >= 2 for r in _rows(db)) >= 3, "3 redone runs")
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     after = {r[0]: r for r in _rows(db)}

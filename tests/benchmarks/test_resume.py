@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
-from tests.benchmarks.conftest import popen_cli
+from tests.benchmarks.conftest import popen_cli, stop_when
 
 SWEEP = """\
 name: resume
@@ -36,19 +35,13 @@ def _rows(db: Path) -> list[tuple]:
         conn.close()
 
 
-def _wait_finished(db: Path, proc, at_least: int, timeout: float = 120) -> list[tuple]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if db.exists():
-            try:
-                rows = _rows(db)
-            except sqlite3.OperationalError:  # schema not created yet
-                rows = []
-            if sum(r[3] == "finished" for r in rows) >= at_least:
-                return rows
-        time.sleep(0.05)
-    raise AssertionError("the sweep did not progress")
+def _count(db: Path, status: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        return sum(r[3] == status for r in _rows(db))
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
 
 
 def test_sigkill_mid_sweep_then_resume(tmp_path: Path) -> None:
@@ -56,7 +49,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path: Path) -> None:
     sweep = tmp_path / "resume.yaml"
     sweep.write_text(SWEEP.format(db=db))
     proc = popen_cli("run", str(sweep), "--quiet")
-    _wait_finished(db, proc, at_least=3)
+    stop_when(proc, lambda: _count(db, "finished") >= 3, "3 finished runs")
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     before = {r[0]: r for r in _rows(db)}
@@ -85,9 +78,11 @@ def test_ctrl_c_marks_interrupted_and_store_stays_consistent(tmp_path: Path) -> 
     sweep = tmp_path / "int.yaml"
     sweep.write_text(SWEEP.format(db=db).replace("timesteps: 384", "timesteps: 2048"))
     proc = popen_cli("run", str(sweep), "--quiet")
-    _wait_finished(db, proc, at_least=1)
-    time.sleep(0.3)
+    # Ctrl-C lands while a run is in flight: one finished, the next marked running.
+    stop_when(proc, lambda: _count(db, "finished") >= 1 and _count(db, "running") == 1,
+              "a run in flight after a finished one")
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in out
