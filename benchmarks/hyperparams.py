@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ __all__ = [
     "file_for",
     "hyperparams_for",
     "load_hyperparams",
+    "parse_entry",
     "parse_hyperparams",
     "resolve_schedules",
 ]
@@ -128,6 +129,7 @@ def _safe_literal(text: str, where: str) -> Any:
     return conv(tree.body)
 
 
+@cache
 def _algo_params(algo: str) -> dict[str, inspect.Parameter]:
     import stable_baselines3
 
@@ -215,13 +217,15 @@ def _int(value: Any, where: str, low: int) -> int:
     return value
 
 
-def parse_entry(entry: Any, algo: str, where: str) -> Hyperparams:
+def parse_entry(entry: Any, algo: str, where: str,
+                key_where: Callable[[str], str] | None = None) -> Hyperparams:
     """Check one env's entry of a file for ``algo`` and return it.
 
     Args:
         entry: The entry's mapping.
         algo: Lower-case SB3 algorithm (``ppo``, ...).
-        where: ``file:line: env id`` for messages.
+        where: ``file:line: env id`` for messages about the entry.
+        key_where: The same prefix for a key's own line (default: ``where``).
 
     Raises:
         SpecError: On unknown keys, wrong types or unparseable strings.
@@ -234,7 +238,7 @@ def parse_entry(entry: Any, algo: str, where: str) -> Hyperparams:
     n_envs, n_timesteps, normalize = 1, None, None
     algo_kwargs: dict[str, Any] = {}
     for key, value in entry.items():
-        at = f"{where}.{key}"
+        at = f"{key_where(key) if key_where else where}.{key}"
         if key == "n_envs":
             n_envs = _int(value, at, 1)
         elif key == "n_timesteps":
@@ -253,9 +257,10 @@ def parse_entry(entry: Any, algo: str, where: str) -> Hyperparams:
             _check_type(value, params[key], at)
             if key in ("learning_rate", "clip_range", "clip_range_vf"):
                 _check_schedule(value, at)
-            if params[key].default is not None and isinstance(params[key].default, int) \
-                    and not isinstance(params[key].default, bool) and isinstance(value, float):
-                value = int(value)
+            default = params[key].default
+            if isinstance(default, int) and not isinstance(default, bool) \
+                    and isinstance(value, float):
+                value = int(value)  # an integral float such as 1e5, checked above
             algo_kwargs[key] = value
         else:
             raise SpecError(f"{at}: unknown hyperparameter {key!r} for {algo.upper()}; allowed: "
@@ -300,11 +305,9 @@ def parse_hyperparams(text: str, algo: str, source: str = "<hyperparams>",
             close = difflib.get_close_matches(str(env_id), sorted(known_ids), n=3)
             raise SpecError(f"{where}: unknown environment id {env_id!r}"
                             + (f"; did you mean {close}?" if close else ""))
-        if isinstance(entry, Mapping):  # check key by key, so each error names its own line
-            for key in entry:
-                parse_entry({key: entry[key]}, algo,
-                            f"{source}:{lines.get((env_id, key))}: {env_id}")
-        out[str(env_id)] = parse_entry(entry, algo, where)
+        out[str(env_id)] = parse_entry(
+            entry, algo, where,
+            lambda key, env_id=env_id: f"{source}:{lines.get((env_id, key))}: {env_id}")
     return out
 
 

@@ -279,13 +279,11 @@ def train_settings(name: str, env_id: str, kwargs: Mapping[str, Any] | None = No
         raise TypeError(f"agent {name}: kwargs.adapter must be a mapping of levels / "
                         f"max_actions / max_dims, got {adapter!r}")
     run_over = {k: user.pop(k) for k in ("n_envs", "normalize") if k in user}
-    checked = parse_entry(run_over, entry.algo, f"agent {name} kwargs") if run_over else None
-    algo_kwargs = _merge(file.algo_kwargs, user)
+    over = parse_entry(run_over, entry.algo, f"agent {name} kwargs")
     return TrainSettings(
-        algo_kwargs=algo_kwargs,
-        n_envs=checked.n_envs if checked and "n_envs" in run_over else file.n_envs,
-        normalize=(checked.normalize if checked and "normalize" in run_over
-                   else file.normalize),
+        algo_kwargs=_merge(file.algo_kwargs, user),
+        n_envs=over.n_envs if "n_envs" in run_over else file.n_envs,
+        normalize=over.normalize if "normalize" in run_over else file.normalize,
         adapter=dict(adapter), source=file.source)
 
 
