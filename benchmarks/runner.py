@@ -261,7 +261,6 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None = None) -> RunResult:
     env = eval_env = None
     try:
         try:
-            env = registry.make_env(run.env.id, run.env.kwargs, run.env.max_episode_steps)
             eval_env = registry.make_env(run.env.id, run.env.kwargs, run.env.max_episode_steps)
         except ImportError as exc:
             return RunResult(status=UNAVAILABLE, reason=f"env {run.env.id} is not importable: "
@@ -288,8 +287,6 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None = None) -> RunResult:
 
         entry = registry.get_agent(run.agent.name)
         settings = registry.train_settings(run.agent.name, run.env.id, run.agent.kwargs)
-        env.close()
-        env = None
         try:
             env, adapter = registry.make_train_env(
                 run.env.id, run.env.kwargs, n_envs=settings.n_envs,
