@@ -111,6 +111,15 @@ def test_next_step_autoreset_is_refused_with_the_reason() -> None:
         VectorEnvAdapter(_cartpoles(2, AutoresetMode.NEXT_STEP))
     with pytest.raises(TypeError, match="DummyVecEnv"):
         VectorEnvAdapter(gym.make("CartPole-v1"))  # type: ignore[arg-type]
+    adapted = VectorEnvAdapter(_cartpoles(2, AutoresetMode.SAME_STEP))
+    adapted.reset()
+    with pytest.raises(RuntimeError, match="without step_async"):
+        adapted.step_wait()
+    twin = VectorEnvAdapter(gym.make_vec("qdrl/SecrecyPowerControl-v0", num_envs=2,
+                                         vectorization_mode="vector_entry_point"))
+    twin.reset()
+    with pytest.raises(ValueError, match="NaN|nan|finite"):  # the env's own check, unchanged
+        twin.step(np.array([[0.5, np.nan], [0.5, 0.5]], dtype=np.float32))
 
 
 def test_attributes_and_methods() -> None:
