@@ -118,7 +118,7 @@ def test_next_step_autoreset_is_refused_with_the_reason() -> None:
     twin = VectorEnvAdapter(gym.make_vec("qdrl/SecrecyPowerControl-v0", num_envs=2,
                                          vectorization_mode="vector_entry_point"))
     twin.reset()
-    with pytest.raises(ValueError, match="NaN|nan|finite"):  # the env's own check, unchanged
+    with pytest.raises(ValueError, match=r"NaN|nan|finite"):  # the env's own check, unchanged
         twin.step(np.array([[0.5, np.nan], [0.5, 0.5]], dtype=np.float32))
 
 

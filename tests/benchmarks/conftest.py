@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -51,7 +52,8 @@ def stop_when(proc: subprocess.Popen, reached: Callable[[], bool], what: str,
               timeout: float = 120) -> None:
     """Return with ``proc`` frozen (SIGSTOP) at the first moment ``reached()`` holds.
 
-    Each check freezes the process first and reads its state only once the kernel reports it
+    A check that cannot read the store (``sqlite3.OperationalError``: frozen while it held a
+    WAL lock) counts as not reached. Each check freezes the process first and reads its state only once the kernel reports it
     stopped, so what ``reached`` saw is still true when the caller signals it: the test cannot
     race a process that keeps working while the test is descheduled. The caller sends its
     signal and then ``SIGCONT`` (SIGKILL needs none).
@@ -65,7 +67,11 @@ def stop_when(proc: subprocess.Popen, reached: Callable[[], bool], what: str,
         os.kill(proc.pid, signal.SIGSTOP)
         while not _stopped(proc.pid):
             time.sleep(0.001)
-        if reached():
+        try:
+            ok = reached()
+        except sqlite3.OperationalError:  # frozen mid-write, the store can't be read now
+            ok = False
+        if ok:
             return
         os.kill(proc.pid, signal.SIGCONT)
         assert time.monotonic() < deadline, f"{what} did not happen"
