@@ -52,11 +52,11 @@ def stop_when(proc: subprocess.Popen, reached: Callable[[], bool], what: str,
               timeout: float = 120) -> None:
     """Return with ``proc`` frozen (SIGSTOP) at the first moment ``reached()`` holds.
 
-    A check that cannot read the store (``sqlite3.OperationalError``: frozen while it held a
-    WAL lock) counts as not reached. Each check freezes the process first and reads its state
-    only once the kernel reports it stopped, so what ``reached`` saw is still true when the caller signals it: the test cannot
-    race a process that keeps working while the test is descheduled. The caller sends its
-    signal and then ``SIGCONT`` (SIGKILL needs none).
+    A check that cannot read the store (``sqlite3.OperationalError``: frozen while it held a WAL
+    lock) counts as not reached. Each check freezes the process first and reads its state only
+    once the kernel reports it stopped, so what ``reached`` saw is still true when the caller
+    signals it: the test cannot race a process that keeps working while the test is descheduled.
+    The caller sends its signal and then ``SIGCONT`` (SIGKILL needs none).
 
     Raises:
         AssertionError: If the process exits first, or ``timeout`` passes (naming ``what``).
