@@ -6,8 +6,8 @@ importing twice, or calling :func:`register_envs` again, is harmless)::
     import gymnasium as gym
     import qdrl_envs  # noqa: F401  (registers the ids)
 
-    env = gym.make("qdrl/SecrecyPowerControl-v0", n_aps=3)
-    venv = gym.make_vec("qdrl/SecrecyPowerControl-v0", num_envs=1024)  # NumPy-batched twin
+    env = gym.make("qdrl/SecrecyPowerControl-v1", n_aps=3)
+    venv = gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=1024)  # NumPy-batched twin
 
 Keyword arguments of ``gym.make`` / ``gym.make_vec`` are forwarded to the environment's config
 dataclass; unknown or invalid ones raise ``ValueError``.
@@ -35,15 +35,15 @@ class EnvEntry:
 
 
 _ENTRIES: tuple[EnvEntry, ...] = (
-    EnvEntry("qdrl/SecrecyPowerControl-v0", "qdrl_envs.secrecy:SecrecyPowerControlEnv",
+    EnvEntry("qdrl/SecrecyPowerControl-v1", "qdrl_envs.secrecy:SecrecyPowerControlEnv",
              "qdrl_envs.secrecy:SecrecyPowerControlVectorEnv", 100),
     EnvEntry("qdrl/DTSyncAoI-v0", "qdrl_envs.dt_sync:DTSyncAoIEnv",
              "qdrl_envs.dt_sync:DTSyncAoIVectorEnv", 200),
     EnvEntry("qdrl/DTMigration-v0", "qdrl_envs.dt_migration:DTMigrationEnv",
              "qdrl_envs.dt_migration:DTMigrationVectorEnv", 100),
-    EnvEntry("qdrl/SemanticSlicing-v0", "qdrl_envs.semantic_slicing:SemanticSlicingEnv",
+    EnvEntry("qdrl/SemanticSlicing-v1", "qdrl_envs.semantic_slicing:SemanticSlicingEnv",
              "qdrl_envs.semantic_slicing:SemanticSlicingVectorEnv", 200),
-    EnvEntry("qdrl/MobileTransmitter-v0", "qdrl_envs.mobile_transmitter:MobileTransmitterEnv",
+    EnvEntry("qdrl/MobileTransmitter-v1", "qdrl_envs.mobile_transmitter:MobileTransmitterEnv",
              "qdrl_envs.mobile_transmitter:MobileTransmitterVectorEnv", 100),
 )
 

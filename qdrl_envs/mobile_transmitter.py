@@ -1,4 +1,4 @@
-"""A mobile (UAV) transmitter serving ground users: ``qdrl/MobileTransmitter-v0``.
+"""A mobile (UAV) transmitter serving ground users: ``qdrl/MobileTransmitter-v1``.
 
 The example of paper Sec. III-E / Fig. 8: the agent sets the transmit power per user and the
 flight step of the transmitter; the reward is ``w * sum_k R_k``. See
@@ -185,11 +185,11 @@ def _step_row(model, view, action, u, uav, users, distance, rates, powers, new_d
     k, snr_g1, neg_n, inv_k_ln2, p_max_w, fading, area, step, user_step = model
     total = 0.0
     for i in range(k):
-        total += action[i]
+        total += 0.5 * (action[i] + 1.0)  # c_k = (a_k + 1) / 2
     budget = max(total, 1.0)  # P_k = P_max c_k / max(1, sum_j c_j)
     sum_rate = 0.0
     for i in range(k):
-        share = action[i] / budget
+        share = 0.5 * (action[i] + 1.0) / budget
         # SNR at full budget, (P_max g_k) / (sigma^2 / K), times the share of the budget.
         snr = snr_g1 * distance[i] ** neg_n
         if fading:
@@ -254,8 +254,7 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         k = config.n_users
         self.n_users = k
         self.single_action_space = spaces.Box(
-            np.concatenate([np.zeros(k), -np.ones(2)]).astype(np.float32),
-            np.ones(k + 2, dtype=np.float32), dtype=np.float32)
+            -1.0, 1.0, (k + 2,), dtype=np.float32)
         self.single_observation_space = spaces.Box(
             np.concatenate([np.zeros(k), -np.ones(2 + 2 * k)]).astype(np.float32),
             np.ones(3 * k + 2, dtype=np.float32), dtype=np.float32)
@@ -400,9 +399,11 @@ class MobileTransmitterEnv(CoreEnv[MobileTransmitterConfig]):
 
     ## Action Space
 
-    ``Box(shape=(K + 2,), float32)``: entries ``0..K-1`` are power coefficients ``c_k`` in
-    ``[0, 1]``, mapped to powers within the total budget by :func:`powers_from_action`,
-    ``P_k = P_max c_k / max(1, sum_j c_j)`` (all ones: the equal split ``P_max / K``); entries
+    ``Box(-1, 1, (K + 2,), float32)``: entries ``0..K-1`` set the power coefficients
+    ``c_k = (a_k + 1) / 2`` in ``[0, 1]`` (symmetric, so that an untrained Gaussian policy
+    centred on 0 sits mid-range rather than on the lower bound), mapped to powers within the
+    total budget by :func:`powers_from_action`, ``P_k = P_max c_k / max(1, sum_j c_j)`` (all
+    ones, ``c = 1``: the equal split ``P_max / K``; all -1: silence); entries
     ``K, K+1`` are the flight step ``(dx, dy)`` in ``[-1, 1]``, in units of
     ``max_speed_m_s * slot_s``, scaled onto the unit disc when longer than 1 so that the speed
     never exceeds ``max_speed_m_s``.
@@ -439,7 +440,7 @@ class MobileTransmitterEnv(CoreEnv[MobileTransmitterConfig]):
 
     ## Arguments
 
-    ``gym.make("qdrl/MobileTransmitter-v0", **fields)``, the fields of
+    ``gym.make("qdrl/MobileTransmitter-v1", **fields)``, the fields of
     :class:`MobileTransmitterConfig`:
 
     | Field                  | Default | Unit / meaning                                |
@@ -460,7 +461,8 @@ class MobileTransmitterEnv(CoreEnv[MobileTransmitterConfig]):
 
     ## Version History
 
-    * v0: Initial version.
+    * v1: power entries of the action in ``[-1, 1]`` (``c_k = (a_k + 1) / 2``).
+    * v0: Initial version (power entries were the coefficients ``c_k`` in ``[0, 1]``).
     """
 
     config_cls = MobileTransmitterConfig

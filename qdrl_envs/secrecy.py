@@ -1,4 +1,4 @@
-"""``qdrl/SecrecyPowerControl-v0``: AP power control for physical-layer secrecy (paper Sec. VI-B).
+"""``qdrl/SecrecyPowerControl-v1``: AP power control for physical-layer secrecy (paper Sec. VI-B).
 
 The physics is written once, on arrays with a leading batch axis:
 
@@ -27,6 +27,7 @@ from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
 
 __all__ = [
     "EVE_CSI_MODES",
+    "POWER_SCALES",
     "SecrecyConfig",
     "SecrecyCore",
     "SecrecyPowerControlEnv",
@@ -39,6 +40,9 @@ EVE_CSI_MODES: tuple[str, ...] = ("perfect", "statistical")
 
 AP_LAYOUTS: tuple[str, ...] = ("grid", "uniform")
 """Values of :attr:`SecrecyConfig.ap_layout`."""
+
+POWER_SCALES: tuple[str, ...] = ("log", "linear")
+"""Values of :attr:`SecrecyConfig.power_scale`."""
 
 _TINY_GAIN = 1e-300
 _BELOW_ONE = 1.0 - 2.0**-53  # keeps inverse-CDF arguments strictly inside (-1, 0]
@@ -134,7 +138,7 @@ def _serving(m: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class SecrecyConfig(EnvConfig):
-    """Configuration of ``qdrl/SecrecyPowerControl-v0`` (see the env manual for the model).
+    """Configuration of ``qdrl/SecrecyPowerControl-v1`` (see the env manual for the model).
 
     Attributes:
         n_aps: Number of APs ``M`` = users = eavesdroppers, in [1, 16].
@@ -158,6 +162,10 @@ class SecrecyConfig(EnvConfig):
         varsigma: Reward scale (the paper's varsigma), > 0.
         obs_center_db: SNR (dB) mapped to observation 0.
         obs_scale_db: SNR span (dB) mapped to one observation unit.
+        power_scale: How an action in ``[-1, 1]`` sets a power coefficient: ``"log"`` (in dB
+            over ``power_range_db``; -1 switches the AP off) or ``"linear"`` (``(a + 1) / 2``).
+        power_range_db: The span of the ``"log"`` scale: ``a`` just above -1 is
+            ``-power_range_db`` dB of ``P_max``, in [1, 200].
     """
 
     n_aps: int = 2
@@ -175,8 +183,10 @@ class SecrecyConfig(EnvConfig):
     fading_rho: float = 0.0
     eve_csi: str = "perfect"
     varsigma: float = 1.0
-    obs_center_db: float = 20.0
-    obs_scale_db: float = 50.0
+    obs_center_db: float = 25.0
+    obs_scale_db: float = 60.0
+    power_scale: str = "log"
+    power_range_db: float = 40.0
 
     def validate(self) -> None:
         """Check every field.
@@ -201,6 +211,8 @@ class SecrecyConfig(EnvConfig):
         check_real("varsigma", self.varsigma, 0.0, 1e6, low_inclusive=False)
         check_real("obs_center_db", self.obs_center_db, -300.0, 300.0)
         check_real("obs_scale_db", self.obs_scale_db, 1.0, 1000.0)
+        check_choice("power_scale", self.power_scale, POWER_SCALES)
+        check_real("power_range_db", self.power_range_db, 1.0, 200.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +272,9 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self.n_aps = m
         self.p_max_w = float(radio.dbm_to_watt(c.p_max_dbm))
         self.noise_w = float(radio.noise_power_w(c.bandwidth_hz, c.noise_figure_db))
-        self.single_action_space = spaces.Box(0.0, 1.0, (m,), dtype=np.float32)
+        self.single_action_space = spaces.Box(-1.0, 1.0, (m,), dtype=np.float32)
+        self._log_power = c.power_scale == "log"
+        self._range_db = float(c.power_range_db)
         self.single_observation_space = spaces.Box(-1.0, 1.0, (2 * m * m,), dtype=np.float32)
         # Observation = clip((10 log10(P_max g / noise) - center) / scale, -1, 1)
         #             = clip(log10(g) * obs_a + obs_b, -1, 1).
@@ -309,6 +323,34 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
     def eve_gains(self) -> NDArray[np.float64]:
         """Instantaneous power gains AP ``m`` -> eavesdropper ``k``, shape ``(N, M, M)``."""
         return self.gains[..., self.n_aps:]
+
+    # -- the action scale --------------------------------------------------------------------
+
+    def coefficients(self, actions: ArrayLike) -> NDArray[np.float64]:
+        """Power coefficients ``p`` in ``[0, 1]`` of actions in ``[-1, 1]`` (any shape).
+
+        ``"log"``: ``p = 10^(-power_range_db (1 - a) / 20)`` for ``a > -1`` and ``p = 0`` at
+        ``a = -1``; ``"linear"``: ``p = (a + 1) / 2``.
+        """
+        a = np.asarray(actions, dtype=np.float64)
+        if not self._log_power:
+            return 0.5 * (a + 1.0)
+        p = np.power(10.0, (a - 1.0) * (0.05 * self._range_db))
+        return np.where(a <= -1.0, 0.0, p)
+
+    def action_of(self, coefficients: ArrayLike) -> NDArray[np.float32]:
+        """The action (float32, in ``[-1, 1]``) that sets power coefficients ``p`` in [0, 1].
+
+        The inverse of :meth:`coefficients`; on the ``"log"`` scale coefficients below
+        ``-power_range_db`` dB (0 among them) become -1, off.
+        """
+        p = np.clip(np.asarray(coefficients, dtype=np.float64), 0.0, 1.0)
+        if not self._log_power:
+            a = 2.0 * p - 1.0
+        else:
+            db = 10.0 * np.log10(np.maximum(p, 1e-300))
+            a = np.maximum(1.0 + 2.0 * db / self._range_db, -1.0)
+        return a.astype(np.float32)
 
     # -- model -------------------------------------------------------------------------------
 
@@ -487,7 +529,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
 
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Score ``actions`` ``(N, M)`` on the current channels, then move to the next ones."""
-        powers = actions * self.p_max_w
+        powers = self.coefficients(actions) * self.p_max_w
         # secrecy_rates(user_gains, eve_gains, actions, ...) with the channels' operator
         # built ahead of time (see secrecy_rates).
         user, eve, sec = _secrecy_from_operator(self._op, powers, self.noise_w)
@@ -526,7 +568,8 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
     ``k``) on the same band. ``K_adv = M`` eavesdroppers: eavesdropper ``k`` hides near user
     ``k`` and tries to decode user ``k``'s stream. Every slot the APs choose power coefficients
     ``p in [0, 1]^M``; a user's rate grows with its own AP's power, but that power also feeds
-    its eavesdropper and interferes with everybody else. The objective is the sum secrecy rate
+    its eavesdropper and interferes with everybody else (the agent acts in ``[-1, 1]^M``, see
+    the action space). The objective is the sum secrecy rate
     ``sum_k [R_k - R_adv,k]^+``.
 
     Channel (standard urban-micro link budget): power gain ``g = PL(d)^-1 |h|^2`` with
@@ -555,9 +598,23 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
 
     ## Action Space
 
-    ``Box(0, 1, (M,), float32)``: the power coefficient ``p_m`` of AP ``m``; it transmits
-    ``p_m * P_max`` (constraint 5b holds by construction). Out-of-range, NaN/inf or misshaped
-    actions raise ``ValueError``.
+    ``Box(-1, 1, (M,), float32)``: action ``a_m`` sets the power coefficient ``p_m in [0, 1]``
+    of AP ``m``, which transmits ``p_m * P_max`` (constraint 5b holds by construction). With
+    ``power_scale="log"`` (the default) ``a_m`` is the power in dB:
+    ``p_m = 10^(-power_range_db (1 - a_m) / 20)``, from ``P_max`` at ``a_m = 1`` down to
+    ``-power_range_db`` (40) dB just above ``a_m = -1``, and ``a_m = -1`` switches the AP off;
+    with ``"linear"``, ``p_m = (a_m + 1) / 2``. ``core.coefficients(a)`` and
+    ``core.action_of(p)`` convert. Out-of-range, NaN/inf or misshaped actions raise
+    ``ValueError``.
+
+    Why symmetric and why dB: an untrained Gaussian policy centred on 0 sits mid-range instead
+    of on the lower bound (half its samples clipped to "off"), as SB3 recommends; and the
+    secrecy-optimal powers spread over decades (an AP whose eavesdropper is close is best a
+    few dB to tens of dB below ``P_max``), which a linear scale crowds into a sliver next to 0.
+    PPO (100k steps, file settings, 2 seeds, 10 held-out episodes) reached 0.977 of the
+    oracle with the dB scale against 0.922 with the linear one (normalised against random:
+    0.94 and 0.84); the oracle scores the same on both (581.3 per episode), so the 40 dB
+    span costs nothing at the default geometry.
 
     ## Observation Space
 
@@ -565,7 +622,9 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
     one per AP; ``2M`` columns, users then eavesdroppers) flattened row by row, each entry the
     link's SNR at full power in dB, scaled and clipped:
     ``clip((10 log10(P_max g / sigma^2) - obs_center_db) / obs_scale_db, -1, 1)``
-    (defaults: -30 dB -> -1, 20 dB -> 0, 70 dB -> +1).
+    (defaults: -35 dB -> -1, 25 dB -> 0, 85 dB -> +1: at the default geometry about 0.3% of
+    the direct links were above +70 dB, the clip of v0, and none below -35 dB; the direct
+    link's largest SNR over 80,000 draws was 84.6 dB).
 
     | Index                    | Entry                                   | Unit (before scaling) |
     |--------------------------|-----------------------------------------|-----------------------|
@@ -600,7 +659,7 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
 
     ## Arguments
 
-    ``gym.make("qdrl/SecrecyPowerControl-v0", **fields)`` with fields of :class:`SecrecyConfig`:
+    ``gym.make("qdrl/SecrecyPowerControl-v1", **fields)`` with fields of :class:`SecrecyConfig`:
 
     | Field                | Default  | Unit / range                                          |
     |----------------------|----------|-------------------------------------------------------|
@@ -619,15 +678,19 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
     | ``fading_rho``       | 0.0      | [0, 1] Gauss-Markov correlation                       |
     | ``eve_csi``          | "perfect"| "perfect" or "statistical"                            |
     | ``varsigma``         | 1.0      | reward scale, > 0                                     |
-    | ``obs_center_db``    | 20.0     | dB SNR mapped to 0                                    |
-    | ``obs_scale_db``     | 50.0     | dB per observation unit                               |
+    | ``obs_center_db``    | 25.0     | dB SNR mapped to 0                                    |
+    | ``obs_scale_db``     | 60.0     | dB per observation unit                               |
+    | ``power_scale``      | "log"    | "log" (dB, -1 = off) or "linear" action scale         |
+    | ``power_range_db``   | 40.0     | dB span of the "log" scale, [1, 200]                  |
 
     ``render_mode``: ``"ansi"`` (a text table) or ``"rgb_array"`` (a map of APs, users and
     eavesdroppers with their links).
 
     ## Version History
 
-    * v0: first version.
+    * v1: actions in ``[-1, 1]`` on a dB scale (``power_scale``), observations over -35..85
+      dB instead of -30..70 dB.
+    * v0: first version (actions were the coefficients ``p`` in ``[0, 1]``).
     """
 
     config_cls = SecrecyConfig

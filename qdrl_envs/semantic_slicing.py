@@ -1,4 +1,4 @@
-"""``qdrl/SemanticSlicing-v0``: resource-block slicing between semantic and conventional slices.
+"""``qdrl/SemanticSlicing-v1``: resource-block slicing between semantic and conventional slices.
 
 Paper Sec. V-B2 (network slicing for semantic services vs conventional data), V-E and
 VII-B (iii) (slices adapted to SLAs). The physics is written once, as row functions that model
@@ -166,7 +166,7 @@ def semantic_similarity(snr_db: ArrayLike, low: float, high: float, slope_per_db
 
 @dataclass(frozen=True)
 class SemanticSlicingConfig(EnvConfig):
-    """Configuration of ``qdrl/SemanticSlicing-v0`` (see :class:`SemanticSlicingEnv`).
+    """Configuration of ``qdrl/SemanticSlicing-v1`` (see :class:`SemanticSlicingEnv`).
 
     Attributes:
         n_rbs: Resource blocks per slot ``B``, in [1, 1000].
@@ -336,7 +336,9 @@ def _serve_row(model, fifo, action, queue, pending, rb_capacity, xi, rbs, capaci
     """
     n_rbs, slot_s, min_similarity, critical_weight, w_slice, viol_coef = model
     buffer, delay, expire_col, after_previous = fifo
-    _largest_remainder_row(action, n_rbs, rbs)
+    for s in range(3):
+        capacity[s] = 0.5 * (action[s] + 1.0)  # shares x = (a + 1) / 2 (scratch reused below)
+    _largest_remainder_row(capacity[:3], n_rbs, rbs)
     # Critical semantic words go first and routine ones get what they leave (the queues are
     # built with after_previous = (F, T, F, F)); eMBB and URLLC have their own slices.
     capacity[0] = rbs[0] * rb_capacity[0]
@@ -435,7 +437,7 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     def __init__(self, config: SemanticSlicingConfig, num_envs: int) -> None:
         super().__init__(config, num_envs)
         c = config
-        self.single_action_space = spaces.Box(0.0, 1.0, (3,), dtype=np.float32)
+        self.single_action_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
         self.single_observation_space = spaces.Box(0.0, 1.0, (15,), dtype=np.float32)
         self.deadlines = np.array(c.deadline_slots(), dtype=np.int64)
         self.queues = FifoQueues(num_envs, self.deadlines.tolist(), [np.inf] * 4,
@@ -459,7 +461,10 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         # scale of each slice's violations.
         stake = np.maximum(self.mean_arrivals, 1.0)
         viol_norm = np.array([c.critical_weight * stake[0] + stake[1], stake[2], stake[3]])
-        self._viol_coef = -c.violation_penalty * self._w_slice_norm / viol_norm
+        self.unit_weights = self._w_slice_norm / viol_norm
+        """Weight of one violated unit of each slice ``(3,)`` in the violation term (before
+        ``violation_penalty``; a critical word counts ``critical_weight`` units)."""
+        self._viol_coef = -c.violation_penalty * self.unit_weights
         self._inv_demand = 1.0 / (self.mean_units_per_rb * c.n_rbs)
         self._inv_deadline = 1.0 / self.deadlines
         self._snr_scale = 1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB)
@@ -548,6 +553,39 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         """Observations ``(N, 15)`` float32 in ``[0, 1]`` (fresh after every reset/step)."""
         return self._obs
 
+    def slot_outcomes(self, i: int, actions: ArrayLike) -> dict[str, NDArray[np.float64]]:
+        """What each of ``actions`` would do to instance ``i`` this slot, changing nothing.
+
+        Runs the step's own kernel on ``K`` copies of instance ``i``'s queues, arrivals and
+        channels (the draws for the next slot are dummies and are thrown away), so the figures
+        are exactly what :meth:`step` would report for that instance and action.
+
+        Args:
+            i: The instance.
+            actions: Candidate actions ``(K, 3)`` in ``[-1, 1]`` (unchecked).
+
+        Returns:
+            ``reward`` ``(K,)``, ``served`` ``(K, 4)`` (per queue, in its units) and
+            ``backlog`` ``(K, 4)`` (left waiting after the slot).
+        """
+        acts = np.ascontiguousarray(actions, dtype=np.float64)
+        k = acts.shape[0]
+        queues = np.repeat(self.queues.storage[i:i + 1], k, axis=0)
+        pending = np.repeat(self.pending[i:i + 1], k, axis=0)
+        snr_db = np.repeat(self.snr_db[i:i + 1], k, axis=0)
+        xi = np.repeat(self.xi[i:i + 1], k)
+        rb_capacity = np.repeat(self.rb_capacity[i:i + 1], k, axis=0)
+        rbs = np.repeat(self.rbs[i:i + 1], k, axis=0)
+        qout, sout = np.empty((6, k, 4)), np.empty((4, k, 3))
+        scalars = np.empty((4, k))
+        draws = np.full((k, 7), 0.5)
+        _step_kernel(self._model, self.queues.params, self._world, self._view, acts, draws,
+                     queues, pending, snr_db, xi, rb_capacity, rbs,
+                     np.empty((k, 15), dtype=np.float32), qout, sout,
+                     np.empty((k, 3), dtype=np.int64), scalars)
+        return {"reward": scalars[_SATISFACTION] + scalars[_VIOLATION],
+                "served": qout[_SERVED], "backlog": queues.sum(axis=-1)}
+
 
 # --------------------------------------------------------------------------------------------
 # The environments
@@ -591,9 +629,11 @@ class SemanticSlicingEnv(CoreEnv[SemanticSlicingConfig]):
 
     ## Action Space
 
-    ``Box(0, 1, (3,), float32)``: shares of (semantic, eMBB, URLLC), turned into RB counts by
-    :func:`shares_to_rbs` (largest remainder; the counts always sum to ``B``; all zeros = equal
-    split).
+    ``Box(-1, 1, (3,), float32)``: action ``a`` gives the shares ``x = (a + 1) / 2`` of
+    (semantic, eMBB, URLLC), turned into RB counts by :func:`shares_to_rbs` (largest
+    remainder; the counts always sum to ``B``; all -1, zero shares, is the equal split).
+    Symmetric, so that an untrained Gaussian policy centred on 0 splits evenly instead of
+    sitting on the lower bound.
 
     ## Observation Space
 
@@ -633,7 +673,7 @@ class SemanticSlicingEnv(CoreEnv[SemanticSlicingConfig]):
 
     ## Arguments
 
-    ``gym.make("qdrl/SemanticSlicing-v0", **fields)`` with fields of
+    ``gym.make("qdrl/SemanticSlicing-v1", **fields)`` with fields of
     :class:`SemanticSlicingConfig`:
 
     | Field                       | Default | Unit / range                             |
@@ -670,7 +710,8 @@ class SemanticSlicingEnv(CoreEnv[SemanticSlicingConfig]):
 
     ## Version History
 
-    * v0: first version.
+    * v1: actions in ``[-1, 1]`` (shares ``(a + 1) / 2``).
+    * v0: first version (actions were the shares in ``[0, 1]``).
     """
 
     config_cls = SemanticSlicingConfig

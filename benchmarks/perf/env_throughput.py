@@ -17,7 +17,7 @@ drifts between rounds but hardly within a pair), the printed rates the best of t
 Usage::
 
     python -m benchmarks.perf.env_throughput                       # all importable envs
-    python -m benchmarks.perf.env_throughput --env qdrl/SecrecyPowerControl-v0 --seconds 2
+    python -m benchmarks.perf.env_throughput --env qdrl/SecrecyPowerControl-v1 --seconds 2
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ baselines the same way. A baseline is built from the environment it will act in
 Baselines live one module per environment (``qdrl_envs.baselines.secrecy``, ...), each exposing
 a ``BASELINES`` dict ``name -> class``. Use :func:`baseline_names` and :func:`make_baseline`::
 
-    env = gym.make("qdrl/SecrecyPowerControl-v0")
+    env = gym.make("qdrl/SecrecyPowerControl-v1")
     oracle = make_baseline("oracle", env)
     action, _ = oracle.predict(obs)
 """
@@ -25,11 +25,11 @@ from qdrl_envs.baselines.base import BaselinePolicy, RandomPolicy
 __all__ = ["BaselinePolicy", "RandomPolicy", "baseline_classes", "baseline_names", "make_baseline"]
 
 _MODULES: dict[str, str] = {
-    "qdrl/SecrecyPowerControl-v0": "qdrl_envs.baselines.secrecy",
+    "qdrl/SecrecyPowerControl-v1": "qdrl_envs.baselines.secrecy",
     "qdrl/DTSyncAoI-v0": "qdrl_envs.baselines.dt_sync",
     "qdrl/DTMigration-v0": "qdrl_envs.baselines.dt_migration",
-    "qdrl/SemanticSlicing-v0": "qdrl_envs.baselines.semantic_slicing",
-    "qdrl/MobileTransmitter-v0": "qdrl_envs.baselines.mobile_transmitter",
+    "qdrl/SemanticSlicing-v1": "qdrl_envs.baselines.semantic_slicing",
+    "qdrl/MobileTransmitter-v1": "qdrl_envs.baselines.mobile_transmitter",
 }
 
 

@@ -1,4 +1,4 @@
-"""Baselines of ``qdrl/MobileTransmitter-v0``: random, and hover at the users' centroid."""
+"""Baselines of ``qdrl/MobileTransmitter-v1``: random, and hover at the users' centroid."""
 
 from __future__ import annotations
 
@@ -48,4 +48,4 @@ BASELINES: dict[str, type[BaselinePolicy]] = {
     "random": RandomPolicy,
     "hover-centroid": HoverCentroidPolicy,
 }
-"""Name -> class of every ``qdrl/MobileTransmitter-v0`` baseline."""
+"""Name -> class of every ``qdrl/MobileTransmitter-v1`` baseline."""

@@ -1,9 +1,10 @@
-"""Baselines of ``qdrl/SecrecyPowerControl-v0`` (DESIGN §3.1, §4).
+"""Baselines of ``qdrl/SecrecyPowerControl-v1`` (DESIGN §3.1, §4).
 
 ============  ==============================================================================
 Name          Policy
 ============  ==============================================================================
-random        uniform power coefficients in ``[0, 1]^M``
+random        uniform actions in ``[-1, 1]^M`` (on the default dB scale: powers log-uniform
+              over the 40 dB below ``P_max``)
 full-power    every AP at ``P_max`` (``p = 1``): what a security-unaware network does
 oracle        maximises the instantaneous secrecy sum for the true channels: exhaustive grid
               for ``M <= max_grid_aps`` (default 3) refined by bounded local search,
@@ -28,7 +29,7 @@ __all__ = ["BASELINES", "FullPowerPolicy", "SecrecyOraclePolicy"]
 
 
 class FullPowerPolicy(BaselinePolicy):
-    """Every AP transmits at full power, ``p = (1, ..., 1)``."""
+    """Every AP transmits at full power, ``p = (1, ..., 1)`` (the action 1 on either scale)."""
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
         return np.ones(self.action_space.shape, dtype=np.float32)
@@ -37,7 +38,7 @@ class FullPowerPolicy(BaselinePolicy):
 def _core_of(env: gym.Env) -> SecrecyCore:
     core = getattr(env.unwrapped, "core", None)
     if not isinstance(core, SecrecyCore) or core.num_envs != 1:
-        raise ValueError("the secrecy oracle needs a single qdrl/SecrecyPowerControl-v0 "
+        raise ValueError("the secrecy oracle needs a single qdrl/SecrecyPowerControl-v1 "
                          f"environment (made with gym.make), got {env!r}")
     return core
 
@@ -56,13 +57,15 @@ class SecrecyOraclePolicy(BaselinePolicy):
     vertices (for ``M <= 12``), full power and ``n_random`` random grid points. The best
     ``n_starts`` points, and full power, then start a bounded L-BFGS-B ascent in log-power
     (analytic gradient; APs off in a start stay off). Every candidate is scored with
-    :func:`qdrl_envs.secrecy.secrecy_rates` at float32 precision (what the env receives), so
-    the oracle never scores below full power or any grid point. It is a numerical maximiser,
+    :func:`qdrl_envs.secrecy.secrecy_rates` on the coefficients the env decodes from the
+    float32 action that asks for it (so its value is the env's reward, and on the dB power
+    scale it never plans a power the scale cannot express), hence the oracle never scores
+    below full power or any grid point. It is a numerical maximiser,
     not a certificate of optimality (the problem is non-convex); the tests check that neither
     the other baselines nor thousands of random power vectors ever beat it.
 
     Args:
-        env: A ``qdrl/SecrecyPowerControl-v0`` environment (``gym.make``; wrappers allowed).
+        env: A ``qdrl/SecrecyPowerControl-v1`` environment (``gym.make``; wrappers allowed).
         seed: Seed of the random candidates (used when ``M > max_grid_aps``).
         grid_levels: Levels per AP (0 included); ``None`` picks 201, 41, 21 for ``M = 1, 2, 3``
             and 21 beyond.
@@ -128,6 +131,18 @@ class SecrecyOraclePolicy(BaselinePolicy):
         active = (rates[:m] - rates[m:]) > 0.0
         return d_rate[:, :m] @ active - d_rate[:, m:] @ active
 
+    def _received(self, p: NDArray[np.float64]) -> tuple[NDArray[np.float32],
+                                                          NDArray[np.float64]]:
+        """The actions that ask for coefficients ``p`` and the coefficients the env applies.
+
+        The env receives float32 actions on its power scale (:meth:`SecrecyCore.action_of`);
+        scoring what it decodes from them (:meth:`SecrecyCore.coefficients`) makes the oracle's
+        value its reward, and keeps the search to powers the scale can express (on the dB
+        scale, nothing between off and ``-power_range_db``).
+        """
+        actions = self.core.action_of(p)
+        return actions, self.core.coefficients(actions)
+
     def _p_lo(self, gains: NDArray[np.float64]) -> float:
         strongest = float(gains.max()) * self.core.p_max_w / self.core.noise_w
         return float(np.clip(0.1 / max(strongest, 1e-300), 1e-12, 0.5))
@@ -140,19 +155,27 @@ class SecrecyOraclePolicy(BaselinePolicy):
                 ``k`` (columns ``M..2M-1``).
 
         Returns:
-            ``(p, secrecy_sum)``: float32 coefficients in ``[0, 1]`` and their sum secrecy rate
-            in bit/s/Hz.
+            ``(p, secrecy_sum)``: the coefficients in ``[0, 1]`` the env applies to the best
+            action (:meth:`best_action`; float64) and their sum secrecy rate in bit/s/Hz.
         """
+        return self._solve(gains)[1:]
+
+    def best_action(self, gains: NDArray[np.float64]) -> NDArray[np.float32]:
+        """The action that sets :meth:`solve`'s coefficients on the env's power scale."""
+        return self._solve(gains)[0]
+
+    def _solve(self, gains: NDArray[np.float64]) -> tuple[NDArray[np.float32],
+                                                          NDArray[np.float64], float]:
         from scipy.optimize import minimize
 
         m = self.m
         g_user, g_eve = gains[:, :m], gains[:, m:]
         log_lo = math.log10(self._p_lo(gains))
         axis = np.concatenate(([0.0], np.logspace(log_lo, 0.0, self.levels - 1)))
-        candidates = axis[self._index].astype(np.float32).astype(np.float64)
+        actions, candidates = self._received(axis[self._index])
         values = self._value(g_user, g_eve, candidates)
         order = np.argsort(values)[::-1]
-        best_p, best_v = candidates[order[0]], float(values[order[0]])
+        best_a, best_p, best_v = actions[order[0]], candidates[order[0]], float(values[order[0]])
         starts = [candidates[i] for i in order[: self.n_starts]] + [np.ones(m)]
         lo = log_lo - 2.0
         for start in starts:
@@ -177,14 +200,14 @@ class SecrecyOraclePolicy(BaselinePolicy):
 
             res = minimize(loss, np.log10(start[on]), jac=jac, method="L-BFGS-B",
                            bounds=[(lo, 0.0)] * int(on.sum()), options={"maxiter": 60})
-            p = np.clip(point(res.x), 0.0, 1.0).astype(np.float32).astype(np.float64)
+            a, p = self._received(np.clip(point(res.x), 0.0, 1.0))
             v = float(self._value(g_user, g_eve, p))
             if v > best_v:
-                best_p, best_v = p, v
-        return best_p.astype(np.float32), best_v
+                best_a, best_p, best_v = a, p, v
+        return best_a, best_p, best_v
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
-        return self.solve(self.core.gains[0])[0]
+        return self.best_action(self.core.gains[0])
 
 
 BASELINES: dict[str, type[BaselinePolicy]] = {
@@ -192,4 +215,4 @@ BASELINES: dict[str, type[BaselinePolicy]] = {
     "full-power": FullPowerPolicy,
     "oracle": SecrecyOraclePolicy,
 }
-"""Baselines of ``qdrl/SecrecyPowerControl-v0`` by name."""
+"""Baselines of ``qdrl/SecrecyPowerControl-v1`` by name."""

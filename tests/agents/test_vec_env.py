@@ -81,7 +81,7 @@ def test_twin_matches_dummy_vec_env_row_for_row(env_id: str) -> None:
 
 
 def test_info_keys_limits_rows_to_sb3_keys() -> None:
-    env_id = "qdrl/SecrecyPowerControl-v0"
+    env_id = "qdrl/SecrecyPowerControl-v1"
     dummy = DummyVecEnv([lambda: gym.make(env_id, max_episode_steps=4)] * 2)
     adapted = VectorEnvAdapter(gym.make_vec(env_id, num_envs=2,
                                             vectorization_mode="vector_entry_point",
@@ -115,7 +115,7 @@ def test_next_step_autoreset_is_refused_with_the_reason() -> None:
     adapted.reset()
     with pytest.raises(RuntimeError, match="without step_async"):
         adapted.step_wait()
-    twin = VectorEnvAdapter(gym.make_vec("qdrl/SecrecyPowerControl-v0", num_envs=2,
+    twin = VectorEnvAdapter(gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=2,
                                          vectorization_mode="vector_entry_point"))
     twin.reset()
     with pytest.raises(ValueError, match=r"NaN|nan|finite"):  # the env's own check, unchanged
@@ -144,7 +144,7 @@ def test_attributes_and_methods() -> None:
 
 
 def test_rgb_frames_through_sync_vector_env() -> None:
-    venv = SyncVectorEnv([lambda: gym.make("qdrl/SecrecyPowerControl-v0",
+    venv = SyncVectorEnv([lambda: gym.make("qdrl/SecrecyPowerControl-v1",
                                            render_mode="rgb_array")] * 2,
                          autoreset_mode=AutoresetMode.SAME_STEP)
     adapted = VectorEnvAdapter(venv)

@@ -30,7 +30,7 @@ def test_quick_covers_every_registered_env() -> None:
 def test_fig11_is_the_papers_setting() -> None:
     spec = load_sweep(demo.QUICK.parent / "paper_fig11.yaml")
     (env,) = spec.envs
-    assert env.id == "qdrl/SecrecyPowerControl-v0" and env.kwargs == {"n_aps": 2}
+    assert env.id == "qdrl/SecrecyPowerControl-v1" and env.kwargs == {"n_aps": 2}
     assert len(spec.seeds) == 10
     assert {"q-ppo", "ppo-small", "baselines"} <= {a.name for a in spec.agents}
 

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.perf import env_throughput as et
 
-SECRECY = "qdrl/SecrecyPowerControl-v0"
+SECRECY = "qdrl/SecrecyPowerControl-v1"
 
 
 def test_split_importable_keeps_written_envs_and_names_missing_modules(monkeypatch):

@@ -16,7 +16,7 @@ from benchmarks.runner import Progress, run_sweep
 from benchmarks.spec import AgentSpec, EnvSpec, EvalSpec, SpecError, SweepSpec, parse_sweep
 from benchmarks.store import InMemoryStore, SQLiteStore
 
-SECRECY = "qdrl/SecrecyPowerControl-v0"
+SECRECY = "qdrl/SecrecyPowerControl-v1"
 
 
 def test_matrix_every_agent_on_every_env() -> None:

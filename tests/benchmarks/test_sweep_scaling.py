@@ -11,7 +11,7 @@ seeds: 2
 timesteps: 64
 eval: {every: 64, episodes: 1}
 envs:
-  - id: qdrl/SecrecyPowerControl-v0
+  - id: qdrl/SecrecyPowerControl-v1
     max_episode_steps: 8
 agents:
   - name: ppo

@@ -29,7 +29,7 @@ truncated, info)`` after a step."""
 
 
 CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
-    "qdrl/SecrecyPowerControl-v0": {
+    "qdrl/SecrecyPowerControl-v1": {
         "default": {},
         "M3": {"n_aps": 3},
         "M3-rho": {"n_aps": 3, "fading_rho": 0.6},
@@ -51,14 +51,14 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
         "small": {"n_edges": 2, "n_users": 3, "edge_capacity_twins": 1, "p_stay": 0.3},
         "big": {"n_edges": 6, "n_users": 10, "edge_capacity_twins": 3, "task_rate": 2.5},
     },
-    "qdrl/SemanticSlicing-v0": {
+    "qdrl/SemanticSlicing-v1": {
         "default": {},
         "small-cell": {"n_rbs": 12, "critical_msg_rate": 3.0, "routine_msg_rate": 10.0,
                        "embb_load_bps": 4e6, "urllc_load_bps": 1e6, "slot_s": 0.005},
         "urllc-heavy": {"urllc_load_bps": 10e6, "urllc_delay_budget_s": 0.02,
                         "urllc_weight": 3.0, "symbols_per_word": 4.0},
     },
-    "qdrl/MobileTransmitter-v0": {
+    "qdrl/MobileTransmitter-v1": {
         "default": {},
         "fading-moving-users": {"n_users": 3, "rayleigh_fading": True,
                                 "user_speed_m_s": 3.0, "rate_weight": 0.5},

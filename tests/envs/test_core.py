@@ -112,7 +112,7 @@ def test_step_before_reset_raises_in_both():
 def test_spaces_are_batched_and_metadata_says_same_step():
     venv = SecrecyPowerControlVectorEnv(num_envs=5)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
-    assert venv.single_action_space == gym.spaces.Box(0, 1, (2,), np.float32)
+    assert venv.single_action_space == gym.spaces.Box(-1, 1, (2,), np.float32)
     assert venv.action_space.shape == (5, 2)
     assert venv.observation_space.shape == (5, 8)
     obs, info = venv.reset(seed=0)
@@ -185,7 +185,7 @@ def test_returned_observations_are_not_overwritten_by_later_steps():
 
 
 def test_make_vec_passes_kwargs_and_the_registered_horizon():
-    venv = gym.make_vec("qdrl/SecrecyPowerControl-v0", num_envs=2,
+    venv = gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=2,
                         vectorization_mode="vector_entry_point", n_aps=3)
     assert venv.unwrapped.max_episode_steps == 100
     assert venv.unwrapped.config.n_aps == 3

@@ -55,9 +55,9 @@ class Figures:
 
 
 ENVS: dict[str, Figures] = {
-    "qdrl/SecrecyPowerControl-v0": Figures(
+    "qdrl/SecrecyPowerControl-v1": Figures(
         SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv, 100,
-        spaces.Box(0.0, 1.0, (2,), np.float32), (8,),
+        spaces.Box(-1.0, 1.0, (2,), np.float32), (8,),
         # 100 slots cross the core's 32-slot channel blocks as well as two episode ends.
         vector_horizon=45, vector_steps=100),
     "qdrl/DTSyncAoI-v0": Figures(
@@ -67,14 +67,13 @@ ENVS: dict[str, Figures] = {
     "qdrl/DTMigration-v0": Figures(
         DTMigrationEnv, DTMigrationVectorEnv, 100, spaces.MultiDiscrete([5] * 6), (76,),
         vector_horizon=7, vector_steps=16),
-    "qdrl/SemanticSlicing-v0": Figures(
+    "qdrl/SemanticSlicing-v1": Figures(
         SemanticSlicingEnv, SemanticSlicingVectorEnv, 200,
-        spaces.Box(0.0, 1.0, (3,), np.float32), (15,),
+        spaces.Box(-1.0, 1.0, (3,), np.float32), (15,),
         vector_horizon=9, vector_steps=20),
-    "qdrl/MobileTransmitter-v0": Figures(
+    "qdrl/MobileTransmitter-v1": Figures(
         MobileTransmitterEnv, MobileTransmitterVectorEnv, 100,
-        spaces.Box(np.array([0, 0, 0, 0, -1, -1], np.float32), np.ones(6, np.float32),
-                   dtype=np.float32), (14,),
+        spaces.Box(-1.0, 1.0, (6,), np.float32), (14,),
         vector_horizon=30, vector_steps=70),
 }
 

@@ -1,4 +1,4 @@
-"""Tests of qdrl/MobileTransmitter-v0: rates, flight, baselines, bad input, extremes.
+"""Tests of qdrl/MobileTransmitter-v1: rates, flight, baselines, bad input, extremes.
 
 The checks every registered id passes (checkers, determinism, vector twin, ...): test_envs.py.
 """
@@ -31,11 +31,12 @@ from tests.envs.helpers import (
     render_after_step,
 )
 
-ENV_ID = "qdrl/MobileTransmitter-v0"
+ENV_ID = "qdrl/MobileTransmitter-v1"
 
 def _action(k: int, power: float | list[float], move=(0.0, 0.0)) -> np.ndarray:
-    p = np.broadcast_to(np.asarray(power, dtype=np.float64), (k,))
-    return np.concatenate([p, move]).astype(np.float32)
+    """The action of power coefficients ``c`` in [0, 1] (entries ``2c - 1``) and a move."""
+    c = np.broadcast_to(np.asarray(power, dtype=np.float64), (k,))
+    return np.concatenate([2.0 * c - 1.0, move]).astype(np.float32)
 
 
 # ------------------------------------------------------------------ spaces and info
@@ -89,7 +90,9 @@ def test_multi_user_rates_and_power_budget() -> None:
     for coeffs in ([1.0, 1.0, 1.0], [0.2, 0.3, 0.1], [1.0, 0.0, 0.5]):
         action = _action(k, coeffs)
         _, r, *_, info = env.step(action)
-        powers = powers_from_action(action[:k], core.p_max_w)
+        coefficients = 0.5 * (action[:k].astype(np.float64) + 1.0)  # c = (a + 1) / 2
+        np.testing.assert_allclose(coefficients, coeffs, atol=1e-7)
+        powers = powers_from_action(coefficients, core.p_max_w)
         assert powers.sum() <= core.p_max_w * (1 + 1e-12)
         np.testing.assert_allclose(info["powers_w"], powers, rtol=1e-12)
         expected = user_rates(powers, gains, core.noise_w)

@@ -1,4 +1,4 @@
-"""Tests of qdrl/SecrecyPowerControl-v0 (DESIGN §3.1): info, physics, extremes, bad input.
+"""Tests of qdrl/SecrecyPowerControl-v1 (DESIGN §3.1): info, physics, extremes, bad input.
 
 The checks every registered id passes (checkers, determinism, vector twin, ...): test_envs.py.
 """
@@ -24,7 +24,7 @@ from qdrl_envs.secrecy import (
 )
 from tests.envs.helpers import assert_rollout_in_space, config_or_field_error
 
-ENV_ID = "qdrl/SecrecyPowerControl-v0"
+ENV_ID = "qdrl/SecrecyPowerControl-v1"
 INFO_KEYS = {"secrecy_rate", "user_rates", "eve_rates", "secrecy_rates", "powers",
              "reward_terms"}
 
@@ -39,21 +39,48 @@ def _make(**kwargs):
 
 def test_spaces_and_info_keys():
     env = _make(n_aps=3)
-    assert env.action_space == gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
     assert env.observation_space.shape == (18,)
     obs, _ = env.reset(seed=0)
     assert obs.dtype == np.float32
-    p = np.array([1.0, 0.5, 0.0], dtype=np.float32)
-    _, reward, terminated, truncated, info = env.step(p)
+    a = np.array([1.0, 0.0, -1.0], dtype=np.float32)  # full, -20 dB (log scale), off
+    p = np.array([1.0, 0.01, 0.0])
+    _, reward, terminated, truncated, info = env.step(a)
     assert set(info) == INFO_KEYS
     assert not terminated and not truncated
     assert info["secrecy_rate"] == pytest.approx(info["secrecy_rates"].sum())
     assert reward == pytest.approx(info["secrecy_rate"])
     assert info["reward_terms"] == {"secrecy_rate": pytest.approx(info["secrecy_rate"])}
-    np.testing.assert_allclose(info["powers"], p * 1.0)  # P_max = 30 dBm = 1 W
+    np.testing.assert_allclose(info["powers"], p * 1.0, rtol=1e-12)  # P_max = 30 dBm = 1 W
     np.testing.assert_allclose(info["secrecy_rates"],
                                np.maximum(info["user_rates"] - info["eve_rates"], 0.0))
     assert info["secrecy_rates"][2] == 0.0  # AP 2 silent: no rate for anybody
+
+
+@pytest.mark.parametrize("scale", ["log", "linear"])
+def test_action_scales_map_the_symmetric_box_onto_power_coefficients(scale):
+    env = _make(n_aps=2, power_scale=scale, power_range_db=30.0)
+    core = env.unwrapped.core
+    a = np.array([-1.0, -0.999, -0.5, 0.0, 0.5, 1.0])
+    p = core.coefficients(a)
+    if scale == "log":
+        # a in dB over 30 dB: 1 -> 0 dB, 0 -> -15 dB, just above -1 -> about -30 dB; -1 off.
+        expected = np.concatenate([[0.0], 10.0 ** (-30.0 * (1.0 - a[1:]) / 20.0)])
+        assert p[3] == pytest.approx(10 ** -1.5)
+    else:
+        expected = (a + 1.0) / 2.0
+    np.testing.assert_allclose(p, expected, rtol=1e-12)
+    assert p[0] == 0.0 and p[-1] == 1.0 and np.all(np.diff(p) > 0)
+    np.testing.assert_allclose(core.action_of(p), a, atol=1e-6)  # the inverse (in float32)
+    assert core.action_of([0.0, 1e-9, 1.0]).tolist() == (
+        [-1.0, -1.0, 1.0] if scale == "log" else [-1.0, pytest.approx(-1.0), 1.0])
+    env.reset(seed=0)
+    *_, info = env.step(np.array([1.0, -1.0], dtype=np.float32))
+    assert info["powers"].tolist() == [core.p_max_w, 0.0]
+    with pytest.raises(ValueError, match="power_scale"):
+        _make(power_scale="dB")
+    with pytest.raises(ValueError, match="power_range_db"):
+        _make(power_range_db=0.5)
 
 
 def test_varsigma_scales_reward():
@@ -169,11 +196,11 @@ def test_observation_scaling_and_statistical_csi():
     obs, _ = env.reset(seed=1, options=pos)
     core = env.core
     snr_db = 10 * np.log10(core.gains[0] * core.p_max_w / core.noise_w)
-    expected_user = np.clip((snr_db[:, :2] - 20.0) / 50.0, -1, 1)
+    expected_user = np.clip((snr_db[:, :2] - 25.0) / 60.0, -1, 1)
     np.testing.assert_allclose(obs.reshape(2, 4)[:, :2], expected_user, atol=1e-6)
     # Statistical eavesdropper CSI: large-scale gains only, constant over the episode.
     pl_db = 10 * np.log10(core.path_gains[0, :, 2:] * core.p_max_w / core.noise_w)
-    expected_eve = np.clip((pl_db - 20.0) / 50.0, -1, 1)
+    expected_eve = np.clip((pl_db - 25.0) / 60.0, -1, 1)
     np.testing.assert_allclose(obs.reshape(2, 4)[:, 2:], expected_eve, atol=1e-6)
     obs2, *_ = env.step(np.ones(2, dtype=np.float32))
     np.testing.assert_array_equal(obs2.reshape(2, 4)[:, 2:], obs.reshape(2, 4)[:, 2:])
@@ -187,8 +214,9 @@ def test_reward_is_secrecy_rates_of_the_observed_channel(m):
     env.reset(seed=5)
     for _ in range(140):  # across a channel block boundary
         g = env.core.gains.copy()  # (1, M, 2M), the channel the action acts on
-        p = env.action_space.sample()
-        _, reward, *_, info = env.step(p)
+        a = env.action_space.sample()
+        _, reward, *_, info = env.step(a)
+        p = env.core.coefficients(a)
         user, eve, sec = secrecy_rates(g[..., :m], g[..., m:], p[None], env.core.p_max_w,
                                        env.core.noise_w)
         assert reward == sec.sum()

@@ -1,4 +1,4 @@
-"""Tests of the qdrl/SecrecyPowerControl-v0 baselines (DESIGN §3.1, §4).
+"""Tests of the qdrl/SecrecyPowerControl-v1 baselines (DESIGN §3.1, §4).
 
 That every baseline's ``predict`` gives valid actions (and how oracles refuse batches) is checked
 for every id in test_envs.py.
@@ -16,7 +16,7 @@ from qdrl_envs.baselines.secrecy import BASELINES, FullPowerPolicy, SecrecyOracl
 from qdrl_envs.secrecy import SecrecyPowerControlVectorEnv, secrecy_rates
 from tests.envs.helpers import baseline_returns
 
-ENV_ID = "qdrl/SecrecyPowerControl-v0"
+ENV_ID = "qdrl/SecrecyPowerControl-v1"
 
 
 def _secrecy_sum(core, gains, p):
@@ -49,10 +49,12 @@ def test_oracle_beats_every_other_baseline_on_every_step(m):
     for _ in range(12):
         gains = core.gains[0].copy()
         actions = {name: pol.predict(obs)[0] for name, pol in policies.items()}
-        values = {name: float(_secrecy_sum(core, gains, a)) for name, a in actions.items()}
+        values = {name: float(_secrecy_sum(core, gains, core.coefficients(a)))
+                  for name, a in actions.items()}
         # ... and every one of many random power vectors, linear and log-uniform.
         probes = np.concatenate([rng.random((2000, m)), 10.0 ** (-5.0 * rng.random((2000, m)))])
-        best_probe = float(_secrecy_sum(core, gains, probes.astype(np.float32)).max())
+        received = core.coefficients(core.action_of(probes))  # what the env can be asked for
+        best_probe = float(_secrecy_sum(core, gains, received).max())
         others = max(v for k, v in values.items() if k != "oracle")
         assert values["oracle"] >= max(others, best_probe) - 1e-9
         obs, reward, *_ = env.step(actions["oracle"])
@@ -70,8 +72,10 @@ def test_oracle_matches_a_fine_exhaustive_grid_for_two_aps():
         gains = core.gains[0].copy()
         p, value = oracle.solve(gains)
         assert value == pytest.approx(float(_secrecy_sum(core, gains, p)))
-        assert value >= float(_secrecy_sum(core, gains, grid).max()) - 1e-6
-        env.step(p)
+        received = core.coefficients(core.action_of(grid))
+        assert value >= float(_secrecy_sum(core, gains, received).max()) - 1e-6
+        _, reward, *_ = env.step(oracle.best_action(gains))
+        assert reward == pytest.approx(value, rel=1e-12)
 
 
 def test_oracle_reads_true_channels_even_with_statistical_eve_csi():
@@ -80,7 +84,7 @@ def test_oracle_reads_true_channels_even_with_statistical_eve_csi():
     oracle = SecrecyOraclePolicy(env)
     obs, _ = env.reset(seed=0)
     action, _ = oracle.predict(obs)
-    np.testing.assert_array_equal(action, oracle.solve(core.gains[0])[0])
+    np.testing.assert_array_equal(action, oracle.best_action(core.gains[0]))
 
 
 def test_baselines_rank_over_twenty_seeded_episodes():

@@ -1,4 +1,4 @@
-"""Tests of ``qdrl/SemanticSlicing-v0``: RB shares, physics, baselines, bad input, extremes.
+"""Tests of ``qdrl/SemanticSlicing-v1``: RB shares, physics, baselines, bad input, extremes.
 
 The checks every registered id passes (checkers, determinism, vector twin, ...): test_envs.py.
 """
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import qdrl_envs  # noqa: F401
 from qdrl_envs.baselines import baseline_names, make_baseline
+from qdrl_envs.baselines.semantic_slicing import SlotOraclePolicy
 from qdrl_envs.semantic_slicing import (
     SemanticSlicingConfig,
     SemanticSlicingEnv,
@@ -22,7 +23,7 @@ from qdrl_envs.semantic_slicing import (
 )
 from tests.envs.helpers import assert_rollout_in_space, baseline_returns, render_after_step
 
-ENV_ID = "qdrl/SemanticSlicing-v0"
+ENV_ID = "qdrl/SemanticSlicing-v1"
 
 EXTREME = {
     "overload": {"critical_msg_rate": 2000.0, "routine_msg_rate": 5000.0,
@@ -104,7 +105,7 @@ def test_slot_service_follows_shannon_rates_and_critical_priority() -> None:
         snr = core.snr_db[0].copy()
         content = core.queues.backlog[0] + core.pending[0]
         action = env.action_space.sample()
-        rbs = shares_to_rbs(action, c.n_rbs)
+        rbs = shares_to_rbs((action.astype(np.float64) + 1.0) * 0.5, c.n_rbs)  # x = (a + 1) / 2
         xi = semantic_similarity(snr[0], c.sim_low, c.sim_high, c.sim_slope_per_db, c.sim_offset)
         _, rew, _, _, info = env.step(action)
         np.testing.assert_array_equal(info["rbs"], rbs)
@@ -130,7 +131,7 @@ def test_starved_urllc_and_semantic_slices_violate_with_critical_weighting() -> 
     core = env.unwrapped.core
     c = core.config
     pending = core.pending[0].copy()
-    _, rew, _, _, info = env.step(np.array([0.0, 1.0, 0.0], dtype=np.float32))
+    _, rew, _, _, info = env.step(np.array([-1.0, 1.0, -1.0], dtype=np.float32))
     np.testing.assert_array_equal(info["rbs"], [0, 50, 0])
     # Nothing served: every semantic word and URLLC bit misses its one-slot budget.
     np.testing.assert_allclose(info["sla_violations"][[0, 2]],
@@ -151,7 +152,7 @@ def test_semantic_words_below_min_similarity_are_violations() -> None:
     env = gym.make(ENV_ID, semantic_snr_db=-40.0, semantic_delay_budget_s=0.5)
     env.reset(seed=1)
     for _ in range(5):
-        _, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0], dtype=np.float32))
+        _, _, _, _, info = env.step(np.array([1.0, -1.0, -1.0], dtype=np.float32))
         assert info["semantic_similarity"] < 0.6
         served_sem = info["served"][0] + info["served"][1]
         assert served_sem > 0
@@ -162,10 +163,55 @@ def test_semantic_words_below_min_similarity_are_violations() -> None:
 # ----------------------------------------------------------------------------- baselines
 
 
+def test_slot_outcomes_are_what_the_step_reports() -> None:
+    env = gym.make(ENV_ID)
+    env.reset(seed=4)
+    core = env.unwrapped.core
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        candidates = rng.uniform(-1, 1, (5, 3)).astype(np.float32)
+        before = core.queues.storage.copy(), core.pending.copy(), core.xi.copy()
+        out = core.slot_outcomes(0, candidates)
+        # Nothing of the env changed ...
+        np.testing.assert_array_equal(core.queues.storage, before[0])
+        np.testing.assert_array_equal(core.pending, before[1])
+        np.testing.assert_array_equal(core.xi, before[2])
+        # ... and the step of candidate 2 reports exactly its outcome.
+        _, reward, *_, info = env.step(candidates[2])
+        assert reward == out["reward"][2]
+        np.testing.assert_array_equal(info["served"], out["served"][2])
+        np.testing.assert_array_equal(core.queues.backlog[0], out["backlog"][2])
+
+
+def test_slot_oracle_searches_every_split_and_beats_every_baseline() -> None:
+    env = gym.make(ENV_ID, n_rbs=6)
+    oracle = make_baseline("slot-oracle", env)
+    assert len(oracle.splits) == 28 and (oracle.splits.sum(1) == 6).all()
+    assert len({tuple(x) for x in oracle.splits}) == 28
+    obs, _ = env.reset(seed=1)
+    core = env.unwrapped.core
+    for _ in range(10):  # each candidate action gives the split it stands for
+        a, _ = oracle.predict(obs)
+        out = core.slot_outcomes(0, oracle._actions)
+        assert out["reward"][np.flatnonzero((oracle._actions == a).all(1))[0]] \
+            == out["reward"].max()
+        obs, _, _, _, info = env.step(a)
+        assert tuple(info["rbs"]) in {tuple(x) for x in oracle.splits}
+    env = gym.make(ENV_ID, max_episode_steps=60)
+    seeds = range(3000, 3004)
+    scores = {name: baseline_returns(env, name, seeds, range(4)).mean()
+              for name in baseline_names(env)}
+    assert scores["slot-oracle"] > max(v for k, v in scores.items() if k != "slot-oracle")
+    with pytest.raises(ValueError, match="serve_weight"):
+        make_baseline("slot-oracle", env, serve_weight=-1.0)
+    with pytest.raises(ValueError, match="single"):
+        SlotOraclePolicy(gym.make("CartPole-v1"))
+
+
 def test_best_baseline_beats_random_clearly_over_20_episodes() -> None:
     env = gym.make(ENV_ID)
     assert baseline_names(env) == ["equal-split", "proportional", "random",
-                                   "semantic-priority"]
+                                   "semantic-priority", "slot-oracle"]
     random_score, best_score = (baseline_returns(env, name, range(2000, 2020), range(20)).mean()
                                 for name in ("random", "semantic-priority"))
     assert best_score > random_score + 0.2 * abs(random_score)
@@ -182,7 +228,7 @@ def test_proportional_splits_equally_on_empty_queues() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=3).filter(
-    lambda a: not all(0.0 <= x <= 1.0 for x in a)))
+    lambda a: not all(-1.0 <= x <= 1.0 for x in a)))
 def test_fuzzed_out_of_space_actions_raise(action: list[float]) -> None:
     env = SemanticSlicingEnv()
     env.reset(seed=0)
