@@ -354,7 +354,8 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
 # ----------------------------------------------------------------------------- building agents
 
 
-def _sb3_class(algo: str) -> type:
+def sb3_class(algo: str) -> type:
+    """The stable-baselines3 class of ``algo`` (``ppo`` -> ``stable_baselines3.PPO``)."""
     import stable_baselines3
 
     return getattr(stable_baselines3, ALGOS[algo][0])
@@ -428,7 +429,7 @@ def _count(model: Any) -> dict[str, int]:
 
 def _build_sb3(entry: AgentEntry, env: gym.Env, seed: int, timesteps: int,
                kwargs: Mapping[str, Any]) -> Any:
-    algo_cls = _sb3_class(entry.algo)
+    algo_cls = sb3_class(entry.algo)
     user = dict(kwargs)
     if entry.family in ("quantum", "hybrid"):
         policy: Any = _quantum_policy(entry.algo)
@@ -442,6 +443,10 @@ def _build_sb3(entry: AgentEntry, env: gym.Env, seed: int, timesteps: int,
         if not isinstance(match, Mapping):
             raise TypeError(f"{entry.name}: match must be a mapping of q-{entry.algo} kwargs, "
                             f"got {match!r}")
+        if "net_arch" in (user.get("policy_kwargs") or {}):
+            raise ValueError(f"{entry.name}: its net_arch is computed to match q-{entry.algo}'s "
+                             "parameter count; pass match (the quantum agent's kwargs), not "
+                             "policy_kwargs.net_arch")
         base = {"policy_kwargs": {"net_arch": matched_net_arch(entry.algo, env, timesteps,
                                                                match)}}
     from benchmarks.hyperparams import resolve_schedules
@@ -673,7 +678,7 @@ def load_agent(directory: Any, name: str) -> tuple[Any, Any]:
     base = Path(directory)
     if not (base / MODEL_FILE).is_file():
         raise FileNotFoundError(f"{base / MODEL_FILE}: no saved model there")
-    algo_cls = _sb3_class(get_agent(name).algo)
+    algo_cls = sb3_class(get_agent(name).algo)
     if get_agent(name).family in ("quantum", "hybrid"):
         _quantum_policy(get_agent(name).algo)  # the policy class must be importable to unpickle
     model = algo_cls.load(base / MODEL_FILE, device="cpu")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,12 +14,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from benchmarks import registry, runner
+from benchmarks import registry, runner, tune
 from benchmarks.cli import main
-from benchmarks.hyperparams import hyperparams_for, load_hyperparams
+from benchmarks.hyperparams import describe_settings, hyperparams_for, load_hyperparams
 from benchmarks.spec import SpecError, parse_sweep
 from benchmarks.store import FAILED, FINISHED, NOT_APPLICABLE, EvalPoint, RunResult
-from benchmarks.tune import SpaceContext, sample_params, study_name, tune_sweep
+from benchmarks.tune import SpaceContext, sample_params, starting_params, study_name, tune_sweep
 from tests.benchmarks.conftest import REPO, cli
 
 SWEEP = """\
@@ -88,6 +89,10 @@ def test_tiny_study_writes_files_the_registry_loads(tmp_path: Path) -> None:
     assert {(s["agent"], s["trials"]["complete"] + s["trials"]["pruned"]) for s in doc["studies"]} \
         == {("ppo", 2), ("a2c", 2)}
     assert doc["studies"][0]["best_params"] == summary.studies[0].best_params
+    # The report names the file, line and the trials behind a tuned entry.
+    note = describe_settings("ppo", "CartPole-v1", directory=out)
+    assert note.startswith("ppo.yml:") and note.endswith(", tuned: 2 trials (2 complete, "
+                                                         "0 pruned) x 256 steps"), note
 
 
 def _popen_tune(*args: str) -> subprocess.Popen:
@@ -203,6 +208,7 @@ def _fake_runs(monkeypatch, score_of, status: str = FINISHED) -> list[tuple[int,
 
 
 def test_median_pruner_stops_a_bad_trial_which_counts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(tune, "_first_update_step", lambda *a: 100)  # before step 128
     calls = _fake_runs(monkeypatch, lambda seed: 1.0 if seed == 1 else 10.0)
     summary = tune_sweep(parse_sweep(_sweep("p", "  - ppo")), trials=3,
                          storage=f"sqlite:///{tmp_path / 'p.db'}", out_dir=tmp_path / "out",
@@ -214,6 +220,26 @@ def test_median_pruner_stops_a_bad_trial_which_counts(tmp_path: Path, monkeypatc
     assert trials[1].user_attrs["pruned_at"] == 128 and 0 not in trials[0].intermediate_values
     res = summary.studies[0]
     assert (res.complete, res.pruned, res.failed, res.best_value) == (2, 1, 0, 10.0)
+
+
+def test_evaluations_before_the_first_update_are_not_pruned(tmp_path: Path,
+                                                           monkeypatch) -> None:
+    first_update_step = tune._first_update_step
+    monkeypatch.setattr(tune, "_first_update_step", lambda *a: 200)  # after step 128
+    calls = _fake_runs(monkeypatch, lambda seed: 1.0 if seed == 1 else 10.0)
+    tune_sweep(parse_sweep(_sweep("w", "  - ppo")), trials=3,
+               storage=f"sqlite:///{tmp_path / 'w.db'}", out_dir=tmp_path / "out",
+               progress=False, n_startup_trials=1)
+    assert calls == [(0, 256), (1, 256), (2, 256)]  # trial 1 was bad only from step 256 on
+    trials = _study(tmp_path / "w.db", study_name("w", "CartPole-v1", "ppo")).trials
+    assert all(128 not in t.intermediate_values for t in trials)
+    # The first update: one rollout of every row for PPO, learning_starts off-policy.
+    ctx = SpaceContext(algo="ppo", family="classical", n_envs=16, timesteps=50_000)
+    agent = parse_sweep(_sweep("w", "  - ppo")).agents[0]
+    assert first_update_step(ctx, agent, "qdrl/DTSyncAoI-v0", {"n_steps": 64}) == 64 * 16
+    sac = dataclasses.replace(ctx, algo="sac")
+    agent = parse_sweep(_sweep("w", "  - sac")).agents[0]
+    assert first_update_step(sac, agent, "Pendulum-v1", {"learning_starts": 500}) == 500
 
 
 def test_failing_and_inapplicable_agents_stop_their_study(tmp_path: Path, monkeypatch) -> None:
@@ -254,3 +280,42 @@ def test_search_spaces_stay_valid(algo: str, family: str, n_envs: int) -> None:
             assert (kw["n_steps"] * n_envs) % kw["batch_size"] == 0 and kw["batch_size"] > 1
         if "learning_starts" in kw:
             assert kw["learning_starts"] <= 256
+
+
+@pytest.mark.parametrize(("algo", "family"), [
+    ("ppo", "classical"), ("ppo", "hybrid"), ("dqn", "classical"), ("sac", "quantum")])
+def test_starting_params_are_the_file_settings_and_sb3_defaults(algo: str, family: str) -> None:
+    ctx = SpaceContext(algo=algo, family=family, n_envs=16, timesteps=100_000)
+    settings = registry.TrainSettings(
+        algo_kwargs={"gamma": 0.9, "policy_kwargs": {"n_layers": 3}}, n_envs=16,
+        normalize={})
+    start = starting_params(ctx, settings)
+    assert start["gamma"] == 0.9 and start["normalize" if algo == "ppo" else "gamma"] in (True, 0.9)
+    defaults = {"ppo": {"learning_rate": 3e-4, "n_epochs": 10, "clip_range": 0.2,
+                        "gae_lambda": 0.95, "ent_coef": 1e-8, "n_steps": 2048},
+                "dqn": {"learning_rate": 1e-4, "batch_size": 32, "train_freq": 4,
+                        "target_update_interval": 10000, "learning_starts": 100},
+                "sac": {"learning_rate": 3e-4, "batch_size": 256, "tau": 0.005,
+                        "learning_starts": 100, "train_freq": 1}}[algo]
+    assert {k: start[k] for k in defaults} == defaults
+    assert start.get("net_arch") == ("small" if family == "classical" else None)
+    assert start.get("n_layers") == (3 if family in ("quantum", "hybrid") else None)
+    # Replaying the point through the search space gives back exactly these values.
+    study = optuna.create_study()
+    study.enqueue_trial(start)
+    kw = sample_params(study.ask(), ctx)
+    assert kw["gamma"] == 0.9 and kw["learning_rate"] == defaults["learning_rate"]
+
+
+def test_first_trial_of_a_study_is_the_starting_point(tmp_path: Path) -> None:
+    spec = parse_sweep(_sweep(agents="  - ppo"), source="tiny.yaml")
+    db = tmp_path / "tune.db"
+    tune_sweep(spec, trials=1, storage=f"sqlite:///{db}", out_dir=tmp_path / "out",
+               progress=False)
+    (trial,) = _study(db, study_name("tiny", "CartPole-v1", "ppo")).trials
+    settings = registry.train_settings("ppo", "CartPole-v1", {})
+    ctx = SpaceContext(algo="ppo", family="classical", n_envs=settings.n_envs, timesteps=256)
+    assert trial.user_attrs["start"] is True
+    start = starting_params(ctx, settings)
+    assert "n_steps" not in start  # SB3's 2048 does not fit 256 steps: left to the sampler
+    assert {k: trial.params[k] for k in start} == start
