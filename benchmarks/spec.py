@@ -17,7 +17,7 @@ A sweep is a YAML file (read with ``yaml.safe_load`` semantics) such as::
       workers: 2                       # worker processes (local) / CPUs (ray, local cluster)
       address: null                    # ray only: an existing cluster ("auto", "ray://...")
     envs:                              # "registered" = every qdrl environment, or a list of:
-      - qdrl/SecrecyPowerControl-v0    #   an id,
+      - qdrl/SecrecyPowerControl-v1    #   an id,
       - id: Pendulum-v1                #   or a mapping with kwargs for gym.make
         kwargs: {g: 9.81}
         max_episode_steps: 100
@@ -28,6 +28,8 @@ A sweep is a YAML file (read with ``yaml.safe_load`` semantics) such as::
         kwargs: {policy_kwargs: {n_qubits: 2}}
         timesteps: 2048                #   per-agent override
         label: q-ppo-2q                #   distinguishes two entries of the same agent
+      - name: sac
+        envs: [pendulum]               #   only on these env labels (default: every env)
       - baselines                      # every baseline of each env (random, oracle, ...)
 
 Every error raised while reading a sweep is a :class:`SpecError` (a ``ValueError``) whose message
@@ -108,6 +110,7 @@ class AgentSpec:
             ``policy_kwargs`` included).
         label: Display / identity name (default: the name).
         timesteps: Per-agent training budget (default: the sweep's).
+        envs: The env labels the agent runs on (``None``: every env of the sweep).
         line: Line of the entry in the sweep file.
     """
 
@@ -115,7 +118,12 @@ class AgentSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
     timesteps: int | None = None
+    envs: tuple[str, ...] | None = None
     line: int = 0
+
+    def runs_on(self, env_label: str) -> bool:
+        """Whether the agent runs on the env of this label."""
+        return self.envs is None or env_label in self.envs
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -394,6 +402,12 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
 
     envs = _parse_envs(p, top["envs"])
     agents = _parse_agents(p, top["agents"])
+    labels = {e.label for e in envs}
+    for i, agent in enumerate(agents):
+        unknown = sorted(set(agent.envs or ()) - labels)
+        if unknown:
+            raise p.error(("agents", i, "envs"), f"unknown env label(s) {unknown}; the sweep's "
+                                                 f"envs are {sorted(labels)}")
     lines = tuple((k, p.lines.get((k,))) for k in top)
     return SweepSpec(name=name, envs=envs, agents=agents, seeds=seeds, timesteps=timesteps,
                      eval=eval_spec, executor=executor, store=store, path=source, _lines=lines)
@@ -446,15 +460,21 @@ def _parse_agents(p: _Parser, raw: Any) -> tuple[AgentSpec, ...]:
         if isinstance(item, str):
             out.append(AgentSpec(name=p.str_(item, path), line=line))
             continue
-        m = p.mapping(item, path, ("name", "kwargs", "label", "timesteps"))
+        m = p.mapping(item, path, ("name", "kwargs", "label", "timesteps", "envs"))
         if "name" not in m:
             raise p.error(path, "missing required key 'name'")
         ts = m.get("timesteps")
+        only = m.get("envs")
+        if "envs" in m and (not isinstance(only, list) or not only):
+            raise p.error((*path, "envs"), f"must be a non-empty list of env labels, got "
+                                           f"{only!r}")
         out.append(AgentSpec(
             name=p.str_(m["name"], (*path, "name")),
             kwargs=p.kwargs(m.get("kwargs"), (*path, "kwargs")),
             label=p.str_(m["label"], (*path, "label")) if "label" in m else "",
             timesteps=None if ts is None else p.int_(ts, (*path, "timesteps"), 1),
+            envs=None if only is None else tuple(p.str_(e, (*path, "envs", j))
+                                                 for j, e in enumerate(only)),
             line=line,
         ))
     _check_unique(p, "agents", [a.label for a in out])
@@ -510,6 +530,8 @@ def expand_runs(spec: SweepSpec, baselines_of: Any = None,
     for env in spec.envs:
         agents: list[AgentSpec] = []
         for agent in spec.agents:
+            if not agent.runs_on(env.label):
+                continue
             if agent.name == ALL_BASELINES:
                 names = ["random"]
                 if baselines_of is not None:

@@ -41,6 +41,17 @@ def test_good_sweep_parses_and_expands() -> None:
     assert runs[0].name == "t/CartPole-v1/ppo/0"
 
 
+def test_an_agent_runs_only_on_its_envs() -> None:
+    text = GOOD.replace("  - baselines\n",
+                        "  - name: sac\n    envs: [Pendulum-v1]\n  - baselines\n")
+    spec = parse_sweep(text, "good.yaml")
+    assert spec.agents[2].envs == ("Pendulum-v1",)
+    runs = expand_runs(spec, baselines_of=lambda env_id: ["random"])
+    assert {r.env.label for r in runs if r.agent.name == "sac"} == {"Pendulum-v1"}
+    assert len(runs) == 2 * 3 * 2 + 2
+    assert spec.agents[0].envs is None and spec.agents[0].runs_on("anything")
+
+
 def test_config_change_changes_hash() -> None:
     a = expand_runs(parse_sweep(GOOD))[0]
     b = expand_runs(parse_sweep(GOOD.replace("timesteps: 128", "timesteps: 256")))[0]
@@ -82,6 +93,13 @@ def test_registered_expands_to_every_qdrl_env() -> None:
         ("name: a/b\nenvs: [a]\nagents: [ppo]\n", r"must not contain slashes"),
         ("name: x\nenvs: []\nagents: [ppo]\n", r"envs: must be a non-empty list"),
         ("name: x\nenvs: [3]\nagents: [ppo]\n", r"envs\[0\]: must be a mapping"),
+        ("name: x\nenvs: [a]\nagents:\n  - {name: ppo, envs: [b]}\n",
+         r"^s\.yaml:4: agents\[0\]\.envs: unknown env label\(s\) \['b'\]; the sweep's envs "
+         r"are \['a'\]"),
+        ("name: x\nenvs: [a]\nagents:\n  - {name: ppo, envs: a}\n",
+         r"agents\[0\]\.envs: must be a non-empty list of env labels"),
+        ("name: x\nenvs: [a]\nagents:\n  - {name: ppo, envs: [3]}\n",
+         r"agents\[0\]\.envs\[0\]: must be a non-empty string"),
     ],
 )
 def test_bad_sweeps_name_key_and_line(text: str, match: str) -> None:
