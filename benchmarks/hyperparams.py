@@ -46,6 +46,7 @@ __all__ = [
     "ACTIVATIONS",
     "DEFAULT_DIR",
     "RUN_KEYS",
+    "TUNING_FILE",
     "Hyperparams",
     "dump_hyperparams",
     "file_for",
@@ -58,6 +59,9 @@ __all__ = [
 
 DEFAULT_DIR = Path(__file__).parent / "hyperparams"
 """Where the registry's files live."""
+
+TUNING_FILE = "tuning.json"
+"""What ``qdrl-bench tune`` writes beside the files: the studies behind each tuned entry."""
 
 RUN_KEYS = ("n_envs", "n_timesteps", "normalize")
 """Keys that set up the run rather than the algorithm (not passed to its constructor)."""
@@ -362,6 +366,39 @@ def hyperparams_for(agent: str, env_id: str,
         return Hyperparams()
     entries = load_hyperparams(path, get_agent(agent).algo)
     return entries.get(env_id) or entries.get(DEFAULT_KEY) or Hyperparams()
+
+
+def describe_settings(agent: str, env_id: str, directory: str | Path | None = None) -> str:
+    """Where ``agent``'s settings on ``env_id`` come from, for the report: file and tuning.
+
+    ``"ppo.yml:12, tuned: 8 trials (6 complete, 2 pruned) x 50000 steps"`` when the
+    directory's ``tuning.json`` (written by ``qdrl-bench tune``) has the study of that entry,
+    ``"ppo-small.yml:20, hand-set"`` otherwise, ``"SB3 defaults"`` without an entry; never
+    raises (a malformed file is described as such).
+    """
+    import json
+
+    try:
+        entry = hyperparams_for(agent, env_id, directory)
+    except SpecError as exc:
+        return f"malformed file: {str(exc).splitlines()[0]}"
+    if not entry.source:
+        return "SB3 defaults"
+    path, _, line = entry.source.rpartition(":")
+    where = f"{Path(path).name}:{line}"
+    summary = Path(path).parent / TUNING_FILE
+    try:
+        doc = json.loads(summary.read_text())
+        studies = [s for s in doc.get("studies", [])
+                   if s.get("env_id") == env_id and s.get("file") == Path(path).name]
+    except (OSError, ValueError, AttributeError):
+        studies = []
+    if not studies:
+        return f"{where}, hand-set"
+    t = studies[0].get("trials", {})
+    done = int(t.get("complete", 0)) + int(t.get("pruned", 0))
+    return (f"{where}, tuned: {done} trials ({t.get('complete', 0)} complete, "
+            f"{t.get('pruned', 0)} pruned) x {doc.get('timesteps_per_trial', '?')} steps")
 
 
 def resolve_schedules(kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ For every sweep in a store and every environment in it, the report gives
   learning agents the mean of the same episodes played with sampled actions (``stochastic``) and
   the mean of the last three evaluations (stability: a policy that peaked and fell shows here,
   not in the final score alone), parameter counts (quantum / classical), wall-clock per run, the
-  action-space adapter, and the final evaluation's physical metrics (``info`` means such as the
+  action-space adapter, where a learning agent's settings came from (its hyperparameter file
+  and line, and for a tuned entry the trials and steps of its study, from the ``tuning.json``
+  beside the file), and the final evaluation's physical metrics (``info`` means such as the
   secrecy rate);
 * learning curves: mean evaluation return over seeds with a 95% bootstrap CI band per agent,
   baselines as horizontal lines (like paper Fig. 11);
@@ -126,6 +128,7 @@ class AgentRow:
     params_classical: int | None = None
     wall_s: float = math.nan
     adapter: str | None = None
+    settings: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     curves: list[list[tuple[int, float]]] = field(default_factory=list)
 
@@ -183,6 +186,7 @@ def build_reports(store: BaseStore, sweep: str | None = None, *,
     sweeps = store.sweeps()
     if sweep is not None and sweep not in sweeps:
         raise ValueError(f"sweep {sweep!r} is not in the store; sweeps there: {sweeps}")
+    from benchmarks.hyperparams import describe_settings
     from benchmarks.registry import is_baseline
     from benchmarks.runner import code_version, is_stale
 
@@ -217,6 +221,8 @@ def build_reports(store: BaseStore, sweep: str | None = None, *,
                     params_quantum=res[0].params_quantum, params_classical=res[0].params_classical,
                     wall_s=float(np.mean([x.wall_s or 0.0 for x in res])),
                     adapter=res[0].adapter, metrics=metrics,
+                    settings="" if is_baseline(recs[0].key.agent_name)
+                    else describe_settings(recs[0].key.agent_name, recs[0].key.env_id),
                     curves=[[(p.step, p.mean) for p in store.get_curve(r.run_id)] for r in recs])
                 row.iqm, lo, hi = stratified_bootstrap_ci([scores], seed=len(rows))
                 row.ci = (lo, hi)
@@ -370,7 +376,8 @@ def _table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
     if rep.oracle_score is not None:
         head.append("mean / oracle")
     head += ["stochastic mean", "last-3 evals mean"]
-    head += ["params q / c", "wall-clock s/run", "adapter"] + [k for k in metric_keys]
+    head += ["params q / c", "wall-clock s/run", "adapter", "settings"]
+    head += [k for k in metric_keys]
     body = []
     for r in rep.rows:
         cells = [r.agent + (" (baseline)" if r.is_baseline else ""), str(len(r.scores)),
@@ -381,7 +388,7 @@ def _table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
             cells.append(_f(r.of_oracle))
         cells += [_f(r.metrics.get("score/stochastic")), _f(r.metrics.get("score/last_evals"))]
         cells += ["-" if r.is_baseline else f"{r.params_quantum} / {r.params_classical}",
-                  _f(r.wall_s, 2), r.adapter or "-"]
+                  _f(r.wall_s, 2), r.adapter or "-", r.settings or "-"]
         cells += [_f(r.metrics.get(k)) for k in metric_keys]
         body.append(cells)
     return head, body

@@ -16,11 +16,11 @@ from benchmarks import hyperparams as hp
 from benchmarks import registry
 from benchmarks.spec import SpecError
 
-SECRECY = "qdrl/SecrecyPowerControl-v0"
+SECRECY = "qdrl/SecrecyPowerControl-v1"
 AOI = "qdrl/DTSyncAoI-v0"
 
 ZOO_STYLE = """\
-qdrl/SecrecyPowerControl-v0:
+qdrl/SecrecyPowerControl-v1:
   n_envs: 8
   n_timesteps: !!float 2e4
   policy: 'MlpPolicy'
@@ -49,27 +49,27 @@ def test_reads_rl_zoo3_style_entries_without_evaluating_code() -> None:
 
 
 @pytest.mark.parametrize(("text", "match"), [
-    ("qdrl/SecrecyPowerControl-v0:\n  n_envs: 2\n  gama: 0.9\n",
-     r"ppo\.yml:3: qdrl/SecrecyPowerControl-v0\.gama: unknown hyperparameter 'gama'"),
-    ("qdrl/SecrecyPowerControl-v0:\n  gamma: high\n",
+    ("qdrl/SecrecyPowerControl-v1:\n  n_envs: 2\n  gama: 0.9\n",
+     r"ppo\.yml:3: qdrl/SecrecyPowerControl-v1\.gama: unknown hyperparameter 'gama'"),
+    ("qdrl/SecrecyPowerControl-v1:\n  gamma: high\n",
      r"ppo\.yml:2: .*\.gamma: must be like its default 0\.99"),
-    ("qdrl/SecrecyPowerControl-v0:\n  n_steps: 2.5\n", r":2: .*\.n_steps: must be like"),
-    ("qdrl/SecrecyPowerControl-v0:\n  n_envs: 0\n", r":2: .*\.n_envs: must be an integer >= 1"),
+    ("qdrl/SecrecyPowerControl-v1:\n  n_steps: 2.5\n", r":2: .*\.n_steps: must be like"),
+    ("qdrl/SecrecyPowerControl-v1:\n  n_envs: 0\n", r":2: .*\.n_envs: must be an integer >= 1"),
     ("qdrl/SecrecyPowerControll-v0:\n  n_envs: 2\n",
-     r"ppo\.yml:1: .*unknown environment id .*did you mean \['qdrl/SecrecyPowerControl-v0'\]"),
-    ("qdrl/SecrecyPowerControl-v0:\n  policy_kwargs: \"__import__('os').system('x')\"\n",
+     r"ppo\.yml:1: .*unknown environment id .*did you mean \['qdrl/SecrecyPowerControl-v1'\]"),
+    ("qdrl/SecrecyPowerControl-v1:\n  policy_kwargs: \"__import__('os').system('x')\"\n",
      r":2: .*policy_kwargs: only literals, dict\(\.\.\.\) and nn\.<Activation> are accepted"),
-    ("qdrl/SecrecyPowerControl-v0:\n  normalize: {norm_obs: true, norm_rewards: true}\n",
+    ("qdrl/SecrecyPowerControl-v1:\n  normalize: {norm_obs: true, norm_rewards: true}\n",
      r":2: .*normalize\.norm_rewards: unknown VecNormalize argument"),
-    ("qdrl/SecrecyPowerControl-v0:\n  policy_kwargs: {activation_fn: nn.Swish}\n",
+    ("qdrl/SecrecyPowerControl-v1:\n  policy_kwargs: {activation_fn: nn.Swish}\n",
      r"activation_fn: must be one of"),
-    ("qdrl/SecrecyPowerControl-v0:\n  policy: CnnPolicy\n", r"registry chooses the policy"),
-    ("qdrl/SecrecyPowerControl-v0:\n  learning_rate: cosine_1e-3\n", r"lin_<initial value>"),
-    ("qdrl/SecrecyPowerControl-v0:\n  frame_stack: 4\n", r"not supported here"),
-    ("qdrl/SecrecyPowerControl-v0:\n  n_envs: 2\n  n_envs: 4\n",
+    ("qdrl/SecrecyPowerControl-v1:\n  policy: CnnPolicy\n", r"registry chooses the policy"),
+    ("qdrl/SecrecyPowerControl-v1:\n  learning_rate: cosine_1e-3\n", r"lin_<initial value>"),
+    ("qdrl/SecrecyPowerControl-v1:\n  frame_stack: 4\n", r"not supported here"),
+    ("qdrl/SecrecyPowerControl-v1:\n  n_envs: 2\n  n_envs: 4\n",
      r"ppo\.yml:3: .*n_envs: duplicate key \(first on line 2\)"),
     ("- a list\n", r"maps env ids to settings"),
-    ("qdrl/SecrecyPowerControl-v0: [1, 2\n", r"malformed YAML"),
+    ("qdrl/SecrecyPowerControl-v1: [1, 2\n", r"malformed YAML"),
 ], ids=["unknown-key", "wrong-type", "float-int", "n_envs", "unknown-env", "code", "normalize",
         "activation", "policy", "schedule", "refused", "duplicate", "not-mapping", "yaml"])
 def test_bad_files_are_refused_naming_file_line_and_key(text: str, match: str) -> None:
@@ -94,6 +94,20 @@ def test_which_file_an_agent_reads(tmp_path: Path) -> None:
     assert hp.hyperparams_for("ppo", "CartPole-v1", tmp_path).algo_kwargs == {"gamma": 0.5}
     _write(tmp_path, "q-ppo-hybrid.yml", "qdrl/DTSyncAoI-v0:\n  gamma: 0.7\n")
     assert hp.hyperparams_for("q-ppo-hybrid", AOI, tmp_path).algo_kwargs == {"gamma": 0.7}
+
+
+def test_settings_are_described_for_the_report(tmp_path: Path) -> None:
+    _write(tmp_path, "ppo.yml", "qdrl/DTSyncAoI-v0:\n  gamma: 0.8\n")
+    assert hp.describe_settings("ppo", AOI, tmp_path) == "ppo.yml:1, hand-set"
+    assert hp.describe_settings("a2c", AOI, tmp_path) == "SB3 defaults"
+    (tmp_path / "tuning.json").write_text(json.dumps({"timesteps_per_trial": 500, "studies": [
+        {"env_id": AOI, "file": "ppo.yml", "trials": {"complete": 3, "pruned": 1}}]}))
+    assert hp.describe_settings("ppo", AOI, tmp_path) \
+        == "ppo.yml:1, tuned: 4 trials (3 complete, 1 pruned) x 500 steps"
+    (tmp_path / "tuning.json").write_text("{not json")  # a broken summary: the file alone
+    assert hp.describe_settings("ppo", AOI, tmp_path) == "ppo.yml:1, hand-set"
+    _write(tmp_path, "ppo.yml", "qdrl/DTSyncAoI-v0:\n  gama: 0.8\n")
+    assert hp.describe_settings("ppo", AOI, tmp_path).startswith("malformed file: ")
 
 
 def test_sweep_kwargs_win_over_the_file(tmp_path: Path) -> None:
@@ -128,8 +142,7 @@ def test_dump_reads_back() -> None:
 
 @pytest.mark.parametrize("path", sorted(hp.DEFAULT_DIR.glob("*.yml")), ids=lambda p: p.name)
 def test_shipped_files_parse(path: Path) -> None:
-    algo = path.stem.removeprefix("q-")
-    assert hp.load_hyperparams(path, algo)
+    assert hp.load_hyperparams(path, registry.get_agent(path.stem).algo)
 
 
 _EVAL_IN_FRESH_PROCESS = """
