@@ -66,6 +66,12 @@ __all__ = [
     "parse_sweep",
 ]
 
+MAX_SEEDS = 10_000
+"""The most seeds a sweep may list (or count)."""
+
+MAX_SEED = 2**32 - 1
+"""The largest seed (NumPy and SB3 take seeds in ``[0, 2**32)``)."""
+
 _TOP_KEYS = ("name", "store", "seeds", "timesteps", "eval", "executor", "envs", "agents")
 _REQUIRED = ("name", "envs", "agents")
 _EXECUTORS = ("local", "ray")
@@ -293,11 +299,13 @@ class _Parser:
                 raise self.error((*path, key), f"unknown key {key!r}; allowed: {list(allowed)}")
         return dict(value)
 
-    def int_(self, value: Any, path: tuple[Any, ...], low: int) -> int:
+    def int_(self, value: Any, path: tuple[Any, ...], low: int, high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(path, f"must be an integer, got {type(value).__name__} {value!r}")
         if value < low:
             raise self.error(path, f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise self.error(path, f"must be <= {high}, got {value}")
         return value
 
     def str_(self, value: Any, path: tuple[Any, ...]) -> str:
@@ -324,11 +332,15 @@ def read_yaml(text: str, source: str) -> tuple[Any, _Lines]:
         ``(data, lines)``; ``lines.get(("agents", 1, "kwargs"))`` is that key's 1-based line.
 
     Raises:
-        SpecError: ``source:line:column: malformed YAML: ...``, or a duplicate key (which
-            ``safe_load`` would silently resolve to the last one) named with its line.
+        SpecError: ``source:line:column: malformed YAML: ...``, a duplicate key (which
+            ``safe_load`` would silently resolve to the last one) named with its line, or an
+            alias (``*name``): aliases let a kilobyte expand into gigabytes (or loop), and a
+            sweep or hyperparameter file never needs them. The check runs on the composed
+            node graph, before anything is expanded.
     """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_aliases(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -336,6 +348,25 @@ def read_yaml(text: str, source: str) -> tuple[Any, _Lines]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(f"{source}:{where}: malformed YAML: {problem}") from exc
     return data, _Lines(node, source)
+
+
+def _refuse_aliases(root: Any, source: str) -> None:
+    """Raise if a node of the composed graph is reached twice (what an alias does)."""
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            mark = node.start_mark
+            raise SpecError(f"{source}:{mark.line + 1}: the value here is reused by an alias; "
+                            "YAML anchors and aliases (&name, *name) are not accepted, write "
+                            "the value out")
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
@@ -373,11 +404,13 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
     if isinstance(seeds_raw, list):
         if not seeds_raw:
             raise p.error(("seeds",), "must not be empty")
-        seeds = tuple(p.int_(s, ("seeds", i), 0) for i, s in enumerate(seeds_raw))
+        if len(seeds_raw) > MAX_SEEDS:
+            raise p.error(("seeds",), f"at most {MAX_SEEDS} seeds, got {len(seeds_raw)}")
+        seeds = tuple(p.int_(s, ("seeds", i), 0, MAX_SEED) for i, s in enumerate(seeds_raw))
         if len(set(seeds)) != len(seeds):
             raise p.error(("seeds",), f"seeds must be distinct, got {list(seeds)}")
     else:
-        seeds = tuple(range(p.int_(seeds_raw, ("seeds",), 1)))
+        seeds = tuple(range(p.int_(seeds_raw, ("seeds",), 1, MAX_SEEDS)))
     timesteps = p.int_(top["timesteps"], ("timesteps",), 1) if "timesteps" in top else None
 
     ev = p.mapping(top.get("eval") or {}, ("eval",), ("every", "episodes", "seed"))

@@ -107,6 +107,31 @@ def test_bad_sweeps_name_key_and_line(text: str, match: str) -> None:
         parse_sweep(text, "s.yaml")
 
 
+def test_alias_bombs_and_recursive_aliases_are_refused_before_expansion() -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = "name: x\nenvs: [a]\nagents: [ppo]\n" + "\n".join(levels) + "\n"  # 10**9 leaves
+    with pytest.raises(SpecError, match=r"^s\.yaml:4: the value here is reused by an alias"):
+        parse_sweep(bomb, "s.yaml")  # refused before expansion (expanded: gigabytes)
+    with pytest.raises(SpecError, match="anchors and aliases"):
+        parse_sweep("name: x\nenvs: &e [a, *e]\nagents: [ppo]\n", "s.yaml")
+    with pytest.raises(SpecError, match="anchors and aliases"):
+        parse_sweep("name: x\nenvs: [a]\nagents: &g [ppo]\nmore: *g\n", "s.yaml")
+
+
+@pytest.mark.parametrize(("seeds", "match"), [
+    ("[0, 4294967296]", r"seeds\[1\]: must be <= 4294967295, got 4294967296"),
+    ("[-1]", r"seeds\[0\]: must be >= 0"),
+    ("100001", r"seeds: must be <= 10000, got 100001"),
+    ("[" + ", ".join(map(str, range(10_001))) + "]", r"seeds: at most 10000 seeds, got 10001"),
+])
+def test_seeds_are_bounded(seeds: str, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        parse_sweep(f"name: x\nenvs: [a]\nagents: [ppo]\nseeds: {seeds}\n", "s.yaml")
+    assert parse_sweep("name: x\nenvs: [a]\nagents: [ppo]\nseeds: [4294967295]\n").seeds \
+        == (4294967295,)
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read the sweep file"):
         load_sweep(tmp_path / "missing.yaml")
