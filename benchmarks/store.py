@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -393,7 +394,10 @@ class SQLiteStore(BaseStore):
                 raise StoreError(f"cannot create the folder of store {self.path}: {exc}") from exc
         mode = "rw" if exists else "rwc"
         try:
-            self._conn = sqlite3.connect(f"file:{self.path.resolve()}?mode={mode}", uri=True,
+            # Percent-encoded: a '#', '?' or '%xx' in the path would otherwise end or rewrite
+            # the URI's path, and SQLite would open another file than the one checked above.
+            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode={mode}"
+            self._conn = sqlite3.connect(uri, uri=True,
                                          timeout=timeout, isolation_level=None,
                                          check_same_thread=False)
         except sqlite3.Error as exc:

@@ -247,6 +247,27 @@ def test_foreign_database_and_directory_refused(tmp_path: Path) -> None:
         SQLiteStore(tmp_path)
 
 
+@pytest.mark.parametrize(("name", "victim"), [
+    ("victim#x.db", "victim"), ("q?mode=ro.db", "q"), ("pct%41.db", "pctA.db"),
+    ("sp ace.db", None)])
+def test_odd_file_names_open_the_file_named(tmp_path: Path, name: str, victim: str | None
+                                            ) -> None:
+    # Another application's database where an unencoded URI of the name would point.
+    if victim is not None:
+        conn = sqlite3.connect(tmp_path / victim)
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.commit()
+        conn.close()
+        before = (tmp_path / victim).read_bytes()
+    store = SQLiteStore(tmp_path / name)
+    store.ensure_run(RunKey(sweep="s", env="e", agent="a", seed=0, config_hash="h"))
+    store.close()
+    assert (tmp_path / name).is_file()
+    if victim is not None:
+        assert (tmp_path / victim).read_bytes() == before
+    assert [r.key.agent for r in SQLiteStore(tmp_path / name).list_runs()] == ["a"]
+
+
 def test_code_version_roundtrip(store: BaseStore) -> None:
     rid = store.ensure_run(key(8)).run_id
     store.record_result(rid, RunResult(status="finished", final_score=1.0, code_version="abc"))
