@@ -398,8 +398,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
 
 
+def _md(text: str) -> str:
+    """Text made inert in Markdown: one line, no HTML, no link, no code span, no table cell end.
+
+    Labels and failure reasons come from sweep files and exceptions; a ``<script>`` or a
+    ``[x](javascript:...)`` must show as text, and a newline must not end a table row.
+    """
+    one_line = " ".join(str(text).splitlines())
+    return (one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|").replace("`", "\\`").replace("](", "]\\("))
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """``name``, or ``name`` with ``_2``, ``_3``, ... before its suffix if already used."""
+    stem, dot, suffix = name.rpartition(".")
+    candidate, k = name, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{stem}_{k}{dot}{suffix}"
+    used.add(candidate)
+    return candidate
+
+
 def _md_table(head: list[str], body: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in row] for row in [head, *body]]
+    esc = [[_md(c) for c in row] for row in [head, *body]]
     lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in esc[1:]]
     return "\n".join(lines)
@@ -470,15 +492,16 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
     md += [explain, ""]
     page.append(f"<p class='note'>{html.escape(explain)}</p>")
     pngs: list[str] = []
+    used: set[str] = set()  # figure names: 'a-b' and 'a_b' slug alike, and must not collide
     for sw in dict.fromkeys(r.sweep for r in reports):
-        md += [f"## Sweep `{sw}`", ""]
+        md += [f"## Sweep {_md(sw)}", ""]
         page.append(f"<h2>Sweep {html.escape(sw)}</h2>")
         if agg.get(sw):
             rows = sorted(agg[sw].items(), key=lambda kv: -kv[1][0])
             head = ["agent", "envs", "IQM normalised [95% stratified CI]"]
             body = [[a, str(v[3]), f"{_f(v[0])} [{_f(v[1])}, {_f(v[2])}]"] for a, v in rows]
             png = _aggregate_png(sw, agg[sw])
-            name = f"{_slug(sw)}_aggregate.png"
+            name = _unique(f"{_slug(sw)}_aggregate.png", used)
             (out / name).write_bytes(png)
             pngs.append(str(out / name))
             md += ["### All environments", "", _md_table(head, body), "", f"![aggregate]({name})",
@@ -487,7 +510,7 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
                      f"<img alt='aggregate {html.escape(sw)}' src='data:image/png;base64,"
                      f"{base64.b64encode(png).decode()}'>"]
         for rep in (r for r in reports if r.sweep == sw):
-            md += [f"### {rep.env}", ""]
+            md += [f"### {_md(rep.env)}", ""]
             page.append(f"<h3>{html.escape(rep.env)}</h3>")
             ref = (f"random = {_f(rep.random_score)}, reference = {rep.reference[0]} "
                    f"({_f(rep.reference[1])})" if rep.reference and rep.random_score is not None
@@ -495,10 +518,11 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
             if rep.rows:
                 head, body = _table(rep)
                 png = _curves_png(rep)
-                name = f"{_slug(sw)}_{_slug(rep.env)}_curves.png"
+                name = _unique(f"{_slug(sw)}_{_slug(rep.env)}_curves.png", used)
                 (out / name).write_bytes(png)
                 pngs.append(str(out / name))
-                md += [_md_table(head, body), "", ref, "", f"![learning curves]({name})", ""]
+                md += [_md_table(head, body), "", _md(ref), "", f"![learning curves]({name})",
+                       ""]
                 page += [_html_table(head, body), f"<p class='note'>{html.escape(ref)}</p>",
                           f"<img alt='learning curves {html.escape(rep.env)}' "
                           f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]

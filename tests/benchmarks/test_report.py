@@ -186,3 +186,28 @@ def test_results_carry_the_code_version(report: dict) -> None:
     versions = {v for rep in report["reports"] for v in rep.code_versions}
     assert versions == {code_version()}
     assert re.fullmatch(r"[0-9a-f]{12}", code_version())
+
+
+def test_markdown_labels_are_inert_and_figures_never_collide(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    hostile = "<script>alert(1)</script> [x](javascript:alert(1)) `c` a|b\nnew line"
+    for env in ("a-b", "a_b"):  # the same slug
+        for seed in range(2):
+            for agent, score in (("random", 0.0), ("oracle", 2.0), (hostile, 1.0 + seed)):
+                key = RunKey(sweep="syn", env=env, agent=agent, seed=seed, config_hash="h",
+                             env_id="qdrl/E", agent_name="q-ppo" if agent == hostile else agent)
+                rid = store.ensure_run(key).run_id
+                store.mark_running(rid)
+                store.record_result(rid, RunResult(
+                    status="finished", final_score=score, final_std=0.0, wall_s=1.0,
+                    curve=(EvalPoint(0, 0.0, 0.0, (0.0,)), EvalPoint(10, score, 0.0, (score,)))))
+    paths = write_report(store, tmp_path / "rep")
+    md = Path(paths["markdown"]).read_text()
+    assert "<script>" not in md and "](javascript" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "[x]\\(javascript:" in md
+    row = next(line for line in md.splitlines() if "alert" in line)
+    assert row.startswith("| ") and row.endswith(" |") and "new line" in row  # one table row
+    assert "a\\|b" in row and "\\`c\\`" in row
+    pngs = [Path(p).name for p in paths["png"]]
+    assert len(pngs) == len(set(pngs)) == 3  # the aggregate and one per env, none overwritten
+    assert {"syn_a_b_curves.png", "syn_a_b_curves_2.png"} <= set(pngs)
