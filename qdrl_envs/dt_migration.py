@@ -150,8 +150,9 @@ class DTMigrationConfig(EnvConfig):
         check_real("hop_energy_j_per_bit", self.hop_energy_j_per_bit, 0.0, 1.0)
         check_real("cloud_energy_j_per_bit", self.cloud_energy_j_per_bit, 0.0, 1.0)
         check_real("max_latency_s", self.max_latency_s, 0.0, 3600.0, low_inclusive=False)
-        check_real("latency_scale_s", self.latency_scale_s, 0.0, 3600.0, low_inclusive=False)
-        check_real("energy_scale_j", self.energy_scale_j, 0.0, 1e9, low_inclusive=False)
+        # Lower bounds keep every reward finite (5e-324 s turned a latency into -inf).
+        check_real("latency_scale_s", self.latency_scale_s, 1e-6, 3600.0)
+        check_real("energy_scale_j", self.energy_scale_j, 1e-9, 1e9)
         check_real("beta_migration", self.beta_migration, 0.0, 1e6)
         check_real("gamma_energy", self.gamma_energy, 0.0, 1e6)
         check_real("overload_penalty", self.overload_penalty, 0.0, 1e6)

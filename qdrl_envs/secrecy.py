@@ -227,7 +227,7 @@ def _grid_positions(n_aps: int, area_m: float) -> NDArray[np.float64]:
     return np.stack([(m % cols + 0.5) * area_m / cols, (m // cols + 0.5) * area_m / rows], axis=-1)
 
 
-def _check_positions(name: str, value: Any, n_aps: int) -> NDArray[np.float64]:
+def _check_positions(name: str, value: Any, n_aps: int, area_m: float) -> NDArray[np.float64]:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -236,6 +236,11 @@ def _check_positions(name: str, value: Any, n_aps: int) -> NDArray[np.float64]:
     if arr.shape != (n_aps, 2) or not np.all(np.isfinite(arr)):
         raise ValueError(f"reset option {name} must be a finite array of shape ({n_aps}, 2) in m,"
                          f" got shape {arr.shape}: {arr.tolist()}")
+    outside = (arr < 0.0) | (arr > area_m)
+    if outside.any():
+        rows = sorted({int(i) for i in np.argwhere(outside)[:, 0]})
+        raise ValueError(f"reset option {name}: rows {rows} lie outside the area [0, {area_m}]^2"
+                         f" m: {arr[rows].tolist()}")
     return arr
 
 
@@ -481,7 +486,8 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         drawn positions (the draws are still made, so seeding is unaffected).
 
         Raises:
-            ValueError: On an unknown option or a malformed position array.
+            ValueError: On an unknown option, a malformed position array, or a position
+                outside the square area.
         """
         c, m, n = self.config, self.n_aps, len(idx)
         fixed: dict[str, NDArray[np.float64]] = {}
@@ -490,7 +496,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
             if unknown:
                 raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
                                  f"{list(_RESET_OPTIONS)}")
-            fixed = {k: _check_positions(k, v, m) for k, v in options.items()}
+            fixed = {k: _check_positions(k, v, m, self.config.area_m) for k, v in options.items()}
         u = draw(rngs, lambda g: g.random(self._geo_shape))  # (n, 3, M, 2)
         if c.ap_layout == "grid":
             ap = np.broadcast_to(self._grid, (n, m, 2))

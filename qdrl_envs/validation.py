@@ -12,6 +12,20 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+_SHOWN = 3  # offending entries a message names (it stays short at 100,000 envs)
+
+
+def _short(arr: np.ndarray) -> str:
+    """The array itself when small, else its shape: messages stay a line at any batch size."""
+    return repr(arr.tolist()) if arr.size <= 16 else f"an array of shape {arr.shape}"
+
+
+def _first(mask: np.ndarray) -> tuple[list[list[int]], str]:
+    """The first offending indices and how many more there are (for a message)."""
+    idx = [[int(i) for i in row] for row in np.argwhere(mask)[:_SHOWN]]
+    more = int(np.count_nonzero(mask)) - len(idx)
+    return idx, (f" and {more} more" if more > 0 else "")
+
 
 def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) -> np.ndarray:
     """Validate ``action`` against ``space`` and return it as a NumPy array.
@@ -62,9 +76,12 @@ def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) 
         arr = np.asarray(action)
     except Exception as exc:  # pragma: no cover - exotic objects
         raise ValueError(f"action{where} could not be converted to an array: {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   or np.issubdtype(arr.dtype, np.bool_)):
-        raise ValueError(f"action{where} must be numeric, got dtype {arr.dtype}: {action!r}")
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"action{where} must be numeric, got dtype {arr.dtype}: "
+                         f"{_short(arr) if arr.dtype != object else type(action).__name__}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"action{where} must be real, got dtype {arr.dtype} (an imaginary part "
+                         "would be dropped)")
 
     if isinstance(space, spaces.Discrete):
         expected: tuple[int, ...] = lead
@@ -74,15 +91,17 @@ def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) 
         raise TypeError(f"check_action does not support {type(space).__name__}")
 
     if arr.shape != expected:
-        # Allow a size-1 array for a Discrete action (SB3 passes arrays of shape (1,)).
-        if isinstance(space, spaces.Discrete) and arr.size == int(np.prod(expected or (1,))):
+        # A Discrete action may carry one trailing axis of 1 (SB3 passes arrays of shape (1,)).
+        if isinstance(space, spaces.Discrete) and arr.shape == (*expected, 1):
             arr = arr.reshape(expected)
         else:
             raise ValueError(f"action{where} must have shape {expected}, got {arr.shape}")
 
-    if not np.all(np.isfinite(arr.astype(np.float64))):
-        bad = np.argwhere(~np.isfinite(arr.astype(np.float64))).tolist()
-        raise ValueError(f"action{where} contains NaN or inf at index {bad}: {arr.tolist()}")
+    finite = np.isfinite(arr.astype(np.float64))
+    if not finite.all():
+        idx, more = _first(~finite)
+        raise ValueError(f"action{where} contains NaN or inf at index {idx}{more}: "
+                         f"{_short(arr)}")
 
     if isinstance(space, spaces.Box):
         arr = arr.astype(np.float64)
@@ -90,27 +109,34 @@ def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) 
         hi = np.broadcast_to(space.high, expected)
         out = (arr < lo) | (arr > hi)
         if out.any():
-            idx = np.argwhere(out).tolist()
-            raise ValueError(
-                f"action{where} outside the action space [{space.low.min()}, {space.high.max()}]"
-                f" at index {idx}: {arr.tolist()}"
-            )
+            idx, more = _first(out)
+            shown = ", ".join(f"{float(arr[tuple(i)])!r} not in [{float(lo[tuple(i)])}, "
+                              f"{float(hi[tuple(i)])}]" for i in idx)
+            raise ValueError(f"action{where} outside the action space at index {idx}{more}: "
+                             f"{shown}")
         return arr
 
     as_float = arr.astype(np.float64)
-    if not np.all(as_float == np.round(as_float)):
-        raise ValueError(f"action{where} must be integral for {space}, got {arr.tolist()}")
+    integral = as_float == np.round(as_float)
+    if not integral.all():
+        idx, more = _first(~integral)
+        raise ValueError(f"action{where} must be integral for {space}, not at index {idx}{more}:"
+                         f" {_short(arr)}")
     arr = as_float.astype(np.int64)
     if isinstance(space, spaces.Discrete):
         lo_d, hi_d = int(space.start), int(space.start + space.n - 1)
-        if np.any((arr < lo_d) | (arr > hi_d)):
-            raise ValueError(f"action{where} must be in [{lo_d}, {hi_d}], got {arr.tolist()}")
+        bad_d = (arr < lo_d) | (arr > hi_d)
+        if bad_d.any():
+            idx, more = _first(bad_d.reshape(arr.shape or (1,)))
+            raise ValueError(f"action{where} must be in [{lo_d}, {hi_d}], got {_short(arr)}"
+                             + (f" (index {idx}{more})" if arr.ndim else ""))
         return arr
     nvec = np.broadcast_to(space.nvec, expected)
     start = np.broadcast_to(space.start, expected)
     out = (arr < start) | (arr >= start + nvec)
     if out.any():
-        raise ValueError(
-            f"action{where} outside {space} at index {np.argwhere(out).tolist()}: {arr.tolist()}"
-        )
+        idx, more = _first(out)
+        shown = ", ".join(f"{int(arr[tuple(i)])} not in [{int(start[tuple(i)])}, "
+                          f"{int(start[tuple(i)] + nvec[tuple(i)] - 1)}]" for i in idx)
+        raise ValueError(f"action{where} outside {space} at index {idx}{more}: {shown}")
     return arr

@@ -244,6 +244,17 @@ def test_fuzzed_invalid_configs_raise(field: str, value: float) -> None:
         DTMigrationConfig(**{field: value})
 
 
+@pytest.mark.parametrize("field", ["latency_scale_s", "energy_scale_j"])
+def test_reward_scales_have_a_lower_bound_that_keeps_rewards_finite(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        DTMigrationConfig(**{field: 5e-324})
+    env = gym.make(ENV_ID, **{field: 1e-9 if field == "energy_scale_j" else 1e-6})
+    env.reset(seed=0)
+    for _ in range(5):
+        _, reward, *_ = env.step(env.action_space.sample())
+        assert np.isfinite(reward)
+
+
 def test_unknown_reset_options_raise() -> None:
     env = gym.make(ENV_ID)
     with pytest.raises(ValueError, match="reset options"):

@@ -386,7 +386,10 @@ def test_fuzzed_configs_construct_or_raise_value_error(field, value):
     ({"ap_positions_m": np.zeros((3, 2))}, r"shape \(2, 2\)"),
     ({"user_positions_m": np.full((2, 2), np.nan)}, "finite"),
     ({"eve_positions_m": "here"}, "eve_positions_m"),
-], ids=["unknown", "shape", "nan", "string"])
+    ({"ap_positions_m": [[10.0, 10.0], [250.0, 10.0]]},
+     r"ap_positions_m: rows \[1\] lie outside the area \[0, 200.0\]\^2 m"),
+    ({"user_positions_m": [[-1.0, 10.0], [20.0, 10.0]]}, r"user_positions_m: rows \[0\]"),
+], ids=["unknown", "shape", "nan", "string", "ap-outside", "user-negative"])
 def test_bad_reset_options_raise(options, match):
     with pytest.raises(ValueError, match=match):
         _make().reset(seed=0, options=options)

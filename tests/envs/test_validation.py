@@ -35,7 +35,7 @@ def test_box_accepts_valid_actions_as_float64_copies(action):
     (np.array([[0.5, 0.5]]), r"action must have shape \(2,\), got \(1, 2\)"),
     (np.array([np.nan, 0.5]), r"action contains NaN or inf at index \[\[0\]\]"),
     (np.array([0.5, -np.inf]), r"action contains NaN or inf at index \[\[1\]\]"),
-    (np.array([1.5, 0.5]), r"outside the action space \[0.0, 1.0\] at index \[\[0\]\]"),
+    (np.array([1.5, 0.5]), r"outside the action space at index \[\[0\]\]: 1.5 not in \[0.0, 1.0\]"),
     (np.array([0.5, -0.1], dtype=np.float32), r"outside the action space.*\[\[1\]\]"),
     (np.array(["a", "b"]), "action must be numeric"),
     (np.array([None, None]), "action must be numeric"),
@@ -113,3 +113,35 @@ def test_multidiscrete():
     assert out.shape == (2, 2) and out.dtype == np.int64
     with pytest.raises(ValueError, match=r"\(batched\) outside .* at index \[\[0, 0\]\]"):
         check_action(MULTI, np.array([[-1, 0], [2, 1]]), batch=2)
+
+
+# -- hostile inputs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space, action, message", [
+    (BOX, np.array([0.5 + 1j, 0.5]), "must be real"),
+    (DISCRETE, np.complex128(2), "must be real"),
+    (BOX, np.array([True, False]), "must be numeric, got dtype bool"),
+    (DISCRETE, True, "must be numeric, got dtype bool"),
+    (DISCRETE, np.array([[2]]), r"must have shape \(\), got \(1, 1\)"),
+], ids=["complex-box", "complex-discrete", "bool-box", "bool-discrete", "discrete-1x1"])
+def test_complex_bool_and_nested_actions_are_refused(space, action, message):
+    with pytest.raises(ValueError, match=message):
+        check_action(space, action)
+
+
+def test_messages_stay_short_and_name_the_entrys_own_bounds():
+    mixed = spaces.Box(np.array([0.0, -1.0], np.float32), np.array([1.0, 1.0], np.float32))
+    with pytest.raises(ValueError, match=r"at index \[\[0\]\]: -0.5 not in \[0.0, 1.0\]"):
+        check_action(mixed, np.array([-0.5, 0.0]))
+    n = 100_000
+    bad = np.full((n, 2), 0.5)
+    bad[::2, 0] = 2.0
+    for action, space in ((bad, BOX), (np.where(bad > 1, np.nan, bad), BOX),
+                          (np.full(n, 9), DISCRETE), (np.full(n, 0.5), DISCRETE),
+                          (np.full((n, 2), 7), MULTI)):
+        with pytest.raises(ValueError) as info:
+            check_action(space, action, batch=n)
+        assert len(str(info.value)) < 400, str(info.value)[:400]
+    with pytest.raises(ValueError, match=r"\[\[0, 0\], \[2, 0\], \[4, 0\]\] and 49997 more"):
+        check_action(BOX, bad, batch=n)
