@@ -55,7 +55,9 @@ Output, in ``out_dir``:
   registry reads it with ``directory=out_dir`` (when the label is the agent's name, as usual):
   ``registry.train_settings(agent, env_id, {}, directory=out_dir)``. A sweep's ``adapter`` and
   ``match`` kwargs are not hyperparameter-file keys and are not written. The file is rewritten
-  whole on every invocation.
+  on every invocation; the entries of env ids the invocation did not tune are kept from the
+  file it replaces (their values, not their comments; the header lists them), so tuning one
+  env of a hand-set file leaves the others.
 * ``tuning.json``: per (env, agent) the study, the trial counts, the best value, the best
   sampled parameters and the settings written, for the report.
 
@@ -740,9 +742,15 @@ def _write_outputs(summary: TuneSummary, out_dir: Path, date: str) -> None:
             lines.append(f"{r.env_id}: study {r.study}: trials {r.complete} complete / "
                          f"{r.pruned} pruned / {r.failed} failed; best value "
                          f"{r.best_value:.6g} (trial {r.best_trial})")
-        text = dump_hyperparams({r.env_id: r.best_settings for r in tuned}, header="\n".join(lines))
         path = out_dir / f"{label}.yml"
-        parse_hyperparams(text, registry.get_agent(tuned[0].agent_name).algo, source=str(path))
+        algo = registry.get_agent(tuned[0].agent_name).algo
+        entries = {r.env_id: r.best_settings for r in tuned}
+        kept = _kept_entries(path, algo, set(entries))
+        if kept:
+            lines.append(f"Kept from the file this one replaced (not tuned here): "
+                         f"{', '.join(kept)}.")
+        text = dump_hyperparams({**entries, **kept}, header="\n".join(lines))
+        parse_hyperparams(text, algo, source=str(path))
         _write_text(path, text)
         files.append(path)
     doc = {
@@ -760,6 +768,29 @@ def _write_outputs(summary: TuneSummary, out_dir: Path, date: str) -> None:
     summary_path = out_dir / SUMMARY_FILE
     _write_text(summary_path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
     summary.files = [*files, summary_path]
+
+
+def _kept_entries(path: Path, algo: str, tuned: set[str]) -> dict[str, dict[str, Any]]:
+    """The entries of an existing file for env ids not tuned now (none if it is malformed)."""
+    from benchmarks.hyperparams import load_hyperparams
+
+    if not path.is_file():
+        return {}
+    try:
+        old = load_hyperparams(path, algo)
+    except SpecError:
+        return {}
+    return {env_id: _entry_of(h) for env_id, h in old.items() if env_id not in tuned}
+
+
+def _entry_of(h: Any) -> dict[str, Any]:
+    """A :class:`benchmarks.hyperparams.Hyperparams` as a file entry (what dump writes)."""
+    entry: dict[str, Any] = {"n_envs": h.n_envs}
+    if h.n_timesteps is not None:
+        entry["n_timesteps"] = h.n_timesteps
+    entry["normalize"] = False if h.normalize is None else (dict(h.normalize) or True)
+    entry.update(h.algo_kwargs)
+    return _plain(entry)
 
 
 # ----------------------------------------------------------------------------- the driver

@@ -95,6 +95,23 @@ def test_tiny_study_writes_files_the_registry_loads(tmp_path: Path) -> None:
                                                          "0 pruned) x 256 steps"), note
 
 
+def test_entries_of_envs_not_tuned_are_kept(tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    out.mkdir()
+    (out / "ppo.yml").write_text("# hand-set\nqdrl/DTSyncAoI-v0:\n  n_envs: 4\n  "
+                                 "n_timesteps: 5000\n  gamma: 0.9\n  normalize: true\n"
+                                 "CartPole-v1:\n  gamma: 0.5\n")
+    tune_sweep(parse_sweep(_sweep("k", "  - ppo")), trials=1,
+               storage=f"sqlite:///{tmp_path / 'k.db'}", out_dir=out, progress=False)
+    entries = load_hyperparams(out / "ppo.yml", "ppo")
+    kept = entries["qdrl/DTSyncAoI-v0"]
+    assert (kept.n_envs, kept.n_timesteps, kept.normalize, kept.algo_kwargs) == (
+        4, 5000, {}, {"gamma": 0.9})
+    assert "learning_rate" in entries["CartPole-v1"].algo_kwargs  # tuned now, not kept
+    assert "Kept from the file this one replaced (not tuned here): qdrl/DTSyncAoI-v0." \
+        in (out / "ppo.yml").read_text()
+
+
 def _popen_tune(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "tune", *args], cwd=REPO,
