@@ -397,8 +397,9 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
         return f"{where}, hand-set"
     t = studies[0].get("trials", {})
     done = int(t.get("complete", 0)) + int(t.get("pruned", 0))
+    steps = studies[0].get("timesteps_per_trial", doc.get("timesteps_per_trial", "?"))
     return (f"{where}, tuned: {done} trials ({t.get('complete', 0)} complete, "
-            f"{t.get('pruned', 0)} pruned) x {doc.get('timesteps_per_trial', '?')} steps")
+            f"{t.get('pruned', 0)} pruned) x {steps} steps")
 
 
 def resolve_schedules(kwargs: Mapping[str, Any]) -> dict[str, Any]:

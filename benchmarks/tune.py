@@ -59,7 +59,8 @@ Output, in ``out_dir``:
   file it replaces (their values, not their comments; the header lists them), so tuning one
   env of a hand-set file leaves the others.
 * ``tuning.json``: per (env, agent) the study, the trial counts, the best value, the best
-  sampled parameters and the settings written, for the report.
+  sampled parameters and the settings written, for the report; studies of other (env,
+  agent) pairs from the summary it replaces are kept, each with its own budget.
 
 Example::
 
@@ -766,6 +767,7 @@ def _write_outputs(summary: TuneSummary, out_dir: Path, date: str) -> None:
         } for r in summary.studies],
     }
     summary_path = out_dir / SUMMARY_FILE
+    doc["studies"] += _kept_studies(summary_path, {(r.env_id, r.agent) for r in summary.studies})
     _write_text(summary_path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
     summary.files = [*files, summary_path]
 
@@ -781,6 +783,27 @@ def _kept_entries(path: Path, algo: str, tuned: set[str]) -> dict[str, dict[str,
     except SpecError:
         return {}
     return {env_id: _entry_of(h) for env_id, h in old.items() if env_id not in tuned}
+
+
+def _kept_studies(path: Path, now: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The studies of an existing summary for (env id, agent) pairs not tuned now.
+
+    Each keeps the trial budget it was tuned with (``timesteps_per_trial``,
+    ``trials_per_study``, ``sweep``, ``date``), since another invocation may have used others.
+    """
+    try:
+        old = json.loads(path.read_text())
+        studies = list(old["studies"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    out = []
+    for study in studies:
+        if not isinstance(study, dict) or (study.get("env_id"), study.get("agent")) in now:
+            continue
+        for key in ("sweep", "date", "timesteps_per_trial", "trials_per_study"):
+            study.setdefault(key, old.get(key))
+        out.append(study)
+    return out
 
 
 def _entry_of(h: Any) -> dict[str, Any]:

@@ -110,6 +110,15 @@ def test_entries_of_envs_not_tuned_are_kept(tmp_path: Path) -> None:
     assert "learning_rate" in entries["CartPole-v1"].algo_kwargs  # tuned now, not kept
     assert "Kept from the file this one replaced (not tuned here): qdrl/DTSyncAoI-v0." \
         in (out / "ppo.yml").read_text()
+    # A second invocation on another agent keeps the first one's study in tuning.json.
+    tune_sweep(parse_sweep(_sweep("k", "  - a2c").replace("timesteps: 256", "timesteps: 128")
+                           .replace("every: 128", "every: 64")), trials=1,
+               storage=f"sqlite:///{tmp_path / 'k.db'}", out_dir=out, progress=False)
+    doc = json.loads((out / "tuning.json").read_text())
+    assert [(s["agent"], s.get("timesteps_per_trial", doc["timesteps_per_trial"]))
+            for s in doc["studies"]] == [("a2c", 128), ("ppo", 256)]
+    assert describe_settings("ppo", "CartPole-v1", directory=out).endswith("x 256 steps")
+    assert describe_settings("a2c", "CartPole-v1", directory=out).endswith("x 128 steps")
 
 
 def _popen_tune(*args: str) -> subprocess.Popen:
