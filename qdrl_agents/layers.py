@@ -216,8 +216,8 @@ class QuantumLayer(nn.Module):
             Outputs of shape ``(B, n_outputs)`` (or ``(n_outputs,)`` for an unbatched input).
 
         Raises:
-            ValueError: If the last dimension of ``x`` is not ``n_inputs`` or ``x`` has more than
-                two dimensions.
+            ValueError: If the last dimension of ``x`` is not ``n_inputs``, ``x`` has more than
+                two dimensions, or an input is NaN or inf (a squash would hide an inf).
         """
         if x.ndim not in (1, 2) or x.shape[-1] != self.n_inputs:
             raise ValueError(
@@ -227,6 +227,11 @@ class QuantumLayer(nn.Module):
         unbatched = x.ndim == 1
         if unbatched:
             x = x.unsqueeze(0)
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            rows = torch.nonzero(~finite.all(dim=1)).flatten()[:3].tolist()
+            raise ValueError(f"QuantumLayer got NaN or inf inputs (rows {rows} of {x.shape[0]}): "
+                             "the observation, or the layer before this one, is not finite")
         out = self.executor(self.encode(x), _as_dtype(self.weights, x.dtype))
         scale, bias = self.output_scaling, self.output_bias
         if scale is not None and bias is not None:

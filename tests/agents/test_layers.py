@@ -94,6 +94,18 @@ def test_wrong_input_width_raises(shape: tuple[int, ...]) -> None:
         layer(torch.zeros(shape))
 
 
+@pytest.mark.parametrize("squash", ["arctan", "tanh", "none"])
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_non_finite_inputs_are_named_not_squashed_away(squash: str, bad: float) -> None:
+    layer = _layer(n_qubits=3, squash=squash)
+    x = torch.zeros(5, 3)
+    x[3, 1] = bad
+    with pytest.raises(ValueError, match=r"NaN or inf inputs \(rows \[3\] of 5\)"):
+        layer(x)
+    with pytest.raises(ValueError, match=r"rows \[0\] of 1"):
+        layer(x[3])
+
+
 def test_gradients_reach_every_parameter_and_the_input() -> None:
     layer = _layer(n_qubits=3, output_bias=True)
     x = torch.randn(4, 3, requires_grad=True)
