@@ -219,6 +219,10 @@ def _cmd_perf(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _one_line(text: str) -> str:
+    return (text.splitlines() or [""])[0]
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; return the exit status (see the module docstring).
 
@@ -236,7 +240,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return commands[args.command](args, out)
     except (SpecError, StoreError, ValueError) as exc:
-        sys.stderr.write(f"qdrl-bench {args.command}: error: {exc}\n")
+        sys.stderr.write(f"qdrl-bench {args.command}: error: {_one_line(str(exc))}\n")
+        return 2
+    except OSError as exc:  # an output path that is a file, a read-only folder, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"qdrl-bench {args.command}: error: {exc.strerror or exc}{where}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -207,6 +207,22 @@ def test_cli_refuses_corrupt_store_and_leaves_it(write_sweep, tmp_path: Path,
     assert bad.read_bytes() == b"\x00garbage" * 64
 
 
+def test_cli_report_at_a_file_is_one_line_rc_2(write_sweep, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "r.db"
+    path = write_sweep("name: x\ntimesteps: 8\nenvs: [CartPole-v1]\nagents: [random]\n"
+                       "eval: {every: 8, episodes: 1}\n")
+    assert main(["run", str(path), "--quiet", "--store", f"sqlite:///{db}"]) == 0
+    capsys.readouterr()
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    assert main(["report", str(db), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qdrl-bench report: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and str(target) in err
+    assert target.read_text() == "keep me"
+
+
 def test_cli_list_shows_envs_agents_adapters(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--env", "CartPole-v1", "--env", "Pendulum-v1"]) == 0
     out = capsys.readouterr().out
