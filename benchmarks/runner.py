@@ -328,7 +328,10 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None = None) -> RunResult:
                          params_quantum=counts["quantum"], params_classical=counts["classical"],
                          final_score=curve[-1].mean, final_std=curve[-1].std,
                          metrics=last_metrics, curve=tuple(curve))
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # a library's BaseException (pyo3's PanicException from
+        # qiskit's Rust core) fails this run, not the sweep
         return RunResult(status=FAILED, reason=_error_text(exc),
                          wall_s=time.perf_counter() - t0)
     finally:

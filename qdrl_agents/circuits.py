@@ -60,9 +60,19 @@ def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"CircuitSpec.{field}={value!r} is not one of {list(allowed)}")
 
 
-def _check_int(field: str, value: object, minimum: int) -> None:
+MAX_QUBITS = 30
+"""The widest circuit a spec describes: a statevector of ``2**30`` amplitudes is 16 GiB."""
+
+MAX_LAYERS = 1000
+"""The deepest circuit a spec describes (qiskit's compiler fails far beyond, with no message
+that names the depth)."""
+
+
+def _check_int(field: str, value: object, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"CircuitSpec.{field}={value!r} must be an int >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"CircuitSpec.{field}={value!r} must be <= {maximum}")
 
 
 @dataclass(frozen=True)
@@ -70,8 +80,8 @@ class CircuitSpec:
     """What circuit to build (paper Sec. III-D1); validated on construction.
 
     Attributes:
-        n_qubits: Number of qubits, >= 1.
-        n_layers: Number of (encoding, rotation, entanglement) layers, >= 1.
+        n_qubits: Number of qubits, in [1, MAX_QUBITS] (30).
+        n_layers: Number of (encoding, rotation, entanglement) layers, in [1, MAX_LAYERS] (1000).
         n_inputs: Number of features angle-encoded, on qubits ``0 .. n_inputs-1``; defaults to
             ``n_qubits``. Must be in ``[1, n_qubits]``: wider observations need a classical
             encoder in front (see the torch layers), not a wider circuit.
@@ -110,8 +120,8 @@ class CircuitSpec:
     final_rotation: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("n_qubits", self.n_qubits, 1)
-        _check_int("n_layers", self.n_layers, 1)
+        _check_int("n_qubits", self.n_qubits, 1, MAX_QUBITS)
+        _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
         if self.n_inputs is not None:
             _check_int("n_inputs", self.n_inputs, 1)
             if self.n_inputs > self.n_qubits:

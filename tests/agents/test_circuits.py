@@ -44,6 +44,8 @@ def _two_qubit_gates(qc: QuantumCircuit) -> list[tuple[str, tuple[int, ...]]]:
         ({"n_qubits": 2, "readout": "parity", "parity_groups": ((),)}, "parity_groups"),
         ({"n_qubits": 2, "readout": "parity", "parity_groups": ()}, "parity_groups"),
         ({"n_qubits": 2, "readout": "parity", "parity_groups": [[0, 1]]}, "parity_groups"),
+        ({"n_qubits": 62}, r"n_qubits=62 must be <= 30"),
+        ({"n_qubits": 2, "n_layers": 10**9}, r"n_layers=1000000000 must be <= 1000"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

@@ -223,6 +223,24 @@ def test_cli_report_at_a_file_is_one_line_rc_2(write_sweep, tmp_path: Path,
     assert target.read_text() == "keep me"
 
 
+def test_a_libraries_base_exception_fails_the_run_not_the_sweep(monkeypatch) -> None:
+    class PanicException(BaseException):  # what pyo3 raises from Rust (qiskit's core)
+        pass
+
+    def panic(*args, **kwargs):
+        raise PanicException("called `Option::unwrap()` on a `None` value")
+
+    monkeypatch.setattr(registry, "build_agent", panic)
+    spec = parse_sweep("name: p\ntimesteps: 8\neval: {every: 8, episodes: 1}\n"
+                       "envs: [CartPole-v1]\nagents: [ppo, random]\n")
+    store = InMemoryStore()
+    run_sweep(spec, store=store, progress=False)
+    status = {r.key.agent: r.status for r in store.list_runs()}
+    assert status == {"ppo": "failed", "random": "finished"}
+    (ppo,) = [r for r in store.list_runs() if r.key.agent == "ppo"]
+    assert "PanicException" in ppo.result.reason
+
+
 def test_cli_list_shows_envs_agents_adapters(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--env", "CartPole-v1", "--env", "Pendulum-v1"]) == 0
     out = capsys.readouterr().out
