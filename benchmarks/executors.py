@@ -25,6 +25,7 @@ import os
 import queue as queue_mod
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -109,9 +110,25 @@ class InlineExecutor(BaseExecutor):
 _WORKER_QUEUE: Any = None
 
 
-def _init_worker(progress_queue: Any) -> None:
+def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """Watch the parent from a daemon thread and end this process once it is gone.
+
+    A driver killed with SIGKILL cannot stop its workers; without this, each went on training
+    (about 500 MB apiece) for a sweep nobody would record. The parent is gone when this
+    process has been re-parented (its parent pid is no longer ``parent_pid``).
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(progress_queue: Any, parent_pid: int) -> None:
     global _WORKER_QUEUE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
     _limit_threads()
     _WORKER_QUEUE = progress_queue
     from benchmarks.runner import set_step_reporter
@@ -162,7 +179,8 @@ class LocalExecutor(BaseExecutor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=self._ctx,
-                                      initializer=_init_worker, initargs=(self._progress,))
+                                      initializer=_init_worker,
+                                      initargs=(self._progress, os.getpid()))
 
     def _drain_progress(self) -> None:
         while not self._stop.is_set():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 from tests.benchmarks.conftest import popen_cli, stop_when
@@ -94,3 +95,52 @@ def test_ctrl_c_marks_interrupted_and_store_stays_consistent(tmp_path: Path) -> 
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie counts: nobody may reap orphans in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
+    db = tmp_path / "orphans.db"
+    sweep = tmp_path / "orphans.yaml"
+    sweep.write_text(f"""\
+name: orphans
+store: sqlite:///{db}
+seeds: 2
+timesteps: 1000000
+eval: {{every: 500000, episodes: 1}}
+executor: {{kind: local, workers: 2}}
+envs: [CartPole-v1]
+agents: [ppo]
+""")
+    proc = popen_cli("run", str(sweep), "--quiet")
+    workers: set[int] = set()
+
+    def both_running() -> bool:  # two runs started: both workers are training
+        nonlocal workers
+        if _count(db, "running") < 2:
+            return False
+        workers = {c for c in _children(proc.pid)
+                   if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
+        return len(workers) == 2
+
+    stop_when(proc, both_running, "two runs in flight")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.monotonic() + 120
+    while not all(_gone(w) for w in workers):  # each notices within its watch interval
+        assert time.monotonic() < deadline, f"workers {workers} outlived their driver"
+        time.sleep(0.1)
