@@ -536,6 +536,15 @@ def _step_kernel(model, actions, slots, t, f, b, age, new_age, delivered, static
         _observe_row(scale, est_gain, slots, slot, new_age, f, static, obs, n)
 
 
+def _plane(store: str, index: int, doc: str) -> property:
+    """A read-only view of one plane of a state block (``self._f`` or ``self._b``).
+
+    A property, not a view stored at construction: ``copy.deepcopy`` copies arrays one by one,
+    so a stored view would go on showing the original's block (stale reset info and renders).
+    """
+    return property(lambda self: getattr(self, store)[:, index], doc=doc)
+
+
 class DTSyncAoICore(BatchedCore[DTSyncConfig]):
     """The physics of :class:`DTSyncAoIEnv` on ``num_envs`` instances (see its manual).
 
@@ -565,6 +574,15 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
     block run as NumPy's vectorised loops over contiguous scratch arrays, between kernels that
     lay the block out (``_prepare_block``, ``_combine_block``, ``_finish_block``).
     """
+
+    # Views of the state the kernels write in place, ``(N, M)``.
+    gen = _plane("_f", _GEN, "Generation time stamp (slot) of each device's buffered update.")
+    distance_m = _plane("_f", _DISTANCE, "Device-server distances (m).")
+    mean_snr_db = _plane("_f", _MEAN_DB, "Mean SNR of each device's link (dB).")
+    mean_snr = _plane("_f", _MEAN_LIN, "Mean SNR of each device's link (linear).")
+    has_pkt = _plane("_b", _HAS, "Whether a device holds an update not yet delivered.")
+    clear = _plane("_b", _CLEAR, "Whether the upcoming slot's true SNR clears the threshold.")
+    scheduled = _plane("_b", _SCHED, "Whether each device was scheduled in the last slot.")
 
     def __init__(self, config: DTSyncConfig, num_envs: int) -> None:
         super().__init__(config, num_envs)
@@ -609,14 +627,6 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self._f[:, _CLEAR_LEVEL] = self._f[:, _MEAN_LIN] = 1.0
         self._b = np.zeros((n, _N_BOOL, m), dtype=bool)
         self._b[:, _CLEAR] = True
-        # Views of the state the kernels write in place.
-        self.gen = self._f[:, _GEN]
-        self.distance_m = self._f[:, _DISTANCE]
-        self.mean_snr_db = self._f[:, _MEAN_DB]
-        self.mean_snr = self._f[:, _MEAN_LIN]
-        self.has_pkt = self._b[:, _HAS]
-        self.clear = self._b[:, _CLEAR]
-        self.scheduled = self._b[:, _SCHED]
         self._static = np.zeros((n, _N_FEATURES * m), dtype=np.float32)
         self._static[:, 4 * m:] = self.weights_obs
         self._obs = self._static.copy()

@@ -9,6 +9,8 @@ physics, baseline margins, fuzzed configs) stays in its own ``test_<module>.py``
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,6 +228,26 @@ def test_bad_actions_raise_value_error(env_id: str, name: str, action: Any, matc
     env.reset(seed=0)
     with pytest.raises(ValueError, match=match):
         env.step(action)
+
+
+@pytest.mark.parametrize("copier", [copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e))],
+                         ids=["deepcopy", "pickle"])
+@pytest.mark.parametrize("env_id", IDS)
+def test_a_copy_is_an_independent_env_that_behaves_the_same(env_id: str, copier) -> None:
+    # A copy made mid-episode: the same future from the same state, and later seeded resets
+    # (reset info and renders included) its own, not the original's. DTSyncAoI's core held
+    # views of its state blocks that deepcopy turned into stale copies.
+    original = ENVS[env_id].env_cls(render_mode="ansi")
+    original.reset(seed=1)
+    original.step(original.action_space.sample())
+    twin = copier(original)
+    assert_trajectories_equal(rollout(original, 7, 12, action_seed=5),
+                              rollout(twin, 7, 12, action_seed=5))
+    assert original.render() == twin.render()
+    frozen = twin.render()
+    original.reset(seed=3)
+    original.step(original.action_space.sample())
+    assert twin.render() == frozen  # the copy shares no state with the original
 
 
 @pytest.mark.parametrize("env_id", IDS)
