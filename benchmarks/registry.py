@@ -280,8 +280,14 @@ def train_settings(name: str, env_id: str, kwargs: Mapping[str, Any] | None = No
                         f"max_actions / max_dims, got {adapter!r}")
     run_over = {k: user.pop(k) for k in ("n_envs", "normalize") if k in user}
     over = parse_entry(run_over, entry.algo, f"agent {name} kwargs")
+    defaults = dict(file.algo_kwargs)
+    if entry.family == "small" and "net_arch" in (defaults.get("policy_kwargs") or {}):
+        # A *-small agent reading its algorithm's file: that file's network is the full-size
+        # agent's; the small one's is computed to match the quantum agent's count.
+        defaults["policy_kwargs"] = {k: v for k, v in defaults["policy_kwargs"].items()
+                                     if k != "net_arch"}
     return TrainSettings(
-        algo_kwargs=_merge(file.algo_kwargs, user),
+        algo_kwargs=_merge(defaults, user),
         n_envs=over.n_envs if "n_envs" in run_over else file.n_envs,
         normalize=over.normalize if "normalize" in run_over else file.normalize,
         adapter=dict(adapter), source=file.source)

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from benchmarks.spec import RunSpec, SpecError, SweepSpec, expand_runs
+from benchmarks.spec import ALL_BASELINES, RunSpec, SpecError, SweepSpec, expand_runs
 from benchmarks.store import (
     DONE_STATUSES,
     FAILED,
@@ -493,6 +493,27 @@ class SweepSummary:
     unavailable: list[tuple[str, str]] = field(default_factory=list)
 
 
+def check_agent_kwargs(spec: SweepSpec) -> None:
+    """Check each learning agent's kwargs as a hyperparameter entry, before any run starts.
+
+    Unknown keys and wrong types failed each run at build time before; now the sweep is
+    refused naming the agent, its line and the key. ``adapter`` and ``match`` are the
+    registry's own keys and are checked where they are used.
+
+    Raises:
+        SpecError: ``file:line: agents[i].kwargs.key: ...``.
+    """
+    from benchmarks import registry
+    from benchmarks.hyperparams import parse_entry
+
+    for i, agent in enumerate(spec.agents):
+        if agent.name == ALL_BASELINES or registry.is_baseline(agent.name):
+            continue
+        algo = registry.get_agent(agent.name).algo
+        entry = {k: v for k, v in agent.kwargs.items() if k not in ("adapter", "match")}
+        parse_entry(entry, algo, f"{spec.path}:{agent.line}: agents[{i}].kwargs")
+
+
 def check_env_kwargs(spec: SweepSpec) -> None:
     """Build each env once with its kwargs so bad overrides fail before any run starts.
 
@@ -561,6 +582,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
     current = version if version is not None else code_version()
     if check:
         registry.check_sweep_names(spec)
+        check_agent_kwargs(spec)
         check_env_kwargs(spec)
     owns_store = not isinstance(store, BaseStore)
     db = get_store(store if store is not None else spec.store)

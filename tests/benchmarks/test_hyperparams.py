@@ -131,6 +131,20 @@ def test_sweep_kwargs_win_over_the_file(tmp_path: Path) -> None:
         registry.train_settings("ppo", AOI, {"n_envs": -1}, directory=tmp_path)
 
 
+def test_a_small_agent_ignores_its_algorithms_network_and_refuses_one(tmp_path: Path) -> None:
+    _write(tmp_path, "sac.yml", "Pendulum-v1:\n  gamma: 0.9\n  policy_kwargs: "
+                                "{net_arch: [64, 64], log_std_init: -2.0}\n")
+    small = registry.train_settings("sac-small", "Pendulum-v1", {}, directory=tmp_path)
+    assert small.algo_kwargs == {"gamma": 0.9, "policy_kwargs": {"log_std_init": -2.0}}
+    full = registry.train_settings("sac", "Pendulum-v1", {}, directory=tmp_path)
+    assert full.algo_kwargs["policy_kwargs"]["net_arch"] == [64, 64]
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match="net_arch is computed to match q-sac"):
+        registry.build_agent("sac-small", gym.make("Pendulum-v1"), seed=0, timesteps=64,
+                             kwargs={"policy_kwargs": {"net_arch": [8]}})
+
+
 def test_dump_reads_back() -> None:
     entries = {SECRECY: {"n_envs": 4, "normalize": {"norm_reward": False}, "gamma": 0.0,
                          "policy_kwargs": {"net_arch": [16, 16]}, "learning_rate": 1e-3}}

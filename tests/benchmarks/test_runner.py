@@ -176,6 +176,11 @@ def test_progress_line() -> None:
          r"sweep\.yaml:3: envs\[0\]\.kwargs: Pendulum-v1 rejects \{'gravity': 3\}"),
         ("name: x\nenvs: [CartPole-v1]\nagents: [ppo]\ntimesteps: many\n",
          r"sweep\.yaml:4: timesteps: must be an integer"),
+        ("name: x\nenvs: [CartPole-v1]\nagents:\n  - random\n  - name: ppo\n"
+         "    kwargs: {n_stepz: 8}\n",
+         r"sweep\.yaml:5: agents\[1\]\.kwargs\.n_stepz: unknown hyperparameter 'n_stepz' for PPO"),
+        ("name: x\nenvs: [CartPole-v1]\nagents:\n  - name: dqn\n    kwargs: {batch_size: big}\n",
+         r"sweep\.yaml:4: agents\[0\]\.kwargs\.batch_size: must be like its default 32"),
     ],
 )
 def test_cli_rejects_bad_sweeps(write_sweep, capsys: pytest.CaptureFixture[str], text: str,
