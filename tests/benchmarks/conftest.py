@@ -39,13 +39,18 @@ def write_sweep(tmp_path: Path):
     return write
 
 
-def _stopped(pid: int) -> bool:
-    """Whether the kernel reports ``pid`` stopped (or gone): the state field of /proc/pid/stat."""
+def proc_state(pid: int) -> str | None:
+    """The kernel's state letter for ``pid`` (the state field of /proc/pid/stat); None: gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X")
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the kernel reports ``pid`` stopped (or gone)."""
+    return proc_state(pid) in (None, "T", "t", "Z", "X")
 
 
 def stop_when(proc: subprocess.Popen, reached: Callable[[], bool], what: str,

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tests.benchmarks.conftest import popen_cli, stop_when
+from tests.benchmarks.conftest import popen_cli, proc_state, stop_when
 
 SWEEP = """\
 name: resume
@@ -106,11 +106,7 @@ def _children(pid: int) -> set[int]:
 
 def _gone(pid: int) -> bool:
     """Exited (a zombie counts: nobody may reap orphans in a container)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    return proc_state(pid) in (None, "Z", "X")
 
 
 def test_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
