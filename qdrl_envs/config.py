@@ -32,6 +32,12 @@ class EnvConfig:
     """Base class of every environment config: frozen, validated at construction."""
 
     def __post_init__(self) -> None:
+        # A per-entry field given as a list (YAML has no tuples) is stored as the tuple the
+        # field declares, so configs stay hashable and ``isinstance(..., tuple)`` checks hold.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
         self.validate()
 
     def validate(self) -> None:

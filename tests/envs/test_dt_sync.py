@@ -261,6 +261,21 @@ def test_invalid_config_raises(field: str, value, match: str) -> None:
         gym.make(ENV_ID, **{field: value})
 
 
+def test_per_device_fields_take_yaml_lists() -> None:
+    # Kwargs from a YAML file (a sweep's): per-device fields arrive as lists, not tuples.
+    import yaml
+
+    kwargs = yaml.safe_load("{arrival_prob: [0.2, 0.4, 0.6, 0.8, 1.0, 0.5], "
+                            "weights: [1, 2, 3, 4, 5, 6]}")
+    env = gym.make(ENV_ID, **kwargs)
+    cfg = env.unwrapped.config
+    assert cfg.arrival_prob == (0.2, 0.4, 0.6, 0.8, 1.0, 0.5)
+    assert cfg.weights == (1, 2, 3, 4, 5, 6) and hash(cfg) == hash(cfg.replace())
+    np.testing.assert_array_equal(cfg.arrival_probs(), [0.2, 0.4, 0.6, 0.8, 1.0, 0.5])
+    with pytest.raises(ValueError, match="arrival_prob"):
+        gym.make(ENV_ID, arrival_prob=[0.5, 0.5])
+
+
 def test_too_many_actions_and_bad_reset_options() -> None:
     with pytest.raises(ValueError, match="MAX_ACTIONS"):
         DTSyncConfig(n_devices=30, n_channels=10)
