@@ -338,7 +338,7 @@ def test_fuzzed_actions_step_or_raise_value_error(action):
     env = SecrecyPowerControlEnv()
     env.reset(seed=0)
     valid = action.shape == (2,) and np.all(np.isfinite(action)) and np.all(
-        (action >= 0) & (action <= 1))
+        (action >= -1) & (action <= 1))
     if valid:
         _, reward, *_ = env.step(action)
         assert math.isfinite(reward)
