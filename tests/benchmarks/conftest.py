@@ -22,11 +22,20 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _default_sigint() -> None:
+    # A test suite started in the background (``make test &``, some CI runners) inherits SIGINT
+    # ignored, and so would the CLI: Python installs its KeyboardInterrupt handler only where
+    # SIGINT is not ignored at startup, and the Ctrl-C test would see the sweep finish (rc 0).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen_cli(*args: str) -> subprocess.Popen:
+    """Start ``python -m benchmarks.cli ARGS`` with SIGINT at its default, as at a terminal."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
            "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 @pytest.fixture
