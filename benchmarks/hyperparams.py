@@ -134,7 +134,8 @@ def _safe_literal(text: str, where: str) -> Any:
 
 
 @cache
-def _algo_params(algo: str) -> dict[str, inspect.Parameter]:
+def algo_params(algo: str) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of ``algo``'s SB3 class a file may set (cached)."""
     import stable_baselines3
 
     from benchmarks.registry import ALGOS
@@ -238,7 +239,7 @@ def parse_entry(entry: Any, algo: str, where: str,
         entry = {}
     if not isinstance(entry, Mapping):
         raise SpecError(f"{where}: must be a mapping of hyperparameters, got {entry!r}")
-    params = _algo_params(algo)
+    params = algo_params(algo)
     n_envs, n_timesteps, normalize = 1, None, None
     algo_kwargs: dict[str, Any] = {}
     for key, value in entry.items():

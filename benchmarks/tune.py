@@ -291,15 +291,11 @@ def starting_params(ctx: SpaceContext, settings: Any) -> dict[str, Any]:
     architecture, else ``small``; a value that is not among a categorical's choices is left
     to the sampler.
     """
-    import inspect
-
-    from benchmarks import registry
+    from benchmarks.hyperparams import algo_params
 
     probe = _Probe()
     SEARCH_SPACES[ctx.algo](probe, ctx)
-    cls = registry.sb3_class(ctx.algo)
-    known: dict[str, Any] = {k: p.default for k, p in
-                             inspect.signature(cls.__init__).parameters.items()}
+    known: dict[str, Any] = {k: p.default for k, p in algo_params(ctx.algo).items()}
     known.update(settings.algo_kwargs)
     known["normalize"] = settings.normalize is not None
     policy_kwargs = dict(settings.algo_kwargs.get("policy_kwargs") or {})
@@ -537,14 +533,9 @@ def _file_entry(agent: AgentSpec, env_id: str, kwargs: Mapping[str, Any]) -> dic
     from benchmarks.hyperparams import hyperparams_for
 
     settings = registry.train_settings(agent.name, env_id, kwargs)
-    entry: dict[str, Any] = {"n_envs": settings.n_envs}
-    n_timesteps = hyperparams_for(agent.name, env_id).n_timesteps
-    if n_timesteps is not None:
-        entry["n_timesteps"] = n_timesteps
-    norm = settings.normalize
-    entry["normalize"] = False if norm is None else (True if not norm else dict(norm))
-    entry.update({k: v for k, v in settings.algo_kwargs.items() if k not in _NOT_FILE_KEYS})
-    return _plain(entry)
+    return _entry(settings.n_envs, hyperparams_for(agent.name, env_id).n_timesteps,
+                  settings.normalize,
+                  {k: v for k, v in settings.algo_kwargs.items() if k not in _NOT_FILE_KEYS})
 
 
 def _first_update_step(ctx: SpaceContext, agent: AgentSpec, env_id: str,
@@ -782,7 +773,8 @@ def _kept_entries(path: Path, algo: str, tuned: set[str]) -> dict[str, dict[str,
         old = load_hyperparams(path, algo)
     except SpecError:
         return {}
-    return {env_id: _entry_of(h) for env_id, h in old.items() if env_id not in tuned}
+    return {env_id: _entry(h.n_envs, h.n_timesteps, h.normalize, h.algo_kwargs)
+            for env_id, h in old.items() if env_id not in tuned}
 
 
 def _kept_studies(path: Path, now: set[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -806,13 +798,14 @@ def _kept_studies(path: Path, now: set[tuple[str, str]]) -> list[dict[str, Any]]
     return out
 
 
-def _entry_of(h: Any) -> dict[str, Any]:
-    """A :class:`benchmarks.hyperparams.Hyperparams` as a file entry (what dump writes)."""
-    entry: dict[str, Any] = {"n_envs": h.n_envs}
-    if h.n_timesteps is not None:
-        entry["n_timesteps"] = h.n_timesteps
-    entry["normalize"] = False if h.normalize is None else (dict(h.normalize) or True)
-    entry.update(h.algo_kwargs)
+def _entry(n_envs: int, n_timesteps: int | None, normalize: Mapping[str, Any] | None,
+           algo_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A hyperparameter-file entry (what dump writes): ``normalize`` false, true or its args."""
+    entry: dict[str, Any] = {"n_envs": n_envs}
+    if n_timesteps is not None:
+        entry["n_timesteps"] = n_timesteps
+    entry["normalize"] = False if normalize is None else (dict(normalize) or True)
+    entry.update(algo_kwargs)
     return _plain(entry)
 
 

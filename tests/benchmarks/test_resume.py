@@ -104,6 +104,14 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def _is_resource_tracker(pid: int) -> bool:
+    """Whether a child is multiprocessing's resource tracker (one gone meanwhile is not)."""
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return True  # exited between the listing and the read: not a worker to wait for
+
+
 def _gone(pid: int) -> bool:
     """Exited (a zombie counts: nobody may reap orphans in a container)."""
     return proc_state(pid) in (None, "Z", "X")
@@ -129,8 +137,7 @@ agents: [ppo]
         nonlocal workers
         if _count(db, "running") < 2:
             return False
-        workers = {c for c in _children(proc.pid)
-                   if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
+        workers = {c for c in _children(proc.pid) if not _is_resource_tracker(c)}
         return len(workers) == 2
 
     stop_when(proc, both_running, "two runs in flight")
