@@ -5,7 +5,8 @@ Usage::
     qdrl-bench run SWEEP.yaml [--store URL] [--executor local|ray] [--workers N]
                               [--rerun stale|all] [--report DIR] [--quiet]
     qdrl-bench report STORE [--sweep NAME] [--out DIR]
-    qdrl-bench tune SWEEP.yaml --trials N [--storage URL] [--out DIR] [--seed S] [--quiet]
+    qdrl-bench tune SWEEP.yaml --trials N [--storage URL] [--out DIR] [--seed S]
+                              [--confirm K [--confirm-seeds S]] [--quiet]
     qdrl-bench list [--env ID ...]
     qdrl-bench perf [MODULE] [ARGS ...]
 
@@ -66,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="where <agent>.yml and tuning.json go (default: "
                            "benchmarks/hyperparams/tuned)")
     tune.add_argument("--seed", type=int, default=0, help="sampler and trial seed (default 0)")
+    tune.add_argument("--confirm", type=int, default=0, metavar="K",
+                      help="rerun each study's K best complete trials (and its starting one) "
+                           "on more seeds and write the best mean (default 0: the single-seed "
+                           "best)")
+    tune.add_argument("--confirm-seeds", type=int, default=2, metavar="S",
+                      help="further seeds per finalist (default 2)")
     tune.add_argument("--quiet", action="store_true", help="no progress lines")
     lst = sub.add_parser("list", help="list environments, agents, baselines and adapters")
     lst.add_argument("--env", action="append", help="only these env ids (repeatable)")
@@ -141,16 +148,22 @@ def _cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
         raise SpecError(f"--trials must be >= 1, got {args.trials}")
     storage = args.storage or f"sqlite:///results/{spec.name}-tune.db"
     out_dir = args.out or str(DEFAULT_DIR / "tuned")
+    for flag, value, least in (("--confirm", args.confirm, 0),
+                               ("--confirm-seeds", args.confirm_seeds, 1)):
+        if value < least:
+            raise SpecError(f"{flag} must be >= {least}, got {value}")
     summary = tune_sweep(spec, trials=args.trials, storage=storage, out_dir=out_dir,
-                         seed=args.seed, progress=False if args.quiet else out)
+                         seed=args.seed, progress=False if args.quiet else out,
+                         confirm=args.confirm, confirm_seeds=args.confirm_seeds)
     gave_up = False
     out.write(f"sweep {summary.sweep}: {len(summary.studies)} studies of {summary.trials} "
               f"trials x {summary.timesteps} steps in {summary.wall_s:.1f} s; storage "
               f"{summary.storage}\n")
     for r in summary.studies:
         counts = f"{r.complete} complete, {r.pruned} pruned, {r.failed} failed"
-        best = (f"best {r.best_value:.4g} (trial {r.best_trial})" if r.best_value is not None
-                else "no best trial")
+        seeds = f", mean of {r.best_seeds} seeds" if r.best_seeds > 1 else ""
+        best = (f"best {r.best_value:.4g} (trial {r.best_trial}{seeds})"
+                if r.best_value is not None else "no best trial")
         note = f" -- {r.status}: {r.reason}" if r.status != "tuned" else ""
         out.write(f"  {r.env}/{r.agent}: {counts}; {best}{note}\n")
         gave_up |= r.status == "gave_up"

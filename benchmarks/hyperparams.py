@@ -373,7 +373,8 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
     """Where ``agent``'s settings on ``env_id`` come from, for the report: file and tuning.
 
     ``"ppo.yml:12, tuned: 8 trials (6 complete, 2 pruned) x 50000 steps"`` when the
-    directory's ``tuning.json`` (written by ``qdrl-bench tune``) has the study of that entry,
+    directory's ``tuning.json`` (written by ``qdrl-bench tune``) has the study of that entry
+    (``..., best of 3 finalists on 3 seeds`` when its finalists were confirmed),
     ``"ppo-small.yml:20, hand-set"`` otherwise, ``"SB3 defaults"`` without an entry; never
     raises (a malformed file is described as such).
     """
@@ -399,8 +400,11 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
     t = studies[0].get("trials", {})
     done = int(t.get("complete", 0)) + int(t.get("pruned", 0))
     steps = studies[0].get("timesteps_per_trial", doc.get("timesteps_per_trial", "?"))
+    seeds = studies[0].get("best_seeds", 1)
+    confirmed = (f", best of {len(studies[0].get('finalists') or [])} finalists on {seeds} "
+                 "seeds" if isinstance(seeds, int) and seeds > 1 else "")
     return (f"{where}, tuned: {done} trials ({t.get('complete', 0)} complete, "
-            f"{t.get('pruned', 0)} pruned) x {steps} steps")
+            f"{t.get('pruned', 0)} pruned) x {steps} steps{confirmed}")
 
 
 def resolve_schedules(kwargs: Mapping[str, Any]) -> dict[str, Any]:

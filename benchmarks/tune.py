@@ -28,6 +28,19 @@ Sampling and pruning:
 * The run of trial ``k`` is seeded ``seed + k`` for every agent (trial ``k`` of each agent
   sees the same training and evaluation seeds); the sweep's ``seeds`` are not used.
 
+Confirming the finalists (``confirm`` > 0): one seed per trial selects on noise (on the secrecy
+env the single-seed winner of 8 PPO trials scored 0.71 of the random-to-oracle range over three
+fresh seeds, the starting settings it beat by 0.6 % on its seed 0.94). So, after its trials, a
+study reruns its ``confirm`` best complete trials, and its starting trial (trial 0) when that is
+complete and not among them, on ``confirm_seeds`` further seeds each (``seed + 1_000_000 + i``,
+the same for every finalist and every agent: common random numbers make the comparison of
+finalists sharper), for the full budget and without pruning. A finalist's score is the mean of
+its trial's value and its reruns'; the written settings are those of the best finalist (a
+finalist with a failed rerun is dropped). Every study gets the same finalists and seeds: the
+budget stays equal. Reruns are kept in the study's user attributes
+(``confirm/<trial>/<seed>``), so a killed confirmation resumes where it stopped and a larger
+``confirm`` reuses the reruns already made.
+
 The search spaces (:data:`SEARCH_SPACES`, one per algorithm, in the spirit of rl-zoo3's
 ``hyperparams_opt.py``) sample keyword arguments of the sweep's format. A trial trains with the
 agent's hyperparameter-file entry, under the sweep's ``kwargs``, under the sampled parameters
@@ -48,10 +61,11 @@ are never repeated. A study gives up after ``N`` failed trials in one invocation
 
 Output, in ``out_dir``:
 
-* ``<agent label>.yml``: the best trial's settings per env id, in the format of
-  :mod:`benchmarks.hyperparams` (``n_envs``, ``normalize``, the algorithm's arguments; the
-  original file's ``n_timesteps`` is kept), with a header naming each study, the trials it used
-  (complete / pruned / failed), the timesteps per trial, the best value and the date. The
+* ``<agent label>.yml``: the best trial's (or confirmed finalist's) settings per env id, in
+  the format of :mod:`benchmarks.hyperparams` (``n_envs``, ``normalize``, the algorithm's
+  arguments; the original file's ``n_timesteps`` is kept), with a header naming each study,
+  the trials it used (complete / pruned / failed), the timesteps per trial, the best value
+  (with its seeds when finalists were confirmed) and the date. The
   registry reads it with ``directory=out_dir`` (when the label is the agent's name, as usual):
   ``registry.train_settings(agent, env_id, {}, directory=out_dir)``. A sweep's ``adapter`` and
   ``match`` kwargs are not hyperparameter-file keys and are not written. The file is rewritten
@@ -96,6 +110,7 @@ __all__ = [
     "SpaceContext",
     "StudyResult",
     "TuneSummary",
+    "confirm_seed",
     "sample_params",
     "starting_params",
     "study_name",
@@ -384,8 +399,12 @@ class StudyResult:
         failed: ``FAIL`` trials (including those a killed process left running).
         ran: Trials this invocation ran (any state).
         marked_failed: Trials a killed process had left ``RUNNING``, marked ``FAIL`` now.
-        best_value: The best trial's objective.
+        best_value: The best trial's objective; with finalists confirmed, the best finalist's
+            mean over its seeds.
         best_trial: Its number.
+        best_seeds: Seeds behind ``best_value`` (1 without confirmation).
+        finalists: With ``confirm``: per finalist ``{"trial", "values", "mean"}`` (``values``
+            its trial's then its reruns'; ``mean`` None when a rerun failed), best first.
         best_params: Its sampled parameters (optuna's names and values).
         best_settings: The hyperparameter-file entry written for it.
         reason: Why the status is not ``tuned``.
@@ -404,6 +423,8 @@ class StudyResult:
     marked_failed: int = 0
     best_value: float | None = None
     best_trial: int | None = None
+    best_seeds: int = 1
+    finalists: list[dict[str, Any]] = field(default_factory=list)
     best_params: dict[str, Any] = field(default_factory=dict)
     best_settings: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
@@ -417,6 +438,8 @@ class TuneSummary:
         sweep: The sweep's name.
         trials: Trials requested per study (``COMPLETE`` + ``PRUNED``).
         timesteps: Training steps per trial.
+        confirm: Finalists rerun per study (0: none).
+        confirm_seeds: Further seeds per finalist.
         storage: The optuna storage URL.
         studies: One result per (env, learning agent).
         files: The files written (hyperparameter files, then ``tuning.json``).
@@ -427,6 +450,8 @@ class TuneSummary:
     trials: int
     timesteps: int
     storage: str
+    confirm: int = 0
+    confirm_seeds: int = 0
     studies: list[StudyResult] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     wall_s: float = 0.0
@@ -570,15 +595,37 @@ def _say(stream: TextIO | None, line: str) -> None:
         stream.flush()
 
 
+def _train(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, kwargs: Mapping[str, Any],
+           run_seed: int, timesteps: int, on_eval: Callable[[int, float], bool] | None
+           ) -> tuple[float | None, list[list[float]]]:
+    """One run of ``agent`` with ``kwargs``: its score (None if not finite) and its curve.
+
+    Raises:
+        _NotTunable: The agent cannot run on the env.
+        _TrialFailed: The run failed (the message is its first line of reason).
+    """
+    from benchmarks.runner import execute_run
+    from benchmarks.store import FINISHED, NOT_APPLICABLE, UNAVAILABLE
+
+    run = RunSpec(sweep=spec.name, env=env, agent=dataclasses.replace(agent, kwargs=kwargs),
+                  seed=run_seed, timesteps=timesteps, eval=spec.eval)
+    result = execute_run(run, on_eval=on_eval)
+    if result.status in (NOT_APPLICABLE, UNAVAILABLE):
+        raise _NotTunable(result.status, result.reason or "")
+    if result.status != FINISHED:
+        raise _TrialFailed((result.reason or result.status).splitlines()[0])
+    value = result.metrics.get("score/last_evals", result.final_score)
+    curve = [[p.step, p.mean] for p in result.curve]
+    return (float(value) if value is not None and math.isfinite(value) else None), curve
+
+
 def _tune_one(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, trials: int,
               timesteps: int, storage: Any, seed: int, n_startup_trials: int,
-              stream: TextIO | None) -> StudyResult:
+              confirm: int, confirm_seeds: int, stream: TextIO | None) -> StudyResult:
     import optuna
     from optuna.trial import TrialState
 
     from benchmarks import registry
-    from benchmarks.runner import execute_run
-    from benchmarks.store import FINISHED, NOT_APPLICABLE, UNAVAILABLE
 
     name = study_name(spec.name, env.label, agent.label)
     res = StudyResult(env=env.label, env_id=env.id, agent=agent.label, agent_name=agent.name,
@@ -616,8 +663,6 @@ def _tune_one(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, trials: int,
         trial.set_user_attr("seed", run_seed)
         trial.set_user_attr("kwargs", kwargs)
         trial.set_user_attr("settings", _file_entry(agent, env.id, kwargs))
-        run = RunSpec(sweep=spec.name, env=env, agent=dataclasses.replace(agent, kwargs=kwargs),
-                      seed=run_seed, timesteps=timesteps, eval=spec.eval)
         stopped: list[int] = []
         learns_from = _first_update_step(ctx, agent, env.id, kwargs)
 
@@ -630,22 +675,19 @@ def _tune_one(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, trials: int,
                 return False
             return True
 
-        result = execute_run(run, on_eval=on_eval)
-        if result.status in (NOT_APPLICABLE, UNAVAILABLE):
-            raise _NotTunable(result.status, result.reason or "")
-        if result.status != FINISHED:
-            reason = (result.reason or result.status).splitlines()[0]
-            trial.set_user_attr("fail_reason", reason)
-            raise _TrialFailed(reason)
-        trial.set_user_attr("curve", [[p.step, p.mean] for p in result.curve])
+        try:
+            value, curve = _train(spec, env, agent, kwargs, run_seed, timesteps, on_eval)
+        except _TrialFailed as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        trial.set_user_attr("curve", curve)
         if stopped:
             trial.set_user_attr("pruned_at", stopped[0])
             raise optuna.TrialPruned(f"pruned at step {stopped[0]}")
-        value = result.metrics.get("score/last_evals", result.final_score)
-        if value is None or not math.isfinite(value):
-            trial.set_user_attr("fail_reason", f"non-finite score {value!r}")
-            raise _TrialFailed(f"non-finite score {value!r}")
-        return float(value)
+        if value is None:
+            trial.set_user_attr("fail_reason", "non-finite score")
+            raise _TrialFailed("non-finite score")
+        return value
 
     done = len(study.get_trials(deepcopy=False,
                                 states=(TrialState.COMPLETE, TrialState.PRUNED)))
@@ -684,11 +726,74 @@ def _tune_one(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, trials: int,
                 res.reason = (f"{failures} failed trials in this invocation; last: "
                               f"{last.user_attrs.get('fail_reason', '?')}")
                 break
+    if res.status == "tuned" and confirm and confirm_seeds:
+        res.finalists = _confirm(study, spec, env, agent, timesteps=timesteps, seed=seed,
+                                 confirm=confirm, confirm_seeds=confirm_seeds, tag=tag,
+                                 stream=stream)
     _fill(res, study)
     return res
 
 
+def confirm_seed(seed: int, i: int) -> int:
+    """The seed of a finalist's ``i``-th rerun: ``seed + 1_000_000 + i`` (no trial's seed)."""
+    return seed + 1_000_000 + i
+
+
+def _finalists(study: Any, confirm: int) -> list[Any]:
+    """The ``confirm`` best complete trials, then the starting trial if complete and not one."""
+    from optuna.trial import TrialState
+
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      key=lambda t: (-t.value, t.number))
+    chosen = complete[:confirm]
+    chosen += [t for t in complete[confirm:] if t.user_attrs.get("start")]
+    return chosen
+
+
+def _confirm(study: Any, spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, timesteps: int,
+             seed: int, confirm: int, confirm_seeds: int, tag: str,
+             stream: TextIO | None) -> list[dict[str, Any]]:
+    """Rerun the study's finalists on further seeds; their scores, best mean first.
+
+    Each rerun's outcome is stored at once as the study's user attribute
+    ``confirm/<trial>/<seed>`` (``{"value": v}`` or ``{"failed": reason}``), and reruns found
+    there are not repeated. A finalist with a failed or non-finite rerun has ``mean`` None.
+    """
+    out = []
+    for t in _finalists(study, confirm):
+        values, failed = [float(t.value)], ""
+        for i in range(confirm_seeds):
+            run_seed = confirm_seed(seed, i)
+            key = f"confirm/{t.number}/{run_seed}"
+            done = study.user_attrs.get(key)
+            if done is None:
+                kwargs = t.user_attrs.get("kwargs")
+                if not isinstance(kwargs, dict):
+                    done = {"failed": "the trial recorded no kwargs"}
+                else:
+                    try:
+                        value, _ = _train(spec, env, agent, kwargs, run_seed, timesteps, None)
+                        done = ({"value": value} if value is not None
+                                else {"failed": "non-finite score"})
+                    except (_TrialFailed, _NotTunable) as exc:
+                        done = {"failed": str(exc).splitlines()[0] if str(exc) else "failed"}
+                study.set_user_attr(key, done)
+                _say(stream, f"{tag}: finalist trial {t.number}, seed {run_seed}: "
+                             + (f"value {done['value']:.4g}" if "value" in done
+                                else f"failed: {done['failed']}"))
+            if "value" in done:
+                values.append(float(done["value"]))
+            else:
+                failed = failed or str(done.get("failed"))
+        out.append({"trial": t.number, "values": values,
+                    "mean": None if failed else float(np.mean(values)),
+                    **({"failed": failed} if failed else {})})
+    out.sort(key=lambda f: (f["mean"] is None, -(f["mean"] or 0.0), f["trial"]))
+    return out
+
+
 def _fill(res: StudyResult, study: Any) -> None:
+    """Trial counts and the best trial: the best confirmed finalist, if any was confirmed."""
     from optuna.trial import TrialState
 
     all_trials = study.get_trials(deepcopy=False)
@@ -696,14 +801,21 @@ def _fill(res: StudyResult, study: Any) -> None:
     res.complete = states.count(TrialState.COMPLETE)
     res.pruned = states.count(TrialState.PRUNED)
     res.failed = states.count(TrialState.FAIL)
-    if res.complete:
-        best = study.best_trial
-        res.best_value = float(best.value)
-        res.best_trial = best.number
-        res.best_params = _plain(dict(best.params))
-        res.best_settings = dict(best.user_attrs.get("settings") or {})
-    elif res.status == "tuned":
-        res.status, res.reason = "no_complete_trial", "no trial completed"
+    if not res.complete:
+        if res.status == "tuned":
+            res.status, res.reason = "no_complete_trial", "no trial completed"
+        return
+    best, res.best_value, res.best_seeds = study.best_trial, None, 1
+    confirmed = [f for f in res.finalists if f["mean"] is not None]
+    if confirmed:
+        best = all_trials[confirmed[0]["trial"]]
+        res.best_value, res.best_seeds = confirmed[0]["mean"], len(confirmed[0]["values"])
+    elif res.finalists:
+        res.reason = "every finalist had a failed rerun; the single-seed best is written"
+    res.best_value = float(best.value) if res.best_value is None else res.best_value
+    res.best_trial = best.number
+    res.best_params = _plain(dict(best.params))
+    res.best_settings = dict(best.user_attrs.get("settings") or {})
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -730,10 +842,15 @@ def _write_outputs(summary: TuneSummary, out_dir: Path, date: str) -> None:
         lines = [f"{label}: tuned by `qdrl-bench tune` (benchmarks/tune.py) on {date}.",
                  f"Every trial trained {summary.timesteps} timesteps; {summary.trials} trials "
                  f"(complete + pruned) per study; storage {summary.storage}."]
+        if summary.confirm and summary.confirm_seeds:
+            lines.append(f"Finalists (the {summary.confirm} best complete trials and the "
+                         f"starting one) rerun on {summary.confirm_seeds} more seeds each; "
+                         "the best mean is written.")
         for r in tuned:
+            seeds = f", mean of {r.best_seeds} seeds" if r.best_seeds > 1 else ""
             lines.append(f"{r.env_id}: study {r.study}: trials {r.complete} complete / "
                          f"{r.pruned} pruned / {r.failed} failed; best value "
-                         f"{r.best_value:.6g} (trial {r.best_trial})")
+                         f"{r.best_value:.6g} (trial {r.best_trial}{seeds})")
         path = out_dir / f"{label}.yml"
         algo = registry.get_agent(tuned[0].agent_name).algo
         entries = {r.env_id: r.best_settings for r in tuned}
@@ -748,12 +865,14 @@ def _write_outputs(summary: TuneSummary, out_dir: Path, date: str) -> None:
     doc = {
         "sweep": summary.sweep, "date": date, "storage": summary.storage,
         "trials_per_study": summary.trials, "timesteps_per_trial": summary.timesteps,
+        "confirm": summary.confirm, "confirm_seeds": summary.confirm_seeds,
         "studies": [{
             "env": r.env, "env_id": r.env_id, "agent": r.agent, "agent_name": r.agent_name,
             "study": r.study, "status": r.status, "reason": r.reason,
             "trials": {"complete": r.complete, "pruned": r.pruned, "failed": r.failed},
-            "best_value": r.best_value, "best_trial": r.best_trial,
-            "best_params": r.best_params, "best_settings": r.best_settings,
+            "best_value": r.best_value, "best_trial": r.best_trial, "best_seeds": r.best_seeds,
+            "finalists": r.finalists, "best_params": r.best_params,
+            "best_settings": r.best_settings,
             "file": f"{r.agent}.yml" if r.best_settings else None,
         } for r in summary.studies],
     }
@@ -792,7 +911,8 @@ def _kept_studies(path: Path, now: set[tuple[str, str]]) -> list[dict[str, Any]]
     for study in studies:
         if not isinstance(study, dict) or (study.get("env_id"), study.get("agent")) in now:
             continue
-        for key in ("sweep", "date", "timesteps_per_trial", "trials_per_study"):
+        for key in ("sweep", "date", "timesteps_per_trial", "trials_per_study", "confirm",
+                    "confirm_seeds"):
             study.setdefault(key, old.get(key))
         out.append(study)
     return out
@@ -814,7 +934,8 @@ def _entry(n_envs: int, n_timesteps: int | None, normalize: Mapping[str, Any] | 
 
 def tune_sweep(spec: SweepSpec, *, trials: int, storage: str, out_dir: str | os.PathLike[str],
                seed: int = 0, progress: bool | TextIO = True,
-               n_startup_trials: int = 3) -> TuneSummary:
+               n_startup_trials: int = 3, confirm: int = 0,
+               confirm_seeds: int = 2) -> TuneSummary:
     """Tune every (env, learning agent) of a sweep with the same trials and budget per trial.
 
     Studies run one after another in this process (env-major, then agent, as in the sweep).
@@ -833,6 +954,9 @@ def tune_sweep(spec: SweepSpec, *, trials: int, storage: str, out_dir: str | os.
         progress: One line per study and per finished trial on stderr (``True``), on a given
             stream, or none (``False``).
         n_startup_trials: Complete trials before the median pruner may stop one.
+        confirm: Finalists per study rerun on ``confirm_seeds`` further seeds before the best
+            is chosen (0: the single-seed best trial is written); see the module manual.
+        confirm_seeds: Reruns per finalist, >= 1 when ``confirm`` > 0.
 
     Returns:
         The summary; the files are written before it returns (also when some study could
@@ -857,6 +981,9 @@ def tune_sweep(spec: SweepSpec, *, trials: int, storage: str, out_dir: str | os.
     if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) \
             or n_startup_trials < 0:
         raise ValueError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}")
+    for name, value, least in (("confirm", confirm, 0), ("confirm_seeds", confirm_seeds, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     timesteps = _budget(spec)
     registry.check_sweep_names(spec)
     pairs = _pairs(spec)
@@ -867,14 +994,16 @@ def tune_sweep(spec: SweepSpec, *, trials: int, storage: str, out_dir: str | os.
     _check_out_dir(out)
     storage, db = _storage(storage)
     stream = sys.stderr if progress is True else (progress or None)
-    summary = TuneSummary(sweep=spec.name, trials=trials, timesteps=timesteps, storage=storage)
+    summary = TuneSummary(sweep=spec.name, trials=trials, timesteps=timesteps, storage=storage,
+                          confirm=confirm, confirm_seeds=confirm_seeds if confirm else 0)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         for env, agent in pairs:
             summary.studies.append(_tune_one(
                 spec, env, agent, trials=trials, timesteps=timesteps, storage=db, seed=seed,
-                n_startup_trials=n_startup_trials, stream=stream))  # type: ignore[arg-type]
+                n_startup_trials=n_startup_trials, confirm=confirm,
+                confirm_seeds=confirm_seeds, stream=stream))  # type: ignore[arg-type]
     finally:
         optuna.logging.set_verbosity(verbosity)
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -185,6 +186,9 @@ def test_bad_input_names_what_is_wrong(tmp_path: Path, write_sweep, capsys) -> N
     good = write_sweep(_sweep("good", "  - ppo"), "good.yaml")
     err = run(str(good), "--trials", "0", "--storage", db, "--out", str(out))
     assert "--trials must be >= 1, got 0" in err
+    err = run(str(good), "--trials", "1", "--confirm", "1", "--confirm-seeds", "0",
+              "--storage", db, "--out", str(out))
+    assert "--confirm-seeds must be >= 1, got 0" in err
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -345,3 +349,91 @@ def test_first_trial_of_a_study_is_the_starting_point(tmp_path: Path) -> None:
     start = starting_params(ctx, settings)
     assert "n_steps" not in start  # SB3's 2048 does not fit 256 steps: left to the sampler
     assert {k: trial.params[k] for k in start} == start
+
+
+def _fake_by_settings(monkeypatch, score: dict[int, Callable[[int], float]],
+                      fail: frozenset[tuple[int, int]] = frozenset()) -> list[tuple[int, int]]:
+    """Replace training by a flat curve whose value depends on the settings and the seed.
+
+    The ``k``-th distinct kwargs seen (trial ``k`` here, as trials run in order) scores
+    ``score[k](seed)``; ``(k, seed)`` in ``fail`` makes that run fail. Returns the
+    ``(settings index, seed)`` of every run made.
+    """
+    seen: list[str] = []
+    calls: list[tuple[int, int]] = []
+
+    def fake(run, *, on_eval=None):
+        key = json.dumps(run.agent.kwargs, sort_keys=True, default=str)
+        if key not in seen:
+            seen.append(key)
+        k = seen.index(key)
+        calls.append((k, run.seed))
+        if (k, run.seed) in fail:
+            return RunResult(status=FAILED, reason="failed on purpose\nsecond line")
+        value = score[k](run.seed)
+        curve = (EvalPoint(step=0, mean=0.0, std=0.0), EvalPoint(step=256, mean=value, std=0.0))
+        for p in curve:
+            if on_eval is not None:
+                on_eval(p.step, p.mean)
+        return RunResult(status=FINISHED, final_score=value, curve=curve,
+                         metrics={"score/last_evals": value})
+
+    monkeypatch.setattr(runner, "execute_run", fake)
+    return calls
+
+
+def test_confirmed_finalists_choose_on_several_seeds(tmp_path: Path, monkeypatch) -> None:
+    # Trial 1 is lucky on its own seed (10) and poor on any other (1); the starting trial 0
+    # scores 5 on every seed: one seed picks trial 1, three seeds pick trial 0.
+    C0, C1 = tune.confirm_seed(0, 0), tune.confirm_seed(0, 1)
+    score = {0: lambda s: 5.0, 1: lambda s: 10.0 if s == 1 else 1.0, 2: lambda s: 3.0}
+    calls = _fake_by_settings(monkeypatch, score)
+    spec = parse_sweep(_sweep("c", "  - ppo"))
+    db, out = tmp_path / "c.db", tmp_path / "out"
+    kw = dict(trials=3, storage=f"sqlite:///{db}", out_dir=out, progress=False)
+
+    plain = tune_sweep(spec, **kw).studies[0]
+    assert (plain.best_trial, plain.best_value, plain.best_seeds) == (1, 10.0, 1)
+    assert calls == [(0, 0), (1, 1), (2, 2)]
+
+    res = tune_sweep(spec, **kw, confirm=1, confirm_seeds=2).studies[0]
+    # Finalists: the best complete trial (1) and the starting trial (0), each on C0 and C1;
+    # the trials themselves are not rerun.
+    assert calls[3:] == [(1, C0), (1, C1), (0, C0), (0, C1)]
+    assert (res.best_trial, res.best_value, res.best_seeds) == (0, 5.0, 3)
+    assert res.finalists == [{"trial": 0, "values": [5.0, 5.0, 5.0], "mean": 5.0},
+                             {"trial": 1, "values": [10.0, 1.0, 1.0], "mean": 4.0}]
+    trials = _study(db, study_name("c", "CartPole-v1", "ppo")).trials
+    assert load_hyperparams(out / "ppo.yml", "ppo")["CartPole-v1"].algo_kwargs \
+        == registry.train_settings("ppo", "CartPole-v1", trials[0].user_attrs["kwargs"]
+                                   ).algo_kwargs
+    assert "(trial 0, mean of 3 seeds)" in (out / "ppo.yml").read_text()
+    doc = json.loads((out / "tuning.json").read_text())
+    assert (doc["confirm"], doc["confirm_seeds"], doc["studies"][0]["best_seeds"]) == (1, 2, 3)
+    assert describe_settings("ppo", "CartPole-v1", out).endswith(
+        "x 256 steps, best of 2 finalists on 3 seeds")
+
+    # Resuming reuses every rerun made; a wider confirmation adds only the new finalist's.
+    tune_sweep(spec, **kw, confirm=1, confirm_seeds=2)
+    assert len(calls) == 7
+    wider = tune_sweep(spec, **kw, confirm=3, confirm_seeds=2).studies[0]
+    assert calls[7:] == [(2, C0), (2, C1)] and wider.best_trial == 0
+
+
+def test_a_finalist_with_a_failed_rerun_is_dropped(tmp_path: Path, monkeypatch) -> None:
+    C0 = tune.confirm_seed(0, 0)
+    score = {0: lambda s: 5.0, 1: lambda s: 4.0}
+    _fake_by_settings(monkeypatch, score, fail=frozenset({(0, C0)}))
+    res = tune_sweep(parse_sweep(_sweep("d", "  - ppo")), trials=2,
+                     storage=f"sqlite:///{tmp_path / 'd.db'}", out_dir=tmp_path / "out",
+                     progress=False, confirm=2, confirm_seeds=1).studies[0]
+    assert res.finalists == [{"trial": 1, "values": [4.0, 4.0], "mean": 4.0},
+                             {"trial": 0, "values": [5.0], "mean": None,
+                              "failed": "failed on purpose"}]
+    assert (res.status, res.best_trial, res.best_value) == ("tuned", 1, 4.0)
+    stored = _study(tmp_path / "d.db", study_name("d", "CartPole-v1", "ppo")).user_attrs
+    assert stored[f"confirm/0/{C0}"] == {"failed": "failed on purpose"}
+
+    with pytest.raises(ValueError, match="confirm_seeds must be an integer >= 1"):
+        tune_sweep(parse_sweep(_sweep("d", "  - ppo")), trials=2, storage="x.db",
+                   out_dir=tmp_path / "out", confirm=1, confirm_seeds=0)
