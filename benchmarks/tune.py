@@ -770,6 +770,9 @@ def _confirm(study: Any, spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, tim
                 kwargs = t.user_attrs.get("kwargs")
                 if not isinstance(kwargs, dict):
                     done = {"failed": "the trial recorded no kwargs"}
+                elif _file_entry(agent, env.id, kwargs) != t.user_attrs.get("settings"):
+                    done = {"failed": "the hyperparameter files changed since the trial: "
+                                      "its kwargs no longer give the settings it trained with"}
                 else:
                     try:
                         value, _ = _train(spec, env, agent, kwargs, run_seed, timesteps, None)

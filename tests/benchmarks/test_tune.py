@@ -434,6 +434,17 @@ def test_a_finalist_with_a_failed_rerun_is_dropped(tmp_path: Path, monkeypatch) 
     stored = _study(tmp_path / "d.db", study_name("d", "CartPole-v1", "ppo")).user_attrs
     assert stored[f"confirm/0/{C0}"] == {"failed": "failed on purpose"}
 
+    # A rerun under files that changed since the trial would test other settings: refused.
+    kw = dict(trials=2, storage=f"sqlite:///{tmp_path / 'e.db'}", out_dir=tmp_path / "out",
+              progress=False)
+    tune_sweep(parse_sweep(_sweep("e", "  - ppo")), **kw)
+    monkeypatch.setattr(tune, "_file_entry", lambda *a: {"n_envs": 99})
+    res = tune_sweep(parse_sweep(_sweep("e", "  - ppo")), **kw, confirm=2,
+                     confirm_seeds=1).studies[0]
+    assert len(res.finalists) == 2
+    assert all("files changed since the trial" in f["failed"] for f in res.finalists)
+    assert res.best_trial == 0 and "single-seed best" in res.reason
+
     with pytest.raises(ValueError, match="confirm_seeds must be an integer >= 1"):
         tune_sweep(parse_sweep(_sweep("d", "  - ppo")), trials=2, storage="x.db",
                    out_dir=tmp_path / "out", confirm=1, confirm_seeds=0)
