@@ -450,7 +450,7 @@ def _open_existing(store: BaseStore | str | os.PathLike[str]) -> tuple[BaseStore
         return get_store(text), True
     if not Path(text).exists():
         raise StoreError(f"no store at {text}")
-    return SQLiteStore(text), True
+    return SQLiteStore(text, read_only=True), True  # a report never writes
 
 
 def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.PathLike[str],

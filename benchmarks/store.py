@@ -354,6 +354,17 @@ CREATE TABLE IF NOT EXISTS evals (
 );
 """
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_COLUMNS: dict[str, set[str]] = {}  # table -> its columns in _SCHEMA (filled on first use)
+
+
+def _schema_columns() -> dict[str, set[str]]:
+    if not _COLUMNS:
+        mem = sqlite3.connect(":memory:")
+        mem.executescript(_SCHEMA)
+        for (table,) in mem.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+            _COLUMNS[table] = {r[1] for r in mem.execute(f"PRAGMA table_info({table})")}
+        mem.close()
+    return _COLUMNS
 
 
 def _num(x: float | None) -> float | None:
@@ -368,40 +379,44 @@ class SQLiteStore(BaseStore):
 
     The file is opened in WAL mode; every write is one ``BEGIN IMMEDIATE`` transaction (writers
     wait up to ``timeout`` seconds for each other). Opening checks, before writing anything,
-    that the file is a SQLite database, passes ``PRAGMA integrity_check``, and is empty or a
-    qdrl store; a store of an older schema version is upgraded in place, in one transaction.
+    that the file is a SQLite database, passes ``PRAGMA integrity_check``, is empty or a qdrl
+    store, and that its qdrl tables have the schema's columns; a store of an older schema
+    version is upgraded in place, in one transaction, before its journal mode is touched, so a
+    file refused is a file unchanged.
+
+    ``read_only=True`` (what reports use) opens an existing store without writing to it (on a
+    read-only file or folder too): nothing is created, upgraded or switched, and every write
+    method raises :class:`StoreError`. A store of an older schema must be opened writable once.
 
     Args:
-        path: The database file; created (with its parent folder) if missing.
+        path: The database file; created (with its parent folder) if missing, unless
+            ``read_only``.
         timeout: Seconds a writer waits for the lock.
+        read_only: Open for reading only.
 
     Raises:
-        StoreError: If the file cannot be opened or read, is not SQLite, is corrupt, or holds
-            another application's tables. The file is left untouched.
+        StoreError: If the file cannot be opened or read, is not SQLite, is corrupt, holds
+            another application's tables or malformed qdrl tables, or (``read_only``) is
+            missing or of an older schema. The file is left untouched.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._migrate_from: str | None = None
         self._lock = threading.Lock()
         exists = self.path.exists()
         if exists:
             self._check_header()
+        elif read_only:
+            raise StoreError(f"no store at {self.path}")
         else:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the folder of store {self.path}: {exc}") from exc
-        mode = "rw" if exists else "rwc"
-        try:
-            # Percent-encoded: a '#', '?' or '%xx' in the path would otherwise end or rewrite
-            # the URI's path, and SQLite would open another file than the one checked above.
-            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode={mode}"
-            self._conn = sqlite3.connect(uri, uri=True,
-                                         timeout=timeout, isolation_level=None,
-                                         check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._conn = self._connect("ro" if read_only else "rw" if exists else "rwc", timeout)
         try:
             self._open(exists)
         except sqlite3.Error as exc:
@@ -410,6 +425,16 @@ class SQLiteStore(BaseStore):
         except StoreError:
             self._conn.close()
             raise
+
+    def _connect(self, mode: str, timeout: float) -> sqlite3.Connection:
+        try:
+            # Percent-encoded: a '#', '?' or '%xx' in the path would otherwise end or rewrite
+            # the URI's path, and SQLite would open another file than the one checked above.
+            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode={mode}"
+            return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
 
     def _check_header(self) -> None:
         if self.path.is_dir():
@@ -426,30 +451,14 @@ class SQLiteStore(BaseStore):
     def _open(self, exists: bool) -> None:
         c = self._conn
         if exists:
-            rows = c.execute("PRAGMA integrity_check").fetchall()
-            if [r[0] for r in rows] != ["ok"]:
-                detail = "; ".join(str(r[0]) for r in rows[:5])
-                raise StoreError(f"store {self.path} fails PRAGMA integrity_check: {detail}")
-            tables = {r[0] for r in c.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
-            if tables and "qdrl_meta" not in tables:
-                raise StoreError(f"{self.path} is a SQLite database of another application "
-                                 f"(tables {sorted(tables)}); refusing to write to it")
-            if "qdrl_meta" in tables:
-                row = c.execute("SELECT value FROM qdrl_meta WHERE key='schema'").fetchone()
-                version = None if row is None else str(row[0])
-                seen = version
-                while seen in _MIGRATIONS:
-                    seen = _MIGRATIONS[seen][0]
-                if seen != _SCHEMA_VERSION:
-                    raise StoreError(f"store {self.path} has schema {version!r}; this "
-                                     f"version reads schema {_SCHEMA_VERSION!r}")
-                self._migrate_from = version
-        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
-            raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
-        c.execute("PRAGMA synchronous=NORMAL")
-        c.execute("PRAGMA foreign_keys=ON")
+            self._check_contents()
+        if self.read_only:
+            if self._migrate_from != _SCHEMA_VERSION:
+                raise StoreError(f"store {self.path} has schema {self._migrate_from!r}; open "
+                                 "it writable once (qdrl-bench run) to upgrade it")
+            return
+        if not exists:  # nothing to protect: WAL first, so the schema is written in WAL
+            self._set_wal()
         with self._tx():
             version = self._migrate_from
             while version in _MIGRATIONS:  # upgrade in place, in the same transaction
@@ -462,12 +471,63 @@ class SQLiteStore(BaseStore):
                     c.execute(statement)
             c.execute("INSERT OR IGNORE INTO qdrl_meta (key, value) VALUES ('schema', ?)",
                       (_SCHEMA_VERSION,))
+            self._check_columns()  # a malformed table rolls all of it back
+        if exists:
+            self._set_wal()
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.execute("PRAGMA foreign_keys=ON")
+
+    def _check_contents(self) -> None:
+        """Refuse, reading only, a corrupt file, another application's or a newer schema."""
+        c = self._conn
+        rows = c.execute("PRAGMA integrity_check").fetchall()
+        if [r[0] for r in rows] != ["ok"]:
+            detail = "; ".join(str(r[0]) for r in rows[:5])
+            raise StoreError(f"store {self.path} fails PRAGMA integrity_check: {detail}")
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "qdrl_meta" not in tables:
+            raise StoreError(f"{self.path} is a SQLite database of another application "
+                             f"(tables {sorted(tables)}); refusing to write to it")
+        if "qdrl_meta" in tables:
+            row = c.execute("SELECT value FROM qdrl_meta WHERE key='schema'").fetchone()
+            version = None if row is None else str(row[0])
+            seen = version
+            while seen in _MIGRATIONS:
+                seen = _MIGRATIONS[seen][0]
+            if seen != _SCHEMA_VERSION:
+                raise StoreError(f"store {self.path} has schema {version!r}; this "
+                                 f"version reads schema {_SCHEMA_VERSION!r}")
+            self._migrate_from = version
+            if version == _SCHEMA_VERSION:
+                self._check_columns()
+        elif self.read_only:
+            raise StoreError(f"store {self.path} is empty (no qdrl tables)")
+
+    def _check_columns(self) -> None:
+        c = self._conn
+        present = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table, columns in _schema_columns().items():
+            if table not in present:
+                continue
+            have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                lacks = sorted(columns - have)
+                more = f", ... ({len(lacks)} in all)" if len(lacks) > 5 else ""
+                raise StoreError(f"store {self.path}: table {table} lacks the columns "
+                                 f"{', '.join(lacks[:5])}{more}; refusing to use it")
+
+    def _set_wal(self) -> None:
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
+            raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
 
     class _Tx:
         def __init__(self, store: SQLiteStore) -> None:
             self.store = store
 
         def __enter__(self) -> sqlite3.Connection:
+            if self.store.read_only:
+                raise StoreError(f"store {self.store.path} is open read-only")
             self.store._lock.acquire()
             try:
                 self.store._conn.execute("BEGIN IMMEDIATE")

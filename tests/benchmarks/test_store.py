@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -337,3 +338,54 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="has schema '99'"):
         SQLiteStore(path)
     assert path.read_bytes() == before
+
+
+def test_a_malformed_qdrl_table_is_refused_and_the_file_left_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "malformed.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE qdrl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO qdrl_meta VALUES ('schema', '2')")
+    conn.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match=r"table runs lacks the columns adapter, agent, .*"
+                                             r"\(22 in all\); refusing"):
+            SQLiteStore(path, read_only=read_only)
+        assert path.read_bytes() == before  # not even the journal mode flipped to WAL
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["malformed.db"]
+
+
+def test_read_only_store_reads_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    with SQLiteStore(path) as s:
+        rid = s.ensure_run(key(1)).run_id
+        s.record_result(rid, finished(2.0, n=3))
+    before = path.read_bytes()
+    ro = SQLiteStore(path, read_only=True)
+    assert [r.status for r in ro.list_runs()] == ["finished"]
+    assert [p.step for p in ro.get_curve(rid)] == [p.step for p in finished(2.0, n=3).curve]
+    for write in (lambda: ro.ensure_run(key(2)), lambda: ro.mark_running(rid),
+                  lambda: ro.mark_interrupted([rid])):
+        with pytest.raises(StoreError, match="is open read-only"):
+            write()
+    ro.close()
+    assert path.read_bytes() == before
+    with pytest.raises(StoreError, match="no store at"):
+        SQLiteStore(tmp_path / "missing.db", read_only=True)
+    assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_opens_read_only(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    with SQLiteStore(folder / "s.db") as s:
+        s.ensure_run(key(1))
+    folder.chmod(0o555)
+    try:
+        ro = SQLiteStore(folder / "s.db", read_only=True)
+        assert len(ro.list_runs()) == 1
+        ro.close()
+    finally:
+        folder.chmod(0o755)
