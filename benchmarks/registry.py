@@ -640,7 +640,7 @@ def save_agent(model: Any, directory: Any) -> list[str]:
     Writes ``directory/model.zip`` (SB3's format) and ``directory/vecnormalize.pkl`` (SB3's
     ``VecNormalize.save``): an agent that saw normalised observations is only meaningful with
     the statistics it saw them through. Both files are pickles, as SB3's always are: load
-    only files you trust.
+    only files you trust, and share agents with :func:`benchmarks.sharing.export_agent`.
 
     Returns:
         The paths written.
