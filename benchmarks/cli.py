@@ -110,6 +110,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  FAILED {name}: {reason}\n")
     for name, status in summary.kept:
         out.write(f"  kept the old result of {name}: its rerun ended {status}\n")
+    for name, owner in summary.held:
+        out.write(f"  left to another driver {name}: running there ({owner})\n")
     if summary.interrupted:
         out.write("interrupted: runs in flight are marked 'interrupted' (runs being redone keep "
                   "their old result); rerun the same command to resume\n")

@@ -46,6 +46,7 @@ from benchmarks.store import (
     RunRecord,
     RunResult,
     get_store,
+    new_owner,
 )
 
 __all__ = [
@@ -477,6 +478,8 @@ class SweepSummary:
         wall_s: Wall-clock seconds.
         failures: ``(run name, reason)`` of failed runs.
         unavailable: ``(run name, reason)`` of unavailable runs.
+        held: ``(run name, owner)`` of runs another process was executing (its lease live):
+            not run here, and not counted in ``statuses``.
     """
 
     sweep: str
@@ -491,6 +494,46 @@ class SweepSummary:
     wall_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     unavailable: list[tuple[str, str]] = field(default_factory=list)
+    held: list[tuple[str, str]] = field(default_factory=list)
+
+
+LEASE_S = 120.0
+"""Seconds a run's lease lasts without renewal; the driver renews its runs every quarter."""
+
+
+class _Heartbeat:
+    """A thread renewing the leases of the runs in flight, every ``interval`` seconds."""
+
+    def __init__(self, db: BaseStore, owner: str, interval: float) -> None:
+        import threading
+
+        self.db, self.owner, self.interval = db, owner, interval
+        self.ids: set[str] = set()
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="qdrl-lease", daemon=True)
+        self._thread.start()
+
+    def add(self, run_id: str) -> None:
+        with self._guard:
+            self.ids.add(run_id)
+
+    def discard(self, run_id: str) -> None:
+        with self._guard:
+            self.ids.discard(run_id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._guard:
+                ids = list(self.ids)
+            try:
+                self.db.renew(ids, self.owner)
+            except Exception:  # a busy or closed store: the next beat tries again
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def check_agent_kwargs(spec: SweepSpec) -> None:
@@ -538,11 +581,17 @@ def check_env_kwargs(spec: SweepSpec) -> None:
 def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
               executor: Any = None, progress: bool | TextIO = True,
               check: bool = True, rerun: str | None = None,
-              version: str | None = None) -> SweepSummary:
+              version: str | None = None, lease_s: float = LEASE_S) -> SweepSummary:
     """Run every unfinished run of a sweep and write the results to the store.
 
     Only this sweep's runs (as the spec expands now) are read or written; other sweeps in the
     store, and runs of earlier configurations of this one, are never touched.
+
+    Several drivers may run one sweep at once (two ``qdrl-bench run`` of it, or one per
+    machine on a shared store): each run is claimed before it starts (:meth:`BaseStore.claim`)
+    and its lease renewed while it runs, so no run is executed twice; a run another driver
+    holds is left to it (``held`` in the summary), and one whose driver died (its process gone,
+    or no renewal for ``lease_s`` seconds) is taken over.
 
     Args:
         spec: The sweep.
@@ -560,6 +609,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         version: The code version results are compared with (default: this process's
             :func:`code_version`). When given, it is also recorded on the results this call
             writes, in place of the executing process's own.
+        lease_s: Seconds a claimed run stays this driver's without renewal.
 
     Returns:
         The summary. After Ctrl-C, ``interrupted`` is set and the runs in flight are marked
@@ -610,19 +660,31 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         executor = ex.make_executor(spec.executor)
     in_flight: dict[Any, tuple[RunSpec, str]] = {}
     started: list[str] = []  # every run this invocation set running (Ctrl-C may land anywhere)
+    owner = new_owner()
+    heart = _Heartbeat(db, owner, lease_s / 4) if todo else None
     try:
         if todo:
             executor.start(bar.step)
         while todo or in_flight:
             while todo and len(in_flight) < executor.slots:
                 run, run_id = todo.popleft()
+                if not db.claim(run_id, owner, lease_s=lease_s, redo=run_id in redo):
+                    rec = db.get_run(run_id)
+                    if rec is not None and rec.owner is not None:
+                        summary.held.append((run.name, rec.owner))
+                    else:  # finished by another driver meanwhile
+                        summary.skipped += 1
+                    bar.run_done(run, "held")
+                    continue
+                if heart is not None:
+                    heart.add(run_id)
                 if run_id not in redo:
-                    if not db.mark_running(run_id):
-                        continue
                     started.append(run_id)
                 in_flight[executor.submit(run)] = (run, run_id)
             for handle, result in executor.wait(timeout=0.25):
                 run, run_id = in_flight.pop(handle)
+                if heart is not None:
+                    heart.discard(run_id)
                 if version is not None:
                     result = dataclasses.replace(result, code_version=version)
                 if run_id not in redo:
@@ -644,6 +706,8 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
             executor.cancel_all()
         db.mark_interrupted(started)
     finally:
+        if heart is not None:
+            heart.close()
         bar.close()
         if owns_executor and executor is not None:
             executor.close()

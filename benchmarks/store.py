@@ -40,6 +40,8 @@ __all__ = [
     "SQLiteStore",
     "StoreError",
     "get_store",
+    "lease_is_live",
+    "new_owner",
 ]
 
 PENDING = "pending"
@@ -153,6 +155,8 @@ class RunRecord:
     started_at: float | None = None
     finished_at: float | None = None
     result: RunResult | None = None
+    owner: str | None = None
+    heartbeat_at: float | None = None
 
 
 class BaseStore(abc.ABC):
@@ -179,6 +183,11 @@ class BaseStore(abc.ABC):
        threads and processes for SQLite) never lose each other's writes.
     6. **Never damage what is there.** Opening a store that exists but cannot be read, is
        corrupt, or is not a qdrl store raises :class:`StoreError` without writing to it.
+    7. **One executor per run.** :meth:`claim` is atomic: of several processes claiming one
+       run, one gets it; the others are refused while its owner's lease is live (renewed by
+       :meth:`renew` within ``lease_s`` seconds, and the owner's process alive when it is on
+       this host). A lease that lapsed, or whose process is gone, is taken over. Recording,
+       replacing or interrupting a run releases its lease.
 
     Statuses move ``pending -> running -> finished | failed | not_applicable | unavailable``;
     :meth:`mark_interrupted` turns ``running`` into ``interrupted``; every status outside
@@ -196,6 +205,22 @@ class BaseStore(abc.ABC):
         Raises:
             KeyError: If the run does not exist.
         """
+
+    @abc.abstractmethod
+    def claim(self, run_id: str, owner: str, *, lease_s: float, redo: bool = False) -> bool:
+        """Take the run for ``owner`` unless it is done or another owner holds a live lease.
+
+        A claim sets the run ``running`` (attempts + 1) with ``owner`` and a fresh heartbeat;
+        with ``redo`` (a done run being recomputed) it takes only the lease and the run keeps
+        its status and result until :meth:`replace_result`. Returns whether it was taken.
+
+        Raises:
+            KeyError: If the run does not exist.
+        """
+
+    @abc.abstractmethod
+    def renew(self, run_ids: Iterable[str], owner: str) -> list[str]:
+        """Refresh the heartbeat of the runs ``owner`` holds; return those it no longer holds."""
 
     @abc.abstractmethod
     def record_result(self, run_id: str, result: RunResult) -> bool:
@@ -260,6 +285,41 @@ def _check_result_run(record: RunRecord | None, run_id: str) -> RunRecord:
     return record
 
 
+def new_owner() -> str:
+    """A lease owner naming this process: ``host:pid:nonce`` (unique per call)."""
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _process_gone(owner: str) -> bool:
+    """Whether ``owner`` (of :func:`new_owner`) names a process of this host that has exited."""
+    import socket
+
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. EPERM: a process of another user has that pid
+        return False
+    return False
+
+
+def lease_is_live(holder: str | None, heartbeat_at: float | None, me: str, lease_s: float,
+                  now: float) -> bool:
+    """Whether another owner's lease bars ``me``: held, renewed within ``lease_s``, alive."""
+    if holder is None or holder == me or heartbeat_at is None:
+        return False
+    if now - heartbeat_at > lease_s:
+        return False
+    return not _process_gone(holder)
+
+
 class InMemoryStore(BaseStore):
     """A store in a dict guarded by a lock; lives as long as the object (one process only)."""
 
@@ -282,8 +342,36 @@ class InMemoryStore(BaseStore):
             if rec.status in DONE_STATUSES:
                 return False
             self._runs[run_id] = replace(rec, status=RUNNING, attempts=rec.attempts + 1,
-                                         started_at=time.time(), finished_at=None)
+                                         started_at=time.time(), finished_at=None,
+                                         owner=None, heartbeat_at=None)
             return True
+
+    def claim(self, run_id: str, owner: str, *, lease_s: float,  # noqa: D102
+              redo: bool = False) -> bool:
+        with self._lock:
+            rec = _check_result_run(self._runs.get(run_id), run_id)
+            now = time.time()
+            if (rec.status in DONE_STATUSES) != redo or lease_is_live(
+                    rec.owner, rec.heartbeat_at, owner, lease_s, now):
+                return False
+            if redo:
+                self._runs[run_id] = replace(rec, owner=owner, heartbeat_at=now)
+            else:
+                self._runs[run_id] = replace(rec, status=RUNNING, attempts=rec.attempts + 1,
+                                             started_at=now, finished_at=None, owner=owner,
+                                             heartbeat_at=now)
+            return True
+
+    def renew(self, run_ids: Iterable[str], owner: str) -> list[str]:  # noqa: D102
+        lost = []
+        with self._lock:
+            for run_id in run_ids:
+                rec = self._runs.get(run_id)
+                if rec is None or rec.owner != owner:
+                    lost.append(run_id)
+                else:
+                    self._runs[run_id] = replace(rec, heartbeat_at=time.time())
+        return lost
 
     def record_result(self, run_id: str, result: RunResult) -> bool:  # noqa: D102
         with self._lock:
@@ -291,7 +379,8 @@ class InMemoryStore(BaseStore):
             if rec.status in DONE_STATUSES:
                 return False
             self._runs[run_id] = replace(rec, status=result.status, finished_at=time.time(),
-                                         result=replace(result, curve=()))
+                                         result=replace(result, curve=()), owner=None,
+                                         heartbeat_at=None)
             self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
             return True
 
@@ -301,7 +390,8 @@ class InMemoryStore(BaseStore):
             rec = _check_result_run(self._runs.get(run_id), run_id)
             self._runs[run_id] = replace(rec, status=result.status, attempts=rec.attempts + 1,
                                          finished_at=time.time(),
-                                         result=replace(result, curve=()))
+                                         result=replace(result, curve=()), owner=None,
+                                         heartbeat_at=None)
             self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
 
     def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
@@ -310,7 +400,8 @@ class InMemoryStore(BaseStore):
             for run_id in run_ids:
                 rec = self._runs.get(run_id)
                 if rec is not None and rec.status == RUNNING:
-                    self._runs[run_id] = replace(rec, status=INTERRUPTED)
+                    self._runs[run_id] = replace(rec, status=INTERRUPTED, owner=None,
+                                                 heartbeat_at=None)
                     n += 1
         return n
 
@@ -327,10 +418,13 @@ class InMemoryStore(BaseStore):
             return list(self._curves.get(run_id, ()))
 
 
-_SCHEMA_VERSION = "2"
+_SCHEMA_VERSION = "3"
+_READABLE = ("2", "3")  # schemas a read-only store reads as they are (2: no leases)
 # Migrations from an older schema version: the statements that bring it to the next one.
 _MIGRATIONS: dict[str, tuple[str, list[str]]] = {
     "1": ("2", ["ALTER TABLE runs ADD COLUMN code_version TEXT"]),
+    "2": ("3", ["ALTER TABLE runs ADD COLUMN owner TEXT",
+                "ALTER TABLE runs ADD COLUMN heartbeat_at REAL"]),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS qdrl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -344,6 +438,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     reason TEXT, adapter TEXT, wall_s REAL, params_quantum INTEGER, params_classical INTEGER,
     final_score REAL, final_std REAL, metrics TEXT, code_version TEXT,
+    owner TEXT, heartbeat_at REAL,
     UNIQUE (sweep, env, agent, seed, config_hash)
 );
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, seq);
@@ -355,6 +450,16 @@ CREATE TABLE IF NOT EXISTS evals (
 """
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _COLUMNS: dict[str, set[str]] = {}  # table -> its columns in _SCHEMA (filled on first use)
+
+
+def _added_since(version: str | None) -> frozenset[str]:
+    """Columns the migrations from ``version`` on add (``ADD COLUMN <name>``)."""
+    added: set[str] = set()
+    while version in _MIGRATIONS:
+        version, statements = _MIGRATIONS[version]
+        added |= {st.split("ADD COLUMN", 1)[1].split()[0] for st in statements
+                  if "ADD COLUMN" in st}
+    return frozenset(added)
 
 
 def _schema_columns() -> dict[str, set[str]]:
@@ -404,6 +509,7 @@ class SQLiteStore(BaseStore):
                  read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._cols = self._COLS
         self._migrate_from: str | None = None
         self._lock = threading.Lock()
         exists = self.path.exists()
@@ -453,9 +559,11 @@ class SQLiteStore(BaseStore):
         if exists:
             self._check_contents()
         if self.read_only:
-            if self._migrate_from != _SCHEMA_VERSION:
+            if self._migrate_from not in _READABLE:
                 raise StoreError(f"store {self.path} has schema {self._migrate_from!r}; open "
                                  "it writable once (qdrl-bench run) to upgrade it")
+            if self._migrate_from != _SCHEMA_VERSION:
+                self._cols = self._COLS.replace("owner, heartbeat_at", "NULL, NULL")
             return
         if not exists:  # nothing to protect: WAL first, so the schema is written in WAL
             self._set_wal()
@@ -498,20 +606,20 @@ class SQLiteStore(BaseStore):
                 raise StoreError(f"store {self.path} has schema {version!r}; this "
                                  f"version reads schema {_SCHEMA_VERSION!r}")
             self._migrate_from = version
-            if version == _SCHEMA_VERSION:
-                self._check_columns()
+            self._check_columns(_added_since(version))
         elif self.read_only:
             raise StoreError(f"store {self.path} is empty (no qdrl tables)")
 
-    def _check_columns(self) -> None:
+    def _check_columns(self, later: frozenset[str] = frozenset()) -> None:
+        """Refuse a qdrl table without the schema's columns (but ``later``, not added yet)."""
         c = self._conn
         present = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         for table, columns in _schema_columns().items():
             if table not in present:
                 continue
             have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
-            if not columns <= have:
-                lacks = sorted(columns - have)
+            if not columns - later <= have:
+                lacks = sorted(columns - later - have)
                 more = f", ... ({len(lacks)} in all)" if len(lacks) > 5 else ""
                 raise StoreError(f"store {self.path}: table {table} lacks the columns "
                                  f"{', '.join(lacks[:5])}{more}; refusing to use it")
@@ -579,8 +687,39 @@ class SQLiteStore(BaseStore):
             if self._status(c, run_id) in DONE_STATUSES:
                 return False
             c.execute("UPDATE runs SET status=?, attempts=attempts+1, started_at=?, "
-                      "finished_at=NULL WHERE run_id=?", (RUNNING, time.time(), run_id))
+                      "finished_at=NULL, owner=NULL, heartbeat_at=NULL WHERE run_id=?",
+                      (RUNNING, time.time(), run_id))
             return True
+
+    def claim(self, run_id: str, owner: str, *, lease_s: float,  # noqa: D102
+              redo: bool = False) -> bool:
+        with self._tx() as c:
+            row = c.execute("SELECT status, owner, heartbeat_at FROM runs WHERE run_id=?",
+                            (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run with id {run_id!r} in the store")
+            now = time.time()
+            if (row[0] in DONE_STATUSES) != redo or lease_is_live(row[1], row[2], owner,
+                                                                   lease_s, now):
+                return False
+            if redo:
+                c.execute("UPDATE runs SET owner=?, heartbeat_at=? WHERE run_id=?",
+                          (owner, now, run_id))
+            else:
+                c.execute("UPDATE runs SET status=?, attempts=attempts+1, started_at=?, "
+                          "finished_at=NULL, owner=?, heartbeat_at=? WHERE run_id=?",
+                          (RUNNING, now, owner, now, run_id))
+            return True
+
+    def renew(self, run_ids: Iterable[str], owner: str) -> list[str]:  # noqa: D102
+        ids = list(run_ids)
+        if not ids:
+            return []
+        with self._tx() as c:
+            now = time.time()
+            return [run_id for run_id in ids if not c.execute(
+                "UPDATE runs SET heartbeat_at=? WHERE run_id=? AND owner=?",
+                (now, run_id, owner)).rowcount]
 
     @staticmethod
     def _write_result(c: sqlite3.Connection, run_id: str, result: RunResult,
@@ -594,7 +733,7 @@ class SQLiteStore(BaseStore):
         c.execute(
             "UPDATE runs SET status=?, attempts=attempts+?, finished_at=?, reason=?, adapter=?, "
             "wall_s=?, params_quantum=?, params_classical=?, final_score=?, final_std=?, "
-            "metrics=?, code_version=? WHERE run_id=?",
+            "metrics=?, code_version=?, owner=NULL, heartbeat_at=NULL WHERE run_id=?",
             (result.status, attempts, time.time(), result.reason, result.adapter,
              _num(result.wall_s), result.params_quantum, result.params_classical,
              _num(result.final_score), _num(result.final_std),
@@ -620,19 +759,21 @@ class SQLiteStore(BaseStore):
         with self._tx() as c:
             n = 0
             for run_id in ids:
-                n += c.execute("UPDATE runs SET status=? WHERE run_id=? AND status=?",
+                n += c.execute("UPDATE runs SET status=?, owner=NULL, heartbeat_at=NULL "
+                               "WHERE run_id=? AND status=?",
                                (INTERRUPTED, run_id, RUNNING)).rowcount
             return n
 
     _COLS = ("run_id, sweep, env, agent, seed, config_hash, env_id, agent_name, config, status, "
              "attempts, created_at, started_at, finished_at, reason, adapter, wall_s, "
-             "params_quantum, params_classical, final_score, final_std, metrics, code_version")
+             "params_quantum, params_classical, final_score, final_std, metrics, code_version, "
+             "owner, heartbeat_at")
 
     @staticmethod
     def _record(row: Sequence[Any]) -> RunRecord:
         (run_id, sweep, env, agent, seed, chash, env_id, agent_name, config, status, attempts,
          created, started, finished, reason, adapter, wall, pq, pc, score, std, metrics,
-         code) = row
+         code, owner, heartbeat) = row
         key = RunKey(sweep=sweep, env=env, agent=agent, seed=int(seed), config_hash=chash,
                      env_id=env_id, agent_name=agent_name, config=json.loads(config))
         result = None
@@ -645,21 +786,21 @@ class SQLiteStore(BaseStore):
                                code_version=code)
         return RunRecord(run_id=run_id, key=key, status=status, attempts=int(attempts),
                          created_at=created, started_at=started, finished_at=finished,
-                         result=result)
+                         result=result, owner=owner, heartbeat_at=heartbeat)
 
     def get_run(self, run_id: str) -> RunRecord | None:  # noqa: D102
         with self._lock:
-            row = self._conn.execute(f"SELECT {self._COLS} FROM runs WHERE run_id=?",
+            row = self._conn.execute(f"SELECT {self._cols} FROM runs WHERE run_id=?",
                                      (run_id,)).fetchone()
         return None if row is None else self._record(row)
 
     def list_runs(self, sweep: str | None = None) -> list[RunRecord]:  # noqa: D102
         with self._lock:
             if sweep is None:
-                rows = self._conn.execute(f"SELECT {self._COLS} FROM runs ORDER BY seq")
+                rows = self._conn.execute(f"SELECT {self._cols} FROM runs ORDER BY seq")
             else:
                 rows = self._conn.execute(
-                    f"SELECT {self._COLS} FROM runs WHERE sweep=? ORDER BY seq", (sweep,))
+                    f"SELECT {self._cols} FROM runs WHERE sweep=? ORDER BY seq", (sweep,))
             rows = rows.fetchall()
         return [self._record(r) for r in rows]
 

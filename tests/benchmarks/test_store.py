@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.store import (
+    _SCHEMA_VERSION,
     BaseStore,
     EvalPoint,
     InMemoryStore,
@@ -21,6 +22,7 @@ from benchmarks.store import (
     SQLiteStore,
     StoreError,
     get_store,
+    new_owner,
 )
 
 
@@ -321,7 +323,8 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     s.record_result(rid, finished(4.0))
     s.close()
     conn = sqlite3.connect(path)  # make it look like a store written by schema 1
-    conn.execute("ALTER TABLE runs DROP COLUMN code_version")
+    for column in ("code_version", "owner", "heartbeat_at"):
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
     conn.execute("UPDATE qdrl_meta SET value='1' WHERE key='schema'")
     conn.commit()
     conn.close()
@@ -330,7 +333,7 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     assert s.get_run(rid).result.code_version is None
     s.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM qdrl_meta").fetchone()[0] == "2"
+    assert conn.execute("SELECT value FROM qdrl_meta").fetchone()[0] == _SCHEMA_VERSION
     conn.execute("UPDATE qdrl_meta SET value='99' WHERE key='schema'")
     conn.commit()
     conn.close()
@@ -389,3 +392,83 @@ def test_read_only_folder_opens_read_only(tmp_path: Path) -> None:
         ro.close()
     finally:
         folder.chmod(0o755)
+
+
+def test_a_live_lease_keeps_a_run_to_its_owner(store: BaseStore) -> None:
+    a, b = new_owner(), new_owner()
+    rid = store.ensure_run(key(20)).run_id
+    assert store.claim(rid, a, lease_s=3600)
+    assert not store.claim(rid, b, lease_s=3600)  # a's process (this one) is alive
+    assert store.claim(rid, a, lease_s=3600)  # its own owner may claim again
+    assert store.get_run(rid).owner == a and store.get_run(rid).attempts == 2
+    assert store.renew([rid], a) == [] and store.renew([rid], b) == [rid]
+    assert store.claim(rid, b, lease_s=-1.0)  # a lapsed lease (no renewal in time) is taken
+    assert store.get_run(rid).owner == b and store.renew([rid], a) == [rid]
+    store.record_result(rid, finished(1.0))
+    rec = store.get_run(rid)
+    assert (rec.status, rec.owner, rec.heartbeat_at) == ("finished", None, None)
+    assert not store.claim(rid, a, lease_s=3600)  # done
+    # A redo takes only the lease: the run stays finished until its result is replaced.
+    assert store.claim(rid, a, lease_s=3600, redo=True)
+    assert not store.claim(rid, b, lease_s=3600, redo=True)
+    assert store.get_run(rid).status == "finished"
+    store.replace_result(rid, finished(2.0))
+    assert store.get_run(rid).owner is None and store.claim(rid, b, lease_s=3600, redo=True)
+    other = store.ensure_run(key(21)).run_id
+    assert not store.claim(other, a, lease_s=3600, redo=True)  # not done: nothing to redo
+    assert store.claim(other, a, lease_s=3600)
+    assert store.mark_interrupted([other]) == 1 and store.get_run(other).owner is None
+    with pytest.raises(KeyError):
+        store.claim("nope", a, lease_s=1)
+
+
+def test_the_lease_of_an_exited_process_is_taken_over_at_once(store: BaseStore) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c",
+                           "from benchmarks.store import new_owner; print(new_owner())"],
+                          capture_output=True, text=True, check=True)
+    gone = proc.stdout.strip()  # the owner of a process that has exited
+    rid = store.ensure_run(key(22)).run_id
+    assert store.claim(rid, gone, lease_s=3600)
+    assert store.claim(rid, new_owner(), lease_s=3600)
+    remote = "another-host.invalid:1:abcd"  # a process elsewhere: only its heartbeat counts
+    far = store.ensure_run(key(23)).run_id
+    assert store.claim(far, remote, lease_s=3600)
+    assert not store.claim(far, new_owner(), lease_s=3600)
+
+
+def test_claims_from_many_processes_give_each_run_one_owner(tmp_path: Path) -> None:
+    path = tmp_path / "claims.db"
+    with SQLiteStore(path) as s:
+        ids = [s.ensure_run(key(i)).run_id for i in range(40)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        taken = pool.starmap(_claim_all, [(str(path), ids)] * 4)
+    assert sorted(r for t in taken for r in t) == sorted(ids)  # every run claimed exactly once
+    with SQLiteStore(path) as s:
+        assert all(r.attempts == 1 for r in s.list_runs())
+
+
+def _claim_all(path: str, ids: list[str]) -> list[str]:
+    owner = new_owner()
+    with SQLiteStore(path) as s:
+        return [rid for rid in ids if s.claim(rid, owner, lease_s=3600)]
+
+
+def test_a_read_only_store_of_schema_2_reads(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with SQLiteStore(path) as s:
+        rid = s.ensure_run(key(3)).run_id
+        s.record_result(rid, finished(3.0))
+    conn = sqlite3.connect(path)
+    for column in ("owner", "heartbeat_at"):
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    conn.execute("UPDATE qdrl_meta SET value='2' WHERE key='schema'")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with SQLiteStore(path, read_only=True) as ro:
+        assert ro.get_run(rid).result.final_score == 3.0 and ro.get_run(rid).owner is None
+    assert path.read_bytes() == before
