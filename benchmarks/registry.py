@@ -340,6 +340,7 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
     if adapter_name is None and spec.vector_entry_point is not None:
         extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         venv = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point",
+                            autoreset_mode=AutoresetMode.SAME_STEP,
                             **extra, **dict(env_kwargs or {}))
         mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if AutoresetMode(mode) == AutoresetMode.NEXT_STEP:

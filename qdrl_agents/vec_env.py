@@ -3,7 +3,8 @@
 SB3 steps its own :class:`~stable_baselines3.common.vec_env.VecEnv` type, and its
 ``DummyVecEnv`` steps one Python env per row. A Gymnasium :class:`~gymnasium.vector.VectorEnv`
 steps all rows in one call, and the NumPy-batched twins registered as ``vector_entry_point``
-(``gym.make_vec(id, n, vectorization_mode="vector_entry_point")``) do so at millions of
+(``gym.make_vec(id, n, vectorization_mode="vector_entry_point",
+                autoreset_mode=AutoresetMode.SAME_STEP)``) do so at millions of
 env-steps per second. This adapter presents any of them to SB3 with SB3's own semantics::
 
     import gymnasium as gym
@@ -12,7 +13,8 @@ env-steps per second. This adapter presents any of them to SB3 with SB3's own se
     from qdrl_agents import VectorEnvAdapter
 
     venv = VecMonitor(VectorEnvAdapter(gym.make_vec("qdrl/DTSyncAoI-v0", num_envs=64,
-                                                    vectorization_mode="vector_entry_point")))
+                                                    vectorization_mode="vector_entry_point",
+                                                    autoreset_mode=AutoresetMode.SAME_STEP)))
     model = PPO("MlpPolicy", VecNormalize(venv), n_steps=64).learn(100_000)
 
 What SB3 expects, and what the adapter does:
@@ -21,8 +23,9 @@ What SB3 expects, and what the adapter does:
   observation, ``infos[i]["terminal_observation"]`` the last one, and
   ``infos[i]["TimeLimit.truncated"]`` whether a time limit (not a terminal state) ended it, as
   ``DummyVecEnv`` sets on every step (PPO bootstraps truncated episodes from it). The wrapped env
-  must autoreset in the same step (``AutoresetMode.SAME_STEP``, what the qdrl twins do; build a
-  ``SyncVectorEnv`` with ``autoreset_mode=AutoresetMode.SAME_STEP``) or not at all
+  must autoreset in the same step (``AutoresetMode.SAME_STEP``: build the qdrl twins with
+  ``gym.make_vec(id, n, autoreset_mode=AutoresetMode.SAME_STEP)`` and a ``SyncVectorEnv`` with
+  ``autoreset_mode=AutoresetMode.SAME_STEP``) or not at all
   (``DISABLED``: the adapter resets finished rows with ``options={"reset_mask": ...}``).
   Gymnasium's default ``NEXT_STEP`` spends a step on the reset, which SB3 cannot express; it is
   refused with that explanation.
@@ -125,7 +128,9 @@ class VectorEnvAdapter(VecEnv):
                 f"{type(venv).__name__} autoresets in the next step (AutoresetMode.NEXT_STEP), "
                 "which SB3 cannot express: SB3 expects the first observation of the new "
                 "episode in the step that ends the old one. Build the vector env with "
-                "autoreset_mode=AutoresetMode.SAME_STEP (or DISABLED)")
+                "autoreset_mode=AutoresetMode.SAME_STEP (or DISABLED): gym.make_vec(id, n, "
+                "vectorization_mode='vector_entry_point', autoreset_mode=AutoresetMode."
+                "SAME_STEP) for a qdrl twin")
         self.venv = venv
         self.autoreset_mode = mode
         self.info_keys = None if info_keys is None else tuple(info_keys)

@@ -8,6 +8,9 @@ importing twice, or calling :func:`register_envs` again, is harmless)::
 
     env = gym.make("qdrl/SecrecyPowerControl-v1", n_aps=3)
     venv = gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=1024)  # NumPy-batched twin
+    # ... autoresetting as SyncVectorEnv does (NEXT_STEP), or within the step (what SB3 needs):
+    venv = gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=1024,
+                        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 Keyword arguments of ``gym.make`` / ``gym.make_vec`` are forwarded to the environment's config
 dataclass; unknown or invalid ones raise ``ValueError``.

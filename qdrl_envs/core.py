@@ -12,12 +12,13 @@ Because both run the same core, the batched twin cannot drift from the single en
 
 Randomness. Each instance owns its own ``np.random.Generator``; the single env's is its
 ``self.np_random``. The vector env seeds instance ``i`` exactly as Gymnasium's
-``SyncVectorEnv`` would (``seed + i``), and resets finished instances in the same step
-(``AutoresetMode.SAME_STEP``, the final observation in ``info["final_obs"]``), so every instance
-consumes its generator in the same order as a single env that calls ``reset()`` at the end of
-each episode: for the same seeds and actions, sub-env ``i`` reproduces ``gym.make(id)`` reset
-with ``seed + i``. Cores draw through :func:`draw`, which calls each instance's generator once
-per draw and stacks the results, or through :class:`Uniforms`, which draws the same numbers in
+``SyncVectorEnv`` would (``seed + i``), and resets finished instances in the next step
+(``AutoresetMode.NEXT_STEP``, Gymnasium's default) or in the same step (``SAME_STEP``, the
+final observation in ``info["final_obs"]``), so every instance consumes its generator in the
+same order as a single env that calls ``reset()`` at the end of each episode: for the same
+seeds and actions, sub-env ``i`` reproduces ``gym.make(id)`` reset with ``seed + i``. Cores
+draw through :func:`draw`, which calls each instance's generator once per draw and stacks the
+results, or through :class:`Uniforms`, which draws the same numbers in
 a compiled loop (cores whose model runs in :mod:`qdrl_envs.jit` kernels).
 
 A core's state may live in NumPy arrays updated by NumPy expressions (the secrecy env) or by
@@ -187,6 +188,47 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Advance every instance one step with validated ``actions`` (leading axis ``N``)."""
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays holding the instances' state, each with the instance axis first.
+
+        By default every NumPy array whose first axis has length ``num_envs`` found among the
+        core's attributes, in tuples and lists of them, and in the attributes of the qdrl
+        objects it holds (queues, arrival processes), keyed by its path (constants of that
+        shape, and several views of one array, are harmless to include). A core keeping state
+        elsewhere overrides this. :meth:`save_rows` / :meth:`restore_rows` rely on it.
+        """
+        found: dict[str, np.ndarray] = {}
+        seen: set[int] = set()
+
+        def walk(value: Any, path: str) -> None:
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+            if isinstance(value, np.ndarray):
+                if value.ndim and value.shape[0] == self.num_envs:
+                    found[path] = value
+            elif isinstance(value, (tuple, list)):
+                for i, item in enumerate(value):
+                    walk(item, f"{path}[{i}]")
+            elif (type(value).__module__.startswith("qdrl_envs") and hasattr(value, "__dict__")
+                  and not isinstance(value, Uniforms)):
+                for key, item in vars(value).items():
+                    walk(item, f"{path}.{key}")
+
+        for key, value in vars(self).items():
+            walk(value, key)
+        return found
+
+    def save_rows(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Copies of the state of instances ``idx``, for :meth:`restore_rows`."""
+        return {k: v[idx].copy() for k, v in self.state_arrays().items()}
+
+    def restore_rows(self, idx: np.ndarray, saved: dict[str, np.ndarray]) -> None:
+        """Put instances ``idx`` back in the state :meth:`save_rows` copied, in place."""
+        arrays = self.state_arrays()
+        for k, v in saved.items():
+            arrays[k][idx] = v
+
     @abc.abstractmethod
     def observe(self) -> np.ndarray:
         """Return the float32 observations of all instances, shape ``(N, *obs_shape)``.
@@ -338,13 +380,32 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
 class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
     """The NumPy-batched twin of a :class:`CoreEnv`: one core with ``num_envs`` instances.
 
-    Autoreset is ``SAME_STEP``: an instance that terminates or truncates is reset within the
-    same ``step`` call. ``info`` is laid out as Gymnasium's ``SyncVectorEnv`` lays it out in that
-    mode: every key with a ``_key`` mask of the rows that have it; for a row that was reset,
-    ``info["final_obs"][i]`` (an object array, ``None`` elsewhere) and ``info["final_info"]``
-    hold the episode's last observation and step info (masked by ``_final_obs`` /
-    ``_final_info``), and the top-level keys of that row hold the new episode's reset info
-    only (the step's other keys are masked off there).
+    It follows Gymnasium's ``SyncVectorEnv`` over ``gym.make(id)`` row for row (observations,
+    rewards, dones and ``info``, for the same seeds and actions), in either autoreset mode:
+
+    * ``AutoresetMode.NEXT_STEP`` (Gymnasium's default): a row that terminated or truncated is
+      reset by the next ``step``, which ignores that row's action and returns the new
+      episode's first observation, reward 0, not done, and its reset info.
+    * ``AutoresetMode.SAME_STEP`` (what SB3 and :class:`qdrl_agents.VectorEnvAdapter` need): a
+      finished row is reset within the same ``step``; ``info["final_obs"][i]`` (an object
+      array, ``None`` elsewhere) and ``info["final_info"]`` hold the episode's last observation
+      and step info (masked by ``_final_obs`` / ``_final_info``), and the top-level keys of
+      that row hold the new episode's reset info only.
+
+    The mode is chosen with ``gym.make_vec(id, n, autoreset_mode=...)`` and declared in
+    ``metadata["autoreset_mode"]``. Every ``info`` key comes with its ``_key`` mask of the rows
+    that have it. ``reset`` takes ``seed`` as an int (row ``i`` gets ``seed + i``), a list or
+    tuple (``None`` entries keep that row's generator) and ``options={"reset_mask": mask}``
+    (only those rows reset). ``np_random_seed`` is the tuple of each row's seed (``-1`` for a
+    row seeded from entropy), as ``SyncVectorEnv`` reports it.
+
+    The rows share one core and one config, so ``get_attr`` / ``call`` return a tuple with one
+    entry per row of what the single env would give (``observation_space`` and
+    ``action_space`` are the single spaces, ``np_random`` / ``np_random_seed`` per row, config
+    fields and other attributes the twin's own), and ``set_attr`` sets an attribute of the
+    twin when every row gets the same value (config fields are refused: build a new env).
+    The twin does not render (``render()`` returns ``(None,) * num_envs``, what ``SyncVectorEnv``
+    returns without a render mode); render a single env.
 
     Args:
         num_envs: Number of sub-environments.
@@ -352,25 +413,40 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
             ``None`` never truncates.
         config: A config instance or mapping; ``**kwargs`` override its fields.
         render_mode: Accepted for compatibility; only ``None`` is supported when batched.
+        autoreset_mode: ``NEXT_STEP`` (default) or ``SAME_STEP`` (an ``AutoresetMode`` or its
+            value).
 
     Raises:
-        ValueError: On invalid ``num_envs``, ``max_episode_steps`` or config.
+        ValueError: On invalid ``num_envs``, ``max_episode_steps``, ``autoreset_mode`` or
+            config, or a batch whose state would not fit in the memory available.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
     config_cls: type[ConfigT]
     core_cls: type[BatchedCore[ConfigT]]
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int | None = None,
                  config: ConfigT | dict[str, Any] | None = None,
-                 render_mode: str | None = None, **kwargs: Any) -> None:
+                 render_mode: str | None = None,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+                 **kwargs: Any) -> None:
         check_int("num_envs", num_envs, low=1)
         if max_episode_steps is not None:
             check_int("max_episode_steps", max_episode_steps, low=1)
         if render_mode is not None:
             raise ValueError(f"{type(self).__name__} does not render; got render_mode="
                              f"{render_mode!r}")
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            mode = None
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be AutoresetMode.NEXT_STEP or SAME_STEP, "
+                             f"got {autoreset_mode!r}")
+        self.autoreset_mode = mode
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.config: ConfigT = resolve_config(self.config_cls, config, kwargs)
+        self._check_memory(num_envs)
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self.render_mode = None
@@ -379,33 +455,97 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
         self.single_action_space = self.core.single_action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self._rngs: list[np.random.Generator] = [seeding.np_random(None)[0]
-                                                 for _ in range(num_envs)]
+        self._rngs: list[np.random.Generator] = []
+        self._seeds: list[int] = []
+        for _ in range(num_envs):
+            rng, seed = seeding.np_random(None)
+            self._rngs.append(rng)
+            self._seeds.append(-1 if seed is None else int(seed))
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(num_envs, dtype=bool)  # NEXT_STEP: rows to reset next step
         self._needs_reset = True
 
-    def reset(self, *, seed: int | list[int | None] | None = None,
+    def _check_memory(self, num_envs: int) -> None:
+        """Refuse, before allocating, a batch whose state alone exceeds the memory available."""
+        if num_envs < 64:
+            return
+        available = available_memory()
+        if available is None:
+            return
+        per_row = sum(a.nbytes for a in self.core_cls(self.config, 1).state_arrays().values())
+        need = per_row * num_envs
+        if need > 0.8 * available:
+            raise ValueError(
+                f"num_envs={num_envs}: the state of {type(self).__name__} with this config "
+                f"takes {per_row / 1e3:.1f} kB per row, {need / 1e9:.1f} GB in all, more than "
+                f"this machine can give it ({available / 1e9:.1f} GB available); use fewer "
+                "rows, a smaller config, or several processes")
+
+    @property
+    def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]
+        """Each row's seed, as ``SyncVectorEnv`` reports its sub-envs' (``-1``: from entropy)."""
+        return tuple(self._seeds)
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
+        """Each row's generator."""
+        return tuple(self._rngs)
+
+    def _reset_mask(self, options: dict[str, Any] | None) -> np.ndarray | None:
+        if options is None or "reset_mask" not in options:
+            return None
+        mask = options.pop("reset_mask")
+        if not isinstance(mask, np.ndarray):
+            raise TypeError(f"options['reset_mask'] must be a numpy array, got "
+                            f"{type(mask).__name__}")
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got "
+                             f"{mask.shape}")
+        if mask.dtype != np.bool_:
+            raise TypeError(f"options['reset_mask'] must have dtype bool, got {mask.dtype}")
+        if not mask.any():
+            raise ValueError("options['reset_mask'] must select at least one row")
+        return mask
+
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every sub-environment; ``seed`` an int (sub-env ``i`` gets ``seed + i``) or list.
+        """Reset every row (or those of ``options["reset_mask"]``); see the class manual.
 
         Raises:
-            ValueError: If a seed list does not have ``num_envs`` entries.
+            ValueError: If a seed sequence does not have ``num_envs`` entries, or the reset
+                mask is of the wrong shape or selects nothing.
+            TypeError: If the reset mask is not a bool NumPy array.
         """
-        if seed is not None:
-            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"seed list must have num_envs={self.num_envs} entries, "
                                  f"got {len(seeds)}")
-            self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        idx = np.arange(self.num_envs)
-        info = self.core.reset(self._rngs, idx, options)
-        self._elapsed[:] = 0
+        options = None if options is None else dict(options)  # reset_mask is popped
+        mask = self._reset_mask(options)
+        if mask is None:
+            mask = np.ones(self.num_envs, dtype=bool)
+        elif self._needs_reset:
+            raise RuntimeError("reset() every row (no reset_mask) before a masked reset")
+        idx = np.flatnonzero(mask)
+        for i in idx.tolist():
+            if seeds[i] is not None:
+                self._rngs[i], used = seeding.np_random(seeds[i])
+                self._seeds[i] = int(used)
+        info = self.core.reset([self._rngs[i] for i in idx], idx, options or None)
+        self._elapsed[idx] = 0
+        self._autoreset[idx] = False
         self._needs_reset = False
-        return self.core.observe().copy(), with_masks(info, np.ones(self.num_envs, dtype=bool))
+        return self.core.observe().copy(), with_masks(info, mask.copy()) if mask.all() else \
+            _rows_info(info, idx, self.num_envs)
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
-        """Step every sub-environment; finished ones are reset in the same call.
+        """Step every row; finished rows are reset as the autoreset mode says.
 
         Raises:
             ValueError: On an invalid batch of actions (shape, NaN/inf, outside the space).
@@ -413,17 +553,19 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         acts = check_action(self.single_action_space, actions, batch=self.num_envs)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._autoreset.any():
+            return self._step_next(acts)
         result = self.core.step(acts, self._rngs)
         obs = self.core.observe().copy()
         self._elapsed += 1
         terminated = np.asarray(result.terminated, dtype=bool)
-        truncated = np.zeros(self.num_envs, dtype=bool)
-        if self.max_episode_steps is not None:
-            truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
+        truncated = self._truncations(terminated)
         done = terminated | truncated
         every = np.ones(self.num_envs, dtype=bool)
         info = with_masks(result.info, every)
-        if done.any():
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._autoreset = done
+        elif done.any():
             idx = np.flatnonzero(done)
             final_obs = np.full(self.num_envs, None, dtype=object)
             for i in idx.tolist():
@@ -435,3 +577,123 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
             obs = self.core.observe().copy()
             merge_rows(info, reset_info, idx, done)
         return obs, np.asarray(result.reward, dtype=np.float64), terminated, truncated, info
+
+    def _truncations(self, terminated: np.ndarray) -> np.ndarray:
+        if self.max_episode_steps is None:
+            return np.zeros(self.num_envs, dtype=bool)
+        return (self._elapsed >= self.max_episode_steps) & ~terminated
+
+    def _step_next(self, acts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                   np.ndarray, dict[str, Any]]:
+        """A ``NEXT_STEP`` step with rows to reset: those reset, the others step.
+
+        The core steps every row at once; the rows being reset are put back afterwards as
+        their reset left them (their state arrays and their generators), so they consume
+        their randomness exactly as a sub-env that only calls ``reset()`` in this step.
+        """
+        rows = self._autoreset.copy()
+        idx = np.flatnonzero(rows)
+        reset_info = self.core.reset([self._rngs[i] for i in idx], idx, None)
+        kept = self.core.save_rows(idx)
+        streams = [self._rngs[i].bit_generator.state for i in idx.tolist()]
+        result = self.core.step(acts, self._rngs)
+        self.core.restore_rows(idx, kept)
+        for i, state in zip(idx.tolist(), streams, strict=True):
+            self._rngs[i].bit_generator.state = state
+        obs = self.core.observe().copy()
+        self._elapsed += 1
+        self._elapsed[idx] = 0
+        reward = np.asarray(result.reward, dtype=np.float64).copy()
+        terminated = np.asarray(result.terminated, dtype=bool).copy()
+        reward[idx], terminated[idx] = 0.0, False
+        truncated = self._truncations(terminated)
+        truncated[idx] = False
+        stepped = ~rows
+        info = with_masks(result.info, stepped) if stepped.any() else {}
+        merge_rows(info, reset_info, idx, rows)
+        self._autoreset = terminated | truncated
+        return obs, reward, terminated, truncated, info
+
+    # -- Gymnasium's vector-env attribute access, for rows that share one core -------------
+
+    def _row_value(self, name: str) -> tuple[Any, ...]:
+        if name == "np_random":
+            return self.np_random
+        if name == "np_random_seed":
+            return self.np_random_seed
+        single = {"observation_space": self.single_observation_space,
+                  "action_space": self.single_action_space}
+        if name in single:
+            return (single[name],) * self.num_envs
+        if name in type(self.config).field_names():
+            return (getattr(self.config, name),) * self.num_envs
+        if name.startswith("_") or not hasattr(self, name):
+            raise AttributeError(f"{type(self).__name__} rows have no attribute {name!r}")
+        return (getattr(self, name),) * self.num_envs
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """One value per row of attribute ``name`` (see the class manual)."""
+        return self._row_value(name)
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """One result per row: ``name``'s value, or its call when it is a method of the twin.
+
+        ``render`` gives :meth:`render`'s tuple. A method of the twin acts on every row at
+        once, so it is called once and its result repeated per row.
+        """
+        if name == "render":
+            return self.render()
+        values = self._row_value(name)
+        if callable(values[0]) and not isinstance(values[0], spaces.Space):
+            result = values[0](*args, **kwargs)
+            return (result,) * self.num_envs
+        return values
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """Set attribute ``name`` of the twin: one value, or one per row, all equal.
+
+        Raises:
+            ValueError: For a list of the wrong length, per-row values that differ (the rows
+                share one core), a config field or a read-only attribute.
+        """
+        if isinstance(values, (list, tuple)):
+            if len(values) != self.num_envs:
+                raise ValueError(f"set_attr({name!r}): values must have one entry per row "
+                                 f"(num_envs={self.num_envs}), got {len(values)}")
+            first = values[0]
+            if any(v is not first and v != first for v in values[1:]):
+                raise ValueError(f"set_attr({name!r}): the rows of {type(self).__name__} "
+                                 "share one core; per-row values that differ are not supported")
+            values = first
+        if name in type(self.config).field_names() or name in ("np_random", "np_random_seed",
+                                                   "observation_space", "action_space",
+                                                   "num_envs", "autoreset_mode"):
+            raise ValueError(f"set_attr({name!r}): not settable on a running "
+                             f"{type(self).__name__}; build a new one "
+                             f"(gym.make_vec(id, n, {name}=...))")
+        setattr(self, name, values)
+
+    def render(self) -> tuple[None, ...]:  # type: ignore[override]
+        """``(None,) * num_envs``: the twin has no render mode (render a single env)."""
+        return (None,) * self.num_envs
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _rows_info(info: dict[str, Any], idx: np.ndarray, n: int) -> dict[str, Any]:
+    """A reset info of rows ``idx`` laid out for all ``n`` rows (masked elsewhere)."""
+    rows = np.zeros(n, dtype=bool)
+    rows[idx] = True
+    out: dict[str, Any] = {}
+    merge_rows(out, info, idx, rows)
+    return out

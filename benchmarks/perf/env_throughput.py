@@ -6,7 +6,8 @@ imports; the others are listed as skipped with their ImportError):
 * ``single``: steps/s through ``gym.make(id)`` (with its wrappers), random valid actions
   pre-sampled so that sampling is not timed, resetting when an episode ends;
 * ``vector@n``: env-steps/s (steps x n) of the vector twin,
-  ``gym.make_vec(id, num_envs=n, vectorization_mode="vector_entry_point")``, n = 1, 64, 1024.
+  ``gym.make_vec(id, num_envs=n, vectorization_mode="vector_entry_point",
+  autoreset_mode=AutoresetMode.SAME_STEP)``, n = 1, 64, 1024.
 
 Each figure is printed as a ratio to Gymnasium's ``CartPole-v1`` through ``gym.make`` measured
 in the same run, plus vector@1024 / single. Targets (DESIGN §2): single >= 0.25x CartPole;
@@ -32,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 import qdrl_envs
 
@@ -150,7 +152,8 @@ def measure_single(env_id: str, seconds: float, seed: int = 0, n_actions: int = 
 def measure_vector(env_id: str, num_envs: int, seconds: float, seed: int = 0,
                    n_actions: int = 32) -> float:
     """Env-steps/s of the vector twin of ``env_id`` with ``num_envs`` sub-envs."""
-    venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP)
     venv.reset(seed=seed)
     actions = _presampled(venv.action_space, n_actions, seed)
     step = venv.step

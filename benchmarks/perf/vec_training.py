@@ -6,7 +6,8 @@ default, so ``n_steps`` = rollout size / n_envs; ``batch_size=64``, ``n_epochs=1
 defaults otherwise, ``device="cpu"``, seed 0):
 
 * ``adapter``: ``PPO("MlpPolicy")`` on ``VecMonitor(VectorEnvAdapter(venv, info_keys=()))``,
-  ``venv = gym.make_vec(id, num_envs=64, vectorization_mode="vector_entry_point")`` (the
+  ``venv = gym.make_vec(id, num_envs=64, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP)`` (the
   NumPy-batched twin);
 * ``single``: the same PPO on SB3's usual path, ``make_vec_env(id, n_envs=1)`` (a
   ``DummyVecEnv`` of one ``Monitor(gym.make(id))``), ``n_steps`` = the rollout size;
@@ -50,6 +51,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
@@ -152,7 +154,8 @@ def make_venv(setup: str, env_id: str, n_envs: int = N_ENVS, seed: int = 0) -> V
         The vec env.
     """
     if setup in ("adapter", "quantum"):
-        venv = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point")
+        venv = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point",
+                            autoreset_mode=AutoresetMode.SAME_STEP)
         return VecMonitor(VectorEnvAdapter(venv, info_keys=()))
     if setup == "single":
         return make_vec_env(env_id, n_envs=1, seed=seed)

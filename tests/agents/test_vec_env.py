@@ -68,6 +68,7 @@ def test_twin_matches_dummy_vec_env_row_for_row(env_id: str) -> None:
     dummy = DummyVecEnv([lambda: gym.make(env_id, max_episode_steps=horizon)] * n)
     adapted = VectorEnvAdapter(gym.make_vec(env_id, num_envs=n,
                                             vectorization_mode="vector_entry_point",
+                                            autoreset_mode=AutoresetMode.SAME_STEP,
                                             max_episode_steps=horizon))
     ends = run_both(dummy, adapted, steps=3 * horizon + 2, seed=5)
     assert ends == 3 * n  # every row crossed three episode ends (truncations)
@@ -85,6 +86,7 @@ def test_info_keys_limits_rows_to_sb3_keys() -> None:
     dummy = DummyVecEnv([lambda: gym.make(env_id, max_episode_steps=4)] * 2)
     adapted = VectorEnvAdapter(gym.make_vec(env_id, num_envs=2,
                                             vectorization_mode="vector_entry_point",
+                                            autoreset_mode=AutoresetMode.SAME_STEP,
                                             max_episode_steps=4), info_keys=())
     assert run_both(dummy, adapted, steps=9, seed=0, info=False) == 4
     adapted.step(np.zeros((2, 2), dtype=np.float32))
@@ -116,7 +118,8 @@ def test_next_step_autoreset_is_refused_with_the_reason() -> None:
     with pytest.raises(RuntimeError, match="without step_async"):
         adapted.step_wait()
     twin = VectorEnvAdapter(gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=2,
-                                         vectorization_mode="vector_entry_point"))
+                                         vectorization_mode="vector_entry_point",
+                                         autoreset_mode=AutoresetMode.SAME_STEP))
     twin.reset()
     with pytest.raises(ValueError, match=r"NaN|nan|finite"):  # the env's own check, unchanged
         twin.step(np.array([[0.5, np.nan], [0.5, 0.5]], dtype=np.float32))
@@ -130,7 +133,8 @@ def test_attributes_and_methods() -> None:
     assert sync.env_method("get_wrapper_attr", "custom", indices=[1]) == [4]
     assert sync.env_is_wrapped(gym.wrappers.TimeLimit) == [True] * 3
     twin = VectorEnvAdapter(gym.make_vec("qdrl/DTMigration-v0", num_envs=2,
-                                         vectorization_mode="vector_entry_point"))
+                                         vectorization_mode="vector_entry_point",
+                                         autoreset_mode=AutoresetMode.SAME_STEP))
     assert twin.get_attr("config")[0] == twin.get_attr("config")[1]
     assert twin.env_is_wrapped(gym.wrappers.TimeLimit) == [False, False]
     with pytest.raises(AttributeError, match="no sub-env objects"):
@@ -157,6 +161,7 @@ def test_rgb_frames_through_sync_vector_env() -> None:
 def test_trains_under_vec_monitor_and_vec_normalize_and_evaluates() -> None:
     venv = VecNormalize(VecMonitor(VectorEnvAdapter(
         gym.make_vec("qdrl/DTSyncAoI-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                     autoreset_mode=AutoresetMode.SAME_STEP,
                      max_episode_steps=16), info_keys=())), gamma=0.9)
     model = PPO("MlpPolicy", venv, n_steps=16, batch_size=64, n_epochs=1, seed=0,
                 device="cpu").learn(256)

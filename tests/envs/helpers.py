@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import VectorEnv
+from gymnasium.vector import AutoresetMode, VectorEnv
 
 from qdrl_envs.baselines import make_baseline
 
@@ -177,6 +177,7 @@ def baseline_returns(env: gym.Env, name: str, reset_seeds: Sequence[int],
                                                                    strict=True)])
     n = len(reset_seeds)
     venv = gym.make_vec(env.spec.id, num_envs=n, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP,
                         max_episode_steps=env.spec.max_episode_steps, config=env.unwrapped.config)
     obs, _ = venv.reset(seed=reset_seeds)
     totals, running, first = np.zeros(n), np.ones(n, dtype=bool), True
@@ -267,6 +268,7 @@ def assert_vector_twin_matches_single(env_id: str, kwargs: Mapping[str, Any], *,
         How many episode ends were crossed (the assertion fails if none were).
     """
     venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP,
                         max_episode_steps=horizon, **kwargs)
     singles = [gym.make(env_id, max_episode_steps=horizon, **kwargs) for _ in range(num_envs)]
     venv.action_space.seed(action_seed)

@@ -12,6 +12,8 @@ from gymnasium.vector import AutoresetMode
 from qdrl_envs.core import CoreEnv, Uniforms, draw
 from qdrl_envs.secrecy import SecrecyConfig, SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv
 
+SAME = AutoresetMode.SAME_STEP  # these tests read final_obs / every step's info
+
 
 def test_draw_calls_each_generator_once_and_stacks():
     rngs = [np.random.default_rng(s) for s in (1, 2, 3)]
@@ -109,9 +111,12 @@ def test_step_before_reset_raises_in_both():
         SecrecyPowerControlEnv().step(np.ones(2))
 
 
-def test_spaces_are_batched_and_metadata_says_same_step():
-    venv = SecrecyPowerControlVectorEnv(num_envs=5)
+def test_spaces_are_batched_and_metadata_says_the_autoreset_mode():
+    assert SecrecyPowerControlVectorEnv(num_envs=2).metadata["autoreset_mode"] \
+        == AutoresetMode.NEXT_STEP  # Gymnasium's default
+    venv = SecrecyPowerControlVectorEnv(num_envs=5, autoreset_mode=AutoresetMode.SAME_STEP)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert type(venv).metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP  # per instance
     assert venv.single_action_space == gym.spaces.Box(-1, 1, (2,), np.float32)
     assert venv.action_space.shape == (5, 2)
     assert venv.observation_space.shape == (5, 8)
@@ -138,7 +143,7 @@ def test_seed_int_list_and_none():
 
 def test_truncation_and_same_step_autoreset_with_final_obs():
     horizon = 3
-    venv = SecrecyPowerControlVectorEnv(num_envs=2, max_episode_steps=horizon)
+    venv = SecrecyPowerControlVectorEnv(num_envs=2, max_episode_steps=horizon, autoreset_mode=SAME)
     single = [SecrecyPowerControlEnv() for _ in range(2)]
     venv.reset(seed=5)
     for i, env in enumerate(single):
@@ -186,7 +191,8 @@ def test_returned_observations_are_not_overwritten_by_later_steps():
 
 def test_make_vec_passes_kwargs_and_the_registered_horizon():
     venv = gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=2,
-                        vectorization_mode="vector_entry_point", n_aps=3)
+                        vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP, n_aps=3)
     assert venv.unwrapped.max_episode_steps == 100
     assert venv.unwrapped.config.n_aps == 3
     assert venv.single_action_space.shape == (3,)

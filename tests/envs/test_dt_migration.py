@@ -8,6 +8,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,8 @@ from tests.envs.helpers import (
     baseline_returns,
     render_after_step,
 )
+
+SAME = AutoresetMode.SAME_STEP  # these tests read final_obs / every step's info
 
 ENV_ID = "qdrl/DTMigration-v0"
 
@@ -266,7 +269,7 @@ def test_unknown_reset_options_raise() -> None:
 
 @pytest.mark.parametrize("kwargs", EXTREME.values(), ids=EXTREME.keys())
 def test_extreme_configs_keep_observations_in_space_and_rewards_finite(kwargs: dict) -> None:
-    venv = DTMigrationVectorEnv(num_envs=4, max_episode_steps=60, **kwargs)
+    venv = DTMigrationVectorEnv(num_envs=4, max_episode_steps=60, **kwargs, autoreset_mode=SAME)
 
     def check(obs: np.ndarray, rew: np.ndarray, info: dict) -> None:
         assert np.all(info["latency_s"] <= venv.config.max_latency_s)

@@ -11,6 +11,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +31,8 @@ from qdrl_envs.dt_sync import (
     success_probability,
 )
 from tests.envs import helpers
+
+SAME = AutoresetMode.SAME_STEP  # these tests read final_obs / every step's info
 
 ENV_ID = "qdrl/DTSyncAoI-v0"
 
@@ -202,7 +205,8 @@ def test_baselines_beat_random_over_20_seeded_episodes() -> None:
 
 
 def test_baselines_act_on_observation_batches() -> None:
-    venv = DTSyncAoIVectorEnv(num_envs=4, max_episode_steps=20, n_devices=5, n_channels=2)
+    venv = DTSyncAoIVectorEnv(num_envs=4, max_episode_steps=20, n_devices=5, n_channels=2,
+                              autoreset_mode=SAME)
     env = gym.make(ENV_ID, n_devices=5, n_channels=2)
     obs, _ = venv.reset(seed=0)
     for name in ["max-weight", "whittle", "max-age-first", "round-robin", "random"]:
@@ -314,7 +318,7 @@ def test_fuzzed_config_values_validate_or_raise(field: str, value: float) -> Non
      "max_distance_m": 1.0, "arrival_prob": 1.0},
 ], ids=["never-delivers", "deep-fades-huge-weights", "huge-snr"])
 def test_extreme_configs_keep_observations_in_space(kwargs: dict) -> None:
-    venv = DTSyncAoIVectorEnv(num_envs=16, max_episode_steps=400, **kwargs)
+    venv = DTSyncAoIVectorEnv(num_envs=16, max_episode_steps=400, **kwargs, autoreset_mode=SAME)
     rng = np.random.default_rng(0)
     helpers.assert_rollout_in_space(
         venv, seed=0, steps=600,

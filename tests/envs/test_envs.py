@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import qdrl_envs
@@ -130,7 +131,8 @@ def test_registered_figures(env_id: str) -> None:
     assert env.observation_space.contains(obs)
     obs, reward, *_ = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs) and np.isfinite(reward)
-    venv = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP)
     assert type(venv.unwrapped) is fig.vector_cls and venv.num_envs == 4
     assert venv.unwrapped.max_episode_steps == fig.max_episode_steps
     assert venv.single_action_space == fig.action_space
@@ -145,7 +147,8 @@ def test_registered_figures(env_id: str) -> None:
 def test_step_before_reset_raises(env_id: str) -> None:
     with pytest.raises(RuntimeError, match="reset"):
         gym.make(env_id).unwrapped.step(ENVS[env_id].action_space.sample())
-    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP)
     with pytest.raises(RuntimeError, match="reset"):
         venv.step(venv.action_space.sample())
 
@@ -161,7 +164,8 @@ def test_returned_observations_and_infos_are_never_written_later(env_id: str) ->
     env.reset()
     for returned, snapshot in kept:
         np.testing.assert_array_equal(returned, snapshot)
-    venv = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP)
     vobs, _ = venv.reset(seed=0)
     vobs_copy = vobs.copy()
     _, _, _, _, vinfo = venv.step(venv.action_space.sample())
@@ -215,7 +219,8 @@ def test_vector_twin_matches_single_envs_across_episode_ends(env_id: str,
 def test_long_random_rollout_stays_in_space_with_finite_rewards(env_id: str,
                                                                 kwargs: dict[str, Any]) -> None:
     horizon = ENVS[env_id].max_episode_steps  # the registered one: whole episodes
-    venv = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point", **kwargs)
+    venv = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
     assert_rollout_in_space(venv, seed=3, steps=horizon + 20)  # on past an episode end
 
 
@@ -264,7 +269,8 @@ def test_the_bad_actions_spoil_a_valid_one(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_vector_env_rejects_bad_action_batches(env_id: str) -> None:
-    venv = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP)
     venv.reset(seed=0)
     batch = venv.action_space.sample()
     with pytest.raises(ValueError, match="batched"):
@@ -281,6 +287,7 @@ def test_unknown_config_key_raises_value_error(env_id: str) -> None:
         gym.make(env_id, no_such_field=1)
     with pytest.raises(ValueError, match=r"unknown.*no_such_field"):
         gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point",
+                     autoreset_mode=AutoresetMode.SAME_STEP,
                      no_such_field=1)
 
 

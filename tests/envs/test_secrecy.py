@@ -10,6 +10,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -23,6 +24,8 @@ from qdrl_envs.secrecy import (
     secrecy_rates,
 )
 from tests.envs.helpers import assert_rollout_in_space, config_or_field_error
+
+SAME = AutoresetMode.SAME_STEP  # these tests read final_obs / every step's info
 
 ENV_ID = "qdrl/SecrecyPowerControl-v1"
 INFO_KEYS = {"secrecy_rate", "user_rates", "eve_rates", "secrecy_rates", "powers",
@@ -230,7 +233,8 @@ def test_reward_is_secrecy_rates_of_the_observed_channel(m):
 ], ids=["M3", "M2-gauss-markov", "M4-no-extra-loss"])
 def test_concealed_eavesdropper_rule_holds_every_step(kwargs):
     m = kwargs["n_aps"]
-    venv = SecrecyPowerControlVectorEnv(num_envs=16, max_episode_steps=50, **kwargs)
+    venv = SecrecyPowerControlVectorEnv(num_envs=16, max_episode_steps=50, **kwargs,
+                                        autoreset_mode=SAME)
     venv.reset(seed=0)
     actions = np.random.default_rng(0).random((150, 16, m))
     for t in range(150):
@@ -293,7 +297,8 @@ EXTREME_CONFIGS = [
 @pytest.mark.parametrize("kwargs", EXTREME_CONFIGS)
 def test_observations_in_space_and_rewards_finite_on_extreme_draws(kwargs):
     m = kwargs.get("n_aps", 2)
-    venv = SecrecyPowerControlVectorEnv(num_envs=32, max_episode_steps=25, **kwargs)
+    venv = SecrecyPowerControlVectorEnv(num_envs=32, max_episode_steps=25, **kwargs,
+                                        autoreset_mode=SAME)
     rng = np.random.default_rng(0)
 
     def actions(t):  # every third step all-or-nothing powers, the others uniform
@@ -359,7 +364,8 @@ def test_invalid_config_raises_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         _make(**kwargs)
     with pytest.raises(ValueError, match=field):
-        gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
+        gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point",
+                     autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
 
 
 _FIELD_VALUES = st.one_of(

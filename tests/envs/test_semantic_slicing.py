@@ -8,6 +8,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,8 @@ from qdrl_envs.semantic_slicing import (
     shares_to_rbs,
 )
 from tests.envs.helpers import assert_rollout_in_space, baseline_returns, render_after_step
+
+SAME = AutoresetMode.SAME_STEP  # these tests read final_obs / every step's info
 
 ENV_ID = "qdrl/SemanticSlicing-v1"
 
@@ -276,9 +279,11 @@ def test_extreme_configs_keep_observations_in_space_and_rewards_finite(kwargs: d
     def check(obs: np.ndarray, rew: np.ndarray, info: dict) -> None:
         assert np.all(np.isfinite(info["throughput"]))
 
-    venv = SemanticSlicingVectorEnv(num_envs=4, max_episode_steps=100, **kwargs)
+    venv = SemanticSlicingVectorEnv(num_envs=4, max_episode_steps=100, **kwargs,
+                                    autoreset_mode=SAME)
     assert_rollout_in_space(venv, seed=2, steps=250, check=check)
-    venv = SemanticSlicingVectorEnv(num_envs=4, max_episode_steps=200, **kwargs)
+    venv = SemanticSlicingVectorEnv(num_envs=4, max_episode_steps=200, **kwargs,
+                                    autoreset_mode=SAME)
     zeros = np.zeros((4, 3), dtype=np.float32)  # all-zero shares (equal split) work too
     assert_rollout_in_space(venv, seed=3, steps=50, actions=lambda t: zeros)
 
