@@ -316,8 +316,8 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
     """The SB3 ``VecEnv`` a learning agent trains on, and the action adapter it needed.
 
     With no action adapter needed and a registered vector twin that autoresets in the same step
-    (the qdrl twins), the twin itself with ``n_envs`` rows; otherwise a Gymnasium
-    ``SyncVectorEnv`` (``SAME_STEP`` autoreset) of ``n_envs`` adapted single envs. Either is
+    (the qdrl twins, built with ``SAME_STEP``), the twin itself with ``n_envs`` rows; otherwise a
+    Gymnasium ``SyncVectorEnv`` (``SAME_STEP``) of ``n_envs`` adapted single envs. Either is
     presented to SB3 by :class:`qdrl_agents.VectorEnvAdapter` (no per-row info: training needs
     none), wrapped in ``VecMonitor`` and, when ``normalize`` is given,
     ``VecNormalize(gamma=gamma, **normalize)``.
@@ -339,8 +339,9 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
     venv = None
     if adapter_name is None and spec.vector_entry_point is not None:
         extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        if env_id.startswith("qdrl/"):  # the qdrl twins autoreset in either mode; SB3 needs this
+            extra["autoreset_mode"] = AutoresetMode.SAME_STEP
         venv = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point",
-                            autoreset_mode=AutoresetMode.SAME_STEP,
                             **extra, **dict(env_kwargs or {}))
         mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if AutoresetMode(mode) == AutoresetMode.NEXT_STEP:

@@ -440,6 +440,20 @@ padding:4px 8px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-c
 left}img{max-width:100%;border:1px solid #eee}.note{color:#666;font-size:13px}"""
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a full disk leaves no truncated file behind."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _open_existing(store: BaseStore | str | os.PathLike[str]) -> tuple[BaseStore, bool]:
     if isinstance(store, BaseStore):
         return store, False
@@ -502,7 +516,7 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
             body = [[a, str(v[3]), f"{_f(v[0])} [{_f(v[1])}, {_f(v[2])}]"] for a, v in rows]
             png = _aggregate_png(sw, agg[sw])
             name = _unique(f"{_slug(sw)}_aggregate.png", used)
-            (out / name).write_bytes(png)
+            _write_file(out / name, png)
             pngs.append(str(out / name))
             md += ["### All environments", "", _md_table(head, body), "", f"![aggregate]({name})",
                    ""]
@@ -519,7 +533,7 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
                 head, body = _table(rep)
                 png = _curves_png(rep)
                 name = _unique(f"{_slug(sw)}_{_slug(rep.env)}_curves.png", used)
-                (out / name).write_bytes(png)
+                _write_file(out / name, png)
                 pngs.append(str(out / name))
                 md += [_md_table(head, body), "", _md(ref), "", f"![learning curves]({name})",
                        ""]
@@ -552,6 +566,6 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
                 page.append(f"<p class='note'>{html.escape(note)}</p>")
     page.append("</body></html>")
     md_path, html_path = out / "report.md", out / "report.html"
-    md_path.write_text("\n".join(md), encoding="utf-8")
-    html_path.write_text("\n".join(page), encoding="utf-8")
+    _write_file(md_path, "\n".join(md).encode("utf-8"))
+    _write_file(html_path, "\n".join(page).encode("utf-8"))
     return {"markdown": str(md_path), "html": str(html_path), "png": pngs, "reports": reports}

@@ -23,6 +23,7 @@ means of the env's numeric ``info`` entries (e.g. ``eval/secrecy_rate``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ from benchmarks.store import (
     RunKey,
     RunRecord,
     RunResult,
+    StoreError,
     get_store,
     new_owner,
 )
@@ -619,7 +621,9 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
     Raises:
         ValueError: If ``rerun`` is not ``None`` or one of :data:`RERUN_MODES`.
         SpecError: If the sweep names unknown envs / agents or bad env kwargs.
-        StoreError: If the store cannot be opened.
+        StoreError: If the store cannot be opened, or a write fails (a full disk): the runs
+            in flight are then marked ``interrupted`` where the store still takes it, and
+            otherwise taken over by the next driver (their owner's process is gone).
     """
     import dataclasses
 
@@ -705,6 +709,12 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         if executor is not None:
             executor.cancel_all()
         db.mark_interrupted(started)
+    except StoreError:  # e.g. a full disk: stop, and leave what can be left consistent
+        if executor is not None:
+            executor.cancel_all()
+        with contextlib.suppress(StoreError):
+            db.mark_interrupted(started)  # else the leases of this gone driver are taken over
+        raise
     finally:
         if heart is not None:
             heart.close()

@@ -644,11 +644,23 @@ class SQLiteStore(BaseStore):
                 raise
             return self.store._conn
 
-        def __exit__(self, exc_type: type | None, *rest: object) -> None:
+        def __exit__(self, exc_type: type | None, exc: BaseException | None,
+                     tb: object) -> None:
+            failed: BaseException | None = exc if isinstance(exc, sqlite3.Error) else None
             try:
-                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                try:
+                    self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                except sqlite3.Error as end:  # e.g. a full disk at COMMIT
+                    failed = failed or end
+                    if not exc_type:
+                        try:
+                            self.store._conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
             finally:
                 self.store._lock.release()
+            if failed is not None:  # a write the store could not make: named, one line
+                raise StoreError(f"store {self.store.path}: write failed: {failed}") from failed
 
     def _tx(self) -> SQLiteStore._Tx:
         return SQLiteStore._Tx(self)
