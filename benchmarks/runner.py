@@ -665,6 +665,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
     in_flight: dict[Any, tuple[RunSpec, str]] = {}
     started: list[str] = []  # every run this invocation set running (Ctrl-C may land anywhere)
     owner = new_owner()
+    claimed: list[str] = []
     heart = _Heartbeat(db, owner, lease_s / 4) if todo else None
     try:
         if todo:
@@ -680,6 +681,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
                         summary.skipped += 1
                     bar.run_done(run, "held")
                     continue
+                claimed.append(run_id)
                 if heart is not None:
                     heart.add(run_id)
                 if run_id not in redo:
@@ -718,6 +720,8 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
     finally:
         if heart is not None:
             heart.close()
+        with contextlib.suppress(StoreError):  # redos that did not finish keep no lease
+            db.release(claimed, owner)
         bar.close()
         if owns_executor and executor is not None:
             executor.close()

@@ -223,6 +223,10 @@ class BaseStore(abc.ABC):
         """Refresh the heartbeat of the runs ``owner`` holds; return those it no longer holds."""
 
     @abc.abstractmethod
+    def release(self, run_ids: Iterable[str], owner: str) -> None:
+        """Drop ``owner``'s leases on ``run_ids`` (a redo that did not finish), nothing else."""
+
+    @abc.abstractmethod
     def record_result(self, run_id: str, result: RunResult) -> bool:
         """Write a run's result atomically. Return ``False`` (writing nothing) if it is done.
 
@@ -372,6 +376,13 @@ class InMemoryStore(BaseStore):
                 else:
                     self._runs[run_id] = replace(rec, heartbeat_at=time.time())
         return lost
+
+    def release(self, run_ids: Iterable[str], owner: str) -> None:  # noqa: D102
+        with self._lock:
+            for run_id in run_ids:
+                rec = self._runs.get(run_id)
+                if rec is not None and rec.owner == owner:
+                    self._runs[run_id] = replace(rec, owner=None, heartbeat_at=None)
 
     def record_result(self, run_id: str, result: RunResult) -> bool:  # noqa: D102
         with self._lock:
@@ -732,6 +743,13 @@ class SQLiteStore(BaseStore):
             return [run_id for run_id in ids if not c.execute(
                 "UPDATE runs SET heartbeat_at=? WHERE run_id=? AND owner=?",
                 (now, run_id, owner)).rowcount]
+
+    def release(self, run_ids: Iterable[str], owner: str) -> None:  # noqa: D102
+        ids = list(run_ids)
+        if ids:
+            with self._tx() as c:
+                c.executemany("UPDATE runs SET owner=NULL, heartbeat_at=NULL WHERE run_id=? "
+                              "AND owner=?", [(run_id, owner) for run_id in ids])
 
     @staticmethod
     def _write_result(c: sqlite3.Connection, run_id: str, result: RunResult,

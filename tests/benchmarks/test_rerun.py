@@ -53,11 +53,19 @@ def sweep(name: str = "r", seeds: int = 2, timesteps: int = 32, envs: str = "") 
 FLAKY_ENVS = f"[{{id: CartPole-v1, max_episode_steps: 5}}, {{id: {FLAKY}, max_episode_steps: 5}}]"
 
 
-def snapshot(db: Path) -> dict[str, tuple]:
-    """Every column of every run, with its whole curve, keyed by run id."""
+def snapshot(db: Path, *, leases: bool = True) -> dict[str, tuple]:
+    """Every column of every run, with its whole curve, keyed by run id.
+
+    ``leases=False`` leaves out the lease columns (``owner``, ``heartbeat_at``): a driver
+    killed mid-run leaves its lease, which the next driver takes over.
+    """
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         runs = conn.execute("SELECT * FROM runs").fetchall()
+        if not leases:
+            names = [d[1] for d in conn.execute("PRAGMA table_info(runs)")]
+            keep = [i for i, n in enumerate(names) if n not in ("owner", "heartbeat_at")]
+            runs = [tuple(r[i] for i in keep) for r in runs]
         return {r[0]: (r, tuple(conn.execute("SELECT * FROM evals WHERE run_id=? ORDER BY step",
                                              (r[0],)).fetchall())) for r in runs}
     finally:
@@ -182,7 +190,7 @@ def test_sigkill_mid_rerun_loses_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     before = {r[0]: r for r in _rows(db)}
     assert len(before) == 12 and all(r[3] == "finished" for r in before.values())
-    full_before = snapshot(db)
+    full_before = snapshot(db, leases=False)
 
     proc = popen_cli("run", str(path), "--quiet", "--rerun", "all")
     stop_when(proc, lambda: sum(r[6] >= 2 for r in _rows(db)) >= 3, "3 redone runs")
@@ -190,7 +198,7 @@ def test_sigkill_mid_rerun_loses_nothing(tmp_path: Path) -> None:
     proc.wait(30)
     after = {r[0]: r for r in _rows(db)}
     redone = [k for k, r in after.items() if r[6] == 2]
-    full_after = snapshot(db)
+    full_after = snapshot(db, leases=False)
     assert 3 <= len(redone) < 12, "kill landed outside the rerun"
     assert set(after) == set(before)
     for run_id, r in after.items():
