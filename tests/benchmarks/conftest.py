@@ -13,6 +13,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+CARTPOLE_SWEEP = """\
+name: {name}
+store: sqlite:///{db}
+seeds: {seeds}
+timesteps: 64
+eval: {{every: 64, episodes: 2}}
+envs:
+  - id: CartPole-v1
+    max_episode_steps: 20
+agents:
+  - random
+  - name: a2c
+    kwargs: {{n_steps: 8}}
+"""
+"""A sweep of a few cheap CartPole runs (``random``, a tiny ``a2c``) per seed, to ``.format``."""
+
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m benchmarks.cli ARGS`` in a subprocess (one torch thread)."""

@@ -16,26 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.conftest import REPO, cli
+from tests.benchmarks.conftest import CARTPOLE_SWEEP, REPO, cli
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE semantics")
 
-SWEEP = """\
-name: full
-store: sqlite:///{db}
-seeds: 4
-timesteps: 64
-eval: {{every: 64, episodes: 2}}
-envs:
-  - id: CartPole-v1
-    max_episode_steps: 20
-agents:
-  - random
-  - name: a2c
-    kwargs: {{n_steps: 8}}
-  - name: ppo
-    kwargs: {{n_steps: 32, batch_size: 32, n_epochs: 1}}
-"""
+SWEEP = (CARTPOLE_SWEEP.replace("{name}", "full").replace("{seeds}", "4")
+         + "  - name: ppo\n    kwargs: {{n_steps: 32, batch_size: 32, n_epochs: 1}}\n")
 
 _LIMITED = """
 import resource, signal, sys

@@ -9,22 +9,9 @@ from benchmarks import registry
 from benchmarks.runner import expand_runs, run_key, run_sweep
 from benchmarks.spec import parse_sweep
 from benchmarks.store import SQLiteStore, new_owner
-from tests.benchmarks.conftest import popen_cli
+from tests.benchmarks.conftest import CARTPOLE_SWEEP, popen_cli
 
-SWEEP = """\
-name: leases
-store: sqlite:///{db}
-seeds: 6
-timesteps: 64
-eval: {{every: 64, episodes: 2}}
-envs:
-  - id: CartPole-v1
-    max_episode_steps: 20
-agents:
-  - random
-  - name: a2c
-    kwargs: {{n_steps: 8}}
-"""
+SWEEP = CARTPOLE_SWEEP.replace("{name}", "leases").replace("{seeds}", "6")
 
 
 def test_runs_another_driver_holds_are_left_to_it(tmp_path: Path) -> None:
