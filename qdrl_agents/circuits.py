@@ -29,10 +29,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from qiskit.circuit import ParameterVector, QuantumCircuit
-from qiskit.quantum_info import SparsePauliOp
+from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
+from qiskit.quantum_info import Pauli, SparsePauliOp
 
 __all__ = [
     "ENCODINGS",
@@ -43,7 +44,9 @@ __all__ = [
     "BuiltCircuit",
     "CircuitSpec",
     "build_circuit",
+    "circuit_from_qiskit",
     "entangling_pairs",
+    "to_observables",
 ]
 
 ROTATIONS: tuple[str, ...] = ("ryrz", "u3")
@@ -182,19 +185,24 @@ class CircuitSpec:
 class BuiltCircuit:
     """A built circuit with its parameter vectors and observables.
 
+    Made by :func:`build_circuit` from a :class:`CircuitSpec`, or by
+    :func:`circuit_from_qiskit` from a circuit the user brings (then ``spec`` is ``None``).
+
     Attributes:
-        spec: The spec it was built from.
-        circuit: The Qiskit circuit, linear in its parameters (drawable with ``circuit.draw()``).
-        inputs: Encoding angles, one per (layer, input): length
-            ``n_inputs * (n_layers if reupload else 1)``, layer-major.
-        weights: Trainable rotation angles.
+        spec: The spec it was built from; ``None`` for a user's circuit.
+        circuit: The Qiskit circuit (drawable with ``circuit.draw()``). A spec's circuit is
+            linear in its parameters; a user's may use any parameter expressions.
+        inputs: The input parameters, in the order of the input vector. For a spec: encoding
+            angles, one per (layer, input), length ``n_inputs * (n_layers if reupload else 1)``,
+            layer-major.
+        weights: The trainable parameters, in the order of the weight vector.
         observables: One ``SparsePauliOp`` per output (Qiskit little-endian qubit order).
     """
 
-    spec: CircuitSpec
+    spec: CircuitSpec | None
     circuit: QuantumCircuit
-    inputs: ParameterVector
-    weights: ParameterVector
+    inputs: Sequence[Parameter]
+    weights: Sequence[Parameter]
     observables: tuple[SparsePauliOp, ...]
 
     @property
@@ -299,4 +307,136 @@ def build_circuit(spec: CircuitSpec) -> BuiltCircuit:
     observables = tuple(_z_string(n, group) for group in spec.groups)
     return BuiltCircuit(
         spec=spec, circuit=qc, inputs=inputs, weights=weights, observables=observables
+    )
+
+
+def to_observables(
+    observables: SparsePauliOp | Pauli | str | Sequence[SparsePauliOp | Pauli | str] | None,
+    n_qubits: int,
+) -> tuple[SparsePauliOp, ...]:
+    """Observables as qiskit-machine-learning's ``EstimatorQNN`` takes them, one per output.
+
+    Args:
+        observables: A ``SparsePauliOp``, ``Pauli`` or Pauli string (``"ZIZ"``, Qiskit order:
+            the rightmost letter is qubit 0), or a sequence of them (one output each). ``None``
+            is ``EstimatorQNN``'s default: one output, Z on every qubit.
+        n_qubits: The circuit's width; every observable must act on exactly this many qubits.
+
+    Returns:
+        One Hermitian ``SparsePauliOp`` per output.
+
+    Raises:
+        ValueError: If there are none, one is not a valid Pauli string, has the wrong width or
+            is not Hermitian (complex coefficients whose expectation is not real).
+        TypeError: If one is of another type.
+    """
+    if observables is None:
+        return (SparsePauliOp("Z" * n_qubits),)
+    if isinstance(observables, (SparsePauliOp, Pauli, str)):
+        observables = [observables]
+    if not isinstance(observables, Sequence) or len(observables) == 0:
+        raise ValueError("observables must be one or more SparsePauliOp, Pauli or Pauli strings")
+    result = []
+    for index, item in enumerate(observables):
+        if isinstance(item, str):
+            try:
+                item = SparsePauliOp(item)
+            except Exception as exc:  # qiskit raises QiskitError on a bad label
+                raise ValueError(f"observables[{index}]={item!r} is not a Pauli string: {exc}") \
+                    from None
+        elif isinstance(item, Pauli):
+            item = SparsePauliOp(item)
+        elif not isinstance(item, SparsePauliOp):
+            raise TypeError(
+                f"observables[{index}] must be a SparsePauliOp, Pauli or Pauli string, got "
+                f"{type(item).__name__}"
+            )
+        if item.num_qubits != n_qubits:
+            raise ValueError(
+                f"observables[{index}] acts on {item.num_qubits} qubits, the circuit has "
+                f"{n_qubits}"
+            )
+        if not item.adjoint().equiv(item):
+            raise ValueError(f"observables[{index}]={item} is not Hermitian")
+        result.append(item)
+    return tuple(result)
+
+
+def _parameter_list(name: str, params: object, circuit: QuantumCircuit) -> tuple[Parameter, ...]:
+    if isinstance(params, Parameter):
+        params = [params]
+    if not isinstance(params, Iterable) or isinstance(params, str):
+        raise TypeError(
+            f"{name} must be a sequence of qiskit Parameters (a ParameterVector, a "
+            f"circuit's .parameters), got "
+            f"{type(params).__name__}"
+        )
+    result = tuple(params)
+    for index, p in enumerate(result):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{name}[{index}]={p!r} is not a qiskit Parameter")
+        if p not in circuit.parameters:
+            raise ValueError(f"{name}[{index}]={p} is not a parameter of the circuit")
+    repeated = sorted({str(p) for p in result if result.count(p) > 1})
+    if repeated:
+        raise ValueError(f"{name} lists {repeated} more than once")
+    return result
+
+
+def circuit_from_qiskit(
+    circuit: QuantumCircuit,
+    input_params: Sequence[Parameter] | ParameterVector | None = None,
+    weight_params: Sequence[Parameter] | ParameterVector | None = None,
+    observables: SparsePauliOp | Pauli | str | Sequence[SparsePauliOp | Pauli | str] | None = None,
+) -> BuiltCircuit:
+    """A user's Qiskit circuit as a :class:`BuiltCircuit`, in ``EstimatorQNN``'s vocabulary.
+
+    The usual recipe is qiskit-machine-learning's: a feature map composed with an ansatz,
+
+    >>> from qiskit.circuit.library import real_amplitudes, zz_feature_map
+    >>> fmap, ansatz = zz_feature_map(2), real_amplitudes(2, reps=1)
+    >>> qc = fmap.compose(ansatz)
+    >>> built = circuit_from_qiskit(qc, fmap.parameters, ansatz.parameters, ["ZI", "IZ"])
+    >>> built.n_input_params, built.n_weights, built.n_outputs
+    (2, 4, 2)
+
+    Args:
+        circuit: The circuit. Which instructions an executor can run is its business (the
+            ``statevector`` executor refuses non-unitary ones when it compiles the circuit).
+        input_params: The parameters fed by the input vector, in its order. ``None``: none.
+        weight_params: The trainable parameters, in the weight vector's order. ``None``: every
+            parameter of the circuit that is not an input, in ``circuit.parameters`` order.
+        observables: See :func:`to_observables`; ``None`` is one Z on every qubit.
+
+    Returns:
+        The built circuit, with ``spec=None``.
+
+    Raises:
+        TypeError: If ``circuit`` is not a ``QuantumCircuit`` or a parameter list holds
+            something else than Parameters.
+        ValueError: If a listed parameter is not in the circuit, listed twice or both an input
+            and a weight, a circuit parameter is neither, or an observable does not fit.
+    """
+    if not isinstance(circuit, QuantumCircuit):
+        raise TypeError(f"circuit must be a qiskit QuantumCircuit, got {type(circuit).__name__}")
+    inputs = () if input_params is None else _parameter_list("input_params", input_params,
+                                                               circuit)
+    if weight_params is None:
+        weights = tuple(p for p in circuit.parameters if p not in set(inputs))
+    else:
+        weights = _parameter_list("weight_params", weight_params, circuit)
+    both = sorted(str(p) for p in set(inputs) & set(weights))
+    if both:
+        raise ValueError(f"parameters {both} are in both input_params and weight_params")
+    unbound = sorted(str(p) for p in set(circuit.parameters) - set(inputs) - set(weights))
+    if unbound:
+        raise ValueError(
+            f"circuit parameters {unbound} are neither in input_params nor in weight_params"
+        )
+    return BuiltCircuit(
+        spec=None,
+        circuit=circuit,
+        inputs=inputs,
+        weights=weights,
+        observables=to_observables(observables, circuit.num_qubits),
     )
