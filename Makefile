@@ -18,16 +18,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m benchmarks.demo
+	$(PY) -m qdrl_bench.demo
 
 test: install
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(VENV)/bin/ruff check qdrl_envs qdrl_agents benchmarks tests
+	$(VENV)/bin/ruff check qdrl_envs qdrl_agents qdrl_bench tests
 
 perf: install
-	$(PY) -m benchmarks.perf.env_throughput
+	$(PY) -m qdrl_bench.perf.env_throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
