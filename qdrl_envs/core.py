@@ -161,19 +161,27 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
     """The model of one environment on ``num_envs`` independent instances.
 
     Subclasses set ``single_observation_space`` and ``single_action_space`` in ``__init__`` and
-    implement :meth:`reset`, :meth:`step` and :meth:`observe` on arrays with a leading batch axis.
+    implement :meth:`reset`, :meth:`step` and :meth:`observe` on arrays with a leading batch axis,
+    and draw one instance in :meth:`render_ansi` and :meth:`render_rgb_array`.
 
     Args:
         config: The validated environment config.
         num_envs: Number of instances ``N``.
+
+    Attributes:
+        rendering: Set by the env when it has a render mode: a core may then keep what only a
+            picture needs (a trajectory).
+        not_state: Attributes :meth:`state_arrays` must not walk (rendering history).
     """
 
     single_observation_space: spaces.Space
     single_action_space: spaces.Space
+    not_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ConfigT, num_envs: int) -> None:
         self.config = config
         self.num_envs = num_envs
+        self.rendering = False
 
     @abc.abstractmethod
     def reset(self, rngs: Sequence[np.random.Generator], idx: np.ndarray,
@@ -216,7 +224,8 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
                     walk(item, f"{path}.{key}")
 
         for key, value in vars(self).items():
-            walk(value, key)
+            if key not in self.not_state:
+                walk(value, key)
         return found
 
     def save_rows(self, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -236,6 +245,14 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
         A new array after every ``reset`` and ``step`` (the single env hands its row out as
         is), which later calls never write into.
         """
+
+    def render_ansi(self, row: int = 0) -> str:
+        """Instance ``row`` as text (by default its observation)."""
+        return f"{type(self).__name__} obs={np.array2string(self.observe()[row], precision=3)}"
+
+    def render_rgb_array(self, row: int = 0) -> np.ndarray:
+        """Instance ``row`` as a ``uint8`` ``(H, W, 3)`` picture."""
+        raise NotImplementedError(f"{type(self).__name__} has no rgb_array rendering")
 
 
 def with_masks(info: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
@@ -304,7 +321,7 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
     """A single Gymnasium environment driven by a :class:`BatchedCore` with one instance.
 
     Subclasses set ``config_cls`` and ``core_cls`` and write the manual in their docstring;
-    rendering hooks are :meth:`_render_ansi` and :meth:`_render_rgb_array`.
+    the core draws (:meth:`BatchedCore.render_ansi`, :meth:`BatchedCore.render_rgb_array`).
 
     Args:
         config: A config instance or mapping (defaults when ``None``).
@@ -327,6 +344,7 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
                              f"{self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.core: BatchedCore[ConfigT] = self.core_cls(self.config, 1)
+        self.core.rendering = render_mode is not None
         self.observation_space = self.core.single_observation_space
         self.action_space = self.core.single_action_space
         self._needs_reset = True
@@ -364,17 +382,7 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
 
     def render(self) -> str | np.ndarray | None:
         """Render according to ``render_mode`` (``None`` renders nothing)."""
-        if self.render_mode == "ansi":
-            return self._render_ansi()
-        if self.render_mode == "rgb_array":
-            return self._render_rgb_array()
-        return None
-
-    def _render_ansi(self) -> str:
-        return f"{type(self).__name__} obs={np.array2string(self.core.observe()[0], precision=3)}"
-
-    def _render_rgb_array(self) -> np.ndarray:  # pragma: no cover - overridden where useful
-        raise NotImplementedError(f"{type(self).__name__} has no rgb_array rendering")
+        return _render(self.core, self.render_mode, 0)
 
 
 class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
@@ -404,15 +412,16 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
     ``action_space`` are the single spaces, ``np_random`` / ``np_random_seed`` per row, config
     fields and other attributes the twin's own), and ``set_attr`` sets an attribute of the
     twin when every row gets the same value (config fields are refused: build a new env).
-    The twin does not render (``render()`` returns ``(None,) * num_envs``, what ``SyncVectorEnv``
-    returns without a render mode); render a single env.
+    With a ``render_mode`` (``"ansi"`` or ``"rgb_array"``), ``render()`` returns one frame per
+    row, each what the single env in that row's state renders (``SyncVectorEnv``'s tuple);
+    without one, ``(None,) * num_envs``.
 
     Args:
         num_envs: Number of sub-environments.
         max_episode_steps: Truncation horizon (``gym.make_vec`` passes the registered one);
             ``None`` never truncates.
         config: A config instance or mapping; ``**kwargs`` override its fields.
-        render_mode: Accepted for compatibility; only ``None`` is supported when batched.
+        render_mode: ``None``, ``"ansi"`` or ``"rgb_array"``.
         autoreset_mode: ``NEXT_STEP`` (default) or ``SAME_STEP`` (an ``AutoresetMode`` or its
             value).
 
@@ -421,7 +430,9 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
             config, or a batch whose state would not fit in the memory available.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP,
+                                          "render_modes": ["ansi", "rgb_array"],
+                                          "render_fps": 4}
     config_cls: type[ConfigT]
     core_cls: type[BatchedCore[ConfigT]]
 
@@ -433,9 +444,9 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
         check_int("num_envs", num_envs, low=1)
         if max_episode_steps is not None:
             check_int("max_episode_steps", max_episode_steps, low=1)
-        if render_mode is not None:
-            raise ValueError(f"{type(self).__name__} does not render; got render_mode="
-                             f"{render_mode!r}")
+        if render_mode is not None and render_mode not in CoreEnv.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of "
+                             f"{CoreEnv.metadata['render_modes']}, got {render_mode!r}")
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -449,8 +460,9 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
         self._check_memory(num_envs)
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
-        self.render_mode = None
+        self.render_mode = render_mode
         self.core: BatchedCore[ConfigT] = self.core_cls(self.config, num_envs)
+        self.core.rendering = render_mode is not None
         self.single_observation_space = self.core.single_observation_space
         self.single_action_space = self.core.single_action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -673,9 +685,17 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
                              f"(gym.make_vec(id, n, {name}=...))")
         setattr(self, name, values)
 
-    def render(self) -> tuple[None, ...]:  # type: ignore[override]
-        """``(None,) * num_envs``: the twin has no render mode (render a single env)."""
-        return (None,) * self.num_envs
+    def render(self) -> tuple[str | np.ndarray | None, ...]:  # type: ignore[override]
+        """One frame per row in ``render_mode`` (``None`` for each row without one)."""
+        return tuple(_render(self.core, self.render_mode, row) for row in range(self.num_envs))
+
+
+def _render(core: BatchedCore[Any], mode: str | None, row: int) -> str | np.ndarray | None:
+    if mode == "ansi":
+        return core.render_ansi(row)
+    if mode == "rgb_array":
+        return core.render_rgb_array(row)
+    return None
 
 
 def available_memory() -> int | None:

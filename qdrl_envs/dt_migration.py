@@ -417,6 +417,14 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
     packed once into plain tuples (``_slot``, ``_world``, ``_view``).
     """
 
+    def render_ansi(self, row: int = 0) -> str:
+        """Row ``row`` as text (see the env manual's Rendering)."""
+        return _render_ansi(self, row)
+
+    def render_rgb_array(self, row: int = 0) -> np.ndarray:
+        """Row ``row`` as an RGB picture (see the env manual's Rendering)."""
+        return _render_rgb_array(self, row)
+
     def __init__(self, config: DTMigrationConfig, num_envs: int) -> None:
         super().__init__(config, num_envs)
         c = config
@@ -768,11 +776,6 @@ class DTMigrationEnv(CoreEnv[DTMigrationConfig]):
     core_cls = DTMigrationCore
     core: DTMigrationCore
 
-    def _render_ansi(self) -> str:
-        return _render_ansi(self.core)
-
-    def _render_rgb_array(self) -> np.ndarray:
-        return _render_rgb_array(self.core)
 
 
 class DTMigrationVectorEnv(CoreVectorEnv[DTMigrationConfig]):
@@ -783,7 +786,7 @@ class DTMigrationVectorEnv(CoreVectorEnv[DTMigrationConfig]):
 
 
 # --------------------------------------------------------------------------------------------
-# Rendering (instance 0 of a core)
+# Rendering (one row of a core)
 # --------------------------------------------------------------------------------------------
 
 
@@ -791,25 +794,26 @@ def _host_name(core: DTMigrationCore, h: int) -> str:
     return "cloud" if h == core.cloud else f"edge{h}"
 
 
-def _render_ansi(core: DTMigrationCore) -> str:
-    occ = core.occupancy(core.host[:1])[0]
+def _render_ansi(core: DTMigrationCore, row: int) -> str:
+    occ = core.occupancy(core.host[row:row + 1])[0]
     lines = [f"DTMigration  N={core.n_edges} edges  U={core.n_users} users  "
              f"capacity {core.config.edge_capacity_twins}/edge"]
     info = core.last_info
     if info is not None:
-        lines.append(f"last slot: latency {info['latency_s'][0] * 1e3:.1f} ms  migrations "
-                     f"{info['migrations'][0]}  overloads {info['overloads'][0]}  energy "
-                     f"{info['energy_j'][0]:.2f} J")
+        lines.append(f"last slot: latency {info['latency_s'][row] * 1e3:.1f} ms  migrations "
+                     f"{info['migrations'][row]}  overloads {info['overloads'][row]}  energy "
+                     f"{info['energy_j'][row]:.2f} J")
     lines.append("host twins: " + "  ".join(f"{_host_name(core, h)}={int(occ[h])}"
                                             for h in range(core.n_hosts)))
     lines.append(" user | area  | host  | tasks | SNR dB")
     for i in range(core.n_users):
-        lines.append(f" {i:4d} | edge{core.area[0, i]:<2d}| {_host_name(core, core.host[0, i]):<6}"
-                     f"| {core.tasks[0, i]:5d} | {core.snr_db[0, i]:6.1f}")
+        host = _host_name(core, core.host[row, i])
+        lines.append(f" {i:4d} | edge{core.area[row, i]:<2d}| {host:<6}"
+                     f"| {core.tasks[row, i]:5d} | {core.snr_db[row, i]:6.1f}")
     return "\n".join(lines) + "\n"
 
 
-def _render_rgb_array(core: DTMigrationCore) -> np.ndarray:
+def _render_rgb_array(core: DTMigrationCore, row: int) -> np.ndarray:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -821,7 +825,7 @@ def _render_rgb_array(core: DTMigrationCore) -> np.ndarray:
     edge_xy = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
     cloud_xy = np.zeros(2)
     host_xy = np.vstack([edge_xy, cloud_xy])
-    occ = core.occupancy(core.host[:1])[0]
+    occ = core.occupancy(core.host[row:row + 1])[0]
     fig = Figure(figsize=(5, 5), dpi=80)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -839,12 +843,12 @@ def _render_rgb_array(core: DTMigrationCore) -> np.ndarray:
                     va="center", fontsize=7, zorder=3)
     # Users sit outside their area's edge, spread on an arc (index order, no randomness).
     for i in range(u):
-        same = np.flatnonzero(core.area[0] == core.area[0, i])
+        same = np.flatnonzero(core.area[row] == core.area[row, i])
         slot = int(np.searchsorted(same, i))
         spread = (slot - (same.size - 1) / 2) * min(0.25, 1.2 / max(e, 1))
-        ang = angles[core.area[0, i]] + spread
+        ang = angles[core.area[row, i]] + spread
         pos = 1.55 * np.array([np.cos(ang), np.sin(ang)])
-        tgt = host_xy[core.host[0, i]]
+        tgt = host_xy[core.host[row, i]]
         colour = f"C{i % 10}"
         ax.plot([pos[0], tgt[0]], [pos[1], tgt[1]], "--", color=colour, lw=1, alpha=0.8)
         ax.scatter([pos[0]], [pos[1]], s=40, color=colour, edgecolors="k", zorder=4)
@@ -855,7 +859,7 @@ def _render_rgb_array(core: DTMigrationCore) -> np.ndarray:
     ax.axis("off")
     title = "DT migration: users (dots) -> twin hosts"
     if core.last_info is not None:
-        title += f"\nlatency {core.last_info['latency_s'][0] * 1e3:.1f} ms"
+        title += f"\nlatency {core.last_info['latency_s'][row] * 1e3:.1f} ms"
     ax.set_title(title, fontsize=9)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

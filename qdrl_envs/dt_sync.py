@@ -584,6 +584,14 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
     clear = _plane("_b", _CLEAR, "Whether the upcoming slot's true SNR clears the threshold.")
     scheduled = _plane("_b", _SCHED, "Whether each device was scheduled in the last slot.")
 
+    def render_ansi(self, row: int = 0) -> str:
+        """Row ``row`` as text (see the env manual's Rendering)."""
+        return _render_ansi(self, row)
+
+    def render_rgb_array(self, row: int = 0) -> np.ndarray:
+        """Row ``row`` as an RGB picture (see the env manual's Rendering)."""
+        return _render_rgb_array(self, row)
+
     def __init__(self, config: DTSyncConfig, num_envs: int) -> None:
         super().__init__(config, num_envs)
         m = config.n_devices
@@ -873,37 +881,6 @@ class DTSyncAoIEnv(CoreEnv[DTSyncConfig]):
     core_cls = DTSyncAoICore
     core: DTSyncAoICore
 
-    def _render_ansi(self) -> str:
-        c = self.core
-        lines = [f"DTSyncAoI slot {int(c.t[0])}  mean AoI {c.age[0].mean():.2f}  "
-                 f"peak {int(c.age[0].max())}"]
-        for m in range(c.n_devices):
-            mark = ("delivered" if c.delivered[0, m] else
-                    "FAILED" if c.scheduled[0, m] else "")
-            lines.append(f"  twin {m:2d}  age {int(c.age[0, m]):4d}  w {c.weights[m]:.2f}  "
-                         f"mean SNR {c.mean_snr_db[0, m]:6.1f} dB  "
-                         f"buffer {'yes' if c.has_pkt[0, m] else 'no '}  {mark}")
-        return "\n".join(lines)
-
-    def _render_rgb_array(self) -> np.ndarray:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        c = self.core
-        fig = Figure(figsize=(6.4, 3.6), dpi=80)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        colours = np.where(c.delivered[0], "tab:green",
-                           np.where(c.scheduled[0], "tab:red", "tab:gray"))
-        x = np.arange(c.n_devices)
-        ax.bar(x, c.age[0], color=list(colours))
-        ax.set_xticks(x)
-        ax.set_xlabel("twin (green: synced this slot, red: scheduled but failed)")
-        ax.set_ylabel("age of information (slots)")
-        ax.set_title(f"slot {int(c.t[0])}, mean AoI {c.age[0].mean():.2f}")
-        fig.tight_layout()
-        fig.canvas.draw()
-        return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 class DTSyncAoIVectorEnv(CoreVectorEnv[DTSyncConfig]):
@@ -911,3 +888,42 @@ class DTSyncAoIVectorEnv(CoreVectorEnv[DTSyncConfig]):
 
     config_cls = DTSyncConfig
     core_cls = DTSyncAoICore
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering (one row of a core)
+# --------------------------------------------------------------------------------------------
+
+
+def _render_ansi(core: DTSyncAoICore, row: int) -> str:
+    c = core
+    lines = [f"DTSyncAoI slot {int(c.t[row])}  mean AoI {c.age[row].mean():.2f}  "
+             f"peak {int(c.age[row].max())}"]
+    for m in range(c.n_devices):
+        mark = ("delivered" if c.delivered[row, m] else
+                "FAILED" if c.scheduled[row, m] else "")
+        lines.append(f"  twin {m:2d}  age {int(c.age[row, m]):4d}  w {c.weights[m]:.2f}  "
+                     f"mean SNR {c.mean_snr_db[row, m]:6.1f} dB  "
+                     f"buffer {'yes' if c.has_pkt[row, m] else 'no '}  {mark}")
+    return "\n".join(lines)
+
+
+def _render_rgb_array(core: DTSyncAoICore, row: int) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    c = core
+    fig = Figure(figsize=(6.4, 3.6), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    colours = np.where(c.delivered[row], "tab:green",
+                       np.where(c.scheduled[row], "tab:red", "tab:gray"))
+    x = np.arange(c.n_devices)
+    ax.bar(x, c.age[row], color=list(colours))
+    ax.set_xticks(x)
+    ax.set_xlabel("twin (green: synced this slot, red: scheduled but failed)")
+    ax.set_ylabel("age of information (slots)")
+    ax.set_title(f"slot {int(c.t[row])}, mean AoI {c.age[row].mean():.2f}")
+    fig.tight_layout()
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

@@ -236,8 +236,8 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
     """The physics of :class:`MobileTransmitterEnv` on ``num_envs`` instances (see its manual).
 
     State (leading axis ``N``): ``uav`` ``(N, 2)`` and ``users`` ``(N, K, 2)`` positions (m),
-    ``distance_m`` ``(N, K)`` UAV-user 3D distances. With ``record_trail`` set, instance 0's
-    positions are kept in ``trail`` for rendering.
+    ``distance_m`` ``(N, K)`` UAV-user 3D distances. While ``rendering`` (the env has a render
+    mode), each instance's UAV positions since its reset are kept in ``trails[i]``.
 
     Randomness per instance, from :class:`qdrl_envs.core.Uniforms` (so the vector twin
     reproduces the single env exactly): ``random(2K + 2)`` at reset (UAV, then users), and
@@ -248,6 +248,16 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
     functions; the constants they need are packed once into plain tuples (``_model``,
     ``_view``).
     """
+
+    not_state = ("trails",)  # a picture's history, not the physics
+
+    def render_ansi(self, row: int = 0) -> str:
+        """Row ``row`` as text (see the env manual's Rendering)."""
+        return _render_ansi(self, row)
+
+    def render_rgb_array(self, row: int = 0) -> np.ndarray:
+        """Row ``row`` as an RGB picture (see the env manual's Rendering)."""
+        return _render_rgb_array(self, row)
 
     def __init__(self, config: MobileTransmitterConfig, num_envs: int) -> None:
         super().__init__(config, num_envs)
@@ -281,8 +291,7 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         self.distance_m = np.ones((num_envs, k))
         self._obs = np.zeros((num_envs, 3 * k + 2), dtype=np.float32)
         self._no_term = np.zeros(num_envs, dtype=bool)
-        self.record_trail = False
-        self.trail: list[np.ndarray] = []
+        self.trails: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
         self.last_rates = np.zeros((num_envs, k))
         self.last_powers_w = np.zeros((num_envs, k))
 
@@ -320,8 +329,9 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         _place_kernel(self._view, np.asarray(idx, dtype=np.int64), self.uav, self.users,
                       self.distance_m, obs)
         self._obs = obs
-        if self.record_trail:
-            self.trail = [self.uav[0].copy()]
+        if self.rendering:
+            for i in np.asarray(idx).tolist():
+                self.trails[i] = [self.uav[i].copy()]
         return {"uav_position_m": self.uav[idx].copy(),
                 "user_positions_m": self.users[idx].copy()}
 
@@ -351,8 +361,9 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
             "reward_terms": {"sum_rate": reward},
         }
         self.distance_m, self._obs = distance, obs
-        if self.record_trail:
-            self.trail.append(self.uav[0].copy())
+        if self.rendering:
+            for trail, position in zip(self.trails, self.uav, strict=True):
+                trail.append(position.copy())
         return StepResult(reward, self._no_term, info)
 
     def observe(self) -> np.ndarray:
@@ -469,45 +480,6 @@ class MobileTransmitterEnv(CoreEnv[MobileTransmitterConfig]):
     core_cls = MobileTransmitterCore
     core: MobileTransmitterCore
 
-    def __init__(self, config: MobileTransmitterConfig | dict[str, Any] | None = None,
-                 render_mode: str | None = None, **kwargs: Any) -> None:
-        super().__init__(config, render_mode, **kwargs)
-        self.core.record_trail = render_mode is not None
-
-    def _render_ansi(self) -> str:
-        c = self.core
-        x, y = c.uav[0]
-        lines = [f"MobileTransmitter UAV at ({x:.1f}, {y:.1f}) m, sum rate "
-                 f"{c.last_rates[0].sum():.3f} bit/s/Hz"]
-        for k in range(c.n_users):
-            ux, uy = c.users[0, k]
-            lines.append(f"  user {k:2d} at ({ux:7.1f}, {uy:7.1f}) m  distance "
-                         f"{c.distance_m[0, k]:7.1f} m  power {c.last_powers_w[0, k]:.4f} W  "
-                         f"rate {c.last_rates[0, k]:.3f}")
-        return "\n".join(lines)
-
-    def _render_rgb_array(self) -> np.ndarray:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        c = self.core
-        fig = Figure(figsize=(4.8, 4.8), dpi=80)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        trail = np.array(c.trail if c.trail else [c.uav[0]])
-        ax.plot(trail[:, 0], trail[:, 1], "-", color="tab:red", lw=1, label="UAV trajectory")
-        ax.plot(*c.uav[0], "^", color="tab:red", ms=10, label="UAV")
-        ax.plot(c.users[0, :, 0], c.users[0, :, 1], "o", color="tab:blue", label="users")
-        ax.set_xlim(0, c._area)
-        ax.set_ylim(0, c._area)
-        ax.set_aspect("equal")
-        ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
-        ax.set_title(f"sum rate {c.last_rates[0].sum():.2f} bit/s/Hz")
-        ax.legend(loc="upper right", fontsize=7)
-        fig.tight_layout()
-        fig.canvas.draw()
-        return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 class MobileTransmitterVectorEnv(CoreVectorEnv[MobileTransmitterConfig]):
@@ -515,3 +487,45 @@ class MobileTransmitterVectorEnv(CoreVectorEnv[MobileTransmitterConfig]):
 
     config_cls = MobileTransmitterConfig
     core_cls = MobileTransmitterCore
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering (one row of a core)
+# --------------------------------------------------------------------------------------------
+
+
+def _render_ansi(core: MobileTransmitterCore, row: int) -> str:
+    c = core
+    x, y = c.uav[row]
+    lines = [f"MobileTransmitter UAV at ({x:.1f}, {y:.1f}) m, sum rate "
+             f"{c.last_rates[row].sum():.3f} bit/s/Hz"]
+    for k in range(c.n_users):
+        ux, uy = c.users[row, k]
+        lines.append(f"  user {k:2d} at ({ux:7.1f}, {uy:7.1f}) m  distance "
+                     f"{c.distance_m[row, k]:7.1f} m  power {c.last_powers_w[row, k]:.4f} W  "
+                     f"rate {c.last_rates[row, k]:.3f}")
+    return "\n".join(lines)
+
+
+def _render_rgb_array(core: MobileTransmitterCore, row: int) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    c = core
+    fig = Figure(figsize=(4.8, 4.8), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    trail = np.array(c.trails[row] or [c.uav[row]])
+    ax.plot(trail[:, 0], trail[:, 1], "-", color="tab:red", lw=1, label="UAV trajectory")
+    ax.plot(*c.uav[row], "^", color="tab:red", ms=10, label="UAV")
+    ax.plot(c.users[row, :, 0], c.users[row, :, 1], "o", color="tab:blue", label="users")
+    ax.set_xlim(0, c._area)
+    ax.set_ylim(0, c._area)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title(f"sum rate {c.last_rates[row].sum():.2f} bit/s/Hz")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

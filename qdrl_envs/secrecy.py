@@ -270,6 +270,14 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
     2M))`` (real and imaginary parts of every coefficient, slot by slot).
     """
 
+    def render_ansi(self, row: int = 0) -> str:
+        """Row ``row`` as text (see the env manual's Rendering)."""
+        return _render_ansi(self, row)
+
+    def render_rgb_array(self, row: int = 0) -> np.ndarray:
+        """Row ``row`` as an RGB picture (see the env manual's Rendering)."""
+        return _render_rgb_array(self, row)
+
     def __init__(self, config: SecrecyConfig, num_envs: int) -> None:
         super().__init__(config, num_envs)
         c = config
@@ -703,11 +711,6 @@ class SecrecyPowerControlEnv(CoreEnv[SecrecyConfig]):
     core_cls = SecrecyCore
     core: SecrecyCore
 
-    def _render_ansi(self) -> str:
-        return _render_ansi(self.core)
-
-    def _render_rgb_array(self) -> np.ndarray:
-        return _render_rgb_array(self.core)
 
 
 class SecrecyPowerControlVectorEnv(CoreVectorEnv[SecrecyConfig]):
@@ -718,35 +721,36 @@ class SecrecyPowerControlVectorEnv(CoreVectorEnv[SecrecyConfig]):
 
 
 # --------------------------------------------------------------------------------------------
-# Rendering (instance 0 of a core)
+# Rendering (one row of a core)
 # --------------------------------------------------------------------------------------------
 
 
-def _render_ansi(core: SecrecyCore) -> str:
+def _render_ansi(core: SecrecyCore, row: int) -> str:
     m = core.n_aps
-    snr_user = radio.linear_to_db(core.user_gains[0] * core.p_max_w / core.noise_w)
-    snr_eve = radio.linear_to_db(core.eve_gains[0] * core.p_max_w / core.noise_w)
+    snr_user = radio.linear_to_db(core.user_gains[row] * core.p_max_w / core.noise_w)
+    snr_eve = radio.linear_to_db(core.eve_gains[row] * core.p_max_w / core.noise_w)
     info = core.last_info
     lines = [f"SecrecyPowerControl  M={m}  P_max={core.config.p_max_dbm:g} dBm  "
              f"eve_csi={core.config.eve_csi}",
              " k |  AP (m)          user (m)        eve (m)         | now: SNR k->k user  eve",
              ]
     for k in range(m):
-        ap, us, ev = (core.ap_positions_m[0, k], core.user_positions_m[0, k],
-                      core.eve_positions_m[0, k])
+        ap, us, ev = (core.ap_positions_m[row, k], core.user_positions_m[row, k],
+                      core.eve_positions_m[row, k])
         lines.append(f"{k:2d} | ({ap[0]:6.1f},{ap[1]:6.1f}) ({us[0]:6.1f},{us[1]:6.1f}) "
                      f"({ev[0]:6.1f},{ev[1]:6.1f}) | {snr_user[k, k]:9.1f} dB "
                      f"{snr_eve[k, k]:5.1f} dB")
     if info is not None:
-        lines.append(f"last step: secrecy sum {info['secrecy_rate'][0]:.3f} bit/s/Hz")
+        lines.append(f"last step: secrecy sum {info['secrecy_rate'][row]:.3f} bit/s/Hz")
         lines.append(" k | p_k (W)   R_k  R_adv,k  secrecy (bit/s/Hz)")
         for k in range(m):
-            lines.append(f"{k:2d} | {info['powers'][0, k]:7.3f} {info['user_rates'][0, k]:5.2f} "
-                         f"{info['eve_rates'][0, k]:8.2f} {info['secrecy_rates'][0, k]:8.2f}")
+            lines.append(f"{k:2d} | {info['powers'][row, k]:7.3f} "
+                         f"{info['user_rates'][row, k]:5.2f} "
+                         f"{info['eve_rates'][row, k]:8.2f} {info['secrecy_rates'][row, k]:8.2f}")
     return "\n".join(lines) + "\n"
 
 
-def _render_rgb_array(core: SecrecyCore) -> np.ndarray:
+def _render_rgb_array(core: SecrecyCore, row: int) -> np.ndarray:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -754,9 +758,9 @@ def _render_rgb_array(core: SecrecyCore) -> np.ndarray:
     from matplotlib.figure import Figure
 
     m, area = core.n_aps, core.config.area_m
-    ap, us, ev = core.ap_positions_m[0], core.user_positions_m[0], core.eve_positions_m[0]
+    ap, us, ev = core.ap_positions_m[row], core.user_positions_m[row], core.eve_positions_m[row]
     info = core.last_info
-    powers = np.ones(m) if info is None else info["powers"][0] / core.p_max_w
+    powers = np.ones(m) if info is None else info["powers"][row] / core.p_max_w
     fig = Figure(figsize=(5, 5), dpi=80)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -768,7 +772,7 @@ def _render_rgb_array(core: SecrecyCore) -> np.ndarray:
         ax.plot([ev[k, 0], us[k, 0]], [ev[k, 1], us[k, 1]], "--", color="grey", lw=0.8)
         label = f"p={powers[k]:.2f}"
         if info is not None:
-            label += f"\nsec={info['secrecy_rates'][0, k]:.2f}"
+            label += f"\nsec={info['secrecy_rates'][row, k]:.2f}"
         ax.annotate(label, ap[k], textcoords="offset points", xytext=(5, 5), fontsize=7)
     ax.scatter(ap[:, 0], ap[:, 1], marker="^", s=120, c=colours, edgecolors="k", label="AP",
                zorder=3)
@@ -782,7 +786,7 @@ def _render_rgb_array(core: SecrecyCore) -> np.ndarray:
     ax.set_ylabel("y (m)")
     title = f"Secrecy power control, M={m}"
     if info is not None:
-        title += f": secrecy sum {info['secrecy_rate'][0]:.2f} bit/s/Hz"
+        title += f": secrecy sum {info['secrecy_rate'][row]:.2f} bit/s/Hz"
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7)
     canvas.draw()

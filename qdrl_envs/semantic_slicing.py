@@ -434,6 +434,14 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     ``_world``, ``_view``; the queues' own in :attr:`FifoQueues.params`).
     """
 
+    def render_ansi(self, row: int = 0) -> str:
+        """Row ``row`` as text (see the env manual's Rendering)."""
+        return _render_ansi(self, row)
+
+    def render_rgb_array(self, row: int = 0) -> np.ndarray:
+        """Row ``row`` as an RGB picture (see the env manual's Rendering)."""
+        return _render_rgb_array(self, row)
+
     def __init__(self, config: SemanticSlicingConfig, num_envs: int) -> None:
         super().__init__(config, num_envs)
         c = config
@@ -718,11 +726,6 @@ class SemanticSlicingEnv(CoreEnv[SemanticSlicingConfig]):
     core_cls = SemanticSlicingCore
     core: SemanticSlicingCore
 
-    def _render_ansi(self) -> str:
-        return _render_ansi(self.core)
-
-    def _render_rgb_array(self) -> np.ndarray:
-        return _render_rgb_array(self.core)
 
 
 class SemanticSlicingVectorEnv(CoreVectorEnv[SemanticSlicingConfig]):
@@ -733,33 +736,33 @@ class SemanticSlicingVectorEnv(CoreVectorEnv[SemanticSlicingConfig]):
 
 
 # --------------------------------------------------------------------------------------------
-# Rendering (instance 0 of a core)
+# Rendering (one row of a core)
 # --------------------------------------------------------------------------------------------
 
 
-def _render_ansi(core: SemanticSlicingCore) -> str:
+def _render_ansi(core: SemanticSlicingCore, row: int) -> str:
     c = core.config
-    backlog = core.queues.backlog[0] + core.pending[0]
+    backlog = core.queues.backlog[row] + core.pending[row]
     need = backlog / core.mean_units_per_rb
     lines = [f"SemanticSlicing  B={c.n_rbs} RBs  slot {c.slot_s * 1e3:g} ms  "
-             f"xi={core.similarity(core.snr_db[0, 0]):.2f}"]
+             f"xi={core.similarity(core.snr_db[row, 0]):.2f}"]
     info = core.last_info
     if info is not None:
         lines.append("last slot: RBs " + " ".join(f"{n}={int(r)}" for n, r in
-                                                  zip(SLICE_NAMES, info["rbs"][0], strict=True))
-                     + f"  reward terms sat {info['reward_terms']['satisfaction'][0]:.3f} "
-                     f"viol {info['reward_terms']['violation'][0]:.3f}")
+                                                  zip(SLICE_NAMES, info["rbs"][row], strict=True))
+                     + f"  reward terms sat {info['reward_terms']['satisfaction'][row]:.3f} "
+                     f"viol {info['reward_terms']['violation'][row]:.3f}")
     lines.append(" queue             | backlog        | RBs needed | oldest (slots)")
     units = ("words", "words", "bit", "bit")
     for i, name in enumerate(QUEUE_NAMES):
         lines.append(f" {name:<17} | {backlog[i]:9.0f} {units[i]:<5}| {need[i]:10.1f} | "
-                     f"{core.queues.head_age_slots[0, i]:.0f}/{core.deadlines[i]}")
+                     f"{core.queues.head_age_slots[row, i]:.0f}/{core.deadlines[i]}")
     lines.append(" SNR dB: " + "  ".join(f"{n}={s:.1f}" for n, s in
-                                         zip(SLICE_NAMES, core.snr_db[0], strict=True)))
+                                         zip(SLICE_NAMES, core.snr_db[row], strict=True)))
     return "\n".join(lines) + "\n"
 
 
-def _render_rgb_array(core: SemanticSlicingCore) -> np.ndarray:
+def _render_rgb_array(core: SemanticSlicingCore, row: int) -> np.ndarray:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -767,7 +770,7 @@ def _render_rgb_array(core: SemanticSlicingCore) -> np.ndarray:
     from matplotlib.figure import Figure
 
     c = core.config
-    backlog = core.queues.backlog[0] + core.pending[0]
+    backlog = core.queues.backlog[row] + core.pending[row]
     need = backlog / core.mean_units_per_rb
     fig = Figure(figsize=(7, 3.5), dpi=80)
     canvas = FigureCanvasAgg(fig)
@@ -777,7 +780,7 @@ def _render_rgb_array(core: SemanticSlicingCore) -> np.ndarray:
     ax1.set_xticks(range(4), ["sem-crit", "sem-rout", "eMBB", "URLLC"], fontsize=7)
     ax1.set_ylabel("backlog (RBs at mean SNR)")
     ax1.set_title("queues", fontsize=9)
-    rbs = core.rbs[0]
+    rbs = core.rbs[row]
     left = 0
     for i, name in enumerate(SLICE_NAMES):
         ax2.barh([0], [rbs[i]], left=left, color=["tab:red", "tab:blue", "tab:green"][i],
@@ -790,7 +793,7 @@ def _render_rgb_array(core: SemanticSlicingCore) -> np.ndarray:
     ax2.set_ylim(-0.6, 1.6)
     title = "last RB split"
     if core.last_info is not None:
-        title += f" (xi={core.last_info['semantic_similarity'][0]:.2f})"
+        title += f" (xi={core.last_info['semantic_similarity'][row]:.2f})"
     ax2.set_title(title, fontsize=9)
     fig.tight_layout()
     canvas.draw()

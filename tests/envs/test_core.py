@@ -91,7 +91,7 @@ def test_config_as_instance_mapping_or_kwargs():
     ({"num_envs": 0}, ValueError, "num_envs"),
     ({"num_envs": 2.0}, ValueError, "num_envs"),
     ({"max_episode_steps": 0}, ValueError, "max_episode_steps"),
-    ({"render_mode": "rgb_array"}, ValueError, "does not render"),
+    ({"render_mode": "human"}, ValueError, "render_mode must be None or one of"),
     ({"bogus": 1}, ValueError, "unknown"),
 ], ids=["zero-envs", "float-envs", "zero-steps", "render", "unknown-field"])
 def test_vector_env_constructor_errors(kwargs, error, match):

@@ -269,5 +269,5 @@ def test_render_modes() -> None:
     env.reset(seed=0)
     for _ in range(5):
         env.step(_action(4, 1.0, (1.0, 0.5)))
-    assert len(env.unwrapped.core.trail) == 6
+    assert len(env.unwrapped.core.trails[0]) == 6
     assert_rgb_frame(env.render())  # the map with a six-point flight trail

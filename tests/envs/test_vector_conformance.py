@@ -111,7 +111,7 @@ def test_attribute_access_as_sync_vector_env(env_id: str) -> None:
     twin, ref = _pair(env_id, AutoresetMode.NEXT_STEP)
     twin.reset(seed=1)
     ref.reset(seed=1)
-    assert twin.render() == ref.render() == (None,) * N
+    assert twin.render() == ref.render() == (None,) * N  # no render mode
     assert twin.call("render") == (None,) * N
     for name in ("observation_space", "action_space", "np_random_seed"):
         assert twin.get_attr(name) == ref.get_attr(name), name
@@ -162,3 +162,39 @@ def test_a_batch_too_big_for_the_memory_is_refused_before_allocating(monkeypatch
     twin = gym.make_vec("qdrl/SecrecyPowerControl-v1", num_envs=1024,
                         vectorization_mode="vector_entry_point")  # what fits is built
     assert twin.num_envs == 1024
+
+
+@pytest.mark.parametrize("render_mode", ["ansi", "rgb_array"])
+@pytest.mark.parametrize("env_id", qdrl_envs.ENV_IDS)
+def test_render_gives_each_rows_frame_as_sync_vector_env(env_id: str, render_mode: str) -> None:
+    """Row ``i`` of the twin draws what the single env in the same state draws."""
+    twin = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point",
+                        max_episode_steps=HORIZON, render_mode=render_mode)
+    ref = SyncVectorEnv([lambda: gym.make(env_id, max_episode_steps=HORIZON,
+                                          render_mode=render_mode)] * 2)
+    assert twin.render_mode == ref.render_mode == render_mode
+    twin.reset(seed=5)
+    ref.reset(seed=5)
+    space = twin.action_space
+    space.seed(0)
+    for _ in range(3):
+        actions = space.sample()
+        twin.step(actions)
+        ref.step(actions)
+    got, want = twin.render(), ref.render()
+    assert len(got) == len(want) == 2
+    for row, (g, w) in enumerate(zip(got, want, strict=True)):
+        if render_mode == "ansi":
+            assert g == w, f"row {row}"
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=f"row {row}")
+    assert got[0] is not got[1] and (
+        got[0] != got[1] if render_mode == "ansi" else not np.array_equal(got[0], got[1]))
+    twin.close()
+    ref.close()
+
+
+def test_twin_refuses_an_unknown_render_mode() -> None:
+    with pytest.raises(ValueError, match="render_mode must be None or one of"):
+        gym.make_vec(qdrl_envs.ENV_IDS[0], num_envs=2, vectorization_mode="vector_entry_point",
+                     render_mode="human")
