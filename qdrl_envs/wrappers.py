@@ -1,4 +1,4 @@
-"""Action-space adapters: let any agent act in any environment (DESIGN §4).
+"""Wrappers: action-space adapters that let any agent act in any env, and poisoned training.
 
 An agent family needs a particular kind of action space: DQN needs ``Discrete``, TD3 / DDPG /
 SAC need ``Box``, PPO / A2C take either. These wrappers translate:
@@ -21,6 +21,9 @@ billion-action head.
 :func:`adapt_action_space` picks the adapter an agent needs and returns its name (``None`` when
 the env already fits), which the benchmark runner records with each result.
 
+The poisoning wrappers (:class:`PoisonedReward`, :class:`PoisonedObservation`) live in
+:mod:`qdrl_envs.poisoning` and are importable from here.
+
 This module imports only Gymnasium and NumPy.
 """
 
@@ -34,6 +37,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import RecordConstructorArgs
 
+from qdrl_envs.poisoning import PoisonedObservation, PoisonedReward
+
 __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_MAX_ACTIONS",
@@ -42,6 +47,8 @@ __all__ = [
     "BoxToDiscrete",
     "DiscreteToBox",
     "MultiDiscreteToDiscrete",
+    "PoisonedObservation",
+    "PoisonedReward",
     "adapt_action_space",
     "adapter_for",
 ]
