@@ -31,9 +31,19 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from qdrl_bench.runner import RERUN_MODES
+import gymnasium as gym
+
+import qdrl_bench.perf as perf_suite
+import qdrl_envs
+from qdrl_bench import registry
+from qdrl_bench.hyperparams import DEFAULT_DIR
+from qdrl_bench.runner import RERUN_MODES, run_sweep
 from qdrl_bench.spec import SpecError, load_sweep
 from qdrl_bench.store import StoreError
+from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space, adapter_for
+
+# The report (scipy, matplotlib) and the tuner (optuna) are imported by their commands only:
+# every other command starts without them.
 
 __all__ = ["main"]
 
@@ -83,8 +93,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
-    from qdrl_bench.runner import run_sweep
-
     spec = load_sweep(args.sweep)
     if args.workers is not None and args.workers < 1:
         raise SpecError(f"--workers must be >= 1, got {args.workers}")
@@ -104,8 +112,6 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"sweep {summary.sweep}: {summary.total} runs, {summary.skipped} already done"
               f"{stale}{redo}; this time: {counts} in {summary.wall_s:.1f} s; store "
               f"{spec.store}\n")
-    for name, reason in summary.unavailable:
-        out.write(f"  unavailable {name}: {reason.splitlines()[0]}\n")
     for name, reason in summary.failures:
         out.write(f"  FAILED {name}: {reason}\n")
     for name, status in summary.kept:
@@ -117,7 +123,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                   "their old result); rerun the same command to resume\n")
         return 130
     if args.report:
-        from qdrl_bench.report import write_report
+        from qdrl_bench.report import write_report  # heavy: see the top
 
         paths = write_report(spec.store, args.report, sweep=spec.name)
         out.write(f"report: {paths['html']}\n")
@@ -125,7 +131,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    from qdrl_bench.report import write_report
+    from qdrl_bench.report import write_report  # heavy: see the top
 
     paths = write_report(args.store, args.out, sweep=args.sweep)
     out.write(f"markdown: {paths['markdown']}\nhtml: {paths['html']}\n")
@@ -142,8 +148,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
-    from qdrl_bench.hyperparams import DEFAULT_DIR
-    from qdrl_bench.tune import tune_sweep
+    from qdrl_bench.tune import tune_sweep  # heavy: see the top
 
     spec = load_sweep(args.sweep)
     if args.trials < 1:
@@ -175,30 +180,21 @@ def _cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    import qdrl_envs
-    from qdrl_bench import registry
-    from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space, adapter_for
-
     env_ids = args.env or list(qdrl_envs.ENV_IDS)
+    unknown = [e for e in env_ids if e not in gym.registry]
+    if unknown:
+        raise SpecError(f"--env: unknown environment id(s) {unknown}")
     agents = registry.describe_agents()
-    out.write("Agents (name, family, algorithm, action space needed, status):\n")
-    for name, family, algo, need, status in agents:
-        out.write(f"  {name:<16} {family:<9} {algo:<5} {need:<8} {status}\n")
+    out.write("Agents (name, family, algorithm, action space needed, description):\n")
+    for name, family, algo, need, description in agents:
+        out.write(f"  {name:<16} {family:<9} {algo:<5} {need:<8} {description}\n")
     out.write("\nEnvironments:\n")
     needs = ("any", "discrete", "box")
     for env_id in env_ids:
-        ok, reason = registry.env_status(env_id)
-        if not ok:
-            out.write(f"  {env_id}: unavailable ({reason})\n")
-            continue
         env = registry.make_env(env_id)
         out.write(f"  {env_id}\n    observation {env.observation_space}\n"
-                  f"    action      {env.action_space}\n")
-        try:
-            names = registry.baselines_for(env_id)
-            out.write(f"    baselines   {', '.join(names)}\n")
-        except Exception as exc:
-            out.write(f"    baselines   unavailable ({type(exc).__name__}: {exc})\n")
+                  f"    action      {env.action_space}\n"
+                  f"    baselines   {', '.join(registry.baselines_for(env_id))}\n")
         for need in needs:
             try:
                 name = adapter_for(env.action_space, need)
@@ -213,9 +209,7 @@ def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_perf(args: argparse.Namespace, out: TextIO) -> int:
-    import qdrl_bench.perf as perf
-
-    modules = sorted(m.name for m in pkgutil.iter_modules(perf.__path__)
+    modules = sorted(m.name for m in pkgutil.iter_modules(perf_suite.__path__)
                      if not m.name.startswith("_"))
     if not args.module:
         out.write("performance suite modules (qdrl-bench perf MODULE [ARGS]):\n")

@@ -1,9 +1,10 @@
-"""Executors: where :func:`qdrl_bench.runner.execute_run` runs.
+"""Executors: where :func:`qdrl_bench.execute.execute_run` runs.
 
 Every executor has the same small interface, driven by :func:`qdrl_bench.runner.run_sweep`:
 ``start(step_reporter)``, ``slots`` (runs it executes at once), ``submit(run) -> handle``,
 ``wait(timeout) -> [(handle, result)]``, ``cancel_all()`` (Ctrl-C: stop what is in flight)
-and ``close()``. Executors return results; only the driver writes to the store.
+and ``close()``. Executors return results; only the driver writes to the store. The step
+reporter given to ``start`` receives the training progress of the runs, in the driver process.
 
 * :class:`InlineExecutor` — in the driver process, one run at a time (``local`` with
   ``workers: 1``): no start-up cost, Ctrl-C interrupts the run directly.
@@ -13,7 +14,7 @@ and ``close()``. Executors return results; only the driver writes to the store.
   queue.
 * :class:`RayExecutor` — Ray tasks (``pip install qdrl[ray]``): ``ray.init(num_cpus=workers)``
   starts a local cluster, or ``address`` joins an existing one. Tasks run the same
-  :func:`~qdrl_bench.runner.execute_run`, so scores equal the local executor's seed for seed.
+  :func:`~qdrl_bench.execute.execute_run`, so scores equal the local executor's seed for seed.
 """
 
 from __future__ import annotations
@@ -26,24 +27,31 @@ import queue as queue_mod
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
+from qdrl_bench.execute import StepReporter, execute_run
 from qdrl_bench.spec import ExecutorSpec, RunSpec
 from qdrl_bench.store import FAILED, RunResult
 
-__all__ = ["BaseExecutor", "InlineExecutor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["BaseExecutor", "InlineExecutor", "LocalExecutor", "RayExecutor", "make_executor",
+           "worker_threads"]
 
-StepReporter = Callable[[str, int, int], None]
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def _limit_threads() -> None:
     for var in _THREAD_VARS:
         os.environ[var] = "1"
-    import torch
+    import torch  # heavy: imported where a run is about to execute
 
     torch.set_num_threads(1)
+
+
+def worker_threads() -> int:
+    """Threads torch may use in this process (1 inside executor workers)."""
+    import torch  # heavy: imported only when asked
+
+    return int(torch.get_num_threads())
 
 
 class BaseExecutor(abc.ABC):
@@ -78,12 +86,11 @@ class InlineExecutor(BaseExecutor):
     def __init__(self) -> None:
         self._queue: list[tuple[int, RunSpec]] = []
         self._next = 0
+        self._reporter: StepReporter | None = None
 
     def start(self, reporter: StepReporter | None = None) -> None:  # noqa: D102
-        from qdrl_bench.runner import set_step_reporter
-
         _limit_threads()
-        set_step_reporter(reporter)
+        self._reporter = reporter
 
     def submit(self, run: RunSpec) -> int:  # noqa: D102
         self._next += 1
@@ -91,23 +98,20 @@ class InlineExecutor(BaseExecutor):
         return self._next
 
     def wait(self, timeout: float) -> list[tuple[Any, RunResult]]:  # noqa: D102
-        from qdrl_bench.runner import execute_run
-
         if not self._queue:
             return []
         handle, run = self._queue.pop(0)
-        return [(handle, execute_run(run))]
+        return [(handle, execute_run(run, reporter=self._reporter))]
 
     def cancel_all(self) -> None:  # noqa: D102
         self._queue.clear()
 
     def close(self) -> None:  # noqa: D102
-        from qdrl_bench.runner import set_step_reporter
-
-        set_step_reporter(None)
+        self._reporter = None
 
 
 _WORKER_QUEUE: Any = None
+"""In a pool worker process: the queue its runs' progress goes back to the driver on."""
 
 
 def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
@@ -131,21 +135,18 @@ def _init_worker(progress_queue: Any, parent_pid: int) -> None:
     _exit_with_parent(parent_pid)
     _limit_threads()
     _WORKER_QUEUE = progress_queue
-    from qdrl_bench.runner import set_step_reporter
 
-    def report(name: str, steps: int, total: int) -> None:
-        try:
-            _WORKER_QUEUE.put_nowait((name, steps, total))
-        except Exception:  # a full or closed queue only loses a progress tick
-            pass
 
-    set_step_reporter(report)
+def _queue_report(name: str, steps: int, total: int) -> None:
+    """A pool worker's step reporter: the progress goes onto :data:`_WORKER_QUEUE`."""
+    try:
+        _WORKER_QUEUE.put_nowait((name, steps, total))
+    except Exception:  # a full or closed queue only loses a progress tick
+        pass
 
 
 def _pool_execute(run: RunSpec) -> RunResult:
-    from qdrl_bench.runner import execute_run
-
-    return execute_run(run)
+    return execute_run(run, reporter=_queue_report)
 
 
 class LocalExecutor(BaseExecutor):
@@ -249,8 +250,6 @@ class LocalExecutor(BaseExecutor):
 
 def _ray_execute(run: RunSpec) -> RunResult:
     _limit_threads()
-    from qdrl_bench.runner import execute_run
-
     return execute_run(run)
 
 
@@ -268,7 +267,7 @@ class RayExecutor(BaseExecutor):
 
     def __init__(self, workers: int, address: str | None = None) -> None:
         try:
-            import ray
+            import ray  # an optional extra, imported only for this executor
         except ImportError as exc:
             raise ImportError("the ray executor needs Ray: pip install 'qdrl[ray]'") from exc
         self._ray = ray

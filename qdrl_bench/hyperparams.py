@@ -31,15 +31,20 @@ the statistics frozen, and rewards are always reported in the env's own units.
 from __future__ import annotations
 
 import ast
+import difflib
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import yaml
 
+import qdrl_envs  # noqa: F401  (registers the qdrl ids: files may list them)
+from qdrl_bench.agents import ALGOS, get_agent
 from qdrl_bench.spec import SpecError, read_yaml
 
 __all__ = [
@@ -136,9 +141,7 @@ def _safe_literal(text: str, where: str) -> Any:
 @cache
 def algo_params(algo: str) -> dict[str, inspect.Parameter]:
     """The constructor parameters of ``algo``'s SB3 class a file may set (cached)."""
-    import stable_baselines3
-
-    from qdrl_bench.registry import ALGOS
+    import stable_baselines3  # heavy (torch): imported when a file is first checked
 
     cls = getattr(stable_baselines3, ALGOS[algo][0])
     params = dict(inspect.signature(cls.__init__).parameters)
@@ -296,17 +299,11 @@ def parse_hyperparams(text: str, algo: str, source: str = "<hyperparams>",
         raise SpecError(f"{source}:1: a hyperparameter file maps env ids to settings, got "
                         f"{type(data).__name__}")
     if known_ids is None:
-        import gymnasium as gym
-
-        import qdrl_envs  # noqa: F401  (registers the ids)
-
         known_ids = set(gym.registry)
     out: dict[str, Hyperparams] = {}
     for env_id, entry in data.items():
         where = f"{source}:{lines.get((env_id,))}: {env_id}"
         if env_id != DEFAULT_KEY and env_id not in known_ids:
-            import difflib
-
             close = difflib.get_close_matches(str(env_id), sorted(known_ids), n=3)
             raise SpecError(f"{where}: unknown environment id {env_id!r}"
                             + (f"; did you mean {close}?" if close else ""))
@@ -337,8 +334,6 @@ def load_hyperparams(path: str | Path, algo: str) -> dict[str, Hyperparams]:
 
 def file_for(agent: str, directory: str | Path | None = None) -> Path | None:
     """The file an agent of the registry reads (see the module manual), or ``None``."""
-    from qdrl_bench.registry import get_agent
-
     entry = get_agent(agent)
     base = Path(directory) if directory is not None else DEFAULT_DIR
     prefix = "q-" if entry.family in ("quantum", "hybrid") else ""
@@ -360,8 +355,6 @@ def hyperparams_for(agent: str, env_id: str,
     Raises:
         SpecError: If the file is malformed.
     """
-    from qdrl_bench.registry import get_agent
-
     path = file_for(agent, directory)
     if path is None:
         return Hyperparams()
@@ -378,8 +371,6 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
     ``"ppo-small.yml:20, hand-set"`` otherwise, ``"SB3 defaults"`` without an entry; never
     raises (a malformed file is described as such).
     """
-    import json
-
     try:
         entry = hyperparams_for(agent, env_id, directory)
     except SpecError as exc:
@@ -424,7 +415,7 @@ def resolve_schedules(kwargs: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = _Linear(float(value[4:]))
     pk = out.get("policy_kwargs")
     if isinstance(pk, Mapping) and isinstance(pk.get("activation_fn"), str):
-        import torch.nn as nn
+        import torch.nn as nn  # heavy: imported only for a named activation
 
         name = pk["activation_fn"].removeprefix("nn.")
         if name not in ACTIVATIONS:

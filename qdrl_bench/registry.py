@@ -37,22 +37,44 @@ to match (default: its defaults). Any agent takes ``adapter``: keyword arguments
 from __future__ import annotations
 
 import copy
-import importlib
+import difflib
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.spaces.utils import flatdim
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from qdrl_bench.spec import ALL_BASELINES, SpecError, SweepSpec
+import qdrl_envs  # importing it registers the qdrl ids with Gymnasium
+from qdrl_bench.agents import (
+    ALGOS,
+    HYBRID_QUBITS,
+    ON_POLICY,
+    AgentEntry,
+    agent_entries,
+    get_agent,
+    is_baseline,
+)
+from qdrl_bench.hyperparams import hyperparams_for, parse_entry, resolve_schedules
+from qdrl_bench.spec import ALL_BASELINES, DEFAULT_TIMESTEPS, SpecError, SweepSpec
+from qdrl_envs.baselines import RandomPolicy, baseline_names, make_baseline
+from qdrl_envs.wrappers import adapt_action_space
+
+# stable-baselines3 (torch) and qdrl_agents (qiskit, torch) take seconds to import: they are
+# imported inside the functions that build, save or load agents, so that the CLI, reports and
+# sweep checks start at once.
 
 __all__ = [
     "ALGOS",
+    "HYBRID_QUBITS",
     "MAX_QUBITS",
     "AgentEntry",
-    "AgentUnavailable",
     "NotApplicable",
     "TrainSettings",
+    "UnknownBaseline",
     "agent_entries",
     "baselines_for",
     "build_agent",
@@ -60,7 +82,6 @@ __all__ = [
     "check_sweep_names",
     "default_timesteps",
     "describe_agents",
-    "env_status",
     "get_agent",
     "is_baseline",
     "load_agent",
@@ -69,145 +90,47 @@ __all__ = [
     "matched_counts",
     "matched_net_arch",
     "save_agent",
+    "sb3_class",
     "train_settings",
 ]
 
 MAX_QUBITS = 12
 """Largest circuit a registry default builds (one qubit per feature beyond this is refused as
-not applicable; the hybrid agents encode to 4 qubits)."""
-HYBRID_QUBITS = 4
-
-ALGOS: dict[str, tuple[str, str, str]] = {
-    # name: (SB3 class, qdrl_agents policy class, action need)
-    "ppo": ("PPO", "QuantumActorCriticPolicy", "any"),
-    "a2c": ("A2C", "QuantumActorCriticPolicy", "any"),
-    "dqn": ("DQN", "QuantumDQNPolicy", "discrete"),
-    "td3": ("TD3", "QuantumTD3Policy", "box"),
-    "ddpg": ("DDPG", "QuantumTD3Policy", "box"),
-    "sac": ("SAC", "QuantumSACPolicy", "box"),
-}
-_ON_POLICY = ("ppo", "a2c")
-
-
-class AgentUnavailable(RuntimeError):
-    """An agent's code cannot be imported (yet); the message carries the import error."""
+not applicable; the hybrid agents encode to :data:`HYBRID_QUBITS` qubits)."""
 
 
 class NotApplicable(ValueError):
     """The agent cannot run on this env (e.g. too many qubits); the message says why."""
 
 
-@dataclass(frozen=True)
-class AgentEntry:
-    """A learning agent of the registry.
+class UnknownBaseline(NotApplicable):
+    """A name that is not a baseline of this env (``oracle`` on CartPole); the message lists them.
 
-    Attributes:
-        name: Registry name.
-        family: ``quantum``, ``hybrid``, ``classical`` or ``small``.
-        algo: Lower-case SB3 algorithm (``ppo``, ...).
-        action_need: ``any``, ``discrete`` or ``box``.
-        description: One line for ``qdrl-bench list``.
+    A ``ValueError``, as :func:`qdrl_envs.baselines.make_baseline` raises for the same name, and
+    a :class:`NotApplicable`: a sweep may name a baseline that only some of its envs have.
     """
-
-    name: str
-    family: str
-    algo: str
-    action_need: str
-    description: str
-
-
-def _entries() -> dict[str, AgentEntry]:
-    out: dict[str, AgentEntry] = {}
-    for algo, (cls, qcls, need) in ALGOS.items():
-        out[f"q-{algo}"] = AgentEntry(f"q-{algo}", "quantum", algo, need,
-                                      f"{cls} + {qcls}, one qubit per observation feature")
-        out[f"q-{algo}-hybrid"] = AgentEntry(
-            f"q-{algo}-hybrid", "hybrid", algo, need,
-            f"{cls} + {qcls}, linear encoder -> {HYBRID_QUBITS} qubits")
-        out[algo] = AgentEntry(algo, "classical", algo, need, f"{cls} + MlpPolicy (SB3 sizes)")
-        out[f"{algo}-small"] = AgentEntry(
-            f"{algo}-small", "small", algo, need,
-            f"{cls} + MLP with the parameter count of q-{algo} on the env")
-    return out
-
-
-_AGENTS = _entries()
-
-
-def agent_entries() -> dict[str, AgentEntry]:
-    """Return every learning agent of the registry, name -> entry."""
-    return dict(_AGENTS)
-
-
-def get_agent(name: str) -> AgentEntry:
-    """Return the learning agent ``name``.
-
-    Raises:
-        ValueError: If there is none (the message lists the names).
-    """
-    if name not in _AGENTS:
-        raise ValueError(f"unknown agent {name!r}; learning agents: {sorted(_AGENTS)}; "
-                         "baselines: see `qdrl-bench list`")
-    return _AGENTS[name]
-
-
-def is_baseline(name: str) -> bool:
-    """Whether ``name`` is not a learning agent (so it must be a baseline)."""
-    return name not in _AGENTS
 
 
 # ----------------------------------------------------------------------------- environments
 
 
-def _import_qdrl_envs() -> None:
-    importlib.import_module("qdrl_envs")
-
-
 def make_env(env_id: str, kwargs: Mapping[str, Any] | None = None,
              max_episode_steps: int | None = None) -> gym.Env:
-    """``gym.make`` an env (qdrl ids registered first) with config overrides.
+    """``gym.make`` an env with config overrides (the qdrl ids are registered on import).
 
     Raises:
-        ImportError: If the env's module cannot be imported (it has not landed, or is broken).
         ValueError, TypeError: For bad config overrides (the env's own message).
         gymnasium.error.Error: For an unknown id.
     """
-    _import_qdrl_envs()
     extra: dict[str, Any] = {}
     if max_episode_steps is not None:
         extra["max_episode_steps"] = max_episode_steps
-    try:
-        return gym.make(env_id, **extra, **dict(kwargs or {}))
-    except (ModuleNotFoundError, ImportError):
-        raise
-    except AttributeError as exc:  # entry point module imports but lacks the class
-        if "has no attribute" in str(exc) and env_id.startswith("qdrl/"):
-            raise ImportError(str(exc)) from exc
-        raise
-
-
-def env_status(env_id: str) -> tuple[bool, str]:
-    """Whether an env can be made with its defaults: ``(True, "")`` or ``(False, reason)``."""
-    try:
-        env = make_env(env_id)
-    except ImportError as exc:
-        return False, f"cannot import {env_id}: {type(exc).__name__}: {exc}"
-    except Exception as exc:
-        return False, f"cannot make {env_id}: {type(exc).__name__}: {exc}"
-    env.close()
-    return True, ""
+    return gym.make(env_id, **extra, **dict(kwargs or {}))
 
 
 def baselines_for(env_id: str) -> list[str]:
-    """Return the baseline names of an env: the qdrl baselines, or ``["random"]``.
-
-    Raises:
-        ImportError: If the env's baselines module cannot be imported yet.
-    """
-    _import_qdrl_envs()
-    from qdrl_envs.baselines import baseline_names
-
-    if env_id.startswith("qdrl/"):
+    """Return the baseline names of an env: a qdrl env's baselines, or ``["random"]``."""
+    if env_id in qdrl_envs.ENV_IDS:
         return list(baseline_names(env_id))
     return ["random"]
 
@@ -216,21 +139,14 @@ def build_baseline(name: str, env: gym.Env, seed: int, kwargs: Mapping[str, Any]
     """Build a baseline policy for ``env`` (SB3-style ``predict``).
 
     Raises:
-        ValueError: If ``name`` is not a baseline of the env.
-        ImportError: If the env's baselines module cannot be imported.
+        UnknownBaseline: If ``name`` is not a baseline of the env (:func:`baselines_for`).
     """
-    from qdrl_envs.baselines import RandomPolicy, make_baseline
-
     env_id = env.spec.id if env.spec is not None else ""
-    if env_id.startswith("qdrl/"):
-        try:
-            return make_baseline(name, env, seed=seed, **dict(kwargs))
-        except ImportError:
-            if name != "random":
-                raise
-            # the env's baselines module has not landed; uniform random needs none of it
-    if name != "random":
-        raise ValueError(f"unknown baseline {name!r} for {env_id}; choose from ['random']")
+    names = baselines_for(env_id)
+    if name not in names:
+        raise UnknownBaseline(f"unknown baseline {name!r} for {env_id}; choose from {names}")
+    if env_id in qdrl_envs.ENV_IDS:
+        return make_baseline(name, env, seed=seed, **dict(kwargs))
     return RandomPolicy(env, seed=seed, **dict(kwargs))
 
 
@@ -269,8 +185,6 @@ def train_settings(name: str, env_id: str, kwargs: Mapping[str, Any] | None = No
         SpecError: If its file is malformed, or the sweep's ``n_envs``/``normalize`` are bad.
         TypeError: If ``adapter`` is not a mapping.
     """
-    from qdrl_bench.hyperparams import hyperparams_for, parse_entry
-
     entry = get_agent(name)
     file = hyperparams_for(name, env_id, directory)
     user = dict(kwargs or {})
@@ -300,9 +214,6 @@ def default_timesteps(env_id: str, name: str) -> int | None:
         That, else :data:`qdrl_bench.spec.DEFAULT_TIMESTEPS`; ``None`` for a baseline (what
         :func:`qdrl_bench.spec.expand_runs` takes as ``timesteps_of``).
     """
-    from qdrl_bench.hyperparams import hyperparams_for
-    from qdrl_bench.spec import DEFAULT_TIMESTEPS
-
     if is_baseline(name):
         return None
     return hyperparams_for(name, env_id).n_timesteps or DEFAULT_TIMESTEPS
@@ -324,13 +235,11 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
 
     Raises:
         qdrl_envs.wrappers.AdapterNotApplicable: If the agent cannot act in the env.
-        ImportError, ValueError, TypeError: As :func:`make_env`.
+        ValueError, TypeError: As :func:`make_env`.
     """
-    from gymnasium.vector import AutoresetMode, SyncVectorEnv
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize  # heavy: see top
 
-    from qdrl_agents import VectorEnvAdapter
-    from qdrl_envs.wrappers import adapt_action_space
+    from qdrl_agents import VectorEnvAdapter  # heavy: see the top of the module
 
     probe = make_env(env_id, env_kwargs, max_episode_steps)
     _, adapter_name = adapt_action_space(probe, action_need, **dict(adapter or {}))
@@ -364,18 +273,16 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
 
 def sb3_class(algo: str) -> type:
     """The stable-baselines3 class of ``algo`` (``ppo`` -> ``stable_baselines3.PPO``)."""
-    import stable_baselines3
+    import stable_baselines3  # heavy: see the top of the module
 
     return getattr(stable_baselines3, ALGOS[algo][0])
 
 
 def _quantum_policy(algo: str) -> type:
-    try:
-        module = importlib.import_module("qdrl_agents")
-        return getattr(module, ALGOS[algo][1])
-    except Exception as exc:  # ImportError, AttributeError, or a bug in a module landing now
-        raise AgentUnavailable(f"qdrl_agents.{ALGOS[algo][1]} is not importable: "
-                               f"{type(exc).__name__}: {exc}") from exc
+    """The ``qdrl_agents`` policy class of ``algo``."""
+    import qdrl_agents  # heavy: see the top of the module
+
+    return getattr(qdrl_agents, ALGOS[algo][1])
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -395,14 +302,12 @@ def _budget_defaults(algo: str, timesteps: int, kwargs: Mapping[str, Any],
         n_steps = int(kwargs.get("n_steps", max(1, min(2048, timesteps // n_envs))))
         d["n_steps"] = n_steps
         d["batch_size"] = min(64, n_steps * n_envs)
-    elif algo not in _ON_POLICY:
+    elif algo not in ON_POLICY:
         d["buffer_size"] = max(1, min(1_000_000, timesteps))
     return d
 
 
 def _obs_features(env: gym.Env) -> int:
-    from gymnasium.spaces.utils import flatdim
-
     return int(flatdim(env.observation_space))
 
 
@@ -457,8 +362,6 @@ def _build_sb3(entry: AgentEntry, env: gym.Env, seed: int, timesteps: int,
                              "policy_kwargs.net_arch")
         base = {"policy_kwargs": {"net_arch": matched_net_arch(entry.algo, env, timesteps,
                                                                match)}}
-    from qdrl_bench.hyperparams import resolve_schedules
-
     n_envs = int(getattr(env, "num_envs", 1))
     merged = _merge(_merge(_budget_defaults(entry.algo, timesteps, user, n_envs), base), user)
     return algo_cls(policy, env, seed=seed, **resolve_schedules(merged))
@@ -479,7 +382,6 @@ def build_agent(name: str, env: gym.Env, *, seed: int, timesteps: int,
         ``(model, {"quantum": n, "classical": m})``.
 
     Raises:
-        AgentUnavailable: If the agent's code cannot be imported.
         NotApplicable: If the agent cannot run on this env (the reason says why).
         ValueError, TypeError: For bad kwargs (the algorithm's or policy's own message).
     """
@@ -489,7 +391,7 @@ def build_agent(name: str, env: gym.Env, *, seed: int, timesteps: int,
 
 
 def _small_arch(algo: str, h: int) -> Any:
-    if algo in _ON_POLICY:
+    if algo in ON_POLICY:
         return {"pi": [h], "vf": [64, 64]}  # q-ppo / q-a2c default critic_net_arch
     if algo == "dqn":
         return [h]
@@ -514,7 +416,6 @@ def matched_net_arch(algo: str, env: Any, timesteps: int,
     SB3 policies, not a formula.
 
     Raises:
-        AgentUnavailable: If the quantum twin cannot be imported.
         NotApplicable: If the quantum twin cannot run on this env.
     """
     return _matched_cached(_match_key(algo, env, timesteps, match), algo, env, timesteps,
@@ -533,7 +434,7 @@ def _matched_cached(key: Any, algo: str, env: gym.Env, timesteps: int,
     if hit is not None:
         return hit
     try:
-        q_model = _build_sb3(_AGENTS[f"q-{algo}"], env, 0, timesteps, match)
+        q_model = _build_sb3(get_agent(f"q-{algo}"), env, 0, timesteps, match)
     except NotApplicable as exc:
         raise NotApplicable(f"{algo}-small takes the parameter count of q-{algo}, which cannot "
                             f"run here ({exc}); pass match: {{policy_kwargs: {{n_qubits: 4, "
@@ -543,7 +444,7 @@ def _matched_cached(key: Any, algo: str, env: gym.Env, timesteps: int,
 
     def total(h: int) -> int:
         kw = {"policy_kwargs": {"net_arch": _small_arch(algo, h)}}
-        model = _build_sb3(_AGENTS[algo], env, 0, timesteps, kw)
+        model = _build_sb3(get_agent(algo), env, 0, timesteps, kw)
         return sum(_count(model).values())
 
     lo, hi = 1, 1
@@ -579,55 +480,36 @@ def check_sweep_names(spec: SweepSpec) -> None:
     """Check that every env id is registered and every agent name is known.
 
     An agent name is known if it is a learning agent, ``baselines``, ``random``, or a baseline
-    of one of the sweep's envs whose baselines can be listed.
+    of one of the sweep's envs.
 
     Raises:
         SpecError: Naming the entry (``envs[2].id`` / ``agents[0].name``), its line, the
             unknown name and the close matches.
     """
-    import difflib
-
-    gym_ids = set(gym.registry.keys())
-    _import_qdrl_envs()
-    gym_ids |= set(gym.registry.keys())
+    gym_ids = set(gym.registry)
     for i, env in enumerate(spec.envs):
         if env.id not in gym_ids:
             close = difflib.get_close_matches(env.id, sorted(gym_ids), n=3)
             raise SpecError(f"{spec.path}:{env.line}: envs[{i}].id: unknown environment "
                             f"{env.id!r}" + (f"; did you mean {close}?" if close else ""))
-    baseline_names: set[str] = {"random"}
-    unlisted: list[str] = []
+    baselines: set[str] = {"random"}
     for env in spec.envs:
-        try:
-            baseline_names |= set(baselines_for(env.id))
-        except Exception as exc:
-            unlisted.append(f"{env.id} ({type(exc).__name__}: {exc})")
-    known = set(_AGENTS) | baseline_names | {ALL_BASELINES}
+        baselines |= set(baselines_for(env.id))
+    learners = agent_entries()
+    known = set(learners) | baselines | {ALL_BASELINES}
     for i, agent in enumerate(spec.agents):
         if agent.name not in known:
             close = difflib.get_close_matches(agent.name, sorted(known), n=3)
-            msg = (f"{spec.path}:{agent.line}: agents[{i}].name: unknown agent {agent.name!r}"
-                   + (f"; did you mean {close}?" if close else "")
-                   + f"; learning agents: {sorted(_AGENTS)}; baselines of these envs: "
-                   f"{sorted(baseline_names)}")
-            if unlisted:
-                msg += f"; baselines not listable for: {unlisted}"
-            raise SpecError(msg)
+            raise SpecError(f"{spec.path}:{agent.line}: agents[{i}].name: unknown agent "
+                            f"{agent.name!r}" + (f"; did you mean {close}?" if close else "")
+                            + f"; learning agents: {sorted(learners)}; baselines of these "
+                            f"envs: {sorted(baselines)}")
 
 
 def describe_agents() -> list[tuple[str, str, str, str, str]]:
-    """Rows ``(name, family, algo, action need, availability)`` for ``qdrl-bench list``."""
-    rows = []
-    for e in _AGENTS.values():
-        status = "ok"
-        if e.family in ("quantum", "hybrid", "small"):
-            try:
-                _quantum_policy(e.algo)
-            except AgentUnavailable as exc:
-                status = f"unavailable: {exc}"
-        rows.append((e.name, e.family, e.algo, e.action_need, status))
-    return rows
-
+    """Rows ``(name, family, algo, action need, description)`` for ``qdrl-bench list``."""
+    return [(e.name, e.family, e.algo, e.action_need, e.description)
+            for e in agent_entries().values()]
 
 
 # ----------------------------------------------------------------------------- saved agents
@@ -647,9 +529,10 @@ def save_agent(model: Any, directory: Any) -> list[str]:
     Returns:
         The paths written.
     """
-    from pathlib import Path
-
-    from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
+    from stable_baselines3.common.vec_env import (  # heavy: see the top of the module
+        VecNormalize,
+        unwrap_vec_wrapper,
+    )
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -674,21 +557,16 @@ def load_agent(directory: Any, name: str) -> tuple[Any, Any]:
         The model (on the CPU, without an env) and the frozen observation normaliser
         (``VecNormalize.normalize_obs`` of the saved statistics), or ``None`` when the agent
         trained without normalisation. Evaluate as
-        ``model.predict(obs_filter(obs))``; :func:`qdrl_bench.runner.evaluate` takes it as
+        ``model.predict(obs_filter(obs))``; :func:`qdrl_bench.execute.evaluate` takes it as
         ``obs_filter``.
 
     Raises:
         FileNotFoundError: If ``directory`` has no model file.
     """
-    import pickle
-    from pathlib import Path
-
     base = Path(directory)
     if not (base / MODEL_FILE).is_file():
         raise FileNotFoundError(f"{base / MODEL_FILE}: no saved model there")
     algo_cls = sb3_class(get_agent(name).algo)
-    if get_agent(name).family in ("quantum", "hybrid"):
-        _quantum_policy(get_agent(name).algo)  # the policy class must be importable to unpickle
     model = algo_cls.load(base / MODEL_FILE, device="cpu")
     obs_filter = None
     if (base / NORMALIZE_FILE).is_file():

@@ -14,7 +14,7 @@ For every sweep in a store and every environment in it, the report gives
   secrecy rate);
 * learning curves: mean evaluation return over seeds with a 95% bootstrap CI band per agent,
   baselines as horizontal lines (like paper Fig. 11);
-* runs that were not applicable, unavailable or failed, with their reasons;
+* runs without a result (not applicable, failed, interrupted, ...), with their reasons;
 
 and, across environments, each agent's IQM of normalised scores with a 95% *stratified*
 bootstrap CI (seeds resampled within each environment; Agarwal et al. 2021, "Deep RL at the
@@ -43,7 +43,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from qdrl_bench.store import BaseStore, RunRecord, SQLiteStore, StoreError, get_store
+from qdrl_bench.agents import is_baseline
+from qdrl_bench.hyperparams import describe_settings
+from qdrl_bench.provenance import code_version, is_stale
+from qdrl_bench.store import FINISHED, BaseStore, RunRecord, SQLiteStore, StoreError, get_store
+
+# matplotlib is imported where a figure is drawn (heavy, and only writing a report needs it).
 
 __all__ = [
     "AgentRow",
@@ -155,7 +160,7 @@ def _latest_finished(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
     best: dict[tuple[str, str, int], RunRecord] = {}
     n = 0
     for r in runs:
-        if r.status != "finished":
+        if r.status != FINISHED:
             continue
         k = (r.key.env, r.key.agent, r.key.seed)
         if k in best:
@@ -178,7 +183,7 @@ def build_reports(store: BaseStore, sweep: str | None = None, *,
         store: The store.
         sweep: Only this sweep (default: every sweep).
         version: The current code version, against which :attr:`EnvReport.stale` counts
-            (default: :func:`qdrl_bench.runner.code_version` of this process).
+            (default: :func:`qdrl_bench.provenance.code_version` of this process).
 
     Raises:
         ValueError: If ``sweep`` is not in the store (the message lists the sweeps).
@@ -186,73 +191,97 @@ def build_reports(store: BaseStore, sweep: str | None = None, *,
     sweeps = store.sweeps()
     if sweep is not None and sweep not in sweeps:
         raise ValueError(f"sweep {sweep!r} is not in the store; sweeps there: {sweeps}")
-    from qdrl_bench.hyperparams import describe_settings
-    from qdrl_bench.registry import is_baseline
-    from qdrl_bench.runner import code_version, is_stale
-
     current = version if version is not None else code_version()
-
     out: list[EnvReport] = []
     for sw in [sweep] if sweep else sweeps:
         runs = store.list_runs(sweep=sw)
         finished, _ = _latest_finished(runs)
-        done_keys = {(r.key.env, r.key.agent, r.key.seed) for r in finished}
-        envs = list(dict.fromkeys(r.key.env for r in runs))
-        for env in envs:
-            env_runs = [r for r in finished if r.key.env == env]
-            other = sorted({(f"{r.key.agent}/{r.key.seed}", r.status,
-                             (r.result.reason if r.result else "") or "")
-                            for r in runs if r.key.env == env and r.status != "finished"
-                            and (r.key.env, r.key.agent, r.key.seed) not in done_keys})
-            by_agent: dict[str, list[RunRecord]] = defaultdict(list)
-            for r in env_runs:
-                by_agent[r.key.agent].append(r)
-            rows = []
-            for agent, recs in by_agent.items():
-                recs.sort(key=lambda r: r.key.seed)
-                res = [r.result for r in recs if r.result is not None]
-                scores = [float(x.final_score) for x in res if x.final_score is not None]
-                metric_keys = sorted({k for x in res for k in x.metrics})
-                metrics = {k: float(np.mean([x.metrics[k] for x in res if k in x.metrics]))
-                           for k in metric_keys}
-                row = AgentRow(
-                    agent=agent, agent_name=recs[0].key.agent_name,
-                    is_baseline=is_baseline(recs[0].key.agent_name), scores=scores,
-                    params_quantum=res[0].params_quantum, params_classical=res[0].params_classical,
-                    wall_s=float(np.mean([x.wall_s or 0.0 for x in res])),
-                    adapter=res[0].adapter, metrics=metrics,
-                    settings="" if is_baseline(recs[0].key.agent_name)
-                    else describe_settings(recs[0].key.agent_name, recs[0].key.env_id),
-                    curves=[[(p.step, p.mean) for p in store.get_curve(r.run_id)] for r in recs])
-                row.iqm, lo, hi = stratified_bootstrap_ci([scores], seed=len(rows))
-                row.ci = (lo, hi)
-                row.mean = float(np.mean(scores))
-                rows.append(row)
-            rows.sort(key=lambda r: (r.is_baseline, -r.iqm))
-            base = {r.agent_name: r.mean for r in rows if r.is_baseline}
-            random_score = base.get(_RANDOM)
-            refs = {k: v for k, v in base.items() if k != _RANDOM}
-            reference = max(refs.items(), key=lambda kv: kv[1]) if refs else None
-            oracle = base.get(_ORACLE)
-            if random_score is not None and reference is not None \
-                    and reference[1] - random_score > 1e-12:
-                for i, row in enumerate(rows):
-                    normed = [_normalise(s, random_score, reference[1]) for s in row.scores]
-                    row.normalised, lo, hi = stratified_bootstrap_ci([normed], seed=100 + i)
-                    row.normalised_ci = (lo, hi)
-            if oracle is not None and oracle > 1e-12:  # a fraction only means something > 0
-                for row in rows:
-                    row.of_oracle = row.mean / oracle
-            out.append(EnvReport(sweep=sw, env=env, env_id=env_runs[0].key.env_id
-                                 if env_runs else env, rows=rows, random_score=random_score,
-                                 reference=reference, oracle_score=oracle, other=other,
-                                 superseded=sum(1 for r in runs if r.key.env == env
-                                                and r.status == "finished") - len(env_runs),
-                                 code_versions=tuple(sorted({
-                                     r.result.code_version for r in env_runs
-                                     if r.result is not None and r.result.code_version})),
-                                 stale=sum(is_stale(r, current) for r in env_runs)))
+        for env in dict.fromkeys(r.key.env for r in runs):
+            out.append(_env_report(store, sw, env, runs, finished, current))
     return out
+
+
+def _env_report(store: BaseStore, sweep: str, env: str, runs: list[RunRecord],
+                finished: list[RunRecord], current: str) -> EnvReport:
+    """The report of one environment of a sweep.
+
+    ``runs`` are all the sweep's runs, ``finished`` the latest finished run of each (env,
+    agent, seed) among them (:func:`_latest_finished`).
+    """
+    env_runs = [r for r in finished if r.key.env == env]
+    by_agent: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in env_runs:
+        by_agent[r.key.agent].append(r)
+    rows = [_agent_row(store, agent, recs, seed=i)
+            for i, (agent, recs) in enumerate(by_agent.items())]
+    rows.sort(key=lambda r: (r.is_baseline, -r.iqm))
+    random_score, reference, oracle = _normalise_rows(rows)
+    return EnvReport(sweep=sweep, env=env, env_id=env_runs[0].key.env_id if env_runs else env,
+                     rows=rows, random_score=random_score, reference=reference,
+                     oracle_score=oracle, other=_without_result(runs, env, finished),
+                     superseded=sum(1 for r in runs if r.key.env == env
+                                    and r.status == FINISHED) - len(env_runs),
+                     code_versions=tuple(sorted({
+                         r.result.code_version for r in env_runs
+                         if r.result is not None and r.result.code_version})),
+                     stale=sum(is_stale(r, current) for r in env_runs))
+
+
+def _without_result(runs: list[RunRecord], env: str,
+                    finished: list[RunRecord]) -> list[tuple[str, str, str]]:
+    """``(agent/seed, status, reason)`` of the env's runs with no finished run of their seed."""
+    done = {(r.key.env, r.key.agent, r.key.seed) for r in finished}
+    return sorted({(f"{r.key.agent}/{r.key.seed}", r.status,
+                    (r.result.reason if r.result else "") or "")
+                   for r in runs if r.key.env == env and r.status != FINISHED
+                   and (r.key.env, r.key.agent, r.key.seed) not in done})
+
+
+def _agent_row(store: BaseStore, agent: str, recs: list[RunRecord], seed: int) -> AgentRow:
+    """One agent's line of an env's table from its finished runs (``seed``: the bootstrap's)."""
+    recs.sort(key=lambda r: r.key.seed)
+    res = [r.result for r in recs if r.result is not None]
+    scores = [float(x.final_score) for x in res if x.final_score is not None]
+    metric_keys = sorted({k for x in res for k in x.metrics})
+    metrics = {k: float(np.mean([x.metrics[k] for x in res if k in x.metrics]))
+               for k in metric_keys}
+    name = recs[0].key.agent_name
+    row = AgentRow(
+        agent=agent, agent_name=name, is_baseline=is_baseline(name), scores=scores,
+        params_quantum=res[0].params_quantum, params_classical=res[0].params_classical,
+        wall_s=float(np.mean([x.wall_s or 0.0 for x in res])),
+        adapter=res[0].adapter, metrics=metrics,
+        settings="" if is_baseline(name) else describe_settings(name, recs[0].key.env_id),
+        curves=[[(p.step, p.mean) for p in store.get_curve(r.run_id)] for r in recs])
+    row.iqm, lo, hi = stratified_bootstrap_ci([scores], seed=seed)
+    row.ci = (lo, hi)
+    row.mean = float(np.mean(scores))
+    return row
+
+
+def _normalise_rows(rows: list[AgentRow]
+                    ) -> tuple[float | None, tuple[str, float] | None, float | None]:
+    """Fill the rows' normalised scores and oracle fractions from the env's baselines.
+
+    Returns:
+        The ``random`` baseline's mean, the reference (the best other baseline: name, mean)
+        and the oracle's mean, each ``None`` where the env's table has none.
+    """
+    base = {r.agent_name: r.mean for r in rows if r.is_baseline}
+    random_score = base.get(_RANDOM)
+    refs = {k: v for k, v in base.items() if k != _RANDOM}
+    reference = max(refs.items(), key=lambda kv: kv[1]) if refs else None
+    oracle = base.get(_ORACLE)
+    if random_score is not None and reference is not None \
+            and reference[1] - random_score > 1e-12:
+        for i, row in enumerate(rows):
+            normed = [_normalise(s, random_score, reference[1]) for s in row.scores]
+            row.normalised, lo, hi = stratified_bootstrap_ci([normed], seed=100 + i)
+            row.normalised_ci = (lo, hi)
+    if oracle is not None and oracle > 1e-12:  # a fraction only means something > 0
+        for row in rows:
+            row.of_oracle = row.mean / oracle
+    return random_score, reference, oracle
 
 
 def aggregate(reports: list[EnvReport]) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
@@ -293,7 +322,7 @@ def _bootstrap_band(values: np.ndarray, seed: int, n_boot: int = 1000) -> tuple[
 
 
 def _curves_png(rep: EnvReport) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: see the top
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.0, 4.2), dpi=100)
@@ -336,7 +365,7 @@ def _curves_png(rep: EnvReport) -> bytes:
 
 
 def _aggregate_png(sweep: str, agg: dict[str, tuple[float, float, float, int]]) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: see the top
     from matplotlib.figure import Figure
 
     names = sorted(agg, key=lambda a: agg[a][0])
@@ -467,6 +496,53 @@ def _open_existing(store: BaseStore | str | os.PathLike[str]) -> tuple[BaseStore
     return SQLiteStore(text, read_only=True), True  # a report never writes
 
 
+def _env_section(rep: EnvReport, out: Path, used: set[str],
+                 pngs: list[str]) -> tuple[list[str], list[str]]:
+    """One environment's part of the report: its Markdown lines and HTML parts.
+
+    Its figure is written into ``out`` under a name not in ``used`` (then added to it), and
+    the figure's path appended to ``pngs``.
+    """
+    md = [f"### {_md(rep.env)}", ""]
+    page = [f"<h3>{html.escape(rep.env)}</h3>"]
+    ref = (f"random = {_f(rep.random_score)}, reference = {rep.reference[0]} "
+           f"({_f(rep.reference[1])})" if rep.reference and rep.random_score is not None
+           else "normalisation needs a random baseline and another baseline")
+    if rep.rows:
+        head, body = _table(rep)
+        png = _curves_png(rep)
+        name = _unique(f"{_slug(rep.sweep)}_{_slug(rep.env)}_curves.png", used)
+        _write_file(out / name, png)
+        pngs.append(str(out / name))
+        md += [_md_table(head, body), "", _md(ref), "", f"![learning curves]({name})", ""]
+        page += [_html_table(head, body), f"<p class='note'>{html.escape(ref)}</p>",
+                 f"<img alt='learning curves {html.escape(rep.env)}' "
+                 f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]
+    if rep.other:
+        head = ["run", "status", "reason"]
+        body = [[n, s, (why.splitlines() or [""])[0][:300]] for n, s, why in rep.other]
+        md += ["Runs without a result:", "", _md_table(head, body), ""]
+        page += ["<p>Runs without a result:</p>", _html_table(head, body)]
+    notes = []
+    if len(rep.code_versions) > 1:
+        notes.append(f"Warning: these results were produced by {len(rep.code_versions)} "
+                     f"different versions of the code ({', '.join(rep.code_versions)}); a "
+                     "rerun skips finished runs even when the code changed.")
+    if rep.stale:
+        n_shown = sum(len(r.scores) for r in rep.rows)
+        notes.append(f"Stale: {rep.stale} of {n_shown} results shown were produced by "
+                     "another code version than the current one; `qdrl-bench run SWEEP "
+                     "--rerun stale` recomputes them (the old results are kept until the "
+                     "new runs finish).")
+    if rep.superseded:
+        notes.append(f"{rep.superseded} finished run(s) of an earlier configuration are "
+                     "superseded and not shown.")
+    for note in notes:
+        md += [note, ""]
+        page.append(f"<p class='note'>{html.escape(note)}</p>")
+    return md, page
+
+
 def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.PathLike[str],
                  sweep: str | None = None, *, version: str | None = None) -> dict[str, Any]:
     """Write ``report.md`` (+ PNGs) and a self-contained ``report.html`` into ``out_dir``.
@@ -524,46 +600,9 @@ def write_report(store: BaseStore | str | os.PathLike[str], out_dir: str | os.Pa
                      f"<img alt='aggregate {html.escape(sw)}' src='data:image/png;base64,"
                      f"{base64.b64encode(png).decode()}'>"]
         for rep in (r for r in reports if r.sweep == sw):
-            md += [f"### {_md(rep.env)}", ""]
-            page.append(f"<h3>{html.escape(rep.env)}</h3>")
-            ref = (f"random = {_f(rep.random_score)}, reference = {rep.reference[0]} "
-                   f"({_f(rep.reference[1])})" if rep.reference and rep.random_score is not None
-                   else "normalisation needs a random baseline and another baseline")
-            if rep.rows:
-                head, body = _table(rep)
-                png = _curves_png(rep)
-                name = _unique(f"{_slug(sw)}_{_slug(rep.env)}_curves.png", used)
-                _write_file(out / name, png)
-                pngs.append(str(out / name))
-                md += [_md_table(head, body), "", _md(ref), "", f"![learning curves]({name})",
-                       ""]
-                page += [_html_table(head, body), f"<p class='note'>{html.escape(ref)}</p>",
-                          f"<img alt='learning curves {html.escape(rep.env)}' "
-                          f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]
-            if rep.other:
-                head = ["run", "status", "reason"]
-                body = [[n, s, (why.splitlines() or [""])[0][:300]] for n, s, why in rep.other]
-                md += ["Runs without a result:", "", _md_table(head, body), ""]
-                page += ["<p>Runs without a result:</p>", _html_table(head, body)]
-            if len(rep.code_versions) > 1:
-                note = (f"Warning: these results were produced by {len(rep.code_versions)} "
-                        f"different versions of the code ({', '.join(rep.code_versions)}); a "
-                        "rerun skips finished runs even when the code changed.")
-                md += [note, ""]
-                page.append(f"<p class='note'>{html.escape(note)}</p>")
-            if rep.stale:
-                n_shown = sum(len(r.scores) for r in rep.rows)
-                note = (f"Stale: {rep.stale} of {n_shown} results shown were produced by "
-                        "another code version than the current one; `qdrl-bench run SWEEP "
-                        "--rerun stale` recomputes them (the old results are kept until the "
-                        "new runs finish).")
-                md += [note, ""]
-                page.append(f"<p class='note'>{html.escape(note)}</p>")
-            if rep.superseded:
-                note = (f"{rep.superseded} finished run(s) of an earlier configuration are "
-                        "superseded and not shown.")
-                md += [note, ""]
-                page.append(f"<p class='note'>{html.escape(note)}</p>")
+            md_part, page_part = _env_section(rep, out, used, pngs)
+            md += md_part
+            page += page_part
     page.append("</body></html>")
     md_path, html_path = out / "report.md", out / "report.html"
     _write_file(md_path, "\n".join(md).encode("utf-8"))

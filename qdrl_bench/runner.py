@@ -1,90 +1,57 @@
 """Run a sweep: expand it into runs, skip the finished ones, execute the rest, store results.
 
-Two layers:
-
-* :func:`execute_run` runs one :class:`~qdrl_bench.spec.RunSpec` start to finish and returns a
-  :class:`~qdrl_bench.store.RunResult`. It is a pure function of the run (it never touches the
-  store), so any executor — inline, a process pool, Ray — may call it, and it seeds
-  everything (Python, NumPy, torch, the SB3 algorithm, the training and evaluation envs), so
-  the same run gives the same scores wherever it executes.
-* :func:`run_sweep` is the driver: it checks the sweep, creates the runs in the store, hands
-  the unfinished ones to an executor, and writes every result from the driver process, one
-  transaction per run. Ctrl-C stops the executor, marks the runs in flight ``interrupted`` and
-  leaves the store consistent; a rerun redoes them and skips everything finished.
-  ``rerun="stale"`` also redoes finished runs whose recorded :func:`code_version` is not the
-  current one, ``rerun="all"`` every run of the sweep; a redone run's old result stays in the
-  store until the new run is done (:meth:`~qdrl_bench.store.BaseStore.replace_result`).
-
-Metrics follow fixed namespaces: the evaluation curve is ``eval/return`` (mean and std over the
-evaluation episodes at each step); ``metrics`` holds the final evaluation's ``eval/<info key>``
-means of the env's numeric ``info`` entries (e.g. ``eval/secrecy_rate``).
+:func:`run_sweep` is the driver: it checks the sweep, creates the runs in the store, hands the
+unfinished ones to an executor (:mod:`qdrl_bench.executors`, which runs each with
+:func:`qdrl_bench.execute.execute_run`), and writes every result from the driver process, one
+transaction per run. Ctrl-C stops the executor, marks the runs in flight ``interrupted`` and
+leaves the store consistent; a rerun redoes them and skips everything finished.
+``rerun="stale"`` also redoes finished runs whose recorded
+:func:`~qdrl_bench.provenance.code_version` is not the current one, ``rerun="all"`` every run
+of the sweep; a redone run's old result stays in the store until the new run is done
+(:meth:`~qdrl_bench.store.BaseStore.replace_result`).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import numpy as np
-
+from qdrl_bench import executors as ex
+from qdrl_bench import registry
+from qdrl_bench.hyperparams import parse_entry
+from qdrl_bench.provenance import code_version, is_stale
 from qdrl_bench.spec import ALL_BASELINES, RunSpec, SpecError, SweepSpec, expand_runs
 from qdrl_bench.store import (
     DONE_STATUSES,
     FAILED,
     FINISHED,
-    NOT_APPLICABLE,
-    UNAVAILABLE,
     BaseStore,
-    EvalPoint,
     RunKey,
-    RunRecord,
-    RunResult,
     StoreError,
     get_store,
     new_owner,
 )
 
 __all__ = [
+    "LEASE_S",
     "RERUN_MODES",
     "Progress",
     "SweepSummary",
-    "code_version",
-    "evaluate",
-    "execute_run",
-    "is_stale",
+    "check_agent_kwargs",
+    "check_env_kwargs",
     "run_key",
     "run_sweep",
-    "score_metrics",
-    "set_step_reporter",
 ]
 
 RERUN_MODES = ("stale", "all")
 """What :func:`run_sweep` redoes besides unfinished runs: ``stale`` (done runs of another code
 version) or ``all`` (every done run of the sweep)."""
-
-StepReporter = Callable[[str, int, int], None]
-_REPORTER: StepReporter | None = None
-
-
-def set_step_reporter(reporter: StepReporter | None) -> None:
-    """Install the function :func:`execute_run` calls with ``(run name, steps, total)``."""
-    global _REPORTER
-    _REPORTER = reporter
-
-
-def _report(name: str, steps: int, total: int) -> None:
-    if _REPORTER is not None:
-        try:
-            _REPORTER(name, steps, total)
-        except Exception:  # progress must never break a run
-            pass
 
 
 def run_key(run: RunSpec) -> RunKey:
@@ -92,286 +59,6 @@ def run_key(run: RunSpec) -> RunKey:
     return RunKey(sweep=run.sweep, env=run.env.label, agent=run.agent.label, seed=run.seed,
                   config_hash=run.config_hash, env_id=run.env.id, agent_name=run.agent.name,
                   config=run.config)
-
-
-# ----------------------------------------------------------------------------- one run
-
-
-def _scalar_infos(info: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in info.items():
-        if isinstance(v, (bool, np.bool_)) or k.startswith("_") or k in ("episode",
-                                                                           "TimeLimit.truncated"):
-            continue
-        if isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v):
-            out[k] = float(v)
-    return out
-
-
-def evaluate(policy: Any, env: Any, episodes: int, seed: int, *, deterministic: bool = True,
-             obs_filter: Callable[[np.ndarray], np.ndarray] | None = None,
-             ) -> tuple[list[float], dict[str, float]]:
-    """Play ``episodes`` episodes; episode ``k`` is reset with ``seed + k``.
-
-    Args:
-        policy: Anything with SB3's ``predict(obs, deterministic=...) -> (action, state)``.
-        env: A single (Gymnasium) environment whose action space the policy acts in.
-        episodes: Number of episodes.
-        seed: Seed of the first episode.
-        deterministic: Act on the policy's mode (``True``) or sample its distribution.
-        obs_filter: Applied to each observation before ``predict`` (a trained agent's frozen
-            ``VecNormalize.normalize_obs``); returns are always the env's own rewards.
-
-    Returns:
-        The episode returns and, per numeric scalar ``info`` key, the mean over steps and
-        episodes (keys prefixed ``eval/``).
-    """
-    returns: list[float] = []
-    sums: dict[str, float] = collections.defaultdict(float)
-    counts: dict[str, int] = collections.defaultdict(int)
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        total, done, state = 0.0, False, None
-        start = np.ones((1,), dtype=bool)
-        ep_sums: dict[str, float] = collections.defaultdict(float)
-        steps = 0
-        while not done:
-            seen = obs if obs_filter is None else obs_filter(obs)
-            action, state = policy.predict(seen, state=state, episode_start=start,
-                                           deterministic=deterministic)
-            start = np.zeros((1,), dtype=bool)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            steps += 1
-            for key, value in _scalar_infos(info).items():
-                ep_sums[key] += value
-            done = bool(terminated or truncated)
-        returns.append(total)
-        for key, value in ep_sums.items():
-            sums[key] += value / steps
-            counts[key] += 1
-    return returns, {f"eval/{k}": sums[k] / counts[k] for k in sums}
-
-
-_CODE_PACKAGES = ("qdrl_envs", "qdrl_agents", "qdrl_bench")
-_CODE_VERSION: str | None = None
-
-
-def code_version() -> str:
-    """Fingerprint (12 hex digits) of the source of ``qdrl_envs``, ``qdrl_agents``, ``qdrl_bench``.
-
-    Stored with every result, so a report can tell when the runs it pools were produced by
-    different code (a rerun skips finished runs even if the code changed since). Computed once
-    per process from the ``.py`` files on disk (``qdrl_bench/perf`` excluded) and the
-    registry's hyperparameter files (``qdrl_bench/hyperparams/*.yml``): new defaults make
-    results stale too.
-    """
-    global _CODE_VERSION
-    if _CODE_VERSION is None:
-        import hashlib
-        import importlib.util
-        from pathlib import Path
-
-        digest = hashlib.sha256()
-        for package in _CODE_PACKAGES:
-            spec = importlib.util.find_spec(package)
-            if spec is None or not spec.submodule_search_locations:
-                continue
-            root = Path(next(iter(spec.submodule_search_locations)))
-            for path in sorted([*root.rglob("*.py"), *root.glob("hyperparams/*.yml")]):
-                rel = path.relative_to(root).as_posix()
-                if rel.startswith("perf/"):
-                    continue
-                digest.update(f"{package}/{rel}\0".encode())
-                digest.update(path.read_bytes())
-        _CODE_VERSION = digest.hexdigest()[:12]
-    return _CODE_VERSION
-
-
-def is_stale(record: RunRecord, version: str) -> bool:
-    """Whether a done run holds a result of another code version than ``version``.
-
-    A result without a recorded version (a store of schema 1) counts as stale; runs that are
-    not done are never stale (a rerun redoes them anyway).
-    """
-    if record.status not in DONE_STATUSES:
-        return False
-    return record.result is None or record.result.code_version != version
-
-
-def _seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global generator and torch (SB3's helper)."""
-    from stable_baselines3.common.utils import set_random_seed
-
-    set_random_seed(seed)
-
-
-LAST_EVALS = 3
-"""Evaluation points the stability score averages over (the final one and those before)."""
-
-
-def score_metrics(curve: list[EvalPoint], sampled: list[float]) -> dict[str, float]:
-    """A learning run's scores beside its final deterministic one, as ``score/`` metrics.
-
-    ``score/stochastic``: the mean return of the same evaluation episodes with actions sampled
-    from the policy (an untrained policy's mode can be far worse, or better, than the policy);
-    ``score/last_evals``: the mean of the last :data:`LAST_EVALS` deterministic evaluations,
-    which shows a policy that peaked and then fell.
-    """
-    tail = [p.mean for p in curve[-LAST_EVALS:]]
-    return {"score/stochastic": float(np.mean(sampled)),
-            "score/last_evals": float(np.mean(tail))}
-
-
-def _point(step: int, returns: list[float]) -> EvalPoint:
-    arr = np.asarray(returns, dtype=np.float64)
-    return EvalPoint(step=int(step), mean=float(arr.mean()), std=float(arr.std()),
-                     returns=tuple(float(r) for r in arr))
-
-
-def _error_text(exc: BaseException) -> str:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    tail = "".join(tb[-3:]).strip()
-    return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
-
-
-EvalHook = Callable[[int, float], bool]
-"""Called after each evaluation of a learning run with ``(step, mean return)``; returning
-``False`` stops training there (a tuner's pruner). The run still finishes with the curve so
-far, its last point the evaluation that stopped it."""
-
-
-def execute_run(run: RunSpec, *, on_eval: EvalHook | None = None) -> RunResult:
-    """Train and evaluate one run; never raises for a failing run (KeyboardInterrupt aside).
-
-    Returns:
-        ``finished`` with the curve and scores; ``not_applicable`` when the agent cannot act in
-        the env (adapter cap, qubit cap, a baseline of another env); ``unavailable`` when the
-        env or agent code cannot be imported; ``failed`` with the error otherwise. Every result
-        carries the :func:`code_version` of the process that produced it.
-    """
-    import dataclasses
-
-    return dataclasses.replace(_execute_run(run, on_eval), code_version=code_version())
-
-
-def _execute_run(run: RunSpec, on_eval: EvalHook | None = None) -> RunResult:
-    from qdrl_bench import registry
-    from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space
-
-    t0 = time.perf_counter()
-    eval_seed = run.eval.seed + 1000 * run.seed
-    env = eval_env = None
-    try:
-        try:
-            eval_env = registry.make_env(run.env.id, run.env.kwargs, run.env.max_episode_steps)
-        except ImportError as exc:
-            return RunResult(status=UNAVAILABLE, reason=f"env {run.env.id} is not importable: "
-                                                        f"{type(exc).__name__}: {exc}")
-        _seed_everything(run.seed)
-        if registry.is_baseline(run.agent.name):
-            try:
-                policy = registry.build_baseline(run.agent.name, eval_env, run.seed,
-                                                 run.agent.kwargs)
-            except ImportError as exc:
-                return RunResult(status=UNAVAILABLE, reason=f"baselines of {run.env.id} are not "
-                                                            f"importable: {exc}")
-            except ValueError as exc:
-                if "unknown baseline" in str(exc):
-                    return RunResult(status=NOT_APPLICABLE, reason=str(exc))
-                raise
-            returns, metrics = evaluate(policy, eval_env, run.eval.episodes, eval_seed)
-            _report(run.name, run.timesteps, run.timesteps)
-            curve = (_point(0, returns), _point(run.timesteps, returns))
-            return RunResult(status=FINISHED, wall_s=time.perf_counter() - t0,
-                             params_quantum=0, params_classical=0,
-                             final_score=curve[-1].mean, final_std=curve[-1].std,
-                             metrics=metrics, curve=curve)
-
-        entry = registry.get_agent(run.agent.name)
-        settings = registry.train_settings(run.agent.name, run.env.id, run.agent.kwargs)
-        try:
-            env, adapter = registry.make_train_env(
-                run.env.id, run.env.kwargs, n_envs=settings.n_envs,
-                action_need=entry.action_need, adapter=settings.adapter,
-                max_episode_steps=run.env.max_episode_steps, normalize=settings.normalize,
-                gamma=float(settings.algo_kwargs.get("gamma", 0.99)))
-            eval_env, _ = adapt_action_space(eval_env, entry.action_need, **settings.adapter)
-        except AdapterNotApplicable as exc:
-            return RunResult(status=NOT_APPLICABLE, reason=str(exc))
-        try:
-            model, counts = registry.build_agent(run.agent.name, env, seed=run.seed,
-                                                 timesteps=run.timesteps,
-                                                 kwargs=settings.algo_kwargs)
-        except registry.AgentUnavailable as exc:
-            return RunResult(status=UNAVAILABLE, reason=str(exc), adapter=adapter)
-        except registry.NotApplicable as exc:
-            return RunResult(status=NOT_APPLICABLE, reason=str(exc), adapter=adapter)
-        obs_filter = getattr(env, "normalize_obs", None)  # VecNormalize's, frozen at eval
-
-        curve: list[EvalPoint] = []
-        last_metrics: dict[str, float] = {}
-
-        def do_eval(step: int) -> bool:
-            nonlocal last_metrics
-            returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed,
-                                             obs_filter=obs_filter)
-            curve.append(_point(step, returns))
-            return on_eval is None or bool(on_eval(step, curve[-1].mean))
-
-        if do_eval(0):
-            model.learn(total_timesteps=run.timesteps,
-                        callback=_EvalCallback(run, do_eval))
-        if curve[-1].step != model.num_timesteps:
-            do_eval(int(model.num_timesteps))
-        sampled, _ = evaluate(model, eval_env, run.eval.episodes, eval_seed,
-                              deterministic=False, obs_filter=obs_filter)
-        last_metrics = {**last_metrics, **score_metrics(curve, sampled)}
-        return RunResult(status=FINISHED, adapter=adapter, wall_s=time.perf_counter() - t0,
-                         params_quantum=counts["quantum"], params_classical=counts["classical"],
-                         final_score=curve[-1].mean, final_std=curve[-1].std,
-                         metrics=last_metrics, curve=tuple(curve))
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except BaseException as exc:  # a library's BaseException (pyo3's PanicException from
-        # qiskit's Rust core) fails this run, not the sweep
-        return RunResult(status=FAILED, reason=_error_text(exc),
-                         wall_s=time.perf_counter() - t0)
-    finally:
-        for e in (env, eval_env):
-            if e is not None:
-                e.close()
-
-
-def _EvalCallback(run: RunSpec, do_eval: Callable[[int], bool]) -> Any:
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class EvalCallback(BaseCallback):
-        """Evaluate every ``run.eval.every`` steps (stop when the hook says so), report progress."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = run.eval.every
-            self.last_report = 0.0
-
-        def _on_step(self) -> bool:
-            n = self.num_timesteps
-            if n >= self.next_eval:
-                go_on = do_eval(n)
-                while self.next_eval <= n:
-                    self.next_eval += run.eval.every
-                if not go_on:
-                    return False
-            now = time.monotonic()
-            if now - self.last_report > 0.5:
-                self.last_report = now
-                _report(run.name, n, run.timesteps)
-            return True
-
-        def _on_training_end(self) -> None:
-            _report(run.name, self.num_timesteps, run.timesteps)
-
-    return EvalCallback()
 
 
 # ----------------------------------------------------------------------------- progress
@@ -473,13 +160,12 @@ class SweepSummary:
         stale: Of the skipped runs, those whose result is of another code version.
         redo: Done runs redone in this invocation (``rerun``).
         replaced: Of those, the ones whose new result replaced the old one.
-        kept: ``(run name, status)`` of redone runs that did not finish (failed, unavailable):
-            their old result is kept.
+        kept: ``(run name, status)`` of redone runs that did not finish (failed): their old
+            result is kept.
         statuses: Count of each status produced in this invocation.
         interrupted: Whether Ctrl-C stopped it.
         wall_s: Wall-clock seconds.
         failures: ``(run name, reason)`` of failed runs.
-        unavailable: ``(run name, reason)`` of unavailable runs.
         held: ``(run name, owner)`` of runs another process was executing (its lease live):
             not run here, and not counted in ``statuses``.
     """
@@ -495,7 +181,6 @@ class SweepSummary:
     interrupted: bool = False
     wall_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
-    unavailable: list[tuple[str, str]] = field(default_factory=list)
     held: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -507,8 +192,6 @@ class _Heartbeat:
     """A thread renewing the leases of the runs in flight, every ``interval`` seconds."""
 
     def __init__(self, db: BaseStore, owner: str, interval: float) -> None:
-        import threading
-
         self.db, self.owner, self.interval = db, owner, interval
         self.ids: set[str] = set()
         self._guard = threading.Lock()
@@ -548,9 +231,6 @@ def check_agent_kwargs(spec: SweepSpec) -> None:
     Raises:
         SpecError: ``file:line: agents[i].kwargs.key: ...``.
     """
-    from qdrl_bench import registry
-    from qdrl_bench.hyperparams import parse_entry
-
     for i, agent in enumerate(spec.agents):
         if agent.name == ALL_BASELINES or registry.is_baseline(agent.name):
             continue
@@ -562,18 +242,16 @@ def check_agent_kwargs(spec: SweepSpec) -> None:
 def check_env_kwargs(spec: SweepSpec) -> None:
     """Build each env once with its kwargs so bad overrides fail before any run starts.
 
-    Envs that cannot be imported are left for the runs to record as unavailable.
+    An env whose code does not import is a bug, not bad input: its ``ImportError`` propagates.
 
     Raises:
         SpecError: Naming ``envs[i].kwargs``, its line and the env's own message.
     """
-    from qdrl_bench import registry
-
     for i, env in enumerate(spec.envs):
         try:
             made = registry.make_env(env.id, env.kwargs, env.max_episode_steps)
-        except ImportError:
-            continue
+        except ImportError:  # the env's code is broken: a bug to see, not a sweep error
+            raise
         except Exception as exc:
             raise SpecError(f"{spec.path}:{env.line}: envs[{i}].kwargs: {env.id} rejects "
                             f"{dict(env.kwargs)}: {type(exc).__name__}: {exc}") from exc
@@ -609,8 +287,8 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
             applicable), which then replaces it in one transaction; a redo that fails or is
             interrupted leaves the old result in place.
         version: The code version results are compared with (default: this process's
-            :func:`code_version`). When given, it is also recorded on the results this call
-            writes, in place of the executing process's own.
+            :func:`~qdrl_bench.provenance.code_version`). When given, it is also recorded on
+            the results this call writes, in place of the executing process's own.
         lease_s: Seconds a claimed run stays this driver's without renewal.
 
     Returns:
@@ -625,11 +303,6 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
             in flight are then marked ``interrupted`` where the store still takes it, and
             otherwise taken over by the next driver (their owner's process is gone).
     """
-    import dataclasses
-
-    from qdrl_bench import executors as ex
-    from qdrl_bench import registry
-
     if rerun is not None and rerun not in RERUN_MODES:
         raise ValueError(f"rerun must be one of {list(RERUN_MODES)} (or None), got {rerun!r}")
     t0 = time.perf_counter()
@@ -703,8 +376,6 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
                 summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
                 if result.status == FAILED:
                     summary.failures.append((run.name, result.reason or ""))
-                elif result.status == UNAVAILABLE:
-                    summary.unavailable.append((run.name, result.reason or ""))
                 bar.run_done(run, result.status)
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -729,11 +400,3 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
             db.close()
     summary.wall_s = time.perf_counter() - t0
     return summary
-
-
-def worker_threads() -> int:
-    """Threads torch may use in this process (1 inside executor workers)."""
-    import torch
-
-    return int(torch.get_num_threads())
-

@@ -33,11 +33,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
+
+from qdrl_bench import registry
 
 __all__ = ["CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "export_agent", "import_agent"]
 
@@ -100,11 +105,6 @@ def export_agent(model: Any, directory: str | os.PathLike[str], *, name: str, en
     Raises:
         SharedAgentError: If a setting cannot be written as JSON.
     """
-    import torch
-    from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
-
-    from qdrl_bench import registry
-
     settings = registry.train_settings(name, env_id, kwargs)
     env = model.get_env()
     norm = unwrap_vec_wrapper(env, VecNormalize) if env is not None else None
@@ -190,19 +190,13 @@ def import_agent(directory: str | os.PathLike[str]) -> tuple[Any, Any]:
     Returns:
         The model (on the CPU) and the frozen observation normaliser, or ``None`` when it
         trained without one; evaluate as ``model.predict(obs_filter(obs))``, or pass it as
-        ``obs_filter`` to :func:`qdrl_bench.runner.evaluate`.
+        ``obs_filter`` to :func:`qdrl_bench.execute.evaluate`.
 
     Raises:
         SharedAgentError: If ``agent.json`` is missing or malformed, ``policy.pt`` is missing,
             is not a plain file of tensors (a pickle of any other object is refused unread),
             or does not fit the policy ``agent.json`` describes (names, shapes).
     """
-    import pickle
-
-    import torch
-
-    from qdrl_bench import registry
-
     base = Path(directory)
     config = _read_config(base / CONFIG_FILE)
     weights = base / WEIGHTS_FILE

@@ -51,6 +51,8 @@ from typing import Any
 
 import yaml
 
+import qdrl_envs
+
 __all__ = [
     "DEFAULT_TIMESTEPS",
     "AgentSpec",
@@ -447,8 +449,6 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
 
 
 def _registered_env_ids() -> tuple[str, ...]:
-    import qdrl_envs
-
     return tuple(qdrl_envs.ENV_IDS)
 
 
@@ -547,8 +547,7 @@ def expand_runs(spec: SweepSpec, baselines_of: Any = None,
     Args:
         spec: The sweep.
         baselines_of: ``callable(env_id) -> list[str]`` giving an env's baseline names; needed
-            to expand the ``baselines`` agent entry (an env whose baselines cannot be listed
-            contributes ``random`` only).
+            to expand the ``baselines`` agent entry (without it, ``baselines`` is ``random``).
         timesteps_of: ``callable(env_id, agent name) -> int | None``: a learning agent's
             budget from its hyperparameter file (or :data:`DEFAULT_TIMESTEPS`), ``None`` for a
             baseline; used only where the sweep gives no ``timesteps``. Without it, such runs
@@ -566,12 +565,7 @@ def expand_runs(spec: SweepSpec, baselines_of: Any = None,
             if not agent.runs_on(env.label):
                 continue
             if agent.name == ALL_BASELINES:
-                names = ["random"]
-                if baselines_of is not None:
-                    try:
-                        names = list(baselines_of(env.id))
-                    except Exception:  # env or its baselines not importable yet
-                        names = ["random"]
+                names = ["random"] if baselines_of is None else list(baselines_of(env.id))
                 taken = {a.label for a in spec.agents}
                 agents.extend(AgentSpec(name=n, line=agent.line) for n in names if n not in taken)
             else:

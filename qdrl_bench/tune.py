@@ -2,7 +2,7 @@
 
 ``qdrl-bench tune SWEEP --trials N`` runs, for each (environment, learning agent) of the sweep
 (baselines are skipped), one optuna study of ``N`` trials. A trial is one ordinary run
-(:func:`qdrl_bench.runner.execute_run`) of the agent with sampled hyperparameters, for the
+(:func:`qdrl_bench.execute.execute_run`) of the agent with sampled hyperparameters, for the
 sweep's ``timesteps`` and evaluation schedule. Every agent, quantum and classical alike, gets
 the same number of trials and the same training steps per trial: that is what makes the tuned
 agents comparable. The objective is the run's ``score/last_evals`` (the mean of its last three
@@ -102,8 +102,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import optuna
+from optuna.trial import TrialState
 
+from qdrl_bench import execute, registry
+from qdrl_bench.hyperparams import (
+    algo_params,
+    dump_hyperparams,
+    hyperparams_for,
+    load_hyperparams,
+    parse_hyperparams,
+)
+from qdrl_bench.runner import check_env_kwargs
 from qdrl_bench.spec import AgentSpec, EnvSpec, RunSpec, SpecError, SweepSpec
+from qdrl_bench.store import FINISHED, NOT_APPLICABLE
 
 __all__ = [
     "SEARCH_SPACES",
@@ -306,8 +318,6 @@ def starting_params(ctx: SpaceContext, settings: Any) -> dict[str, Any]:
     architecture, else ``small``; a value that is not among a categorical's choices is left
     to the sampler.
     """
-    from qdrl_bench.hyperparams import algo_params
-
     probe = _Probe()
     SEARCH_SPACES[ctx.algo](probe, ctx)
     known: dict[str, Any] = {k: p.default for k, p in algo_params(ctx.algo).items()}
@@ -392,8 +402,8 @@ class StudyResult:
         agent_name: Its registry name.
         study: The optuna study's name.
         status: ``tuned`` (has a best trial), ``no_complete_trial``, ``gave_up`` (too many
-            failed trials), ``not_applicable`` or ``unavailable`` (the agent cannot run on the
-            env; see ``reason``).
+            failed trials) or ``not_applicable`` (the agent cannot run on the env; see
+            ``reason``).
         complete: ``COMPLETE`` trials in the study.
         pruned: ``PRUNED`` trials.
         failed: ``FAIL`` trials (including those a killed process left running).
@@ -491,8 +501,6 @@ def _budget(spec: SweepSpec) -> int:
 
 
 def _pairs(spec: SweepSpec) -> list[tuple[EnvSpec, AgentSpec]]:
-    from qdrl_bench import registry
-
     seen: dict[str, int] = {}
     for i, env in enumerate(spec.envs):
         if env.id in seen:
@@ -508,8 +516,6 @@ def _pairs(spec: SweepSpec) -> list[tuple[EnvSpec, AgentSpec]]:
 
 
 def _storage(url: str) -> tuple[str, Any]:
-    import optuna
-
     if "://" not in url:
         url = f"sqlite:///{url}"
     if url.startswith("sqlite:///"):
@@ -554,9 +560,6 @@ def _study_config(env: EnvSpec, agent: AgentSpec, timesteps: int, spec: SweepSpe
 
 def _file_entry(agent: AgentSpec, env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The hyperparameter-file entry a trial trained with (file defaults + sweep + sampled)."""
-    from qdrl_bench import registry
-    from qdrl_bench.hyperparams import hyperparams_for
-
     settings = registry.train_settings(agent.name, env_id, kwargs)
     return _entry(settings.n_envs, hyperparams_for(agent.name, env_id).n_timesteps,
                   settings.normalize,
@@ -570,8 +573,6 @@ def _first_update_step(ctx: SpaceContext, agent: AgentSpec, env_id: str,
     Evaluations before it score the untrained policy, whatever the settings; the pruner is not
     shown them (a trial of long rollouts would otherwise be pruned for its initial weights).
     """
-    from qdrl_bench import registry
-
     settings = registry.train_settings(agent.name, env_id, kwargs)
     algo = dict(settings.algo_kwargs)
     if ctx.algo in ("ppo", "a2c"):
@@ -604,13 +605,10 @@ def _train(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, kwargs: Mapping[str,
         _NotTunable: The agent cannot run on the env.
         _TrialFailed: The run failed (the message is its first line of reason).
     """
-    from qdrl_bench.runner import execute_run
-    from qdrl_bench.store import FINISHED, NOT_APPLICABLE, UNAVAILABLE
-
     run = RunSpec(sweep=spec.name, env=env, agent=dataclasses.replace(agent, kwargs=kwargs),
                   seed=run_seed, timesteps=timesteps, eval=spec.eval)
-    result = execute_run(run, on_eval=on_eval)
-    if result.status in (NOT_APPLICABLE, UNAVAILABLE):
+    result = execute.execute_run(run, on_eval=on_eval)
+    if result.status == NOT_APPLICABLE:
         raise _NotTunable(result.status, result.reason or "")
     if result.status != FINISHED:
         raise _TrialFailed((result.reason or result.status).splitlines()[0])
@@ -622,11 +620,6 @@ def _train(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, kwargs: Mapping[str,
 def _tune_one(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, trials: int,
               timesteps: int, storage: Any, seed: int, n_startup_trials: int,
               confirm: int, confirm_seeds: int, stream: TextIO | None) -> StudyResult:
-    import optuna
-    from optuna.trial import TrialState
-
-    from qdrl_bench import registry
-
     name = study_name(spec.name, env.label, agent.label)
     res = StudyResult(env=env.label, env_id=env.id, agent=agent.label, agent_name=agent.name,
                       study=name)
@@ -741,8 +734,6 @@ def confirm_seed(seed: int, i: int) -> int:
 
 def _finalists(study: Any, confirm: int) -> list[Any]:
     """The ``confirm`` best complete trials, then the starting trial if complete and not one."""
-    from optuna.trial import TrialState
-
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: (-t.value, t.number))
     chosen = complete[:confirm]
@@ -797,8 +788,6 @@ def _confirm(study: Any, spec: SweepSpec, env: EnvSpec, agent: AgentSpec, *, tim
 
 def _fill(res: StudyResult, study: Any) -> None:
     """Trial counts and the best trial: the best confirmed finalist, if any was confirmed."""
-    from optuna.trial import TrialState
-
     all_trials = study.get_trials(deepcopy=False)
     states = [t.state for t in all_trials]
     res.complete = states.count(TrialState.COMPLETE)
@@ -831,9 +820,6 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_outputs(summary: TuneSummary, out_dir: Path, date: str) -> None:
-    from qdrl_bench import registry
-    from qdrl_bench.hyperparams import dump_hyperparams, parse_hyperparams
-
     by_agent: dict[str, list[StudyResult]] = {}
     for res in summary.studies:
         by_agent.setdefault(res.agent, []).append(res)
@@ -887,8 +873,6 @@ def _write_outputs(summary: TuneSummary, out_dir: Path, date: str) -> None:
 
 def _kept_entries(path: Path, algo: str, tuned: set[str]) -> dict[str, dict[str, Any]]:
     """The entries of an existing file for env ids not tuned now (none if it is malformed)."""
-    from qdrl_bench.hyperparams import load_hyperparams
-
     if not path.is_file():
         return {}
     try:
@@ -973,11 +957,6 @@ def tune_sweep(spec: SweepSpec, *, trials: int, storage: str, out_dir: str | os.
         KeyboardInterrupt: After Ctrl-C; the trial in flight is marked ``FAIL`` and a rerun
             resumes.
     """
-    import optuna
-
-    from qdrl_bench import registry
-    from qdrl_bench.runner import check_env_kwargs
-
     t0 = time.perf_counter()
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be an integer >= 1, got {trials!r}")

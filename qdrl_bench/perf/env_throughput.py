@@ -1,7 +1,6 @@
 """Environment throughput: steps/s of every qdrl env, as ratios to CartPole-v1 in the same run.
 
-For each environment id (default: every id in ``qdrl_envs.ENV_IDS`` whose entry-point module
-imports; the others are listed as skipped with their ImportError):
+For each environment id (default: every id in ``qdrl_envs.ENV_IDS``):
 
 * ``single``: steps/s through ``gym.make(id)`` (with its wrappers), random valid actions
   pre-sampled so that sampling is not timed, resetting when an episode ends;
@@ -10,21 +9,20 @@ imports; the others are listed as skipped with their ImportError):
   autoreset_mode=AutoresetMode.SAME_STEP)``, n = 1, 64, 1024.
 
 Each figure is printed as a ratio to Gymnasium's ``CartPole-v1`` through ``gym.make`` measured
-in the same run, plus vector@1024 / single. Targets (DESIGN §2): single >= 0.25x CartPole;
-vector@1024 >= 20x single. Each env run is paired with a CartPole run right before it; the
-ratios are the median over ``--repeats`` rounds of those pairs (load on a shared machine
-drifts between rounds but hardly within a pair), the printed rates the best of the rounds.
+in the same run, plus vector@1024 / single. Targets: single >= 0.25x CartPole; vector@1024 >=
+20x single. Each env run is paired with a CartPole run right before it; the ratios are the
+median over ``--repeats`` rounds of those pairs (load on a shared machine drifts between rounds
+but hardly within a pair), the printed rates the best of the rounds.
 
 Usage::
 
-    python -m qdrl_bench.perf.env_throughput                       # all importable envs
+    python -m qdrl_bench.perf.env_throughput                       # every qdrl env
     python -m qdrl_bench.perf.env_throughput --env qdrl/SecrecyPowerControl-v1 --seconds 2
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -94,34 +92,17 @@ class Measurement:
         return speedup is not None and speedup >= VECTOR_TARGET
 
 
-def split_importable(env_ids: Sequence[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """Split ids into those whose entry-point module imports and those that do not.
-
-    Args:
-        env_ids: Ids to check; ``None`` means every id in ``qdrl_envs.ENV_IDS``.
-
-    Returns:
-        ``(importable ids, {skipped id: the ImportError message})``.
+def check_ids(env_ids: Sequence[str] | None = None) -> list[str]:
+    """The ids to measure: ``env_ids``, or every id in ``qdrl_envs.ENV_IDS``.
 
     Raises:
         ValueError: If an id is not registered.
     """
     ids = list(qdrl_envs.ENV_IDS if env_ids is None else env_ids)
-    ok: list[str] = []
-    skipped: dict[str, str] = {}
     for env_id in ids:
         if env_id not in gym.registry:
             raise ValueError(f"{env_id!r} is not a registered environment id")
-        entry = gym.registry[env_id].entry_point
-        module = entry.split(":")[0] if isinstance(entry, str) else None
-        try:
-            if module is not None:
-                importlib.import_module(module)
-        except ImportError as exc:
-            skipped[env_id] = f"{type(exc).__name__}: {exc}"
-            continue
-        ok.append(env_id)
-    return ok, skipped
+    return ids
 
 
 def _presampled(space: gym.Space, n: int, seed: int) -> list:
@@ -208,8 +189,7 @@ def measure_env(env_id: str, seconds: float, reference_sps: float,
     return result
 
 
-def format_report(results: Sequence[Measurement], skipped: dict[str, str],
-                  reference_sps: float) -> str:
+def format_report(results: Sequence[Measurement], reference_sps: float) -> str:
     """Human-readable table of the ratios and the pass/fail of each target."""
     lines = [f"reference {REFERENCE_ID} via gym.make: {reference_sps:,.0f} steps/s (best); "
              "ratios below are medians of back-to-back pairs with it", ""]
@@ -227,8 +207,6 @@ def format_report(results: Sequence[Measurement], skipped: dict[str, str],
                          f"{'PASS' if r.vector_ok else 'FAIL'}")
         else:
             lines.append("  no vector_entry_point: vector target not measured (FAIL)")
-    for env_id, why in skipped.items():
-        lines.append(f"{env_id}: skipped ({why})")
     return "\n".join(lines)
 
 
@@ -236,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (1 with ``--check`` on a miss)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", action="append", dest="envs", metavar="ID",
-                        help="environment id (repeatable; default: every importable qdrl id)")
+                        help="environment id (repeatable; default: every qdrl id)")
     parser.add_argument("--seconds", type=float, default=1.0,
                         help="duration of each timed run (default 1.0)")
     parser.add_argument("--repeats", type=int, default=3,
@@ -250,13 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seconds <= 0 or args.repeats < 1 or min(args.sizes) < 1:
         parser.error("--seconds must be > 0, --repeats and --sizes >= 1")
     try:
-        ids, skipped = split_importable(args.envs)
+        ids = check_ids(args.envs)
     except ValueError as exc:
         parser.error(str(exc))
     reference = max(measure_reference(args.seconds) for _ in range(args.repeats))
     results = [measure_env(i, args.seconds, reference, args.sizes, args.repeats) for i in ids]
     reference = max([reference] + [r.reference_sps for r in results])
-    print(format_report(results, skipped, reference))
+    print(format_report(results, reference))
     if args.json:
         payload = {"reference_id": REFERENCE_ID, "reference_sps": reference,
                    "results": [asdict(r) | {"single_ratio": r.single_ratio,
@@ -264,8 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                               for n in r.vector_sps},
                                             "vector_speedup": r.vector_speedup,
                                             "single_ok": r.single_ok, "vector_ok": r.vector_ok}
-                               for r in results],
-                   "skipped": skipped}
+                               for r in results]}
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, indent=2)
     if args.check and not all(r.single_ok and r.vector_ok for r in results):

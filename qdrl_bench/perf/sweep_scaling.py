@@ -2,7 +2,7 @@
 
 Runs the same sweep (default ``qdrl_bench/configs/quick.yaml``) from scratch three times, each
 into a fresh in-memory store, and prints the wall-clock of each and the ratios
-``local-1 / local-N`` (issue 5's target: at least 1.8x with 2 workers on 2 cores) and
+``local-1 / local-N`` (target: at least 1.8x with 2 workers on 2 cores) and
 ``ray-N / local-N``. It also checks that the three executions agree score for score, seed for
 seed (they must: every run is fully seeded).
 
@@ -16,6 +16,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
+from qdrl_bench.runner import run_sweep
 from qdrl_bench.spec import ExecutorSpec, SweepSpec, load_sweep
 from qdrl_bench.store import InMemoryStore
 
@@ -29,8 +30,6 @@ def time_sweep(spec: SweepSpec, kind: str, workers: int) -> tuple[float, dict[tu
     Returns:
         ``(wall-clock seconds, {(env, agent, seed): final score})`` of the finished runs.
     """
-    from qdrl_bench.runner import run_sweep
-
     spec = dataclasses.replace(spec, executor=ExecutorSpec(kind=kind, workers=workers))
     store = InMemoryStore()
     t0 = time.perf_counter()

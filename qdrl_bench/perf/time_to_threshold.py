@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from qdrl_bench.report import build_reports
+from qdrl_bench.store import StoreError, get_store
+
 __all__ = ["Reach", "main", "time_to_threshold"]
 
 
@@ -71,9 +74,6 @@ def time_to_threshold(store: Any, sweep: str, threshold: float = 0.9) -> list[Re
         ValueError: If the sweep is not in the store, or ``threshold`` is not finite.
         StoreError: If the store cannot be opened.
     """
-    from qdrl_bench.report import build_reports
-    from qdrl_bench.store import get_store
-
     if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     store = get_store(store)
@@ -122,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--json", action="store_true", help="rows as JSON")
     args = parser.parse_args(argv)
-    from qdrl_bench.store import StoreError
     try:
         rows = time_to_threshold(args.store, args.sweep, args.threshold)
     except (ValueError, OSError, StoreError) as exc:

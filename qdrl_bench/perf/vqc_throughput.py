@@ -1,4 +1,4 @@
-"""Throughput of the variational-circuit executors (issue 3, deliverable 5).
+"""Throughput of the variational-circuit executors: statevector, qiskit and PennyLane.
 
 Forward and forward+backward wall time at batch 1, 32 and 256 for 4 qubits x 5 layers, 8 x 5
 and 12 x 3 (re-uploading, RY-RZ, circular CZ, Z on every qubit), for the ``statevector``
@@ -31,7 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from stable_baselines3 import PPO
 
+from qdrl_agents import QuantumActorCriticPolicy
 from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit, entangling_pairs
 from qdrl_agents.executors import QiskitExecutor, StatevectorExecutor
 from qdrl_agents.executors.qiskit_estimator import ESTIMATORS
@@ -86,7 +88,7 @@ def pennylane_function(
         does not import.
     """
     try:
-        import pennylane as qml
+        import pennylane as qml  # an optional extra
     except ImportError:
         return None
     spec = built.spec
@@ -591,10 +593,6 @@ def ppo_steps_per_second(
     Returns:
         ``{"quantum_steps_per_s": ..., "mlp_steps_per_s": ..., "ratio": quantum / mlp}``.
     """
-    from stable_baselines3 import PPO
-
-    from qdrl_agents import QuantumActorCriticPolicy
-
     kwargs = {"n_steps": 2048, "batch_size": 64, "n_epochs": 10, **(ppo_kwargs or {})}
     policies = {
         "quantum": (QuantumActorCriticPolicy, {"n_qubits": n_qubits, "n_layers": n_layers}),

@@ -11,20 +11,13 @@ from qdrl_bench.perf import env_throughput as et
 SECRECY = "qdrl/SecrecyPowerControl-v1"
 
 
-def test_split_importable_keeps_written_envs_and_names_missing_modules(monkeypatch):
-    ok, skipped = et.split_importable([SECRECY])
-    assert ok == [SECRECY] and skipped == {}
-    import gymnasium as gym
+def test_check_ids_defaults_to_every_env_and_refuses_unknown_ids():
+    import qdrl_envs
 
-    gym.register("qdrl/NotWrittenYet-v0", entry_point="qdrl_envs.no_such_module:X")
-    try:
-        ok, skipped = et.split_importable([SECRECY, "qdrl/NotWrittenYet-v0"])
-        assert ok == [SECRECY]
-        assert "qdrl_envs.no_such_module" in skipped["qdrl/NotWrittenYet-v0"]
-    finally:
-        del gym.registry["qdrl/NotWrittenYet-v0"]
+    assert et.check_ids(None) == list(qdrl_envs.ENV_IDS)
+    assert et.check_ids([SECRECY]) == [SECRECY]
     with pytest.raises(ValueError, match="not a registered"):
-        et.split_importable(["qdrl/Nope-v0"])
+        et.check_ids(["qdrl/Nope-v0"])
 
 
 def test_measurement_ratios_and_targets():
@@ -41,9 +34,8 @@ def test_measurement_ratios_and_targets():
     assert paired.single_ratio == pytest.approx(0.3)  # the median of the pairs
     assert paired.vector_ratio(1024) == pytest.approx(9.0)
     assert paired.vector_speedup == pytest.approx(30.0)
-    text = et.format_report([m, slow], {"qdrl/X-v0": "ImportError: gone"}, 100.0)
+    text = et.format_report([m, slow], 100.0)
     assert "0.300x CartPole" in text and "PASS" in text and "FAIL" in text
-    assert "qdrl/X-v0: skipped (ImportError: gone)" in text
 
 
 def test_measure_functions_return_positive_rates():

@@ -164,7 +164,7 @@ import json, sys
 import gymnasium as gym
 import qdrl_envs
 from qdrl_bench import registry
-from qdrl_bench.runner import evaluate
+from qdrl_bench.execute import evaluate
 model, obs_filter = registry.load_agent(sys.argv[1], "ppo")
 env = gym.make("qdrl/DTSyncAoI-v0", max_episode_steps=20)
 returns, _ = evaluate(model, env, 3, 7, obs_filter=obs_filter)
@@ -175,7 +175,7 @@ print(json.dumps({"returns": returns, "filtered": obs_filter is not None}))
 def test_vec_normalize_statistics_travel_with_the_saved_model(tmp_path: Path) -> None:
     import gymnasium as gym
 
-    from qdrl_bench.runner import evaluate
+    from qdrl_bench.execute import evaluate
 
     venv, _ = registry.make_train_env(AOI, {}, n_envs=4, max_episode_steps=20,
                                       normalize={}, gamma=0.9)

@@ -180,8 +180,33 @@ def test_mixed_code_versions_are_flagged(tmp_path: Path) -> None:
     assert "2 different versions of the code (aaa, bbb)" in md
 
 
+def test_a_legacy_unavailable_run_is_reported_without_a_result(tmp_path: Path) -> None:
+    import sqlite3
+
+    from qdrl_bench.store import SQLiteStore
+
+    db = tmp_path / "old.db"
+    store = SQLiteStore(db)
+    for seed in range(2):
+        _put(store, "random", seed, float(seed))
+    rid = store.ensure_run(RunKey(sweep="syn", env="E", agent="q-ppo", seed=0, config_hash="h",
+                                  env_id="qdrl/E", agent_name="q-ppo")).run_id
+    store.close()
+    conn = sqlite3.connect(db)  # a row as an older version left it
+    conn.execute("UPDATE runs SET status='unavailable', reason='qdrl_agents is not importable' "
+                 "WHERE run_id=?", (rid,))
+    conn.commit()
+    conn.close()
+    with SQLiteStore(db, read_only=True) as old:
+        (rep,) = build_reports(old)
+    assert rep.other == [("q-ppo/0", "unavailable", "qdrl_agents is not importable")]
+    assert [r.agent for r in rep.rows] == ["random"]
+    md = Path(write_report(str(db), tmp_path / "rep")["markdown"]).read_text()
+    assert "| q-ppo/0 | unavailable | qdrl_agents is not importable |" in md
+
+
 def test_results_carry_the_code_version(report: dict) -> None:
-    from qdrl_bench.runner import code_version
+    from qdrl_bench.provenance import code_version
 
     versions = {v for rep in report["reports"] for v in rep.code_versions}
     assert versions == {code_version()}

@@ -20,47 +20,74 @@ SECRECY = "qdrl/SecrecyPowerControl-v1"
 
 
 def test_matrix_every_agent_on_every_env() -> None:
-    """Every registered agent x every registered env: a finished tiny run, or a recorded reason.
+    """Every registered agent x every registered env: a finished tiny run, or a reason why not.
 
-    ``unavailable`` is accepted only where the env (or the agent's code) really does not import
-    yet, so this test tightens by itself as modules land.
+    Every env and agent imports (they are hard dependencies), so every run finishes or is not
+    applicable; a broken import fails the run and this test.
     """
-    agents = tuple(AgentSpec(name=n) for n in registry.agent_entries())
-    agents += (AgentSpec(name="baselines"),)
+    learners = registry.agent_entries()
+    agents = (*(AgentSpec(name=n) for n in learners), AgentSpec(name="baselines"))
     envs = tuple(EnvSpec(id=e, max_episode_steps=6) for e in qdrl_envs.ENV_IDS)
     spec = SweepSpec(name="matrix", envs=envs, agents=agents, seeds=(0,), timesteps=48,
                      eval=EvalSpec(every=48, episodes=1))
     store = InMemoryStore()
     summary = run_sweep(spec, store=store, progress=False)
     assert summary.failures == []
-    env_ok = {e: registry.env_status(e)[0] for e in qdrl_envs.ENV_IDS}
-    agent_ok = {row[0]: row[4] == "ok" for row in registry.describe_agents()}
     runs = store.list_runs()
     assert {r.key.env for r in runs} == set(qdrl_envs.ENV_IDS)
+    for env_id in qdrl_envs.ENV_IDS:
+        names = {r.key.agent for r in runs if r.key.env == env_id}
+        assert names == set(learners) | set(registry.baselines_for(env_id)), env_id
     for rec in runs:
         where = f"{rec.key.agent} on {rec.key.env}"
-        assert rec.status in ("finished", "not_applicable", "unavailable"), where
+        assert rec.status in ("finished", "not_applicable"), (where, rec.result.reason)
         if rec.status == "finished":
             assert rec.result.final_score is not None
             assert rec.result.wall_s > 0
             assert len(store.get_curve(rec.run_id)) >= 2
-            continue
-        assert rec.result.reason, where
-        if rec.status == "unavailable":
-            learning = rec.key.agent in agent_ok
-            assert not env_ok[rec.key.env] or (learning and not agent_ok[rec.key.agent]), (
-                f"{where} is unavailable although both import: {rec.result.reason}")
-    for env_id, ok in env_ok.items():
-        if ok:  # an importable env gets every learning agent run or a reason, never unavailable
-            learners = [r for r in runs if r.key.env == env_id and r.key.agent in agent_ok]
-            assert len(learners) == len(agent_ok)
+        else:
+            assert rec.key.agent in learners and rec.result.reason, where
     secrecy = {r.key.agent: r for r in runs if r.key.env == SECRECY}
-    if env_ok[SECRECY]:
-        assert secrecy["dqn"].result.adapter == "BoxToDiscrete"
-        assert secrecy["ppo"].result.adapter is None
-        assert secrecy["q-ppo"].status == "finished"
-        assert secrecy["q-ppo"].result.params_quantum > 0
-        assert secrecy["ppo"].result.params_quantum == 0
+    assert secrecy["dqn"].result.adapter == "BoxToDiscrete"
+    assert secrecy["ppo"].result.adapter is None
+    assert secrecy["q-ppo"].status == "finished"
+    assert secrecy["q-ppo"].result.params_quantum > 0
+    assert secrecy["ppo"].result.params_quantum == 0
+
+
+def test_a_baseline_of_another_env_is_not_applicable() -> None:
+    spec = parse_sweep(f"name: b\ntimesteps: 8\neval: {{every: 8, episodes: 1}}\n"
+                       f"envs: [{{id: CartPole-v1, max_episode_steps: 4}}, "
+                       f"{{id: {SECRECY}, max_episode_steps: 4}}]\nagents: [oracle]\n")
+    store = InMemoryStore()
+    run_sweep(spec, store=store, progress=False)
+    status = {r.key.env: r for r in store.list_runs()}
+    assert status[SECRECY].status == "finished"
+    assert status["CartPole-v1"].status == "not_applicable"
+    assert "unknown baseline 'oracle' for CartPole-v1; choose from ['random']" in (
+        status["CartPole-v1"].result.reason)
+    with pytest.raises(registry.UnknownBaseline, match="unknown baseline 'oracle'"):
+        registry.build_baseline("oracle", registry.make_env("CartPole-v1"), 0, {})
+    assert issubclass(registry.UnknownBaseline, ValueError)
+
+
+def test_a_broken_env_import_fails_loudly() -> None:
+    import gymnasium as gym
+
+    broken = "BrokenImport-v0"
+    gym.register(broken, entry_point="qdrl_envs.no_such_module:NoSuchEnv")
+    try:
+        spec = parse_sweep(f"name: x\ntimesteps: 8\neval: {{every: 8, episodes: 1}}\n"
+                           f"envs: [{broken}]\nagents: [ppo]\n")
+        with pytest.raises(ModuleNotFoundError, match=r"qdrl_envs\.no_such_module"):
+            run_sweep(spec, store=InMemoryStore(), progress=False)
+        store = InMemoryStore()  # unchecked, the run itself fails with the error (not skipped)
+        summary = run_sweep(spec, store=store, progress=False, check=False)
+        (rec,) = store.list_runs()
+        assert rec.status == "failed" and summary.statuses == {"failed": 1}
+        assert "ModuleNotFoundError" in rec.result.reason
+    finally:
+        del gym.registry[broken]
 
 
 def test_small_mlp_matches_quantum_count() -> None:
@@ -250,9 +277,12 @@ def test_cli_list_shows_envs_agents_adapters(capsys: pytest.CaptureFixture[str])
     assert main(["list", "--env", "CartPole-v1", "--env", "Pendulum-v1"]) == 0
     out = capsys.readouterr().out
     assert "q-ppo-hybrid" in out and "ppo-small" in out
+    assert "PPO + QuantumActorCriticPolicy, linear encoder -> 4 qubits" in out
     assert "adapter for box      (ddpg/sac/td3): DiscreteToBox" in out
     assert "adapter for discrete (dqn): BoxToDiscrete" in out
     assert "baselines   random" in out
+    assert main(["list", "--env", "NoSuchEnv-v9"]) == 2
+    assert "unknown environment id(s) ['NoSuchEnv-v9']" in capsys.readouterr().err
 
 
 def test_run_writes_sqlite_with_integrity(write_sweep, tmp_path: Path) -> None:

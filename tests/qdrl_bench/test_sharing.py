@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from qdrl_bench import registry
-from qdrl_bench.runner import evaluate
+from qdrl_bench.execute import evaluate
 from qdrl_bench.sharing import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -28,7 +28,7 @@ _EVAL_IN_FRESH_PROCESS = """
 import json, sys
 import gymnasium as gym
 import qdrl_envs
-from qdrl_bench.runner import evaluate
+from qdrl_bench.execute import evaluate
 from qdrl_bench.sharing import import_agent
 model, obs_filter = import_agent(sys.argv[1])
 env = gym.make("qdrl/DTSyncAoI-v0", max_episode_steps=20)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qdrl_bench.store import (
-    _SCHEMA_VERSION,
+    SCHEMA_VERSION,
     BaseStore,
     EvalPoint,
     InMemoryStore,
@@ -316,6 +316,39 @@ def test_replace_result_never_undoes_a_done_run(store: BaseStore) -> None:
     assert store.get_run(pending).status == "finished"
 
 
+def test_the_legacy_unavailable_status_is_never_written(store: BaseStore) -> None:
+    rid = store.ensure_run(key(14)).run_id
+    with pytest.raises(ValueError, match="'unavailable' is only read from stores older"):
+        store.record_result(rid, RunResult(status="unavailable", reason="old"))
+    assert store.get_run(rid).status == "pending" and store.get_run(rid).result is None
+    with pytest.raises(ValueError, match="must be one of"):
+        RunResult(status="no_such_status")
+
+
+def test_rows_an_older_version_left_unavailable_are_read_and_redone(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    s = SQLiteStore(path)
+    rid = s.ensure_run(key(15)).run_id
+    s.close()
+    conn = sqlite3.connect(path)  # what an older version wrote for an env that did not import
+    conn.execute("UPDATE runs SET status='unavailable', reason='env X is not importable' "
+                 "WHERE run_id=?", (rid,))
+    conn.commit()
+    conn.close()
+    for read_only in (True, False):
+        s = SQLiteStore(path, read_only=read_only)
+        rec = s.get_run(rid)
+        assert rec.status == "unavailable"
+        assert rec.result.status == "unavailable"
+        assert rec.result.reason == "env X is not importable"
+        s.close()
+    s = SQLiteStore(path)
+    assert s.claim(rid, new_owner(), lease_s=60)  # not done: a rerun redoes it
+    assert s.record_result(rid, finished(1.0))
+    assert s.get_run(rid).status == "finished"
+    s.close()
+
+
 def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     s = SQLiteStore(path)
@@ -333,7 +366,7 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     assert s.get_run(rid).result.code_version is None
     s.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM qdrl_meta").fetchone()[0] == _SCHEMA_VERSION
+    assert conn.execute("SELECT value FROM qdrl_meta").fetchone()[0] == SCHEMA_VERSION
     conn.execute("UPDATE qdrl_meta SET value='99' WHERE key='schema'")
     conn.commit()
     conn.close()

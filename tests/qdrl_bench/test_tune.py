@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from qdrl_bench import registry, runner, tune
+from qdrl_bench import execute, registry, tune
 from qdrl_bench.cli import main
 from qdrl_bench.hyperparams import describe_settings, hyperparams_for, load_hyperparams
 from qdrl_bench.spec import SpecError, parse_sweep
@@ -233,7 +233,7 @@ def _fake_runs(monkeypatch, score_of, status: str = FINISHED) -> list[tuple[int,
         return RunResult(status=FINISHED, final_score=curve[-1].mean, curve=tuple(curve),
                          metrics={"score/last_evals": curve[-1].mean})
 
-    monkeypatch.setattr(runner, "execute_run", fake)
+    monkeypatch.setattr(execute, "execute_run", fake)
     return calls
 
 
@@ -378,7 +378,7 @@ def _fake_by_settings(monkeypatch, score: dict[int, Callable[[int], float]],
         return RunResult(status=FINISHED, final_score=value, curve=curve,
                          metrics={"score/last_evals": value})
 
-    monkeypatch.setattr(runner, "execute_run", fake)
+    monkeypatch.setattr(execute, "execute_run", fake)
     return calls
 
 

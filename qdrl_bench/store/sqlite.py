@@ -1,21 +1,13 @@
-"""Where sweep results live: an abstract store with a written contract, and its backends.
+"""The SQLite store: one file (stdlib ``sqlite3``) in WAL mode, safe for several processes.
 
-Pick a backend with :func:`get_store`::
-
-    store = get_store(None)                          # in memory (tests, notebooks)
-    store = get_store("sqlite:///results/quick.db")  # one SQLite file (the default for sweeps)
-    store = get_store(store)                         # an existing store passes through
-
-A *run* is one agent trained and evaluated on one environment with one seed. Its identity is
-``(sweep, env, agent, seed)`` plus a hash of its configuration (:class:`RunKey`); the run id is
-derived from that identity, so every backend gives the same run the same id, and changing a
-run's configuration makes a new run (the old one is kept).
+The schema is versioned (``qdrl_meta.schema``); a store of an older version is upgraded in
+place by :data:`_MIGRATIONS`, and read-only opens read the versions of :data:`_READABLE` as
+they are. There is no ``CHECK`` on ``runs.status``: rows of a status only older versions wrote
+(``unavailable``) are read back as they are.
 """
 
 from __future__ import annotations
 
-import abc
-import hashlib
 import json
 import math
 import os
@@ -23,413 +15,33 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "DONE_STATUSES",
-    "STATUSES",
-    "BaseStore",
-    "EvalPoint",
-    "InMemoryStore",
-    "RunKey",
-    "RunRecord",
-    "RunResult",
-    "SQLiteStore",
-    "StoreError",
-    "get_store",
-    "lease_is_live",
-    "new_owner",
-]
-
-PENDING = "pending"
-RUNNING = "running"
-FINISHED = "finished"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-NOT_APPLICABLE = "not_applicable"
-UNAVAILABLE = "unavailable"
-STATUSES = (PENDING, RUNNING, FINISHED, FAILED, INTERRUPTED, NOT_APPLICABLE, UNAVAILABLE)
-"""Every run status. ``unavailable``: the env or agent could not be imported (yet)."""
-DONE_STATUSES = frozenset({FINISHED, NOT_APPLICABLE})
-"""Statuses a rerun of the sweep skips; every other status is redone."""
-RESULT_STATUSES = frozenset({FINISHED, FAILED, NOT_APPLICABLE, UNAVAILABLE})
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used (unreadable, corrupt, not a qdrl store, ...)."""
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """The identity of a run (see the module docstring).
-
-    Attributes:
-        sweep: Sweep name.
-        env: Environment label (the id unless the sweep gave a label).
-        agent: Agent label (the registry name unless the sweep gave a label).
-        seed: Run seed.
-        config_hash: Hash of the run's full configuration.
-        env_id: Gymnasium id (informative, not part of the identity beyond ``config_hash``).
-        agent_name: Registry name (informative likewise).
-        config: The configuration the hash was taken over (stored as JSON).
-    """
-
-    sweep: str
-    env: str
-    agent: str
-    seed: int
-    config_hash: str
-    env_id: str = ""
-    agent_name: str = ""
-    config: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def run_id(self) -> str:
-        """20 hex digits derived from the identity; equal across backends."""
-        text = "\x1f".join([self.sweep, self.env, self.agent, str(self.seed), self.config_hash])
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-@dataclass(frozen=True)
-class EvalPoint:
-    """One evaluation of a run: after ``step`` training steps, ``returns`` of K episodes."""
-
-    step: int
-    mean: float
-    std: float
-    returns: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What executing a run produced; written to the store in one transaction.
-
-    Attributes:
-        status: ``finished``, ``failed``, ``not_applicable`` or ``unavailable``.
-        reason: Why it is not ``finished`` (error text, the adapter's cap message, the import
-            error).
-        adapter: The action-space adapter used (``None``: none needed).
-        wall_s: Wall-clock seconds of the run (training and evaluation).
-        params_quantum: Trainable quantum parameters (0 for classical agents).
-        params_classical: Trainable classical parameters.
-        final_score: Mean return of the final evaluation.
-        final_std: Its standard deviation over episodes.
-        metrics: Final-evaluation means of the env's numeric ``info`` entries (physics).
-        curve: The evaluation curve.
-        code_version: Fingerprint of the code that produced the result (see
-            :func:`qdrl_bench.runner.code_version`); recorded, not part of the run's identity.
-    """
-
-    status: str
-    reason: str | None = None
-    adapter: str | None = None
-    wall_s: float | None = None
-    params_quantum: int | None = None
-    params_classical: int | None = None
-    final_score: float | None = None
-    final_std: float | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    curve: tuple[EvalPoint, ...] = ()
-    code_version: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in RESULT_STATUSES:
-            raise ValueError(f"RunResult.status must be one of {sorted(RESULT_STATUSES)}, "
-                             f"got {self.status!r}")
-        if self.status == FINISHED and self.final_score is None:
-            raise ValueError("a finished RunResult needs a final_score")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A run as stored: its key, status, timings and result (without the curve)."""
-
-    run_id: str
-    key: RunKey
-    status: str
-    attempts: int = 0
-    created_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    result: RunResult | None = None
-    owner: str | None = None
-    heartbeat_at: float | None = None
-
-
-class BaseStore(abc.ABC):
-    """The results store contract.
-
-    Every backend guarantees:
-
-    1. **Identity.** :meth:`ensure_run` is idempotent: one row per :class:`RunKey` (run id),
-       however many times or from how many writers it is called; it never changes an existing
-       row.
-    2. **Atomic results.** :meth:`record_result` writes the status, scores, parameter counts,
-       metrics and the whole evaluation curve at once: a reader sees all of it or none of it,
-       including after a crash (SIGKILL) of the writing process.
-    3. **Finished is final.** Once a run is ``finished`` or ``not_applicable`` (the
-       :data:`DONE_STATUSES`), only :meth:`replace_result` changes it; a later
-       :meth:`record_result` or :meth:`mark_running` on it returns ``False`` and writes nothing.
-    4. **A replaced result is never lost halfway.** :meth:`replace_result` swaps a run's
-       result and curve for a *done* result in one transaction: a reader (and a crash) sees
-       the old result or the new one, never neither, and a done run never goes back to a
-       not-done status. The runner redoes a done run (``qdrl-bench run --rerun``) without
-       touching its row and calls this only once the new run is done, so an interrupted or
-       failed redo leaves the old result as it was.
-    5. **Nothing lost.** Concurrent writers (threads of one process for the in-memory store;
-       threads and processes for SQLite) never lose each other's writes.
-    6. **Never damage what is there.** Opening a store that exists but cannot be read, is
-       corrupt, or is not a qdrl store raises :class:`StoreError` without writing to it.
-    7. **One executor per run.** :meth:`claim` is atomic: of several processes claiming one
-       run, one gets it; the others are refused while its owner's lease is live (renewed by
-       :meth:`renew` within ``lease_s`` seconds, and the owner's process alive when it is on
-       this host). A lease that lapsed, or whose process is gone, is taken over. Recording,
-       replacing or interrupting a run releases its lease.
-
-    Statuses move ``pending -> running -> finished | failed | not_applicable | unavailable``;
-    :meth:`mark_interrupted` turns ``running`` into ``interrupted``; every status outside
-    :data:`DONE_STATUSES` may go back to ``running`` (a rerun redoes it).
-    """
-
-    @abc.abstractmethod
-    def ensure_run(self, key: RunKey) -> RunRecord:
-        """Create the run as ``pending`` unless it exists; return its record."""
-
-    @abc.abstractmethod
-    def mark_running(self, run_id: str) -> bool:
-        """Set a not-done run to ``running`` (attempts + 1). Return ``False`` if it is done.
-
-        Raises:
-            KeyError: If the run does not exist.
-        """
-
-    @abc.abstractmethod
-    def claim(self, run_id: str, owner: str, *, lease_s: float, redo: bool = False) -> bool:
-        """Take the run for ``owner`` unless it is done or another owner holds a live lease.
-
-        A claim sets the run ``running`` (attempts + 1) with ``owner`` and a fresh heartbeat;
-        with ``redo`` (a done run being recomputed) it takes only the lease and the run keeps
-        its status and result until :meth:`replace_result`. Returns whether it was taken.
-
-        Raises:
-            KeyError: If the run does not exist.
-        """
-
-    @abc.abstractmethod
-    def renew(self, run_ids: Iterable[str], owner: str) -> list[str]:
-        """Refresh the heartbeat of the runs ``owner`` holds; return those it no longer holds."""
-
-    @abc.abstractmethod
-    def release(self, run_ids: Iterable[str], owner: str) -> None:
-        """Drop ``owner``'s leases on ``run_ids`` (a redo that did not finish), nothing else."""
-
-    @abc.abstractmethod
-    def record_result(self, run_id: str, result: RunResult) -> bool:
-        """Write a run's result atomically. Return ``False`` (writing nothing) if it is done.
-
-        Raises:
-            KeyError: If the run does not exist.
-        """
-
-    @abc.abstractmethod
-    def replace_result(self, run_id: str, result: RunResult) -> None:
-        """Write a done result atomically over whatever the run holds, done or not.
-
-        The run's status becomes ``result.status``, its attempts grow by one, and its scores,
-        metrics, code version and whole curve are those of ``result`` (the old curve is gone).
-
-        Raises:
-            KeyError: If the run does not exist.
-            ValueError: If ``result.status`` is not in :data:`DONE_STATUSES` (a failed or
-                unavailable redo must not replace a done result; nothing is written).
-        """
-
-    @abc.abstractmethod
-    def mark_interrupted(self, run_ids: Iterable[str]) -> int:
-        """Set those of ``run_ids`` that are ``running`` to ``interrupted``; return how many."""
-
-    @abc.abstractmethod
-    def get_run(self, run_id: str) -> RunRecord | None:
-        """Return the run, or ``None``."""
-
-    @abc.abstractmethod
-    def list_runs(self, sweep: str | None = None) -> list[RunRecord]:
-        """Return the runs (of one sweep, or all), ordered by creation."""
-
-    @abc.abstractmethod
-    def get_curve(self, run_id: str) -> list[EvalPoint]:
-        """Return the evaluation curve of a run, ordered by step (empty if none)."""
-
-    def sweeps(self) -> list[str]:
-        """Return the sweep names present, in order of first appearance."""
-        return list(dict.fromkeys(r.key.sweep for r in self.list_runs()))
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources (no-op by default)."""
-
-    def __enter__(self) -> BaseStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _check_replacement(result: RunResult) -> None:
-    if result.status not in DONE_STATUSES:
-        raise ValueError(f"replace_result needs a done result ({sorted(DONE_STATUSES)}), got "
-                         f"{result.status!r}; a redo that did not finish keeps the old result")
-
-
-def _check_result_run(record: RunRecord | None, run_id: str) -> RunRecord:
-    if record is None:
-        raise KeyError(f"no run with id {run_id!r} in the store")
-    return record
-
-
-def new_owner() -> str:
-    """A lease owner naming this process: ``host:pid:nonce`` (unique per call)."""
-    import socket
-    import uuid
-
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _process_gone(owner: str) -> bool:
-    """Whether ``owner`` (of :func:`new_owner`) names a process of this host that has exited."""
-    import socket
-
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # e.g. EPERM: a process of another user has that pid
-        return False
-    return False
-
-
-def lease_is_live(holder: str | None, heartbeat_at: float | None, me: str, lease_s: float,
-                  now: float) -> bool:
-    """Whether another owner's lease bars ``me``: held, renewed within ``lease_s``, alive."""
-    if holder is None or holder == me or heartbeat_at is None:
-        return False
-    if now - heartbeat_at > lease_s:
-        return False
-    return not _process_gone(holder)
-
-
-class InMemoryStore(BaseStore):
-    """A store in a dict guarded by a lock; lives as long as the object (one process only)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str, RunRecord] = {}
-        self._curves: dict[str, tuple[EvalPoint, ...]] = {}
-
-    def ensure_run(self, key: RunKey) -> RunRecord:  # noqa: D102
-        with self._lock:
-            run_id = key.run_id
-            if run_id not in self._runs:
-                self._runs[run_id] = RunRecord(run_id=run_id, key=key, status=PENDING,
-                                               created_at=time.time())
-            return self._runs[run_id]
-
-    def mark_running(self, run_id: str) -> bool:  # noqa: D102
-        with self._lock:
-            rec = _check_result_run(self._runs.get(run_id), run_id)
-            if rec.status in DONE_STATUSES:
-                return False
-            self._runs[run_id] = replace(rec, status=RUNNING, attempts=rec.attempts + 1,
-                                         started_at=time.time(), finished_at=None,
-                                         owner=None, heartbeat_at=None)
-            return True
-
-    def claim(self, run_id: str, owner: str, *, lease_s: float,  # noqa: D102
-              redo: bool = False) -> bool:
-        with self._lock:
-            rec = _check_result_run(self._runs.get(run_id), run_id)
-            now = time.time()
-            if (rec.status in DONE_STATUSES) != redo or lease_is_live(
-                    rec.owner, rec.heartbeat_at, owner, lease_s, now):
-                return False
-            if redo:
-                self._runs[run_id] = replace(rec, owner=owner, heartbeat_at=now)
-            else:
-                self._runs[run_id] = replace(rec, status=RUNNING, attempts=rec.attempts + 1,
-                                             started_at=now, finished_at=None, owner=owner,
-                                             heartbeat_at=now)
-            return True
-
-    def renew(self, run_ids: Iterable[str], owner: str) -> list[str]:  # noqa: D102
-        lost = []
-        with self._lock:
-            for run_id in run_ids:
-                rec = self._runs.get(run_id)
-                if rec is None or rec.owner != owner:
-                    lost.append(run_id)
-                else:
-                    self._runs[run_id] = replace(rec, heartbeat_at=time.time())
-        return lost
-
-    def release(self, run_ids: Iterable[str], owner: str) -> None:  # noqa: D102
-        with self._lock:
-            for run_id in run_ids:
-                rec = self._runs.get(run_id)
-                if rec is not None and rec.owner == owner:
-                    self._runs[run_id] = replace(rec, owner=None, heartbeat_at=None)
-
-    def record_result(self, run_id: str, result: RunResult) -> bool:  # noqa: D102
-        with self._lock:
-            rec = _check_result_run(self._runs.get(run_id), run_id)
-            if rec.status in DONE_STATUSES:
-                return False
-            self._runs[run_id] = replace(rec, status=result.status, finished_at=time.time(),
-                                         result=replace(result, curve=()), owner=None,
-                                         heartbeat_at=None)
-            self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
-            return True
-
-    def replace_result(self, run_id: str, result: RunResult) -> None:  # noqa: D102
-        _check_replacement(result)
-        with self._lock:
-            rec = _check_result_run(self._runs.get(run_id), run_id)
-            self._runs[run_id] = replace(rec, status=result.status, attempts=rec.attempts + 1,
-                                         finished_at=time.time(),
-                                         result=replace(result, curve=()), owner=None,
-                                         heartbeat_at=None)
-            self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
-
-    def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
-        n = 0
-        with self._lock:
-            for run_id in run_ids:
-                rec = self._runs.get(run_id)
-                if rec is not None and rec.status == RUNNING:
-                    self._runs[run_id] = replace(rec, status=INTERRUPTED, owner=None,
-                                                 heartbeat_at=None)
-                    n += 1
-        return n
-
-    def get_run(self, run_id: str) -> RunRecord | None:  # noqa: D102
-        with self._lock:
-            return self._runs.get(run_id)
-
-    def list_runs(self, sweep: str | None = None) -> list[RunRecord]:  # noqa: D102
-        with self._lock:
-            return [r for r in self._runs.values() if sweep is None or r.key.sweep == sweep]
-
-    def get_curve(self, run_id: str) -> list[EvalPoint]:  # noqa: D102
-        with self._lock:
-            return list(self._curves.get(run_id, ()))
-
-
-_SCHEMA_VERSION = "3"
+from qdrl_bench.store.contract import (
+    DONE_STATUSES,
+    FINISHED,
+    INTERRUPTED,
+    LEGACY_STATUSES,
+    PENDING,
+    RESULT_STATUSES,
+    RUNNING,
+    BaseStore,
+    EvalPoint,
+    RunKey,
+    RunRecord,
+    RunResult,
+    StoreError,
+    check_recordable,
+    check_replacement,
+    lease_is_live,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = "3"
+"""The schema this version writes (and upgrades older stores to)."""
 _READABLE = ("2", "3")  # schemas a read-only store reads as they are (2: no leases)
 # Migrations from an older schema version: the statements that bring it to the next one.
 _MIGRATIONS: dict[str, tuple[str, list[str]]] = {
@@ -573,7 +185,7 @@ class SQLiteStore(BaseStore):
             if self._migrate_from not in _READABLE:
                 raise StoreError(f"store {self.path} has schema {self._migrate_from!r}; open "
                                  "it writable once (qdrl-bench run) to upgrade it")
-            if self._migrate_from != _SCHEMA_VERSION:
+            if self._migrate_from != SCHEMA_VERSION:
                 self._cols = self._COLS.replace("owner, heartbeat_at", "NULL, NULL")
             return
         if not exists:  # nothing to protect: WAL first, so the schema is written in WAL
@@ -589,7 +201,7 @@ class SQLiteStore(BaseStore):
                 if statement.strip():
                     c.execute(statement)
             c.execute("INSERT OR IGNORE INTO qdrl_meta (key, value) VALUES ('schema', ?)",
-                      (_SCHEMA_VERSION,))
+                      (SCHEMA_VERSION,))
             self._check_columns()  # a malformed table rolls all of it back
         if exists:
             self._set_wal()
@@ -613,9 +225,9 @@ class SQLiteStore(BaseStore):
             seen = version
             while seen in _MIGRATIONS:
                 seen = _MIGRATIONS[seen][0]
-            if seen != _SCHEMA_VERSION:
+            if seen != SCHEMA_VERSION:
                 raise StoreError(f"store {self.path} has schema {version!r}; this "
-                                 f"version reads schema {_SCHEMA_VERSION!r}")
+                                 f"version reads schema {SCHEMA_VERSION!r}")
             self._migrate_from = version
             self._check_columns(_added_since(version))
         elif self.read_only:
@@ -770,6 +382,7 @@ class SQLiteStore(BaseStore):
              json.dumps(dict(result.metrics), sort_keys=True), result.code_version, run_id))
 
     def record_result(self, run_id: str, result: RunResult) -> bool:  # noqa: D102
+        check_recordable(result)
         with self._tx() as c:
             if self._status(c, run_id) in DONE_STATUSES:
                 return False
@@ -777,7 +390,7 @@ class SQLiteStore(BaseStore):
             return True
 
     def replace_result(self, run_id: str, result: RunResult) -> None:  # noqa: D102
-        _check_replacement(result)
+        check_replacement(result)
         with self._tx() as c:
             self._status(c, run_id)  # KeyError before anything is written
             self._write_result(c, run_id, result, 1)
@@ -807,7 +420,7 @@ class SQLiteStore(BaseStore):
         key = RunKey(sweep=sweep, env=env, agent=agent, seed=int(seed), config_hash=chash,
                      env_id=env_id, agent_name=agent_name, config=json.loads(config))
         result = None
-        if status in RESULT_STATUSES:
+        if status in RESULT_STATUSES or status in LEGACY_STATUSES:
             result = RunResult(status=status, reason=reason, adapter=adapter, wall_s=wall,
                                params_quantum=pq, params_classical=pc,
                                final_score=score if score is not None or status != FINISHED
@@ -841,40 +454,3 @@ class SQLiteStore(BaseStore):
                 (run_id,)).fetchall()
         return [EvalPoint(step=int(s), mean=float(m), std=float(d),
                           returns=tuple(json.loads(r))) for s, m, d, r in rows]
-
-
-def get_store(store: str | os.PathLike[str] | BaseStore | None) -> BaseStore:
-    """Return a store from ``None`` (in memory), a URL / path, or a store (passed through).
-
-    Args:
-        store: ``None``; ``"memory://"``; ``"sqlite:///relative/path.db"`` (three slashes:
-            relative to the working directory) or ``"sqlite:////absolute/path.db"``; a plain
-            path ending in ``.db`` / ``.sqlite``; or a :class:`BaseStore`.
-
-    Returns:
-        The store.
-
-    Raises:
-        ValueError: If the URL's scheme is unknown (the message lists the accepted forms).
-        StoreError: If a SQLite store cannot be opened (see :class:`SQLiteStore`).
-    """
-    if store is None:
-        return InMemoryStore()
-    if isinstance(store, BaseStore):
-        return store
-    if isinstance(store, os.PathLike):
-        return SQLiteStore(store)
-    if not isinstance(store, str):
-        raise TypeError(f"store must be None, a URL string, a path or a BaseStore, got "
-                        f"{type(store).__name__}")
-    if store in ("memory://", ":memory:"):
-        return InMemoryStore()
-    if store.startswith("sqlite:///"):
-        path = store[len("sqlite:///"):]
-        if not path:
-            raise ValueError(f"store URL {store!r} names no file")
-        return SQLiteStore(path)
-    if "://" not in store and store.endswith((".db", ".sqlite", ".sqlite3")):
-        return SQLiteStore(store)
-    raise ValueError(f"unknown store {store!r}; use None, 'memory://', 'sqlite:///rel/path.db', "
-                     "'sqlite:////abs/path.db' or a path ending in .db")

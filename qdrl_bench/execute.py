@@ -1,0 +1,280 @@
+"""Execute one run: train and evaluate an agent (or play a baseline) on one env, seeded.
+
+:func:`execute_run` runs one :class:`~qdrl_bench.spec.RunSpec` start to finish and returns a
+:class:`~qdrl_bench.store.RunResult`. It is a pure function of the run (it never touches the
+store), so any executor (inline, a process pool, Ray; see :mod:`qdrl_bench.executors`) may call
+it, and it seeds everything (Python, NumPy, torch, the SB3 algorithm, the training and
+evaluation envs), so the same run gives the same scores wherever it executes. Where its
+training progress goes is the caller's choice: the ``reporter`` argument.
+
+Metrics follow fixed namespaces: the evaluation curve is ``eval/return`` (mean and std over the
+evaluation episodes at each step); ``metrics`` holds the final evaluation's ``eval/<info key>``
+means of the env's numeric ``info`` entries (e.g. ``eval/secrecy_rate``) and the
+:func:`score_metrics` of a learning run.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from qdrl_bench import registry
+from qdrl_bench.provenance import code_version
+from qdrl_bench.spec import RunSpec
+from qdrl_bench.store import FAILED, FINISHED, NOT_APPLICABLE, EvalPoint, RunResult
+from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space
+
+# stable-baselines3 (torch) takes seconds to import; it is imported where a run first needs it,
+# so that importing the executors (and the CLI) stays quick.
+
+__all__ = [
+    "LAST_EVALS",
+    "EvalHook",
+    "StepReporter",
+    "evaluate",
+    "execute_run",
+    "score_metrics",
+]
+
+StepReporter = Callable[[str, int, int], None]
+"""Receives a run's training progress: ``(run name, steps done, total steps)``."""
+
+EvalHook = Callable[[int, float], bool]
+"""Called after each evaluation of a learning run with ``(step, mean return)``; returning
+``False`` stops training there (a tuner's pruner). The run still finishes with the curve so
+far, its last point the evaluation that stopped it."""
+
+
+def _scalar_infos(info: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in info.items():
+        if isinstance(v, (bool, np.bool_)) or k.startswith("_") or k in ("episode",
+                                                                           "TimeLimit.truncated"):
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v):
+            out[k] = float(v)
+    return out
+
+
+def evaluate(policy: Any, env: Any, episodes: int, seed: int, *, deterministic: bool = True,
+             obs_filter: Callable[[np.ndarray], np.ndarray] | None = None,
+             ) -> tuple[list[float], dict[str, float]]:
+    """Play ``episodes`` episodes; episode ``k`` is reset with ``seed + k``.
+
+    Args:
+        policy: Anything with SB3's ``predict(obs, deterministic=...) -> (action, state)``.
+        env: A single (Gymnasium) environment whose action space the policy acts in.
+        episodes: Number of episodes.
+        seed: Seed of the first episode.
+        deterministic: Act on the policy's mode (``True``) or sample its distribution.
+        obs_filter: Applied to each observation before ``predict`` (a trained agent's frozen
+            ``VecNormalize.normalize_obs``); returns are always the env's own rewards.
+
+    Returns:
+        The episode returns and, per numeric scalar ``info`` key, the mean over steps and
+        episodes (keys prefixed ``eval/``).
+    """
+    returns: list[float] = []
+    sums: dict[str, float] = collections.defaultdict(float)
+    counts: dict[str, int] = collections.defaultdict(int)
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        total, done, state = 0.0, False, None
+        start = np.ones((1,), dtype=bool)
+        ep_sums: dict[str, float] = collections.defaultdict(float)
+        steps = 0
+        while not done:
+            seen = obs if obs_filter is None else obs_filter(obs)
+            action, state = policy.predict(seen, state=state, episode_start=start,
+                                           deterministic=deterministic)
+            start = np.zeros((1,), dtype=bool)
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            steps += 1
+            for key, value in _scalar_infos(info).items():
+                ep_sums[key] += value
+            done = bool(terminated or truncated)
+        returns.append(total)
+        for key, value in ep_sums.items():
+            sums[key] += value / steps
+            counts[key] += 1
+    return returns, {f"eval/{k}": sums[k] / counts[k] for k in sums}
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (SB3's helper)."""
+    from stable_baselines3.common.utils import set_random_seed  # heavy: see the top
+
+    set_random_seed(seed)
+
+
+LAST_EVALS = 3
+"""Evaluation points the stability score averages over (the final one and those before)."""
+
+
+def score_metrics(curve: list[EvalPoint], sampled: list[float]) -> dict[str, float]:
+    """A learning run's scores beside its final deterministic one, as ``score/`` metrics.
+
+    ``score/stochastic``: the mean return of the same evaluation episodes with actions sampled
+    from the policy (an untrained policy's mode can be far worse, or better, than the policy);
+    ``score/last_evals``: the mean of the last :data:`LAST_EVALS` deterministic evaluations,
+    which shows a policy that peaked and then fell.
+    """
+    tail = [p.mean for p in curve[-LAST_EVALS:]]
+    return {"score/stochastic": float(np.mean(sampled)),
+            "score/last_evals": float(np.mean(tail))}
+
+
+def _point(step: int, returns: list[float]) -> EvalPoint:
+    arr = np.asarray(returns, dtype=np.float64)
+    return EvalPoint(step=int(step), mean=float(arr.mean()), std=float(arr.std()),
+                     returns=tuple(float(r) for r in arr))
+
+
+def _error_text(exc: BaseException) -> str:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    tail = "".join(tb[-3:]).strip()
+    return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
+
+
+def execute_run(run: RunSpec, *, on_eval: EvalHook | None = None,
+                reporter: StepReporter | None = None) -> RunResult:
+    """Train and evaluate one run; never raises for a failing run (KeyboardInterrupt aside).
+
+    Args:
+        run: The run.
+        on_eval: See :data:`EvalHook`.
+        reporter: Receives the run's training progress (at most twice a second, and at the
+            end); an error it raises is ignored (progress never breaks a run).
+
+    Returns:
+        ``finished`` with the curve and scores; ``not_applicable`` when the agent cannot act in
+        the env (adapter cap, qubit cap, a baseline of another env); ``failed`` with the error
+        otherwise (code that does not import included). Every result carries the
+        :func:`~qdrl_bench.provenance.code_version` of the process that produced it.
+    """
+    result = _execute_run(run, on_eval, _safe(reporter))
+    return dataclasses.replace(result, code_version=code_version())
+
+
+def _safe(reporter: StepReporter | None) -> StepReporter:
+    def report(name: str, steps: int, total: int) -> None:
+        if reporter is not None:
+            try:
+                reporter(name, steps, total)
+            except Exception:  # progress must never break a run
+                pass
+
+    return report
+
+
+def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -> RunResult:
+    t0 = time.perf_counter()
+    eval_seed = run.eval.seed + 1000 * run.seed
+    env = eval_env = None
+    try:
+        eval_env = registry.make_env(run.env.id, run.env.kwargs, run.env.max_episode_steps)
+        _seed_everything(run.seed)
+        if registry.is_baseline(run.agent.name):
+            try:
+                policy = registry.build_baseline(run.agent.name, eval_env, run.seed,
+                                                 run.agent.kwargs)
+            except registry.UnknownBaseline as exc:
+                return RunResult(status=NOT_APPLICABLE, reason=str(exc))
+            returns, metrics = evaluate(policy, eval_env, run.eval.episodes, eval_seed)
+            report(run.name, run.timesteps, run.timesteps)
+            curve = (_point(0, returns), _point(run.timesteps, returns))
+            return RunResult(status=FINISHED, wall_s=time.perf_counter() - t0,
+                             params_quantum=0, params_classical=0,
+                             final_score=curve[-1].mean, final_std=curve[-1].std,
+                             metrics=metrics, curve=curve)
+
+        entry = registry.get_agent(run.agent.name)
+        settings = registry.train_settings(run.agent.name, run.env.id, run.agent.kwargs)
+        try:
+            env, adapter = registry.make_train_env(
+                run.env.id, run.env.kwargs, n_envs=settings.n_envs,
+                action_need=entry.action_need, adapter=settings.adapter,
+                max_episode_steps=run.env.max_episode_steps, normalize=settings.normalize,
+                gamma=float(settings.algo_kwargs.get("gamma", 0.99)))
+            eval_env, _ = adapt_action_space(eval_env, entry.action_need, **settings.adapter)
+        except AdapterNotApplicable as exc:
+            return RunResult(status=NOT_APPLICABLE, reason=str(exc))
+        try:
+            model, counts = registry.build_agent(run.agent.name, env, seed=run.seed,
+                                                 timesteps=run.timesteps,
+                                                 kwargs=settings.algo_kwargs)
+        except registry.NotApplicable as exc:
+            return RunResult(status=NOT_APPLICABLE, reason=str(exc), adapter=adapter)
+        obs_filter = getattr(env, "normalize_obs", None)  # VecNormalize's, frozen at eval
+
+        curve: list[EvalPoint] = []
+        last_metrics: dict[str, float] = {}
+
+        def do_eval(step: int) -> bool:
+            nonlocal last_metrics
+            returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed,
+                                             obs_filter=obs_filter)
+            curve.append(_point(step, returns))
+            return on_eval is None or bool(on_eval(step, curve[-1].mean))
+
+        if do_eval(0):
+            model.learn(total_timesteps=run.timesteps,
+                        callback=_eval_callback(run, do_eval, report))
+        if curve[-1].step != model.num_timesteps:
+            do_eval(int(model.num_timesteps))
+        sampled, _ = evaluate(model, eval_env, run.eval.episodes, eval_seed,
+                              deterministic=False, obs_filter=obs_filter)
+        last_metrics = {**last_metrics, **score_metrics(curve, sampled)}
+        return RunResult(status=FINISHED, adapter=adapter, wall_s=time.perf_counter() - t0,
+                         params_quantum=counts["quantum"], params_classical=counts["classical"],
+                         final_score=curve[-1].mean, final_std=curve[-1].std,
+                         metrics=last_metrics, curve=tuple(curve))
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # a library's BaseException (pyo3's PanicException from
+        # qiskit's Rust core) fails this run, not the sweep
+        return RunResult(status=FAILED, reason=_error_text(exc),
+                         wall_s=time.perf_counter() - t0)
+    finally:
+        for e in (env, eval_env):
+            if e is not None:
+                e.close()
+
+
+def _eval_callback(run: RunSpec, do_eval: Callable[[int], bool], report: StepReporter) -> Any:
+    """The SB3 callback of a learning run (defined here: SB3 is imported on first use)."""
+    from stable_baselines3.common.callbacks import BaseCallback  # heavy: see the top
+
+    class EvalCallback(BaseCallback):
+        """Evaluate every ``run.eval.every`` steps (stop when the hook says so), report progress."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = run.eval.every
+            self.last_report = 0.0
+
+        def _on_step(self) -> bool:
+            n = self.num_timesteps
+            if n >= self.next_eval:
+                go_on = do_eval(n)
+                while self.next_eval <= n:
+                    self.next_eval += run.eval.every
+                if not go_on:
+                    return False
+            now = time.monotonic()
+            if now - self.last_report > 0.5:
+                self.last_report = now
+                report(run.name, n, run.timesteps)
+            return True
+
+        def _on_training_end(self) -> None:
+            report(run.name, self.num_timesteps, run.timesteps)
+
+    return EvalCallback()
