@@ -228,7 +228,7 @@ def mean_success_probability(mean_snr_db: Any, threshold_db: float,
 
 @dataclass(frozen=True)
 class DTSyncConfig(EnvConfig):
-    """Configuration of :class:`DTSyncAoIEnv` (every default from DESIGN §3.2).
+    """Configuration of :class:`DTSyncAoIEnv` (defaults: docs/design.md §3.2).
 
     Attributes:
         n_devices: Devices / twins ``M``.

@@ -84,7 +84,7 @@ def user_rates(powers_w: Any, gains: Any, noise_w: float, n_users: int | None = 
 
 @dataclass(frozen=True)
 class MobileTransmitterConfig(EnvConfig):
-    """Configuration of :class:`MobileTransmitterEnv` (defaults: DESIGN §3.5).
+    """Configuration of :class:`MobileTransmitterEnv` (defaults: docs/design.md §3.5).
 
     Attributes:
         n_users: Ground users ``K``.

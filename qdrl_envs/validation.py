@@ -1,6 +1,6 @@
 """Action checking shared by every environment.
 
-Actions are checked, not silently repaired (DESIGN §2): a wrong shape, NaN/inf, or a value
+Actions are checked, not silently repaired (docs/design.md §2): a wrong shape, NaN/inf, or a value
 outside the action space raises ``ValueError`` saying what was wrong. stable-baselines3 clips
 Box actions before ``step``, so honest agents never pay for this.
 """
@@ -46,7 +46,8 @@ def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) 
     lead: tuple[int, ...] = () if batch is None else (batch,)
     # Fast path for the common case (a float ndarray of the right shape inside a Box): a handful
     # of vectorised checks instead of the full diagnosis below, which only runs to explain a
-    # failure. This keeps per-step overhead small (DESIGN §2 throughput targets).
+    # failure: validation must not cost the vector twins their speed (a check per step of
+    # every row).
     if (isinstance(space, spaces.Box) and isinstance(action, np.ndarray)
             and action.dtype.kind == "f" and action.shape == lead + space.shape):
         fast = action.astype(np.float64)

@@ -1,4 +1,4 @@
-"""Baselines of ``qdrl/SecrecyPowerControl-v1`` (DESIGN §3.1, §4).
+"""Baselines of ``qdrl/SecrecyPowerControl-v1`` (docs/design.md §3.1, §4).
 
 ============  ==============================================================================
 Name          Policy

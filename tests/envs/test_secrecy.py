@@ -1,4 +1,4 @@
-"""Tests of qdrl/SecrecyPowerControl-v1 (DESIGN §3.1): info, physics, extremes, bad input.
+"""Tests of qdrl/SecrecyPowerControl-v1 (docs/design.md §3.1): info, physics, extremes, bad input.
 
 The checks every registered id passes (checkers, determinism, vector twin, ...): test_envs.py.
 """

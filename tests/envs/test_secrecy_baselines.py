@@ -1,4 +1,4 @@
-"""Tests of the qdrl/SecrecyPowerControl-v1 baselines (DESIGN §3.1, §4).
+"""Tests of the qdrl/SecrecyPowerControl-v1 baselines (docs/design.md §3.1, §4).
 
 That every baseline's ``predict`` gives valid actions (and how oracles refuse batches) is checked
 for every id in test_envs.py.
