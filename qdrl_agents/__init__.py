@@ -1,9 +1,12 @@
 """Quantum RL agents: Qiskit circuits, fast executors, torch layers and SB3 policies.
 
-Engine (knows nothing of torch modules): `CircuitSpec` -> `build_circuit` -> a Qiskit circuit;
-`make_executor` evaluates it (``"statevector"``: exact torch simulation with autograd;
-``"qiskit"``: EstimatorQNN over any V2 estimator). Adapter: `QuantumLayer` and the hybrid
-compositions (`ClassicalToQuantum`, `QuantumToClassical`, `ParallelHybrid`). SB3 policies:
+Engine (knows nothing of torch modules): `CircuitSpec` -> `build_circuit` -> a Qiskit circuit,
+or a user's own circuit in ``EstimatorQNN``'s vocabulary (`circuit_from_qiskit`, `UserCircuit`,
+and ``circuit=``, ``input_params=``, ``weight_params=``, ``observables=`` on the layers,
+executors and policies); `make_executor` evaluates it (``"statevector"``: exact torch
+simulation with autograd; ``"qiskit"``: EstimatorQNN over any V2 estimator). Adapter:
+`QuantumLayer` and the hybrid compositions (`ClassicalToQuantum`, `QuantumToClassical`,
+`ParallelHybrid`). SB3 policies:
 `QuantumActorCriticPolicy` (PPO, A2C), `QuantumDQNPolicy` (DQN), `QuantumTD3Policy` (TD3,
 DDPG), `QuantumSACPolicy` (SAC). Training beyond SB3's optimisers (paper Sec. III-E): `Rotosolve`
 (closed-form per-weight minimisation) and `SPSA` (closure-driven ``torch.optim`` optimisers);
@@ -25,7 +28,13 @@ from qdrl_agents.analysis import (
     gradient_variance_sweep,
     variance_decay_rate,
 )
-from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit
+from qdrl_agents.circuits import (
+    BuiltCircuit,
+    CircuitSpec,
+    UserCircuit,
+    build_circuit,
+    circuit_from_qiskit,
+)
 from qdrl_agents.executors import Executor, make_executor
 from qdrl_agents.layers import (
     ClassicalToQuantum,
@@ -61,8 +70,10 @@ __all__ = [
     "QuantumTD3Policy",
     "QuantumToClassical",
     "Rotosolve",
+    "UserCircuit",
     "VectorEnvAdapter",
     "build_circuit",
+    "circuit_from_qiskit",
     "gradient_variance",
     "gradient_variance_sweep",
     "make_encoder",

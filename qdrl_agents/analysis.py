@@ -10,9 +10,10 @@ costs (one or a few qubits) only once the circuit is deep (Cerezo et al., Nat. C
 (2021)).
 
 * `gradient_variance`: Monte-Carlo estimate of the variance of every weight's gradient for a
-  `CircuitSpec`, weights drawn uniformly in :math:`[0, 2\pi)`, with exact gradients from the
-  statevector executor, batched over the samples (or, as a cross-check, parameter-shift
-  gradients from the ``"qiskit"`` executor, one sample at a time).
+  `CircuitSpec` (or a user's circuit, a `BuiltCircuit` from `circuit_from_qiskit`), weights
+  drawn uniformly in :math:`[0, 2\pi)`, with exact gradients from the statevector executor,
+  batched over the samples (or, as a cross-check, parameter-shift gradients from the
+  ``"qiskit"`` executor, one sample at a time).
 * `gradient_variance_sweep`: the same over a range of qubit counts and/or depths, a
   barren-plateau curve; `variance_decay_rate` fits :math:`\mathrm{Var} \propto 2^{-r n}`.
 
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from qiskit.quantum_info import SparsePauliOp
 
-from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit
+from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit, is_int
 from qdrl_agents.executors import make_executor
 from qdrl_agents.executors.statevector import StatevectorExecutor
 
@@ -64,7 +65,7 @@ class GradientVariance:
     r"""Result of `gradient_variance`.
 
     Attributes:
-        spec: The circuit probed.
+        spec: The circuit probed; ``None`` for a user's circuit (see ``circuit``).
         cost: Name of the cost (one of `COSTS`) or ``"custom"`` for a user observable.
         executor: ``"statevector"`` or ``"qiskit"``.
         n_samples: Number of random weight vectors.
@@ -74,9 +75,10 @@ class GradientVariance:
             uniformly random angles: the cost is periodic in each weight).
         gradients: ``(n_samples, n_weights)`` every sampled gradient.
         weights: ``(n_samples, n_weights)`` the sampled weights, radians in :math:`[0, 2\pi)`.
+        circuit: The built circuit probed (with the cost as its one observable).
     """
 
-    spec: CircuitSpec
+    spec: CircuitSpec | None
     cost: str
     executor: str
     n_samples: int
@@ -84,6 +86,7 @@ class GradientVariance:
     means: np.ndarray
     gradients: np.ndarray
     weights: np.ndarray
+    circuit: BuiltCircuit | None = None
 
     @property
     def mean_variance(self) -> float:
@@ -93,19 +96,26 @@ class GradientVariance:
     @property
     def n_qubits(self) -> int:
         """Number of qubits of the probed circuit."""
-        return self.spec.n_qubits
+        if self.spec is not None:
+            return self.spec.n_qubits
+        if self.circuit is None:
+            raise ValueError("GradientVariance holds neither a spec nor a circuit")
+        return self.circuit.n_qubits
 
     @property
-    def n_layers(self) -> int:
-        """Number of layers of the probed circuit."""
-        return self.spec.n_layers
+    def n_layers(self) -> int | None:
+        """Number of layers of the probed circuit (``None`` for a user's circuit)."""
+        return self.spec.n_layers if self.spec is not None else None
 
 
-def cost_observable(spec: CircuitSpec, cost: str | SparsePauliOp = "local") -> SparsePauliOp:
+def cost_observable(
+    spec: CircuitSpec | BuiltCircuit, cost: str | SparsePauliOp = "local"
+) -> SparsePauliOp:
     """The observable whose expectation is the cost of `gradient_variance`.
 
     Args:
-        spec: The circuit.
+        spec: The circuit: a `CircuitSpec`, or a `BuiltCircuit` (a user's circuit from
+            `circuit_from_qiskit`, whose observables ``"readout"`` averages).
         cost: One of `COSTS`, or a Hermitian ``SparsePauliOp`` on ``spec.n_qubits`` qubits
             (Qiskit little-endian order).
 
@@ -126,17 +136,19 @@ def cost_observable(spec: CircuitSpec, cost: str | SparsePauliOp = "local") -> S
         return SparsePauliOp.from_sparse_list([("Z", [0], 1.0)], n)
     if cost == "global":
         return SparsePauliOp.from_sparse_list([("Z" * n, list(range(n)), 1.0)], n)
-    observables = build_circuit(spec).observables
+    built = spec if isinstance(spec, BuiltCircuit) else build_circuit(spec)
+    observables = built.observables
     return (sum(observables[1:], observables[0]) / len(observables)).simplify()
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
+    return int(value)
 
 
 def gradient_variance(
-    spec: CircuitSpec,
+    spec: CircuitSpec | BuiltCircuit,
     *,
     n_samples: int = 200,
     cost: str | SparsePauliOp = "local",
@@ -162,7 +174,8 @@ def gradient_variance(
     magnitude slower.
 
     Args:
-        spec: The circuit.
+        spec: The circuit: a `CircuitSpec`, or a user's circuit as a `BuiltCircuit`
+            (`circuit_from_qiskit`; ``"statevector"`` needs one it compiles).
         n_samples: Number of random weight vectors, >= 2.
         cost: ``"local"`` (default, :math:`Z_0`), ``"global"`` (:math:`Z^{\otimes n}`),
             ``"readout"`` (mean of the spec's readout observables) or a ``SparsePauliOp``.
@@ -171,7 +184,8 @@ def gradient_variance(
         executor_kwargs: Options of the executor's constructor (e.g. ``shots=`` for
             ``"qiskit"``, ``max_fused_qubits=`` for ``"statevector"``).
         inputs: The encoding angles, ``(n_input_params,)``; ``None`` (default) means zeros,
-            i.e. the ansatz alone (an RY/RX/RZ encoding of 0 is the identity).
+            i.e. the ansatz alone for a spec (an RY/RX/RZ encoding of 0 is the identity; a
+            user's feature map at 0 need not be).
         seed: Seed of the weight draws; ``None`` uses torch's global generator.
         batch_size: Samples per statevector call (bounds memory: the state is
             ``batch_size * 2^n`` complex128 numbers per gate layer kept for autograd).
@@ -180,19 +194,22 @@ def gradient_variance(
         The :class:`GradientVariance` (per-weight variances, their mean, every gradient).
 
     Raises:
-        TypeError: If ``spec`` is not a `CircuitSpec`.
+        TypeError: If ``spec`` is not a `CircuitSpec` or a `BuiltCircuit`.
         ValueError: If an argument is invalid (the message names it).
     """
-    if not isinstance(spec, CircuitSpec):
-        raise TypeError(f"spec must be a CircuitSpec, got {type(spec).__name__}")
-    _check_int("n_samples", n_samples, 2)
-    _check_int("batch_size", batch_size, 1)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed={seed!r} must be an int or None")
+    if not isinstance(spec, CircuitSpec | BuiltCircuit):
+        raise TypeError(f"spec must be a CircuitSpec or a BuiltCircuit, got {type(spec).__name__}")
+    n_samples = _check_int("n_samples", n_samples, 2)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if seed is not None:
+        if not is_int(seed):
+            raise ValueError(f"seed={seed!r} must be an int or None")
+        seed = int(seed)
     if not isinstance(executor, str) or executor not in _EXECUTORS:
         raise ValueError(f"executor={executor!r} is not one of {list(_EXECUTORS)}")
     observable = cost_observable(spec, cost)
-    built = dataclasses.replace(build_circuit(spec), observables=(observable,))
+    base = spec if isinstance(spec, BuiltCircuit) else build_circuit(spec)
+    built = dataclasses.replace(base, observables=(observable,))
     n_w, n_in = built.n_weights, built.n_input_params
     if inputs is None:
         x = torch.zeros(n_in, dtype=torch.float64)
@@ -210,7 +227,7 @@ def gradient_variance(
     if executor == "statevector":
         # Swap the roles of the two parameter vectors: the weights become the batched rows.
         swapped = BuiltCircuit(
-            spec=spec,
+            spec=built.spec,
             circuit=built.circuit,
             inputs=built.weights,
             weights=built.inputs,
@@ -233,7 +250,7 @@ def gradient_variance(
             grads.append(grad.detach().unsqueeze(0))
     gradients = torch.cat(grads).numpy()
     return GradientVariance(
-        spec=spec,
+        spec=built.spec,
         cost=cost if isinstance(cost, str) else "custom",
         executor=executor,
         n_samples=n_samples,
@@ -241,6 +258,7 @@ def gradient_variance(
         means=gradients.mean(axis=0),
         gradients=gradients,
         weights=thetas.numpy(),
+        circuit=built,
     )
 
 
@@ -272,7 +290,9 @@ def gradient_variance_sweep(
     if n_qubits is None and n_layers is None:
         raise ValueError("give n_qubits and/or n_layers to sweep over")
     if not isinstance(spec, CircuitSpec):
-        raise TypeError(f"spec must be a CircuitSpec, got {type(spec).__name__}")
+        raise TypeError(
+            f"spec must be a CircuitSpec (a sweep resizes it), got {type(spec).__name__}"
+        )
     qubits = [spec.n_qubits] if n_qubits is None else list(n_qubits)
     layers = [spec.n_layers] if n_layers is None else list(n_layers)
     if not qubits or not layers:

@@ -25,13 +25,28 @@ Example:
     >>> built = build_circuit(CircuitSpec(n_qubits=4, n_layers=5))
     >>> built.n_input_params, built.n_weights, built.n_outputs
     (20, 48, 4)
+
+**A user's circuit.** :func:`circuit_from_qiskit` takes any Qiskit circuit in
+qiskit-machine-learning's ``EstimatorQNN`` vocabulary (``input_params``, ``weight_params``,
+``observables``) and gives a :class:`BuiltCircuit` with ``spec=None``; its angles may be any
+parameter expressions (what an executor can run is the executor's business).
+:class:`UserCircuit` holds such a circuit, or a callable that builds one per input width, for
+the layers and policies, and pickles as ``qiskit.qpy`` bytes so that a saved model carries the
+circuit itself rather than pickled qiskit objects or the code that made it.
+:func:`as_built_circuit` resolves either way of naming a circuit (a spec, or ``circuit=``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+import io
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+from qiskit import qpy
 from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 from qiskit.quantum_info import Pauli, SparsePauliOp
 
@@ -43,6 +58,10 @@ __all__ = [
     "ROTATIONS",
     "BuiltCircuit",
     "CircuitSpec",
+    "ObservablesLike",
+    "ParametersLike",
+    "UserCircuit",
+    "as_built_circuit",
     "build_circuit",
     "circuit_from_qiskit",
     "entangling_pairs",
@@ -56,6 +75,13 @@ ENCODINGS: tuple[str, ...] = ("rx", "ry", "rz")
 READOUTS: tuple[str, ...] = ("z", "parity")
 
 _ANGLES_PER_ROTATION = {"ryrz": 2, "u3": 3}
+
+#: What ``input_params=`` / ``weight_params=`` take: qiskit Parameters in order (a
+#: ``ParameterVector``, a circuit's ``.parameters``, a list).
+ParametersLike = Sequence[Parameter] | ParameterVector
+#: What ``observables=`` takes, as ``EstimatorQNN`` does: one or a sequence of
+#: ``SparsePauliOp``, ``Pauli`` or Pauli strings (Qiskit order: the rightmost letter is qubit 0).
+ObservablesLike = SparsePauliOp | Pauli | str | Sequence[SparsePauliOp | Pauli | str]
 
 
 def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -71,16 +97,32 @@ MAX_LAYERS = 1000
 that names the depth)."""
 
 
-def _check_int(field: str, value: object, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an integer: a Python ``int`` or a NumPy integer, not a ``bool``.
+
+    Args:
+        value: Anything.
+
+    Returns:
+        True for ``numbers.Integral`` values other than ``bool`` (and ``numpy.bool_``).
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(field: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    if not is_int(value) or value < minimum:  # type: ignore[operator]
         raise ValueError(f"CircuitSpec.{field}={value!r} must be an int >= {minimum}")
-    if maximum is not None and value > maximum:
+    if maximum is not None and value > maximum:  # type: ignore[operator]
         raise ValueError(f"CircuitSpec.{field}={value!r} must be <= {maximum}")
+    return int(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
 class CircuitSpec:
     """What circuit to build (paper Sec. III-D1); validated on construction.
+
+    Integer fields take Python or NumPy integers (``np.int64(4)``, as a Gymnasium space's
+    ``n`` is); they are stored as Python ints.
 
     Attributes:
         n_qubits: Number of qubits, in [1, MAX_QUBITS] (30).
@@ -123,10 +165,11 @@ class CircuitSpec:
     final_rotation: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("n_qubits", self.n_qubits, 1, MAX_QUBITS)
-        _check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
+        # NumPy integers (a space's ``n``, ``sum(nvec)``) are accepted and stored as ints.
+        object.__setattr__(self, "n_qubits", _check_int("n_qubits", self.n_qubits, 1, MAX_QUBITS))
+        object.__setattr__(self, "n_layers", _check_int("n_layers", self.n_layers, 1, MAX_LAYERS))
         if self.n_inputs is not None:
-            _check_int("n_inputs", self.n_inputs, 1)
+            object.__setattr__(self, "n_inputs", _check_int("n_inputs", self.n_inputs, 1))
             if self.n_inputs > self.n_qubits:
                 raise ValueError(
                     f"CircuitSpec.n_inputs={self.n_inputs} exceeds n_qubits={self.n_qubits}: "
@@ -157,7 +200,7 @@ class CircuitSpec:
                 if (
                     not isinstance(group, tuple)
                     or len(group) == 0
-                    or any(isinstance(q, bool) or not isinstance(q, int) for q in group)
+                    or not all(is_int(q) for q in group)
                     or any(q < 0 or q >= self.n_qubits for q in group)
                     or len(set(group)) != len(group)
                 ):
@@ -165,6 +208,9 @@ class CircuitSpec:
                         f"CircuitSpec.parity_groups contains {group!r}: each group must be a "
                         f"non-empty tuple of distinct qubit indices in [0, {self.n_qubits})"
                     )
+            object.__setattr__(
+                self, "parity_groups", tuple(tuple(int(q) for q in group) for group in groups)
+            )
 
     @property
     def inputs_encoded(self) -> int:
@@ -385,9 +431,9 @@ def _parameter_list(name: str, params: object, circuit: QuantumCircuit) -> tuple
 
 def circuit_from_qiskit(
     circuit: QuantumCircuit,
-    input_params: Sequence[Parameter] | ParameterVector | None = None,
-    weight_params: Sequence[Parameter] | ParameterVector | None = None,
-    observables: SparsePauliOp | Pauli | str | Sequence[SparsePauliOp | Pauli | str] | None = None,
+    input_params: ParametersLike | None = None,
+    weight_params: ParametersLike | None = None,
+    observables: ObservablesLike | None = None,
 ) -> BuiltCircuit:
     """A user's Qiskit circuit as a :class:`BuiltCircuit`, in ``EstimatorQNN``'s vocabulary.
 
@@ -440,3 +486,401 @@ def circuit_from_qiskit(
         weights=weights,
         observables=to_observables(observables, circuit.num_qubits),
     )
+
+
+def as_built_circuit(
+    spec: CircuitSpec | BuiltCircuit | None = None,
+    circuit: QuantumCircuit | BuiltCircuit | UserCircuit | None = None,
+    input_params: ParametersLike | None = None,
+    weight_params: ParametersLike | None = None,
+    observables: ObservablesLike | None = None,
+) -> BuiltCircuit:
+    """Resolve the two ways of naming a circuit (a spec, or ``EstimatorQNN``'s vocabulary).
+
+    What `QuantumLayer` and `make_executor` do with their arguments: exactly one of ``spec``
+    and ``circuit`` is given.
+
+    Args:
+        spec: A :class:`CircuitSpec` (built with :func:`build_circuit`) or a
+            :class:`BuiltCircuit` (used as is).
+        circuit: A ``QuantumCircuit`` (with ``input_params``, ``weight_params`` and
+            ``observables``, see :func:`circuit_from_qiskit`), a :class:`BuiltCircuit` or a
+            fixed :class:`UserCircuit`.
+        input_params: See :func:`circuit_from_qiskit`; only with a ``QuantumCircuit``.
+        weight_params: See :func:`circuit_from_qiskit`; only with a ``QuantumCircuit``.
+        observables: See :func:`circuit_from_qiskit`; only with a ``QuantumCircuit``.
+
+    Returns:
+        The built circuit.
+
+    Raises:
+        TypeError: If an argument is of the wrong type (a callable ``circuit`` included: it
+            needs the input width, which only a policy knows).
+        ValueError: If both or neither of ``spec`` and ``circuit`` are given, parameter roles
+            or observables come without a ``QuantumCircuit``, or they do not fit it.
+    """
+    extras = {
+        name: value
+        for name, value in (
+            ("input_params", input_params),
+            ("weight_params", weight_params),
+            ("observables", observables),
+        )
+        if value is not None
+    }
+    if spec is not None and circuit is not None:
+        raise ValueError("give either spec= or circuit=, not both")
+    if spec is not None:
+        if extras:
+            raise ValueError(f"{sorted(extras)} only go with circuit= (a QuantumCircuit)")
+        if isinstance(spec, CircuitSpec):
+            return build_circuit(spec)
+        if isinstance(spec, BuiltCircuit):
+            return spec
+        raise TypeError(
+            f"spec must be a CircuitSpec or a BuiltCircuit, got {type(spec).__name__}"
+            + ("; pass a QuantumCircuit as circuit=" if isinstance(spec, QuantumCircuit) else "")
+        )
+    if circuit is None:
+        if extras:
+            raise ValueError(f"{sorted(extras)} given without circuit=")
+        raise ValueError("give spec= (a CircuitSpec) or circuit= (a QuantumCircuit)")
+    if isinstance(circuit, QuantumCircuit):
+        return circuit_from_qiskit(circuit, input_params, weight_params, observables)
+    if isinstance(circuit, (BuiltCircuit, UserCircuit)):
+        if extras:
+            raise ValueError(
+                f"{sorted(extras)} given with a {type(circuit).__name__}, which has them already"
+            )
+        return circuit if isinstance(circuit, BuiltCircuit) else circuit.built
+    if callable(circuit):
+        raise TypeError(
+            "a callable circuit= builds the circuit for an input width, which only a policy "
+            "knows; here pass the QuantumCircuit itself (or call UserCircuit(fn).build(width))"
+        )
+    raise TypeError(
+        "circuit must be a qiskit QuantumCircuit, a BuiltCircuit or a UserCircuit, got "
+        f"{type(circuit).__name__}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A user's circuit that travels with a saved model as QPY.
+# ---------------------------------------------------------------------------------------------
+
+_QPY_RECORD_FORMAT = 1
+
+
+def _record(built: BuiltCircuit) -> tuple[Any, ...]:
+    """A pickle-safe description of a built circuit: QPY bytes, parameter names, Pauli lists."""
+    if built.spec is not None:
+        return ("spec", dataclasses.asdict(built.spec))
+    buffer = io.BytesIO()
+    try:
+        qpy.dump(built.circuit, buffer)
+    except Exception as exc:  # qpy raises QpyError (and others) on what it cannot store
+        raise ValueError(
+            f"the circuit cannot be stored with qiskit.qpy, so a model using it could not be "
+            f"saved: {type(exc).__name__}: {exc}"
+        ) from exc
+    return (
+        "qpy",
+        buffer.getvalue(),
+        [p.name for p in built.inputs],
+        [p.name for p in built.weights],
+        [op.to_list() for op in built.observables],
+    )
+
+
+def _from_record(record: Sequence[Any]) -> BuiltCircuit:
+    """Rebuild a :class:`BuiltCircuit` from :func:`_record`'s description."""
+    if record[0] == "spec":
+        fields = dict(record[1])
+        if fields.get("parity_groups") is not None:
+            fields["parity_groups"] = tuple(tuple(g) for g in fields["parity_groups"])
+        return build_circuit(CircuitSpec(**fields))
+    _, data, input_names, weight_names, observables = record
+    (circuit,) = qpy.load(io.BytesIO(data))
+    by_name = {p.name: p for p in circuit.parameters}
+    n = circuit.num_qubits
+    return BuiltCircuit(
+        spec=None,
+        circuit=circuit,
+        inputs=tuple(by_name[name] for name in input_names),
+        weights=tuple(by_name[name] for name in weight_names),
+        observables=tuple(SparsePauliOp.from_list(terms, num_qubits=n) for terms in observables),
+    )
+
+
+def _same_built(a: BuiltCircuit, b: BuiltCircuit) -> bool:
+    if a is b:
+        return True
+    if a.spec is not None or b.spec is not None:
+        return a.spec == b.spec
+    return (
+        [p.name for p in a.inputs] == [p.name for p in b.inputs]
+        and [p.name for p in a.weights] == [p.name for p in b.weights]
+        and len(a.observables) == len(b.observables)
+        and all(x == y for x, y in zip(a.observables, b.observables, strict=True))
+        and a.circuit == b.circuit
+    )
+
+
+def _from_recipe(result: object, n_features: int, name: str) -> BuiltCircuit:
+    """The :class:`BuiltCircuit` of what a circuit factory returned."""
+    if isinstance(result, BuiltCircuit):
+        return result
+    if isinstance(result, UserCircuit) and not result.is_factory:
+        return result.built
+    if isinstance(result, Mapping):
+        allowed = {"circuit", "input_params", "weight_params", "observables"}
+        unknown = sorted(set(result) - allowed)
+        if unknown or "circuit" not in result:
+            raise TypeError(
+                f"circuit factory {name}({n_features}) returned a mapping with keys "
+                f"{sorted(result)}; expected 'circuit' and optionally 'input_params', "
+                "'weight_params', 'observables'"
+            )
+        result = (
+            result["circuit"],
+            result.get("input_params"),
+            result.get("weight_params"),
+            result.get("observables"),
+        )
+    if isinstance(result, tuple) and 1 <= len(result) <= 4:
+        if not isinstance(result[0], QuantumCircuit):
+            raise TypeError(
+                f"circuit factory {name}({n_features}) returned a tuple whose first item is a "
+                f"{type(result[0]).__name__}, not a QuantumCircuit"
+            )
+        return circuit_from_qiskit(*result)
+    raise TypeError(
+        f"circuit factory {name}({n_features}) returned {type(result).__name__}; it must "
+        "return (circuit, input_params, weight_params, observables) (the last two may be "
+        "left out or None), a mapping with those keys, or a BuiltCircuit"
+    )
+
+
+class UserCircuit:
+    """A user's circuit for the quantum layers and policies; pickles as QPY, not as objects.
+
+    This is what ``circuit=`` becomes inside `QuantumNetConfig`, and what to put in an
+    algorithm's ``policy_kwargs`` so that ``model.save`` stores the circuit as ``qiskit.qpy``
+    bytes: SB3 pickles ``policy_kwargs`` as given (with cloudpickle), and this object's pickled
+    form is the QPY bytes of its circuit, the names of its input and weight parameters and its
+    observables as Pauli lists. Loading rebuilds the circuit with ``qpy.load``, in any process,
+    without the code that made it.
+
+    Two forms:
+
+    * **fixed**, in ``EstimatorQNN``'s vocabulary:
+      ``UserCircuit(circuit, input_params, weight_params, observables)`` (see
+      :func:`circuit_from_qiskit` for the defaults), or ``UserCircuit(built)`` for a
+      :class:`BuiltCircuit`. Every network of a policy uses this circuit (each with its own
+      weights); a network whose input is wider or narrower than ``len(input_params)`` needs
+      the policy's ``encoder=``.
+    * **factory**: ``UserCircuit(fn)``, where ``fn(n_features)`` builds the circuit for a
+      network whose input is ``n_features`` wide (SB3 builds a policy only once it knows the
+      observation space). ``fn`` returns ``(circuit, input_params, weight_params,
+      observables)`` (the last two may be left out or ``None``), a mapping with those keys, or
+      a :class:`BuiltCircuit`. It is called once per distinct width (a policy's actor, critic
+      and target networks of one width share the result), and the circuits it made are what
+      is pickled: a factory loaded from a save rebuilds exactly those widths and no others.
+      Without an ``encoder=`` the circuit must have ``n_features`` input parameters.
+
+    Two ``UserCircuit`` s are equal when they hold equal circuits (same gates, parameter
+    names, observables; for factories, the same circuits for the same widths, and the same
+    ``fn`` when both still have one).
+
+    Args:
+        circuit: A ``QuantumCircuit``, a :class:`BuiltCircuit`, or a callable
+            ``n_features -> recipe`` (see above).
+        input_params: Parameters fed by the inputs, in order (fixed form with a
+            ``QuantumCircuit`` only).
+        weight_params: Trainable parameters, in order; ``None``: every other parameter.
+        observables: ``SparsePauliOp`` s, ``Pauli`` s or Pauli strings, one per output;
+            ``None``: one Z on every qubit.
+
+    Raises:
+        TypeError: If ``circuit`` is of another type, or parameter lists hold non-Parameters.
+        ValueError: If parameter roles or observables do not fit the circuit, they are given
+            with a callable or a :class:`BuiltCircuit`, or the circuit cannot be stored with
+            QPY.
+
+    Example:
+        >>> from qiskit.circuit.library import real_amplitudes, zz_feature_map
+        >>> def make(n_features):
+        ...     fmap, ansatz = zz_feature_map(n_features), real_amplitudes(n_features, reps=1)
+        ...     return fmap.compose(ansatz), fmap.parameters, ansatz.parameters, None
+        >>> UserCircuit(make).build(3).n_weights
+        6
+    """
+
+    def __init__(
+        self,
+        circuit: QuantumCircuit | BuiltCircuit | Callable[[int], Any],
+        input_params: ParametersLike | None = None,
+        weight_params: ParametersLike | None = None,
+        observables: ObservablesLike | None = None,
+    ) -> None:
+        self._fn: Callable[[int], Any] | None = None
+        self._fixed: BuiltCircuit | None = None
+        self._made: dict[int, BuiltCircuit] = {}
+        self._records: dict[int, tuple[Any, ...]] = {}
+        if isinstance(circuit, UserCircuit):
+            raise TypeError("circuit is already a UserCircuit; pass it as is")
+        if isinstance(circuit, (QuantumCircuit, BuiltCircuit)):
+            self._fixed = as_built_circuit(
+                circuit=circuit,
+                input_params=input_params,
+                weight_params=weight_params,
+                observables=observables,
+            )
+            self._fixed_record = _record(self._fixed)
+        elif callable(circuit):
+            given = [
+                name
+                for name, value in (
+                    ("input_params", input_params),
+                    ("weight_params", weight_params),
+                    ("observables", observables),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{given} given with a callable circuit; return them from it: "
+                    "(circuit, input_params, weight_params, observables)"
+                )
+            self._fn = circuit
+        else:
+            raise TypeError(
+                "circuit must be a qiskit QuantumCircuit, a BuiltCircuit or a callable "
+                f"n_features -> (circuit, input_params, weight_params, observables), got "
+                f"{type(circuit).__name__}"
+            )
+
+    @property
+    def is_factory(self) -> bool:
+        """Whether this builds one circuit per input width (the callable form)."""
+        return self._fixed is None
+
+    @property
+    def built(self) -> BuiltCircuit:
+        """The circuit of the fixed form.
+
+        Raises:
+            TypeError: For the factory form, whose circuits depend on the width (`build`).
+        """
+        if self._fixed is None:
+            raise TypeError(
+                "this UserCircuit is a factory: its circuit depends on the input width; "
+                "call .build(n_features)"
+            )
+        return self._fixed
+
+    @property
+    def circuits(self) -> dict[int, BuiltCircuit]:
+        """The circuits a factory has built so far, by input width (empty for the fixed form)."""
+        return dict(self._made)
+
+    def build(self, n_features: int | None = None) -> BuiltCircuit:
+        """The circuit for a network whose input is ``n_features`` wide.
+
+        Args:
+            n_features: The input width (an int; NumPy integers are accepted). The fixed form
+                ignores it (whether the circuit fits is the caller's check).
+
+        Returns:
+            The built circuit; for a factory the same object for every call with one width.
+
+        Raises:
+            ValueError: If ``n_features`` is not a positive int (factory form), or this
+                factory was loaded from a save that holds no circuit of that width.
+            TypeError: If the factory returns something else than its contract says.
+        """
+        if self._fixed is not None:
+            return self._fixed
+        if not is_int(n_features) or n_features < 1:  # type: ignore[operator]
+            raise ValueError(f"n_features={n_features!r} must be an int >= 1")
+        width = int(n_features)  # type: ignore[arg-type]
+        if width in self._made:
+            return self._made[width]
+        if self._fn is None:
+            raise ValueError(
+                f"this UserCircuit was loaded from a save and holds circuits for input widths "
+                f"{sorted(self._made)} only, not {width}; pass the original callable as "
+                "circuit= to build others"
+            )
+        built = _from_recipe(self._fn(width), width, getattr(self._fn, "__name__", "circuit"))
+        self._records[width] = _record(built)
+        self._made[width] = built
+        return built
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as QPY bytes and names (a factory: the circuits it built, not the callable).
+
+        A factory that has built nothing yet pickles its callable (cloudpickle can, the
+        standard pickle only for module-level functions).
+        """
+        state: dict[str, Any] = {"format": _QPY_RECORD_FORMAT}
+        if self._fixed is not None:
+            state["fixed"] = self._fixed_record
+        else:
+            state["made"] = dict(self._records)
+            if not self._records:
+                state["fn"] = self._fn
+        return (_restore_user_circuit, (state,))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UserCircuit):
+            return NotImplemented
+        if self is other:
+            return True
+        if self._fixed is not None or other._fixed is not None:
+            return (
+                self._fixed is not None
+                and other._fixed is not None
+                and _same_built(self._fixed, other._fixed)
+            )
+        if self._fn is not None and other._fn is not None and self._fn is not other._fn:
+            return False
+        return self._made.keys() == other._made.keys() and all(
+            _same_built(b, other._made[w]) for w, b in self._made.items()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if self._fixed is not None:
+            b = self._fixed
+            return (
+                f"UserCircuit({b.n_qubits} qubits, {b.n_input_params} inputs, "
+                f"{b.n_weights} weights, {b.n_outputs} observables)"
+            )
+        name = getattr(self._fn, "__qualname__", None) if self._fn is not None else None
+        source = name or ("loaded" if self._fn is None else "callable")
+        return f"UserCircuit(factory={source}, widths={sorted(self._made)})"
+
+
+def _restore_user_circuit(state: Mapping[str, Any]) -> UserCircuit:
+    """Unpickle a :class:`UserCircuit` (see ``UserCircuit.__reduce__``)."""
+    if state.get("format") != _QPY_RECORD_FORMAT:
+        raise ValueError(
+            f"UserCircuit saved in record format {state.get('format')!r}; this version of "
+            f"qdrl_agents reads format {_QPY_RECORD_FORMAT}"
+        )
+    obj = UserCircuit.__new__(UserCircuit)
+    obj._fn = None
+    obj._fixed = None
+    obj._made = {}
+    obj._records = {}
+    if "fixed" in state:
+        obj._fixed = _from_record(state["fixed"])
+        obj._fixed_record = tuple(state["fixed"])
+    else:
+        obj._fn = state.get("fn")
+        for width, record in state["made"].items():
+            obj._made[int(width)] = _from_record(record)
+            obj._records[int(width)] = tuple(record)
+    return obj

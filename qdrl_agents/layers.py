@@ -1,13 +1,16 @@
 """Torch layers around the quantum engine: `QuantumLayer` and the hybrid compositions.
 
 The engine (`qdrl_agents.circuits`, `qdrl_agents.executors`) knows nothing of torch modules:
-a `CircuitSpec` builds a Qiskit circuit, an executor turns (input angles, circuit weights) into
-expectation values. This module is the thin adapter (DESIGN §5, STYLE item 8). Everything that
-is classical stays here, in torch, and the circuit stays linear in its parameters:
+a `CircuitSpec` builds a Qiskit circuit (or the user brings one: ``circuit=``, ``input_params=``,
+``weight_params=``, ``observables=``, as qiskit-machine-learning's ``EstimatorQNN`` takes
+them), an executor turns (input angles, circuit weights) into expectation values. This module
+is the thin adapter (DESIGN §5, STYLE item 8). Everything that is classical stays here, in
+torch, and a spec's circuit stays linear in its parameters:
 
 * observation squashing (``arctan`` or ``tanh``) maps unbounded features to bounded angles;
 * trainable input scaling ``lambda`` per (layer, input): ``angle = lambda * squash(x)``
-  (Jerbi et al. 2021, Skolik et al. 2022);
+  (Jerbi et al. 2021, Skolik et al. 2022); for a user's circuit one ``lambda`` per input
+  parameter;
 * trainable circuit weights (the rotation angles of the variational blocks);
 * trainable output scaling and bias per output, since expectations lie in ``[-1, 1]`` and
   returns or Q-values do not.
@@ -31,9 +34,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
+from qiskit.circuit import QuantumCircuit
 from torch import nn
 
-from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit
+from qdrl_agents.circuits import (
+    BuiltCircuit,
+    CircuitSpec,
+    ObservablesLike,
+    ParametersLike,
+    UserCircuit,
+    as_built_circuit,
+)
 from qdrl_agents.executors import Executor, make_executor
 
 __all__ = [
@@ -73,8 +84,31 @@ class QuantumLayer(nn.Module):
     executor is called once per batch; with the default ``"statevector"`` executor all
     observables come from one simulated state and gradients are exact (autograd).
 
+    The circuit is either described by a `CircuitSpec` (``QuantumLayer(spec)``), or brought by
+    the user in qiskit-machine-learning's ``EstimatorQNN`` vocabulary::
+
+        QuantumLayer(circuit=qc, input_params=fmap.parameters,
+                     weight_params=ansatz.parameters, observables=["ZZI", "IZZ"])
+
+    For a user's circuit, input ``i`` feeds ``input_params[i]`` (so ``n_inputs`` is
+    ``len(input_params)``, and there is one re-uploading "layer": ``input_scaling`` has shape
+    ``(1, n_inputs)``, one trainable ``lambda`` per input parameter), the weights are
+    ``weight_params`` in order and output ``k`` is ``observables[k]``. Squashing, input and
+    output scaling apply as for a spec; ``squash="none", input_scaling=False,
+    output_scaling=False`` gives exactly ``EstimatorQNN``'s forward.
+
     Args:
         spec: The circuit description (qubits, layers, rotation, entanglement, readout, ...).
+            Give either ``spec`` or ``circuit``.
+        circuit: A user's Qiskit ``QuantumCircuit`` (with ``input_params``, ``weight_params``
+            and ``observables``), a `BuiltCircuit` (`circuit_from_qiskit`) or a fixed
+            `UserCircuit`. Which circuits an executor runs is its business (the
+            ``"statevector"`` executor refuses what it cannot compile, at construction).
+        input_params: The circuit's parameters fed by the inputs, in input order (only with a
+            ``QuantumCircuit``); at least one.
+        weight_params: Its trainable parameters, in order; ``None``: every other parameter.
+        observables: ``SparsePauliOp`` s, ``Pauli`` s or Pauli strings (Qiskit order), one per
+            output; ``None``: ``EstimatorQNN``'s default, one Z on every qubit.
         executor: ``"statevector"`` (default, exact and fast), ``"qiskit"`` (EstimatorQNN over a
             V2 estimator: shots, noise models, hardware), or an `Executor` instance built for
             this very circuit.
@@ -93,14 +127,19 @@ class QuantumLayer(nn.Module):
         output_bias: Whether a trainable per-output bias is added.
 
     Raises:
-        TypeError: If ``spec`` is not a `CircuitSpec`.
-        ValueError: If an option is outside its allowed values.
+        TypeError: If ``spec`` is not a `CircuitSpec` or ``circuit`` is of another type.
+        ValueError: If an option is outside its allowed values, both or neither of ``spec``
+            and ``circuit`` are given, or the parameters or observables do not fit the circuit.
     """
 
     def __init__(
         self,
-        spec: CircuitSpec,
+        spec: CircuitSpec | None = None,
         *,
+        circuit: QuantumCircuit | BuiltCircuit | UserCircuit | None = None,
+        input_params: ParametersLike | None = None,
+        weight_params: ParametersLike | None = None,
+        observables: ObservablesLike | None = None,
         executor: str | Executor = "statevector",
         executor_kwargs: Mapping[str, Any] | None = None,
         squash: Squash = "arctan",
@@ -113,8 +152,10 @@ class QuantumLayer(nn.Module):
         output_bias: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(spec, CircuitSpec):
-            raise TypeError(f"spec must be a CircuitSpec, got {type(spec).__name__}")
+        if spec is not None and not isinstance(spec, CircuitSpec):
+            hint = "; pass a QuantumCircuit as circuit=" if isinstance(spec, QuantumCircuit) else ""
+            raise TypeError(f"spec must be a CircuitSpec, got {type(spec).__name__}{hint}")
+        built = as_built_circuit(spec, circuit, input_params, weight_params, observables)
         if squash not in _SQUASH_FNS:
             raise ValueError(f"squash must be one of {sorted(_SQUASH_FNS)}, got {squash!r}")
         if weight_init not in ("uniform", "normal", "zeros"):
@@ -130,15 +171,23 @@ class QuantumLayer(nn.Module):
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
 
-        self.spec = spec
-        self.built: BuiltCircuit = build_circuit(spec)
+        if built.n_input_params == 0:
+            raise ValueError(
+                "the circuit has no input parameters, so the layer's inputs would reach nothing; "
+                "name them with input_params="
+            )
+        #: The `CircuitSpec`, or ``None`` for a user's circuit.
+        self.spec: CircuitSpec | None = built.spec
+        self.built: BuiltCircuit = built
         self.executor: Executor = make_executor(executor, self.built, **dict(executor_kwargs or {}))
         self.squash = squash
         self.weight_init = weight_init
         self.weight_init_std = float(weight_init_std)
 
-        n_inputs = spec.n_inputs if spec.n_inputs is not None else spec.n_qubits
-        self.n_inputs = int(n_inputs)
+        if built.spec is not None:
+            self.n_inputs = int(built.spec.inputs_encoded)
+        else:
+            self.n_inputs = int(built.n_input_params)
         self.n_outputs = int(self.built.n_outputs)
         n_input_params = int(self.built.n_input_params)
         if n_input_params % self.n_inputs != 0:
@@ -216,9 +265,15 @@ class QuantumLayer(nn.Module):
             Outputs of shape ``(B, n_outputs)`` (or ``(n_outputs,)`` for an unbatched input).
 
         Raises:
+            TypeError: If ``x`` is not a torch tensor (a NumPy array, a list).
             ValueError: If the last dimension of ``x`` is not ``n_inputs``, ``x`` has more than
                 two dimensions, or an input is NaN or inf (a squash would hide an inf).
         """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"QuantumLayer expects a torch.Tensor, got {type(x).__module__}."
+                f"{type(x).__qualname__}; convert it with torch.as_tensor(x, dtype=torch.float32)"
+            )
         if x.ndim not in (1, 2) or x.shape[-1] != self.n_inputs:
             raise ValueError(
                 f"QuantumLayer expected inputs of shape (batch, {self.n_inputs}) or "
@@ -273,9 +328,14 @@ class QuantumLayer(nn.Module):
     def extra_repr(self) -> str:
         """One-line summary for ``print(module)``."""
         s = self.spec
+        shape = (
+            f"n_qubits={s.n_qubits}, n_layers={s.n_layers}"
+            if s is not None
+            else f"user circuit, n_qubits={self.built.n_qubits}"
+        )
         return (
-            f"n_qubits={s.n_qubits}, n_layers={s.n_layers}, n_inputs={self.n_inputs}, "
-            f"n_outputs={self.n_outputs}, n_weights={self.weights.numel()}, squash={self.squash}"
+            f"{shape}, n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, "
+            f"n_weights={self.weights.numel()}, squash={self.squash}"
         )
 
 
@@ -429,6 +489,7 @@ class ClassicalToQuantum(_Composite):
             Outputs of shape ``(B, quantum.out_features)``.
 
         Raises:
+            TypeError: If ``x`` is not a torch tensor.
             ValueError: If the last dimension of ``x`` is not ``in_features``.
         """
         _check_width(x, self.in_features, type(self).__name__)
@@ -511,6 +572,7 @@ class ParallelHybrid(_Composite):
             Outputs of shape ``(B, out_features)``.
 
         Raises:
+            TypeError: If ``x`` is not a torch tensor.
             ValueError: If the last dimension of ``x`` is not ``in_features``.
         """
         _check_width(x, self.in_features, type(self).__name__)
@@ -523,6 +585,11 @@ def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _check_width(x: torch.Tensor, expected: int, who: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{who} expects a torch.Tensor, got {type(x).__module__}.{type(x).__qualname__}; "
+            "convert it with torch.as_tensor(x, dtype=torch.float32)"
+        )
     if x.ndim != 2 or x.shape[-1] != expected:
         raise ValueError(
             f"{who} expected inputs of shape (batch, {expected}), got {tuple(x.shape)}"

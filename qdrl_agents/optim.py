@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
+from qdrl_agents.circuits import is_int
+
 __all__ = ["SPSA", "Rotosolve"]
 
 Closure = Callable[[], Any]
@@ -70,9 +72,9 @@ def _make_generator(seed: int | None, generator: torch.Generator | None, who: st
     if seed is not None and generator is not None:
         raise ValueError(f"{who}: give seed or generator, not both")
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if not is_int(seed):
             raise ValueError(f"{who}: seed={seed!r} must be an int or None")
-        return torch.Generator().manual_seed(seed)
+        return torch.Generator().manual_seed(int(seed))
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(
             f"{who}: generator must be a torch.Generator or None, got {type(generator).__name__}"
@@ -151,12 +153,12 @@ class Rotosolve(Optimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        if params_per_step is not None and (
-            isinstance(params_per_step, bool)
-            or not isinstance(params_per_step, int)
-            or params_per_step < 1
-        ):
-            raise ValueError(f"params_per_step={params_per_step!r} must be an int >= 1 or None")
+        if params_per_step is not None:
+            if not is_int(params_per_step) or params_per_step < 1:
+                raise ValueError(
+                    f"params_per_step={params_per_step!r} must be an int >= 1 or None"
+                )
+            params_per_step = int(params_per_step)
         super().__init__(params, {"params_per_step": params_per_step})
         if len(self.param_groups) != 1:
             raise ValueError(

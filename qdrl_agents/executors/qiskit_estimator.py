@@ -7,6 +7,7 @@ never resolve to this module.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from qiskit_machine_learning.gradients import (
 )
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-from qdrl_agents.circuits import BuiltCircuit
+from qdrl_agents.circuits import BuiltCircuit, is_int
 from qdrl_agents.executors.base import Executor
 
 __all__ = ["ESTIMATORS", "GRADIENTS", "QiskitExecutor"]
@@ -169,14 +170,19 @@ class QiskitExecutor(Executor):
         spsa_batch_size: int = 1,
     ) -> None:
         super().__init__(built)
-        if shots is not None and (
-            isinstance(shots, bool) or not isinstance(shots, int) or shots < 1
-        ):
-            raise ValueError(f"shots={shots!r} must be a positive int or None")
-        if precision is not None and (
-            not isinstance(precision, (int, float)) or precision < 0 or math.isnan(precision)
-        ):
-            raise ValueError(f"precision={precision!r} must be a float >= 0 or None")
+        if shots is not None:
+            if not is_int(shots) or shots < 1:
+                raise ValueError(f"shots={shots!r} must be a positive int or None")
+            shots = int(shots)
+        if precision is not None:
+            if (
+                not isinstance(precision, numbers.Real)
+                or isinstance(precision, (bool, np.bool_))
+                or precision < 0
+                or math.isnan(precision)
+            ):
+                raise ValueError(f"precision={precision!r} must be a float >= 0 or None")
+            precision = float(precision)
         if shots is not None and precision not in (0.0, None):
             raise ValueError(
                 f"give shots={shots} or precision={precision}, not both (shots sets the "

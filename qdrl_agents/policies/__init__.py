@@ -6,7 +6,9 @@
 * `QuantumSACPolicy`: SAC (Box actions).
 
 All take the quantum options of `QuantumNetConfig` through ``policy_kwargs`` (``n_qubits``,
-``n_layers``, ``entanglement``, ``rotation``, ``executor``, ``encoder``, ...), separate initial
+``n_layers``, ``entanglement``, ``rotation``, ``executor``, ``encoder``, ...) or a user's own
+circuit (``circuit=``, ``input_params=``, ``weight_params=``, ``observables=``, as
+``EstimatorQNN`` takes them, or ``circuit=`` a callable of the input width), separate initial
 learning rates per parameter group (``lr_input_scaling``, ``lr_weights``,
 ``lr_output_scaling``, ``lr_classical``) whose ratios survive SB3's schedule, and expose
 ``policy.circuit`` and ``policy.parameter_counts()``.

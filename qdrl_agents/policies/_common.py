@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 import torch
 from gymnasium import spaces
+from qiskit.circuit import QuantumCircuit
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from torch import nn
 
-from qdrl_agents.circuits import CircuitSpec
+from qdrl_agents.circuits import MAX_QUBITS, BuiltCircuit, CircuitSpec, UserCircuit, is_int
 from qdrl_agents.executors import Executor
 from qdrl_agents.layers import (
     PARAMETER_GROUPS,
@@ -33,6 +34,17 @@ OutputHead = Literal["auto", "direct", "linear"]
 OUTPUT_HEADS = ("auto", "direct", "linear")
 CRITIC_KINDS = ("mlp", "quantum")
 _FLAT_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+# The fields that shape the built-in circuit (meaningless with a user's circuit=).
+_SPEC_FIELDS = (
+    "n_qubits",
+    "n_layers",
+    "rotation",
+    "entanglement",
+    "entangler",
+    "encoding",
+    "reupload",
+    "final_rotation",
+)
 
 
 @dataclass(frozen=True)
@@ -40,11 +52,50 @@ class QuantumNetConfig:
     """The quantum part of a policy, as given through ``policy_kwargs``.
 
     Every field is a keyword of the quantum policies (``policy_kwargs=dict(n_qubits=4, ...)``);
-    unknown keywords are rejected with a ``TypeError`` naming them.
+    unknown keywords are rejected with a ``TypeError`` naming them. Integer fields take Python
+    or NumPy integers.
+
+    **The circuit.** By default each quantum network is the built-in re-uploading circuit
+    (`qdrl_agents.circuits.CircuitSpec`) shaped by ``n_qubits`` ... ``final_rotation``. Or bring
+    your own, in qiskit-machine-learning's ``EstimatorQNN`` vocabulary::
+
+        policy_kwargs=dict(circuit=qc, input_params=fmap.parameters,
+                           weight_params=ansatz.parameters, observables=["ZZII", "IIZZ"])
+
+    or as a callable of the input width, since SB3 builds the policy only once it has seen the
+    observation space::
+
+        def make(n_features):
+            fmap, ansatz = zz_feature_map(n_features), real_amplitudes(n_features, reps=2)
+            return fmap.compose(ansatz), fmap.parameters, ansatz.parameters, None
+
+        policy_kwargs=dict(circuit=make)
+
+    The callable gets the width of the network's input (SB3's ``features_dim``; for a TD3 or
+    SAC quantum critic ``features_dim + action_dim``), is called once per distinct width (the
+    online and target networks of one width share its circuit), and returns ``(circuit,
+    input_params, weight_params, observables)`` (the last two may be left out or ``None``: every
+    other parameter is a weight, one Z on every qubit is read), a mapping with those keys, or a
+    `BuiltCircuit`. Either way the network feeds feature ``i`` to ``input_params[i]``, so the
+    circuit must have exactly as many input parameters as the network has input features,
+    unless ``encoder=`` maps the features onto them; with ``output_head="direct"`` (or
+    ``"auto"`` when the counts match) the observables are the action logits / means / Q-values
+    themselves (times the trainable output scaling), otherwise a linear head follows. Squashing
+    and trainable input scaling (one ``lambda`` per input parameter) apply as for the built-in
+    circuit; ``squash="none", input_scaling=False`` feeds the features unchanged, as
+    ``EstimatorQNN`` does.
+
+    The circuit is held as a `qdrl_agents.circuits.UserCircuit`, which pickles as ``qiskit.qpy``
+    bytes: ``policy.save`` stores it as QPY. An algorithm's ``model.save`` stores
+    ``policy_kwargs`` exactly as you passed them (SB3 cloudpickles them), so pass
+    ``circuit=UserCircuit(qc, input_params, weight_params, observables)`` (or
+    ``UserCircuit(make)``) there to have the circuit saved as QPY and rebuilt by ``qpy.load`` in
+    any process, without the code that made it.
 
     Attributes:
         n_qubits: Qubits per circuit. ``None`` (default): one per input feature. When the
-            features are wider than ``n_qubits`` an ``encoder`` is required.
+            features are wider than ``n_qubits`` an ``encoder`` is required, as it is for more
+            features than `qdrl_agents.circuits.MAX_QUBITS` (30).
         n_layers: Variational layers (each re-uploads the inputs when ``reupload``).
         rotation: Rotation block, ``"ryrz"`` or ``"u3"``.
         entanglement: ``"circular"``, ``"linear"``, ``"all_to_all"``, ``"parallel"`` or
@@ -63,9 +114,21 @@ class QuantumNetConfig:
         output_scaling_init: Initial output scaling.
         weight_init: ``"uniform"`` in [0, 2 pi) (default), ``"normal"`` or ``"zeros"``.
         weight_init_std: Standard deviation of ``weight_init="normal"``.
-        encoder: Classical -> quantum encoder for features wider than the qubits: ``None``
-            (default: none; wider features raise ``ValueError``), ``"linear"``, ``"mlp"``
-            (one hidden layer of 64, tanh) or a list of hidden widths.
+        encoder: Classical -> quantum encoder for features wider than the qubits (or than a
+            user circuit's inputs): ``None`` (default: none; wider features raise
+            ``ValueError``), ``"linear"``, ``"mlp"`` (one hidden layer of 64, tanh) or a list
+            of hidden widths.
+        circuit: A user's circuit instead of the built-in one: a Qiskit ``QuantumCircuit``, a
+            `BuiltCircuit`, a `UserCircuit`, or a callable ``n_features -> (circuit,
+            input_params, weight_params, observables)`` (see above). Stored as a
+            `UserCircuit`; then the built-in circuit's fields (``n_qubits``, ``n_layers``,
+            ``rotation``, ``entanglement``, ``entangler``, ``encoding``, ``reupload``,
+            ``final_rotation``) must keep their defaults.
+        input_params: The parameters of ``circuit`` fed by the features, in order (with a
+            ``QuantumCircuit``; folded into the `UserCircuit`, then ``None``).
+        weight_params: Its trainable parameters, in order; ``None``: every other parameter.
+        observables: One ``SparsePauliOp``, ``Pauli`` or Pauli string per output; ``None``:
+            one Z on every qubit.
     """
 
     n_qubits: int | None = None
@@ -86,20 +149,25 @@ class QuantumNetConfig:
     weight_init: str = "uniform"
     weight_init_std: float = 0.1
     encoder: str | Sequence[int] | None = None
+    circuit: Any = None
+    input_params: Any = None
+    weight_params: Any = None
+    observables: Any = None
 
     def __post_init__(self) -> None:
-        if self.n_qubits is not None and (
-            isinstance(self.n_qubits, bool)
-            or not isinstance(self.n_qubits, int)
-            or self.n_qubits < 1
-        ):
-            raise ValueError(f"n_qubits must be a positive int or None, got {self.n_qubits!r}")
-        if (
-            isinstance(self.n_layers, bool)
-            or not isinstance(self.n_layers, int)
-            or (self.n_layers < 1)
-        ):
+        if self.n_qubits is not None:
+            if not is_int(self.n_qubits) or self.n_qubits < 1:
+                raise ValueError(f"n_qubits must be a positive int or None, got {self.n_qubits!r}")
+            if self.n_qubits > MAX_QUBITS:
+                raise ValueError(
+                    f"n_qubits={self.n_qubits} must be <= {MAX_QUBITS} (MAX_QUBITS); wider "
+                    "observations need encoder= onto fewer qubits"
+                )
+            object.__setattr__(self, "n_qubits", int(self.n_qubits))
+        if not is_int(self.n_layers) or self.n_layers < 1:
             raise ValueError(f"n_layers must be a positive int, got {self.n_layers!r}")
+        object.__setattr__(self, "n_layers", int(self.n_layers))
+        self._normalise_circuit()
         if self.encoder is not None and not isinstance(self.encoder, str | Sequence):
             raise ValueError(
                 f"encoder must be None, 'linear', 'mlp' or a list of hidden widths, "
@@ -112,6 +180,51 @@ class QuantumNetConfig:
             )
         if not isinstance(self.executor, str) and not callable(self.executor):
             raise ValueError(f"executor must be a name or an Executor, got {self.executor!r}")
+
+    def _normalise_circuit(self) -> None:
+        """Fold ``circuit=`` and its parameter roles into one `UserCircuit`, validated now."""
+        roles = {
+            name: getattr(self, name)
+            for name in ("input_params", "weight_params", "observables")
+            if getattr(self, name) is not None
+        }
+        if self.circuit is None:
+            if roles:
+                raise ValueError(
+                    f"{sorted(roles)} describe a user's circuit and need circuit= (a "
+                    "QuantumCircuit); the built-in circuit is shaped by n_qubits, n_layers, ..."
+                )
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        shaped = [
+            f"{name}={getattr(self, name)!r}"
+            for name in _SPEC_FIELDS
+            if getattr(self, name) != defaults[name]
+        ]
+        if shaped:
+            raise ValueError(
+                f"{', '.join(shaped)} shape the built-in circuit, but circuit= brings your own; "
+                "leave them out (the circuit defines its qubits and layers)"
+            )
+        circuit = self.circuit
+        if isinstance(circuit, UserCircuit):
+            if roles:
+                raise ValueError(
+                    f"{sorted(roles)} given with a UserCircuit, which holds them already"
+                )
+        elif isinstance(circuit, QuantumCircuit | BuiltCircuit) or callable(circuit):
+            circuit = UserCircuit(
+                circuit, self.input_params, self.weight_params, self.observables
+            )
+        else:
+            raise TypeError(
+                "circuit must be a qiskit QuantumCircuit, a BuiltCircuit, a UserCircuit or a "
+                "callable n_features -> (circuit, input_params, weight_params, observables), "
+                f"got {type(circuit).__name__}"
+            )
+        object.__setattr__(self, "circuit", circuit)
+        for name in ("input_params", "weight_params", "observables"):
+            object.__setattr__(self, name, None)
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any], who: str) -> QuantumNetConfig:
@@ -152,8 +265,12 @@ def check_observation_space(
 ) -> None:
     """Reject observation spaces a quantum policy cannot take, at construction.
 
-    Flat spaces (Box, Discrete, MultiDiscrete, MultiBinary) are accepted. Images need a
-    classical features extractor (e.g. SB3's ``NatureCNN``) and an ``encoder``.
+    Flat spaces (Box, Discrete, MultiDiscrete, MultiBinary) are accepted with any features
+    extractor; SB3 one-hot encodes Discrete and MultiDiscrete observations, so their width is
+    ``n`` or ``sum(nvec)``. ``Dict`` spaces are accepted with a features extractor that takes
+    them (SB3's ``CombinedExtractor``, what its ``MultiInputPolicy`` uses); add ``encoder=`` when
+    the combined features are wider than the qubits. Images need a classical features
+    extractor (e.g. SB3's ``NatureCNN``) and an ``encoder``.
 
     Args:
         observation_space: The env's observation space.
@@ -161,13 +278,24 @@ def check_observation_space(
         who: Name of the policy, for the error message.
 
     Raises:
-        ValueError: For Dict, Tuple and other structured spaces, and for images with the default
-            ``FlattenExtractor``.
+        ValueError: For Tuple and other structured spaces, Dict spaces with the default
+            ``FlattenExtractor``, and images with the default ``FlattenExtractor``.
     """
+    if isinstance(observation_space, spaces.Dict):
+        if features_extractor_class is FlattenExtractor:
+            raise ValueError(
+                f"{who} takes flat observation spaces (Box, Discrete, MultiDiscrete, "
+                "MultiBinary) with the default FlattenExtractor, got Dict; pass "
+                "features_extractor_class=stable_baselines3.common.torch_layers."
+                "CombinedExtractor (as SB3's MultiInputPolicy does, plus encoder= if the "
+                "features are wider than the qubits), or wrap the env in "
+                "gymnasium.wrappers.FlattenObservation"
+            )
+        return
     if not isinstance(observation_space, _FLAT_SPACES):
         raise ValueError(
-            f"{who} takes flat observation spaces (Box, Discrete, MultiDiscrete, MultiBinary), "
-            f"got {type(observation_space).__name__}; wrap the env in "
+            f"{who} takes flat observation spaces (Box, Discrete, MultiDiscrete, MultiBinary) "
+            f"or Dict spaces, got {type(observation_space).__name__}; wrap the env in "
             f"gymnasium.wrappers.FlattenObservation"
         )
     if features_extractor_class is FlattenExtractor and is_image_space(observation_space):
@@ -257,8 +385,8 @@ def parity_partition(n_qubits: int, n_groups: int) -> tuple[tuple[int, ...], ...
     return tuple(groups)
 
 
-def resolve_n_qubits(cfg: QuantumNetConfig, in_features: int, who: str) -> int:
-    """The number of qubits of a network on ``in_features`` inputs.
+def user_circuit(cfg: QuantumNetConfig, in_features: int, who: str) -> BuiltCircuit | None:
+    """The user's circuit of a network on ``in_features`` inputs, checked against that width.
 
     Args:
         cfg: The quantum config.
@@ -266,11 +394,50 @@ def resolve_n_qubits(cfg: QuantumNetConfig, in_features: int, who: str) -> int:
         who: Description of the network, for the error message.
 
     Returns:
-        ``cfg.n_qubits`` or, when None, ``in_features``.
+        ``cfg.circuit.build(in_features)``, or ``None`` for the built-in circuit.
 
     Raises:
-        ValueError: If the inputs are wider than the qubits and no encoder is configured.
+        ValueError: If the circuit has another number of inputs than ``in_features`` and no
+            encoder is configured (the message names ``encoder=``).
     """
+    if cfg.circuit is None:
+        return None
+    in_features = int(in_features)
+    built = cfg.circuit.build(in_features)
+    n_inputs = built.spec.inputs_encoded if built.spec is not None else built.n_input_params
+    if cfg.encoder is None and in_features != n_inputs:
+        names = [str(p) for p in built.inputs[:6]]
+        more = ", ..." if built.n_input_params > 6 else ""
+        raise ValueError(
+            f"{who}: {in_features} input features but the circuit has {n_inputs} input "
+            f"parameters ({', '.join(names)}{more}) and there is no encoder; pass "
+            f"encoder='linear' (or 'mlp', or hidden widths) to map the features onto them, or "
+            f"a circuit with {in_features} input parameters (circuit= may be a callable of "
+            "the width)"
+        )
+    return built
+
+
+def resolve_n_qubits(cfg: QuantumNetConfig, in_features: int, who: str) -> int:
+    """The number of qubits of a network on ``in_features`` inputs.
+
+    Args:
+        cfg: The quantum config.
+        in_features: Width of the network's input (an int; NumPy integers are accepted).
+        who: Description of the network, for the error message.
+
+    Returns:
+        The user circuit's qubit count; else ``cfg.n_qubits`` or, when None, ``in_features``.
+
+    Raises:
+        ValueError: If the inputs are wider than the qubits (or a user circuit's inputs) and no
+            encoder is configured, or one qubit per feature would exceed
+            `qdrl_agents.circuits.MAX_QUBITS`; the message names ``encoder=``.
+    """
+    in_features = int(in_features)
+    built = user_circuit(cfg, in_features, who)
+    if built is not None:
+        return built.n_qubits
     n_qubits = cfg.n_qubits if cfg.n_qubits is not None else in_features
     if cfg.encoder is None and in_features > n_qubits:
         raise ValueError(
@@ -278,7 +445,72 @@ def resolve_n_qubits(cfg: QuantumNetConfig, in_features: int, who: str) -> int:
             f"encoder='linear' (or 'mlp', or hidden widths) to map the features onto the "
             f"qubits, or n_qubits>={in_features}"
         )
+    if n_qubits > MAX_QUBITS:
+        raise ValueError(
+            f"{who}: {in_features} input features, one qubit each, is more than the "
+            f"{MAX_QUBITS} qubits a circuit may have (MAX_QUBITS; a statevector of 2**n "
+            f"amplitudes); pass encoder='linear' (or 'mlp', or hidden widths) with "
+            f"n_qubits<={MAX_QUBITS} to map the features onto fewer qubits"
+        )
     return n_qubits
+
+
+def readout_width(cfg: QuantumNetConfig, in_features: int, who: str) -> int:
+    """Outputs of a network's readout before any head: ``n_qubits`` Z's, or the user's observables.
+
+    Args:
+        cfg: The quantum config.
+        in_features: Width of the network's input.
+        who: Description of the network, for error messages.
+
+    Returns:
+        The number of expectation values the circuit gives.
+
+    Raises:
+        ValueError: As `resolve_n_qubits`.
+    """
+    built = user_circuit(cfg, in_features, who)
+    if built is not None:
+        return built.n_outputs
+    return resolve_n_qubits(cfg, in_features, who)
+
+
+def choose_direct(
+    cfg: QuantumNetConfig, output_head: str, n_outputs: int, in_features: int, who: str
+) -> bool:
+    """`direct_outputs` for a config: the built-in circuit, or a user's observables.
+
+    A user's circuit reads its outputs directly when it has exactly one observable per output
+    (``"auto"``, ``"direct"``); otherwise a linear head follows its observables.
+
+    Args:
+        cfg: The quantum config.
+        output_head: ``"auto"``, ``"direct"`` or ``"linear"``.
+        n_outputs: Outputs the network must produce.
+        in_features: Width of the network's input.
+        who: Description of the network, for error messages.
+
+    Returns:
+        True for a direct readout.
+
+    Raises:
+        ValueError: For ``output_head="direct"`` that cannot be honoured, or a width mismatch.
+    """
+    check_choice("output_head", output_head, OUTPUT_HEADS)
+    built = user_circuit(cfg, in_features, who)
+    if built is None:
+        return direct_outputs(output_head, n_outputs, resolve_n_qubits(cfg, in_features, who))
+    if output_head == "linear":
+        return False
+    if built.n_outputs == n_outputs:
+        return True
+    if output_head == "direct":
+        raise ValueError(
+            f"{who}: output_head='direct' reads one observable per output: {n_outputs} outputs "
+            f"needed, the circuit has {built.n_outputs} observables; pass {n_outputs} "
+            "observables= or output_head='linear'"
+        )
+    return False
 
 
 def build_quantum_net(
@@ -303,30 +535,44 @@ def build_quantum_net(
 
     Returns:
         A module with ``in_features`` and ``out_features`` attributes.
+
+    With a user's circuit (``cfg.circuit``) the readout is its observables: ``n_direct_outputs``
+    must then equal their number (see `choose_direct`).
     """
-    n_qubits = resolve_n_qubits(cfg, in_features, who)
-    n_inputs = n_qubits if cfg.encoder is not None else in_features
-    if n_direct_outputs is not None:
-        readout: dict[str, Any] = {
-            "readout": "parity",
-            "parity_groups": parity_partition(n_qubits, n_direct_outputs),
-        }
+    in_features = int(in_features)
+    built = user_circuit(cfg, in_features, who)
+    if built is not None:
+        if n_direct_outputs is not None and n_direct_outputs != built.n_outputs:
+            raise ValueError(
+                f"{who}: {n_direct_outputs} direct outputs needed, the circuit has "
+                f"{built.n_outputs} observables"
+            )
+        circuit: dict[str, Any] = {"circuit": built}
     else:
-        readout = {"readout": "z"}
-    spec = CircuitSpec(
-        n_qubits=n_qubits,
-        n_layers=cfg.n_layers,
-        n_inputs=n_inputs,
-        rotation=cfg.rotation,
-        entanglement=cfg.entanglement,
-        entangler=cfg.entangler,
-        encoding=cfg.encoding,
-        reupload=cfg.reupload,
-        final_rotation=cfg.final_rotation,
-        **readout,
-    )
+        n_qubits = resolve_n_qubits(cfg, in_features, who)
+        n_inputs = n_qubits if cfg.encoder is not None else in_features
+        if n_direct_outputs is not None:
+            readout: dict[str, Any] = {
+                "readout": "parity",
+                "parity_groups": parity_partition(n_qubits, n_direct_outputs),
+            }
+        else:
+            readout = {"readout": "z"}
+        spec = CircuitSpec(
+            n_qubits=n_qubits,
+            n_layers=cfg.n_layers,
+            n_inputs=n_inputs,
+            rotation=cfg.rotation,
+            entanglement=cfg.entanglement,
+            entangler=cfg.entangler,
+            encoding=cfg.encoding,
+            reupload=cfg.reupload,
+            final_rotation=cfg.final_rotation,
+            **readout,
+        )
+        circuit = {"spec": spec}
     net: nn.Module = QuantumLayer(
-        spec,
+        **circuit,
         executor=cfg.executor,
         executor_kwargs=cfg.executor_kwargs,
         squash=cfg.squash,  # type: ignore[arg-type]
@@ -363,8 +609,9 @@ def build_readout_net(
 ) -> nn.Module:
     """A quantum network with ``n_outputs`` outputs, read as `direct_outputs` decides.
 
-    Direct: one parity group of qubits per output, times a trainable output scaling (plus a
-    trainable bias when ``bias_if_direct``). Otherwise Pauli-Z on every qubit followed by a
+    Direct: one parity group of qubits per output (a user's circuit: one observable per
+    output), times a trainable output scaling (plus a trainable bias when ``bias_if_direct``).
+    Otherwise Pauli-Z on every qubit (a user's circuit: its observables) followed by a
     classical linear head of ``n_outputs``.
 
     Args:
@@ -382,8 +629,7 @@ def build_readout_net(
         ValueError: If the inputs are wider than the qubits without an encoder, or
             ``output_head="direct"`` with more outputs than qubits.
     """
-    n_qubits = resolve_n_qubits(cfg, in_features, who)
-    direct = direct_outputs(output_head, n_outputs, n_qubits)
+    direct = choose_direct(cfg, output_head, n_outputs, in_features, who)
     return build_quantum_net(
         cfg,
         in_features,
@@ -611,7 +857,11 @@ class QuantumPolicyMixin:
 
     @property
     def circuit(self) -> Any:
-        """The Qiskit ``QuantumCircuit`` of the actor (DQN: of the Q-network)."""
+        """The Qiskit ``QuantumCircuit`` of the actor (DQN: of the Q-network), as used.
+
+        For a user's ``circuit=`` this is that circuit (a callable's, built for the actor's
+        input width).
+        """
         return first_circuit(self._circuit_module())
 
     def parameter_counts(self) -> dict[str, int]:

@@ -22,6 +22,12 @@ Observations wider than ``n_qubits`` raise ``ValueError`` at construction unless
 is given: the policy does not add a classical encoder on its own, so the quantum / classical
 split of a model (``parameter_counts()``) is always the one asked for.
 
+A user's circuit (``circuit=``, ``input_params=``, ``weight_params=``, ``observables=``, or a
+callable of the observation width; see `QuantumNetConfig`) replaces the built-in one: with one
+observable per distribution input the observables are the logits / means (direct head), else
+SB3's linear ``action_net`` reads them. ``critic="quantum"`` gives the critic the same circuit,
+with its own weights.
+
 Critic (``critic``): ``"mlp"`` (default; ``critic_net_arch`` hidden layers, tanh) or
 ``"quantum"`` (its own circuit, Pauli-Z on every qubit, output scaling, then SB3's
 ``value_net``).
@@ -49,9 +55,8 @@ from qdrl_agents.policies._common import (
     build_quantum_net,
     check_choice,
     check_observation_space,
-    direct_outputs,
+    choose_direct,
     learning_rates,
-    resolve_n_qubits,
 )
 
 __all__ = ["ActorCriticExtractor", "QuantumActorCriticExtractor", "QuantumActorCriticPolicy"]
@@ -159,9 +164,12 @@ def _action_dist_inputs(action_space: spaces.Space) -> int:
 class QuantumActorCriticPolicy(QuantumPolicyMixin, ActorCriticPolicy):
     """Actor-critic policy with a quantum actor, for PPO and A2C.
 
-    Use as ``PPO(QuantumActorCriticPolicy, env, policy_kwargs=dict(n_qubits=4, n_layers=5))``.
-    Observations must be flat (Box, Discrete, MultiDiscrete, MultiBinary); wider than
-    ``n_qubits`` they need ``encoder=`` (else ``ValueError`` at construction).
+    Use as ``PPO(QuantumActorCriticPolicy, env, policy_kwargs=dict(n_qubits=4, n_layers=5))``,
+    or with your own circuit, ``policy_kwargs=dict(circuit=qc, input_params=...,
+    weight_params=..., observables=...)`` (`QuantumNetConfig`). Observations must be flat (Box,
+    Discrete, MultiDiscrete, MultiBinary), or Dict with
+    ``features_extractor_class=CombinedExtractor``; wider than ``n_qubits`` (or than a user
+    circuit's inputs) they need ``encoder=`` (else ``ValueError`` at construction).
 
     Args:
         observation_space: Observation space.
@@ -190,7 +198,8 @@ class QuantumActorCriticPolicy(QuantumPolicyMixin, ActorCriticPolicy):
         lr_output_scaling: Initial learning rate of the output scalings (None: the algorithm's).
         lr_classical: Initial learning rate of all classical parameters (None: the algorithm's).
         **quantum_kwargs: Fields of `QuantumNetConfig` (``n_qubits``, ``n_layers``,
-            ``entanglement``, ``rotation``, ``executor``, ``executor_kwargs``, ``encoder``, ...).
+            ``entanglement``, ``rotation``, ``executor``, ``executor_kwargs``, ``encoder``,
+            ``circuit``, ``input_params``, ``weight_params``, ``observables``, ...).
 
     The per-group learning rates keep their ratio to the algorithm's learning rate through
     its schedule (see `make_grouped_optimizer`).
@@ -265,9 +274,10 @@ class QuantumActorCriticPolicy(QuantumPolicyMixin, ActorCriticPolicy):
     def _build_mlp_extractor(self) -> None:
         who = type(self).__name__
         cfg = self.quantum_config
-        n_qubits = resolve_n_qubits(cfg, self.features_dim, f"{who} actor")
         n_act = _action_dist_inputs(self.action_space)
-        self.direct_head = direct_outputs(self.output_head, n_act, n_qubits)
+        self.direct_head = choose_direct(
+            cfg, self.output_head, n_act, self.features_dim, f"{who} actor"
+        )
         if self.direct_head and isinstance(self.action_dist, StateDependentNoiseDistribution):
             if self.output_head == "direct":
                 raise ValueError("use_sde=True needs output_head='linear' (or 'auto')")

@@ -12,6 +12,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
+from qdrl_agents.circuits import is_int
 from qdrl_agents.policies._common import (
     CRITIC_KINDS,
     QuantumNetConfig,
@@ -32,6 +33,8 @@ class QuantumContinuousCritic(ContinuousCritic):
     Each of the ``n_critics`` Q-networks is its own circuit on ``concat(features, action)``
     (Pauli-Z on every qubit, trainable output scaling) followed by a classical linear map to
     one Q-value. Unless ``quantum_config.n_qubits`` is set, the circuit has one qubit per input.
+    With a user's ``circuit=`` each Q-network runs that circuit (a callable is called with
+    ``features_dim + action_dim``) and the linear map reads its observables.
 
     Args:
         observation_space: Observation space.
@@ -141,15 +144,19 @@ class QuantumOffPolicyMixin(QuantumPolicyMixin):
         check_observation_space(observation_space, features_extractor_class, who)
         check_action_space(action_space, spaces.Box, who)
         check_choice("critic", critic, CRITIC_KINDS)
-        if critic_n_qubits is not None and (
-            isinstance(critic_n_qubits, bool)
-            or not isinstance(critic_n_qubits, int)
-            or critic_n_qubits < 1
-        ):
-            raise ValueError(
-                f"critic_n_qubits must be a positive int or None, got {critic_n_qubits}"
-            )
+        if critic_n_qubits is not None:
+            if not is_int(critic_n_qubits) or critic_n_qubits < 1:
+                raise ValueError(
+                    f"critic_n_qubits must be a positive int or None, got {critic_n_qubits}"
+                )
+            critic_n_qubits = int(critic_n_qubits)
         self.quantum_config = QuantumNetConfig.from_kwargs(quantum_kwargs, who)
+        if critic_n_qubits is not None and self.quantum_config.circuit is not None:
+            raise ValueError(
+                f"critic_n_qubits={critic_n_qubits} sizes the built-in critic circuit, but "
+                "circuit= brings your own: a quantum critic uses it too, on features + action "
+                "(a callable circuit= is called with that width; a fixed one needs encoder=)"
+            )
         self.critic_kind = critic
         self.critic_n_qubits = critic_n_qubits
         self.group_lrs = learning_rates(*lrs)

@@ -4,8 +4,10 @@ The Q-network is a circuit with trainable input scaling and, since Q-values exce
 ``[-1, 1]``, trainable output scaling and bias per action (Skolik et al. 2022). With
 ``output_head="direct"`` (the default when ``n_actions <= n_qubits``) each action's Q-value is
 a scaled parity expectation of its group of qubits (``Z0Z1`` and ``Z2Z3`` on CartPole); with
-``"linear"`` Pauli-Z on every qubit feeds a classical linear layer. The target network is a
-second instance with its own (identical after sync) parameters.
+``"linear"`` Pauli-Z on every qubit feeds a classical linear layer. With a user's ``circuit=``
+(`QuantumNetConfig`) its observables are the Q-values when there is one per action, else a
+linear layer reads them. The target network is a second instance with its own (identical after
+sync) parameters.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """`QuantumSACPolicy`: a quantum stochastic actor for SB3's SAC.
 
-The actor's latent is the circuit's Pauli-Z expectations on every qubit (with trainable input
-and output scaling); SB3's own linear ``mu`` and ``log_std`` layers and its squashed Gaussian
-distribution follow, unchanged. (A direct readout would fix the mean but still need a
-classical ``log_std`` map, so SAC always uses this quantum -> linear form.) The critic is SB3's
-MLP (``critic="mlp"``, default) or quantum (``critic="quantum"``, see
-`QuantumContinuousCritic`).
+The actor's latent is the circuit's Pauli-Z expectations on every qubit (a user's circuit,
+``circuit=``: its observables), with trainable input and output scaling; SB3's own linear
+``mu`` and ``log_std`` layers and its squashed Gaussian distribution follow, unchanged. (A
+direct readout would fix the mean but still need a classical ``log_std`` map, so SAC always
+uses this quantum -> linear form.) The critic is SB3's MLP (``critic="mlp"``, default) or
+quantum (``critic="quantum"``, see `QuantumContinuousCritic`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
-from qdrl_agents.policies._common import QuantumNetConfig, build_quantum_net, resolve_n_qubits
+from qdrl_agents.policies._common import QuantumNetConfig, build_quantum_net, readout_width
 from qdrl_agents.policies.continuous import QuantumOffPolicyMixin
 
 __all__ = ["QuantumSACActor", "QuantumSACPolicy"]
@@ -62,14 +62,15 @@ class QuantumSACActor(Actor):
         quantum_config: QuantumNetConfig,
     ) -> None:
         who = "QuantumSACPolicy actor"
-        n_qubits = resolve_n_qubits(quantum_config, features_dim, who)
-        # SB3 sizes mu and log_std on the latent width: the circuit's n_qubits Z readouts.
+        # SB3 sizes mu and log_std on the latent width: the circuit's n_qubits Z readouts (a
+        # user's circuit: its observables).
+        latent_dim = readout_width(quantum_config, features_dim, who)
         super().__init__(
             observation_space,
             action_space,
             [],
             features_extractor,
-            n_qubits,
+            latent_dim,
             activation_fn=activation_fn,
             use_sde=use_sde,
             log_std_init=log_std_init,

@@ -3,7 +3,8 @@
 The actor's action is ``tanh`` of the scaled circuit outputs (SB3 rescales ``[-1, 1]`` to the
 action bounds). With ``output_head="direct"`` (the default when ``action_dim <= n_qubits``)
 each action dimension reads one parity group of qubits, times a trainable output scaling; with
-``"linear"`` Pauli-Z on every qubit feeds a linear layer. The critic is SB3's MLP
+``"linear"`` Pauli-Z on every qubit feeds a linear layer (a user's ``circuit=``: its
+observables, direct when there is one per action dimension). The critic is SB3's MLP
 (``critic="mlp"``, default, sized by ``net_arch``) or quantum (``critic="quantum"``, see
 `QuantumContinuousCritic`).
 """
