@@ -14,6 +14,13 @@ importing twice, or calling :func:`register_envs` again, is harmless)::
 
 Keyword arguments of ``gym.make`` / ``gym.make_vec`` are forwarded to the environment's config
 dataclass; unknown or invalid ones raise ``ValueError``.
+
+The multi-agent (PettingZoo) environments have a registry of their own, :mod:`qdrl_envs.marl`
+(Gymnasium's holds single-agent envs only)::
+
+    par = qdrl_envs.make_parallel("qdrl/SecrecyJamming-v0", roles=("tx", "tx", "jam"))
+    aec = qdrl_envs.make_aec("qdrl/SecrecyJamming-v0")  # the AEC form
+    qdrl_envs.MARL_ENV_IDS                               # every multi-agent id
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from dataclasses import dataclass
 
 from gymnasium.envs.registration import register, registry
 
-__all__ = ["ENV_IDS", "EnvEntry", "register_envs"]
+from qdrl_envs.marl import MARL_ENV_IDS, make_aec, make_parallel
+
+__all__ = ["ENV_IDS", "MARL_ENV_IDS", "EnvEntry", "make_aec", "make_parallel", "register_envs"]
 
 __version__ = "0.1.0"
 

@@ -32,6 +32,8 @@ __all__ = [
     "SecrecyCore",
     "SecrecyPowerControlEnv",
     "SecrecyPowerControlVectorEnv",
+    "rate_operator",
+    "secrecy_from_operator",
     "secrecy_rates",
 ]
 
@@ -103,23 +105,29 @@ def secrecy_rates(
         raise ValueError(f"noise_w must be > 0, got {noise_w!r}")
     if gs != es:
         gu, ge = np.broadcast_arrays(gu, ge)
-    return _secrecy_from_operator(_rate_operator(np.concatenate((gu, ge), axis=-1)), pw,
-                                  noise_w)
+    return secrecy_from_operator(rate_operator(np.concatenate((gu, ge), axis=-1)), pw, noise_w)
 
 
-def _rate_operator(gains: NDArray[np.float64]) -> NDArray[np.float64]:
+def rate_operator(gains: NDArray[np.float64]) -> NDArray[np.float64]:
     """The power -> (signal, interference) map of channels ``[G_user | G_eve]`` (..., M, 2M).
 
     Users and eavesdroppers are the ``2M`` receivers of one network: receiver ``j`` decodes
-    AP ``j mod M``. The environment builds this once per block of channels.
+    AP ``j mod M``. The environment builds this once per block of channels (public so that
+    :mod:`qdrl_envs.secrecy_jamming` shares it).
     """
     return radio.serving_gain_operator(gains, _serving(gains.shape[-2]))
 
 
-def _secrecy_from_operator(operator: NDArray[np.float64], p_w: NDArray[np.float64],
-                           noise_w: float) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                                    NDArray[np.float64]]:
-    """User, eavesdropper and secrecy rates from a :func:`_rate_operator` and powers in W."""
+def secrecy_from_operator(operator: NDArray[np.float64], p_w: NDArray[np.float64],
+                          noise_w: float | NDArray[np.float64]
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                     NDArray[np.float64]]:
+    """User, eavesdropper and secrecy rates from a :func:`rate_operator` and powers in W.
+
+    ``noise_w`` is the receiver noise in W: a number, or an array broadcasting against
+    ``(..., 2M)`` (one figure per user, then per eavesdropper: noise plus any extra
+    noise-like power, such as the jamming of :mod:`qdrl_envs.secrecy_jamming`).
+    """
     m = p_w.shape[-1]
     rates = radio.shannon_rate(radio.operator_sinr(p_w, operator, noise_w))
     user, eve = rates[..., :m], rates[..., m:]
@@ -316,7 +324,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._pg_obs = np.zeros((n, m, m), dtype=np.float32)  # statistical eve CSI, scaled
         self._z = np.zeros((n, 2, m, 2 * m))  # Gauss-Markov state after each block: re, im
         self._gain_block = np.ones((n, t, m, 2 * m))
-        self._op_block = _rate_operator(self._gain_block)  # power -> signal, interference
+        self._op_block = rate_operator(self._gain_block)  # power -> signal, interference
         self._obs_block = np.zeros((n, t, 2 * m * m), dtype=np.float32)
         self._pos = np.zeros(n, dtype=np.int64)  # slot of each instance within its block
         self._aligned: int | None = 0  # the common slot while all instances are in phase
@@ -445,7 +453,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
             for t in range(self.block_steps):
                 z, gains[:, t] = self._gauss_markov_slot(w[:, t], z, idx)
             self._z[idx] = z
-        return (gains, _rate_operator(gains),
+        return (gains, rate_operator(gains),
                 self._observation(gains, self._pg_obs[idx, None]))
 
     def _advance(self, rngs: Sequence[np.random.Generator]) -> None:
@@ -546,7 +554,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         powers = self.coefficients(actions) * self.p_max_w
         # secrecy_rates(user_gains, eve_gains, actions, ...) with the channels' operator
         # built ahead of time (see secrecy_rates).
-        user, eve, sec = _secrecy_from_operator(self._op, powers, self.noise_w)
+        user, eve, sec = secrecy_from_operator(self._op, powers, self.noise_w)
         # A per-row sum, never a BLAS matmul: BLAS picks its kernel, and the order of the
         # additions, by the number of rows, and the vector twin would drift from the single env.
         total = sec.sum(axis=-1)
