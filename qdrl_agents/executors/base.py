@@ -60,14 +60,23 @@ class Executor(abc.ABC):
             in the dtype and on the device of ``inputs``.
 
         Raises:
-            TypeError: If an argument is not a floating tensor of float32 or float64.
+            TypeError: If an argument is not a torch tensor (a NumPy array, say: the message
+                says how to convert it) or not of float32 or float64.
             ValueError: If a shape is wrong (the message gives the expected shape) or the
                 tensors are on different devices.
         """
         n_in, n_w = self.built.n_input_params, self.built.n_weights
         for arg, tensor in (("inputs", inputs), ("weights", weights)):
             if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f"{arg} must be a torch.Tensor, got {type(tensor).__name__}")
+                hint = (
+                    f"; convert it with torch.as_tensor({arg}, dtype=torch.float32)"
+                    if hasattr(tensor, "__array__") or isinstance(tensor, (list, tuple))
+                    else ""
+                )
+                raise TypeError(
+                    f"{arg} must be a torch.Tensor (the executor is differentiable in its "
+                    f"arguments), got {type(tensor).__name__}{hint}"
+                )
             if tensor.dtype not in _FLOAT_DTYPES:
                 raise TypeError(f"{arg} must be float32 or float64, got {tensor.dtype}")
         unbatched = inputs.dim() == 1
@@ -103,11 +112,15 @@ class Executor(abc.ABC):
         """
 
     def __repr__(self) -> str:
-        spec = self.built.spec
-        return (
-            f"{type(self).__name__}(n_qubits={spec.n_qubits}, n_layers={spec.n_layers}, "
-            f"n_outputs={self.built.n_outputs}{self._repr_extra()})"
-        )
+        spec, built = self.built.spec, self.built
+        if spec is None:  # a user's circuit (circuit_from_qiskit): no layers to speak of
+            shape = (
+                f"circuit={built.circuit.name!r}, n_qubits={built.n_qubits}, "
+                f"n_input_params={built.n_input_params}, n_weights={built.n_weights}"
+            )
+        else:
+            shape = f"n_qubits={spec.n_qubits}, n_layers={spec.n_layers}"
+        return f"{type(self).__name__}({shape}, n_outputs={built.n_outputs}{self._repr_extra()})"
 
     def _repr_extra(self) -> str:
         return ""

@@ -1,18 +1,45 @@
 """Exact, batched, differentiable statevector simulation of a Qiskit circuit in torch.
 
-The Qiskit circuit is compiled once (by walking ``circuit.data``) into a short torch program
-whose cost is dominated by a handful of batched matrix products per layer, not by one kernel
-launch per gate. Compilation:
+The executor runs any *unitary*, parameterised Qiskit circuit: the project's own circuits
+(:func:`~qdrl_agents.circuits.build_circuit`) and a user's
+(:func:`~qdrl_agents.circuits.circuit_from_qiskit`: feature maps, ansatzes, library gates, any
+ParameterExpression of inputs and weights). The circuit is compiled once, when the executor is
+made, into one of two torch programs; ``executor.path`` says which (``path=`` forces one).
+
+**What is refused** (a ``ValueError`` at construction, naming the instruction and what to do
+instead): non-unitary instructions: ``measure`` (the executor returns expectation values;
+remove the measurements), ``reset``, ``initialize`` (use ``StatePreparation``, a unitary gate),
+classical control flow (``if_else``, ``for_loop``, ``while_loop``, ``switch_case``), anything on
+classical bits. Also refused: a parameter outside ``inputs``/``weights``, an angle using a
+function torch cannot evaluate (supported: ``+ * **``, sin, cos, tan, their inverses, exp, log,
+abs, sign, sinh/cosh/tanh and inverses), a wrong-size or non-Hermitian observable.
+``barrier``, ``delay``, ``id`` and global phases are dropped (no expectation value sees a
+global phase); ``box`` scopes are inlined.
+
+**Unrolling** (both paths). Composite and library gates (the class forms ``RealAmplitudes``,
+``ZZFeatureMap``, ``TwoLocal``; ``PauliEvolutionGate``; a ``circuit.to_gate()``; controlled or
+annotated gates outside Qiskit's standard set) are expanded through their definitions,
+recursively, keeping their ParameterExpressions. The leaves are Qiskit's standard gates and
+parameter-free gates of up to 10 qubits (``UnitaryGate``, a fixed sub-circuit: one exact matrix
+from ``Operator``). Controlled-gate phases are Qiskit's own (its definitions and matrices).
+
+**The fused path** takes a circuit whose parameterised leaves all act on one qubit (``rx``,
+``ry``, ``rz``, ``p``, ``u``, ``u1``-``u3``, ``r``) with angles *affine* in the parameters
+(``2*x + 0.3``, ``x - w``), and whose multi-qubit leaves are fixed permutation-with-phase gates
+(``cx``, ``cz``, ``cy``, ``swap``, ``ccx``, ``cswap``, ...): every project circuit, and e.g.
+``z_feature_map``, ``real_amplitudes``, ``efficient_su2`` with ``cx``/``cz`` entanglers. It is a
+short program whose cost is dominated by a handful of batched matrix products per layer, not by
+one kernel launch per gate:
 
 1. **Blocks.** The gates are sorted, respecting their order on every qubit, into alternating
    *single-qubit blocks* and *monomial blocks* (fixed multi-qubit gates whose matrix has one
    non-zero per row and column: CNOT, CZ, CY, SWAP, Toffoli, ...). A single-qubit gate on a
    qubit no monomial gate has touched since a block joins that earlier block.
 2. **Single-qubit gates** become chains of RZ/RY rotations whose angles are *affine* in the
-   circuit parameters (``a . params + b``; non-affine expressions are refused). Adjacent
-   rotations about one axis merge (``RY(x) RY(w) = RY(x + w)``), and each RZ-RY-RZ window
-   becomes one U3 (up to a global phase, which no expectation value sees). For the usual
-   re-uploading RY-RZ circuit this leaves a single U3 per qubit and layer.
+   circuit parameters (``a . params + b``). Adjacent rotations about one axis merge
+   (``RY(x) RY(w) = RY(x + w)``), and each RZ-RY-RZ window becomes one U3 (up to a global
+   phase, which no expectation value sees). For the usual re-uploading RY-RZ circuit this
+   leaves a single U3 per qubit and layer.
 3. **All U3 matrices of the whole circuit** are built in one vectorised pass: one matrix
    product maps the batch of parameters to every gate angle, one ``cos`` gives every real and
    imaginary matrix entry (sines are shifted cosines).
@@ -30,9 +57,34 @@ launch per gate. Compilation:
    ``(2^n, n_outputs)`` matrix applied to ``|psi|^2`` in one matmul; off-diagonal Pauli terms
    (supported for user-built observables) use one gather per distinct X-mask.
 
-Gradients are exact (autograd through the program). float32 inputs simulate in complex64,
-float64 in complex128; tensors on CUDA run on CUDA (the constants are cached per device and
-dtype).
+**The general path** (:mod:`~qdrl_agents.executors.statevector_general`) takes every other
+unitary circuit: non-affine angles (``zz_feature_map``'s ``2*(pi - x0)*(pi - x1)``, ``sin(x)``),
+parameterised multi-qubit gates (``rzz``, ``rxx``, ``ryy``, ``rzx``, ``crx``, ``cry``, ``crz``,
+``cp``, ``cu``, ``xx_plus_yy``, ``xx_minus_yy``, ...), fixed non-monomial gates (``ch``,
+``ecr``, ``csx``, a ``UnitaryGate``). It simulates gate by gate on a ``(B, 2^n)`` state:
+
+1. **Angles.** Polynomial angles (affine ones included) are expanded into monomials of the
+   parameters: all of them come out of one gather-product and one matrix product. Other
+   expressions (sin, exp, ...) are evaluated as torch expression trees (taken from
+   ``ParameterExpression.sympify()``), so autograd sees through every angle.
+2. **Gate matrices.** A standard gate's matrix is, in each angle ``t``, a combination of
+   ``1, cos(t/2), sin(t/2), cos(t), sin(t)``: its coefficient matrices are fitted once, exactly,
+   from Qiskit's own matrices on a 5-point grid per angle (and verified), so every phase
+   convention is Qiskit's. All gates of one kind are built in one batched matrix product.
+3. **Phase-and-permutation runs.** The gates are reordered (respecting each qubit's order) so
+   that diagonal gates (``rz``, ``p``, ``rzz``, ``cp``, ``crz``, ``cz``, ``s``, ``t``, ...) and
+   permutation gates (``cx``, ``swap``, ...) form long runs; a run is one gather and one
+   ``exp(i (angles @ pattern + offset))`` factor (diagonal gates commute through permutations
+   by permuting their patterns). ``zz_feature_map``'s whole ``cx p cx`` entangling block is one
+   such step.
+4. **Dense gates.** Consecutive single-qubit dense gates on a qubit are multiplied, those on up
+   to 4 neighbouring qubits Kronecker-multiplied, and applied as one batched matrix product on
+   a view of the state; a multi-qubit dense gate is one matrix product on contiguous qubits, or
+   after one permutation of the state axes otherwise. The readout is the fused path's.
+
+Both paths: gradients are exact (autograd through the program), in inputs and weights. float32
+inputs simulate in complex64, float64 in complex128; tensors on CUDA run on CUDA (the constants
+are cached per device and dtype). The inputs must be torch tensors (a ``TypeError`` otherwise).
 """
 
 from __future__ import annotations
@@ -50,6 +102,14 @@ from qiskit.synthesis import OneQubitEulerDecomposer
 
 from qdrl_agents.circuits import BuiltCircuit
 from qdrl_agents.executors.base import Executor
+from qdrl_agents.executors.statevector_general import (
+    GeneralProgram,
+    _monomial,
+    compile_general,
+    general_constants,
+    run_general,
+    unroll,
+)
 
 __all__ = ["StatevectorExecutor", "compile_circuit"]
 
@@ -58,7 +118,6 @@ _HALF_PI = math.pi / 2
 # _SMALL_BATCH_FULL_FUSION_QUBITS qubits run one dense matrix per layer (measured crossover).
 _SMALL_BATCH = 2
 _SMALL_BATCH_FULL_FUSION_QUBITS = 5
-_SKIPPED = frozenset({"barrier", "delay", "id"})
 
 # An affine function of the parameter columns: ({column: coefficient}, constant).
 _Affine = tuple[dict[int, float], float]
@@ -105,9 +164,9 @@ def _affine(value: Any, columns: Mapping[Parameter, int], gate: str) -> _Affine:
     probe = {p: 0.3 + 0.17 * i for i, p in enumerate(params)}
     expected = const + sum(coefs[columns[p]] * v for p, v in probe.items())
     if abs(float(value.bind(probe).numeric()) - expected) > 1e-9 * (1 + abs(expected)):
-        raise ValueError(
+        raise _Unsupported(
             f"gate {gate!r} has angle {value}, which is not affine in its parameters; the "
-            "statevector executor compiles circuits linear in their parameters only"
+            "fused path compiles circuits linear in their parameters only"
         )
     return coefs, const
 
@@ -132,8 +191,8 @@ def _primitives(op: Gate, columns: Mapping[Parameter, int]) -> list[tuple[str, _
             lam = _add(_const(_HALF_PI), par[1], -1.0)
             phi = _add(_const(-_HALF_PI), par[1])
             return [("z", lam), ("y", par[0]), ("z", phi)]
-        raise ValueError(
-            f"the statevector executor cannot compile parameterised gate {name!r}; supported "
+        raise _Unsupported(
+            f"the fused path cannot compile parameterised gate {name!r}; supported "
             "parameterised single-qubit gates: rx, ry, rz, p, u1, u2, u, u3, r"
         )
     matrix = op.to_matrix() if hasattr(op, "to_matrix") else Operator(op).data
@@ -165,27 +224,6 @@ def _windows(prims: list[tuple[str, _Affine]]) -> list[tuple[_Affine, _Affine, _
                 i += 1
         out.append((theta, phi, lam))
     return out
-
-
-def _monomial(matrix: np.ndarray, qubits: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Embed a monomial gate matrix as ``psi'[k] = phase[k] * psi[perm[k]]`` on n qubits."""
-    dim = matrix.shape[0]
-    nz = np.abs(matrix) > 1e-12
-    if not (np.all(nz.sum(axis=0) == 1) and np.all(nz.sum(axis=1) == 1)):
-        raise ValueError("not monomial")
-    src_of_row = nz.argmax(axis=1)  # local output l' <- local input src_of_row[l']
-    value = matrix[np.arange(dim), src_of_row]
-    k = np.arange(2**n)
-    local = np.zeros(2**n, dtype=np.int64)
-    cleared = k.copy()
-    for j, q in enumerate(qubits):
-        local |= ((k >> q) & 1) << j
-        cleared &= ~(1 << q)
-    src_local = src_of_row[local]
-    perm = cleared.copy()
-    for j, q in enumerate(qubits):
-        perm |= ((src_local >> j) & 1) << q
-    return perm, value[local]
 
 
 @dataclass
@@ -246,24 +284,59 @@ def _observables(observables: Sequence[SparsePauliOp], n: int) -> tuple[np.ndarr
     return diag, [(rows ^ x, w) for x, w in off.items()]
 
 
-def compile_circuit(built: BuiltCircuit, *, max_fused_qubits: int = 4) -> _Program:
+PATHS: tuple[str, ...] = ("auto", "fused", "general")
+
+
+class _Unsupported(ValueError):
+    """A construct the fused path does not compile (the general path does)."""
+
+
+def compile_circuit(
+    built: BuiltCircuit, *, max_fused_qubits: int = 4, path: str = "auto"
+) -> _Program | GeneralProgram:
     """Compile a built circuit into the statevector program's constants.
 
     Args:
         built: The circuit, its parameter vectors and observables.
         max_fused_qubits: Largest number of qubits whose single-qubit gates are fused into one
-            dense matrix per block.
+            dense matrix per block (fused path only).
+        path: ``"auto"`` (default): the fused program where the circuit fits it, else the
+            general one; ``"fused"``: the fused program or a ``ValueError`` saying why not;
+            ``"general"``: the general program (any unitary circuit).
 
     Returns:
-        The compiled program (numpy constants).
+        The compiled program (numpy constants): a ``_Program`` (fused) or a
+        :class:`~qdrl_agents.executors.statevector_general.GeneralProgram`.
 
     Raises:
-        ValueError: If the circuit contains an instruction that cannot be compiled (the
-            message names it), a parameter outside ``inputs``/``weights``, a non-affine angle,
-            or an observable of the wrong size or not Hermitian.
+        ValueError: If the circuit contains a non-unitary instruction (the message names it and
+            says what to do instead), a parameter outside ``inputs``/``weights``, an angle
+            function that cannot be evaluated in torch, or an observable of the wrong size or
+            not Hermitian; with ``path="fused"``, also a construct the fused path does not
+            compile.
     """
-    qc = built.circuit
-    n = qc.num_qubits
+    if path not in PATHS:
+        raise ValueError(f"path={path!r} is not one of {list(PATHS)}")
+    leaves = unroll(built.circuit)  # refuses non-unitary instructions, whichever the path
+    diag, offdiag = _observables(built.observables, built.n_qubits)
+    if path != "general":
+        try:
+            return _compile_fused(built, leaves, max_fused_qubits, diag, offdiag)
+        except _Unsupported:
+            if path == "fused":
+                raise
+    return compile_general(built, leaves, diag, offdiag)
+
+
+def _compile_fused(
+    built: BuiltCircuit,
+    leaves: Sequence[tuple[Any, list[int]]],
+    max_fused_qubits: int,
+    diag: np.ndarray,
+    offdiag: list[tuple[np.ndarray, np.ndarray]],
+) -> _Program:
+    """The fused program of unrolled leaves; raises ``_Unsupported`` where it does not fit."""
+    n = built.n_qubits
     n_in, n_w = built.n_input_params, built.n_weights
     columns: dict[Parameter, int] = {p: i for i, p in enumerate(built.inputs)}
     columns.update({p: n_in + j for j, p in enumerate(built.weights)})
@@ -273,16 +346,9 @@ def compile_circuit(built: BuiltCircuit, *, max_fused_qubits: int = 4) -> _Progr
     last_mono_touch = [-1] * n
     last_one_q = [0] * n
     current_mono = 0
-    for instruction in qc.data:
-        op = instruction.operation
-        qubits = [qc.find_bit(q).index for q in instruction.qubits]
-        if op.name in _SKIPPED or not qubits:
-            continue
+    for op, qubits in leaves:
         if not isinstance(op, Gate):
-            raise ValueError(
-                f"the statevector executor cannot compile instruction {op.name!r} "
-                "(only unitary gates; measurements and resets are not expectation-value circuits)"
-            )
+            raise _Unsupported(f"the fused path cannot compile operation {op.name!r}")
         if len(qubits) == 1:
             q = qubits[0]
             block = last_mono_touch[q] + 1
@@ -293,15 +359,15 @@ def compile_circuit(built: BuiltCircuit, *, max_fused_qubits: int = 4) -> _Progr
             last_one_q[q] = block
             continue
         if any(isinstance(p, ParameterExpression) and len(p.parameters) > 0 for p in op.params):
-            raise ValueError(
-                f"the statevector executor cannot compile parameterised multi-qubit gate "
+            raise _Unsupported(
+                f"the fused path cannot compile parameterised multi-qubit gate "
                 f"{op.name!r}; parameterised gates must act on one qubit"
             )
         try:
             perm, phase = _monomial(np.asarray(Operator(op).data), qubits, n)
         except ValueError:
-            raise ValueError(
-                f"the statevector executor cannot compile multi-qubit gate {op.name!r}: only "
+            raise _Unsupported(
+                f"the fused path cannot compile multi-qubit gate {op.name!r}: only "
                 "fixed permutation-with-phase gates (cx, cz, cy, swap, ccx, ...) are supported"
             ) from None
         block = max(current_mono, *(last_one_q[q] for q in qubits))
@@ -362,12 +428,11 @@ def compile_circuit(built: BuiltCircuit, *, max_fused_qubits: int = 4) -> _Progr
     active = np.zeros((len(one_q), len(chunks)), dtype=bool)
     for c, (start, size) in enumerate(chunks):
         active[:, c] = np.any(table[:, start : start + size, :] != n_gates - 1, axis=(1, 2))
-    diag, offdiag = _observables(built.observables, n)
     return _Program(
         n_qubits=n,
         n_inputs=n_in,
-        a_in=a_all[:n_in].reshape(n_in, -1),
-        a_w=a_all[n_in:].reshape(n_w, -1),
+        a_in=a_all[:n_in].reshape(n_in, 12 * n_gates),
+        a_w=a_all[n_in:].reshape(n_w, 12 * n_gates),
         b=b_all.reshape(-1),
         n_gates=n_gates,
         table=table,
@@ -411,10 +476,18 @@ class StatevectorExecutor(Executor):
             dense matrix per layer instead, which is dispatch-cheaper there; when no gradient
             is needed (``torch.no_grad()``, as in a rollout) such a batch on the CPU runs that
             same program in NumPy (float64), whose per-op overhead is a fraction of torch's.
+            Fused path only.
+        path: ``"auto"`` (default): the fused program where the circuit fits it, else the
+            general one (see the module docstring); ``"fused"`` refuses a circuit the fused
+            path cannot compile; ``"general"`` forces the general program (for checks).
+
+    Attributes:
+        path: The program that runs: ``"fused"`` or ``"general"``.
 
     Raises:
-        ValueError: If the circuit has a gate the executor cannot compile (the message names
-            the gate), or an option is invalid.
+        ValueError: If the circuit has a non-unitary instruction (the message names it and
+            says what to do instead), a parameter outside the circuit's inputs and weights, an
+            angle function torch cannot evaluate, or an option is invalid.
     """
 
     def __init__(
@@ -423,10 +496,13 @@ class StatevectorExecutor(Executor):
         *,
         dtype: torch.dtype | None = None,
         max_fused_qubits: int | None = None,
+        path: str = "auto",
     ) -> None:
         super().__init__(built)
         if dtype not in (None, torch.float32, torch.float64):
             raise ValueError(f"dtype={dtype!r} must be None, torch.float32 or torch.float64")
+        if path not in PATHS:
+            raise ValueError(f"path={path!r} is not one of {list(PATHS)}")
         auto = max_fused_qubits is None
         if max_fused_qubits is None:
             max_fused_qubits = 2 if built.n_qubits <= 5 else 3
@@ -438,13 +514,16 @@ class StatevectorExecutor(Executor):
             raise ValueError(f"max_fused_qubits={max_fused_qubits!r} must be an int >= 1 or None")
         self.dtype = dtype
         self.max_fused_qubits = max_fused_qubits
-        self.program = compile_circuit(built, max_fused_qubits=max_fused_qubits)
+        self.program = compile_circuit(built, max_fused_qubits=max_fused_qubits, path=path)
+        self.path = "general" if isinstance(self.program, GeneralProgram) else "fused"
         # Small batches are dispatch-bound: there one dense matrix per layer (a single bmm per
         # layer, few ops) beats the chunked program, whose op count grows with the chunks.
         self._small_program: _Program | None = None
-        if auto and built.n_qubits <= _SMALL_BATCH_FULL_FUSION_QUBITS:
+        if self.path == "fused" and auto and built.n_qubits <= _SMALL_BATCH_FULL_FUSION_QUBITS:
             if built.n_qubits > max_fused_qubits:
-                self._small_program = compile_circuit(built, max_fused_qubits=built.n_qubits)
+                self._small_program = compile_circuit(  # type: ignore[assignment]
+                    built, max_fused_qubits=built.n_qubits, path="fused"
+                )
         self._cache: dict[tuple[int, torch.device, torch.dtype], dict[str, Any]] = {}
 
     @property
@@ -453,7 +532,9 @@ class StatevectorExecutor(Executor):
         return "statevector"
 
     def _repr_extra(self) -> str:
-        return f", dtype={self.dtype}, max_fused_qubits={self.max_fused_qubits}"
+        return (
+            f", dtype={self.dtype}, max_fused_qubits={self.max_fused_qubits}, path={self.path!r}"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -535,6 +616,11 @@ class StatevectorExecutor(Executor):
         out_dtype = inputs.dtype
         dtype = self.dtype or inputs.dtype
         inputs, weights = inputs.to(dtype), weights.to(dtype)
+        if isinstance(self.program, GeneralProgram):
+            key = (id(self.program), inputs.device, dtype)
+            if key not in self._cache:
+                self._cache[key] = general_constants(self.program, inputs.device, dtype)
+            return run_general(self.program, self._cache[key], inputs, weights).to(out_dtype)
         p = self.program
         if self._small_program is not None and inputs.shape[0] <= _SMALL_BATCH:
             p = self._small_program

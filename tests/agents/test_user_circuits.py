@@ -50,7 +50,6 @@ from qdrl_agents import (
     make_executor,
 )
 from qdrl_agents.circuits import UserCircuit, build_circuit, circuit_from_qiskit
-from qdrl_agents.executors import StatevectorExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
 CARTPOLE_OBSERVABLES = ["IIZZ", "ZZII"]  # one parity per CartPole action: direct logits
@@ -94,34 +93,10 @@ def hand_built(n_features: int):
     return qc, x, w
 
 
-def _statevector_refusal(make) -> str | None:
-    """The statevector executor's refusal of ``make(4)``, or None if it compiles it.
-
-    Only a refusal (ValueError, NotImplementedError) skips; any other error lets the tests run
-    and fail with it, so that a broken executor is not mistaken for an unsupported circuit.
-    """
-    qc, inputs, weights = make(4)
-    try:
-        StatevectorExecutor(circuit_from_qiskit(qc, inputs, weights, CARTPOLE_OBSERVABLES))
-    except (ValueError, NotImplementedError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    except Exception:  # reported by the tests themselves
-        return None
-    return None
-
-
-_ZZ_REFUSAL = _statevector_refusal(zz_real_amplitudes)
-needs_general_statevector = pytest.mark.skipif(
-    _ZZ_REFUSAL is not None,
-    reason=(
-        "the statevector executor does not compile zz_feature_map + real_amplitudes yet "
-        f"({_ZZ_REFUSAL}); remove this skip once its general compilation path lands"
-    ),
-)
 CIRCUITS = [
     pytest.param(ry_real_amplitudes, id="ry-real-amplitudes"),
     pytest.param(hand_built, id="hand-built"),
-    pytest.param(zz_real_amplitudes, id="zz-real-amplitudes", marks=needs_general_statevector),
+    pytest.param(zz_real_amplitudes, id="zz-real-amplitudes"),
 ]
 
 
@@ -687,7 +662,7 @@ def _saved_policy_kwargs(path: str) -> bytes:
     "make",
     [
         pytest.param(ry_real_amplitudes, id="ry-real-amplitudes"),
-        pytest.param(zz_real_amplitudes, id="zz-real-amplitudes", marks=needs_general_statevector),
+        pytest.param(zz_real_amplitudes, id="zz-real-amplitudes"),
     ],
 )
 def test_ppo_user_circuit_learns_saves_and_reloads_in_a_fresh_process(make, tmp_path: Path) -> None:
