@@ -452,7 +452,7 @@ def circuit_from_qiskit(
         input_params: The parameters fed by the input vector, in its order. ``None``: none.
         weight_params: The trainable parameters, in the weight vector's order. ``None``: every
             parameter of the circuit that is not an input, in ``circuit.parameters`` order.
-        observables: See :func:`to_observables`; ``None`` is one Z on every qubit.
+        observables: See :func:`to_observables`; ``None`` is one output, Z on every qubit.
 
     Returns:
         The built circuit, with ``spec=None``.
@@ -699,7 +699,7 @@ class UserCircuit:
             ``QuantumCircuit`` only).
         weight_params: Trainable parameters, in order; ``None``: every other parameter.
         observables: ``SparsePauliOp`` s, ``Pauli`` s or Pauli strings, one per output;
-            ``None``: one Z on every qubit.
+            ``None``: one output, Z on every qubit.
 
     Raises:
         TypeError: If ``circuit`` is of another type, or parameter lists hold non-Parameters.

@@ -68,7 +68,7 @@ def make_executor(
             ``QuantumCircuit``).
         weight_params: Its trainable parameters, in order; ``None``: every other parameter.
         observables: One ``SparsePauliOp``, ``Pauli`` or Pauli string per output; ``None``: one
-            Z on every qubit.
+            output, Z on every qubit (``EstimatorQNN``'s default).
         **options: Keyword options of the executor's constructor (e.g. ``shots=1024`` for
             ``"qiskit"``, ``dtype=torch.float64`` for ``"statevector"``).
 

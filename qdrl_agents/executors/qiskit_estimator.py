@@ -112,7 +112,7 @@ class QiskitExecutor(Executor):
       ``EstimatorV2``; transpile the circuit for it beforehand, this class does not).
 
     Why the exact default stays ``StatevectorEstimator``: exact Aer is not faster where
-    training spends its time. ``python -m benchmarks.perf.vqc_throughput --sections estimators``
+    training spends its time. ``python -m qdrl_bench.perf.vqc_throughput --sections estimators``
     (the benchmark circuits, one thread, same run; reference / Aer time): forward+backward at
     batch 1 0.91x (4 qubits x 5 layers; Aer slower), 1.07x (8 x 5), 1.17x (12 x 3); forward at
     batch 1 1.04x, 1.15x, 1.17x; forward at batch 32 10.9x, 12.1x, 3.5x. Forward sends one pub

@@ -471,7 +471,7 @@ class StatevectorExecutor(Executor):
         max_fused_qubits: Largest group of qubits whose single-qubit gates are fused into one
             dense ``2^k x 2^k`` matrix per layer. ``None`` (default) picks 2 up to 5 qubits and
             3 above, the fastest measured on CPU for the 4x5, 8x5 and 12x3 benchmark circuits
-            (``benchmarks/perf/vqc_throughput.py``); larger chunks mean fewer, bigger kernels.
+            (``qdrl_bench/perf/vqc_throughput.py``); larger chunks mean fewer, bigger kernels.
             With ``None``, batches of 1-2 on up to 5 qubits (e.g. environment steps) use one
             dense matrix per layer instead, which is dispatch-cheaper there; when no gradient
             is needed (``torch.no_grad()``, as in a rollout) such a batch on the CPU runs that

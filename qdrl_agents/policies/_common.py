@@ -75,7 +75,7 @@ class QuantumNetConfig:
     SAC quantum critic ``features_dim + action_dim``), is called once per distinct width (the
     online and target networks of one width share its circuit), and returns ``(circuit,
     input_params, weight_params, observables)`` (the last two may be left out or ``None``: every
-    other parameter is a weight, one Z on every qubit is read), a mapping with those keys, or a
+    other parameter is a weight, one Z...Z output is read), a mapping with those keys, or a
     `BuiltCircuit`. Either way the network feeds feature ``i`` to ``input_params[i]``, so the
     circuit must have exactly as many input parameters as the network has input features,
     unless ``encoder=`` maps the features onto them; with ``output_head="direct"`` (or
@@ -128,7 +128,7 @@ class QuantumNetConfig:
             ``QuantumCircuit``; folded into the `UserCircuit`, then ``None``).
         weight_params: Its trainable parameters, in order; ``None``: every other parameter.
         observables: One ``SparsePauliOp``, ``Pauli`` or Pauli string per output; ``None``:
-            one Z on every qubit.
+            one output, Z on every qubit (``EstimatorQNN``'s default).
     """
 
     n_qubits: int | None = None

@@ -16,7 +16,7 @@ Actor head (``output_head``):
 * ``"linear"``: Pauli-Z on every qubit, then SB3's linear ``action_net``.
 * ``"auto"`` (default): ``"direct"`` when the distribution needs at most ``n_qubits`` inputs,
   else ``"linear"``. The direct head keeps the policy quantum end to end and is what the
-  CartPole learning benchmark (``benchmarks/perf/cartpole_learning.py``) solves with.
+  CartPole learning benchmark (``qdrl_bench/perf/cartpole_learning.py``) solves with.
 
 Observations wider than ``n_qubits`` raise ``ValueError`` at construction unless ``encoder=``
 is given: the policy does not add a classical encoder on its own, so the quantum / classical

@@ -1,10 +1,11 @@
 """Throughput of the variational-circuit executors: statevector, qiskit and PennyLane.
 
-Forward and forward+backward wall time at batch 1, 32 and 256 for 4 qubits x 5 layers, 8 x 5
-and 12 x 3 (re-uploading, RY-RZ, circular CZ, Z on every qubit), for the ``statevector``
-executor, the ``qiskit`` executor (``EstimatorQNN`` on the exact ``StatevectorEstimator`` with
-parameter-shift gradients; batch 1 and 32 only) and, when PennyLane imports (optional extra),
-PennyLane ``default.qubit`` with the torch interface and backprop on the same circuit.
+The ``executors`` section: forward and forward+backward wall time at batch 1, 32 and 256 for
+4 qubits x 5 layers, 8 x 5 and 12 x 3 (re-uploading, RY-RZ, circular CZ, Z on every qubit),
+for the ``statevector`` executor, the ``qiskit`` executor (``EstimatorQNN`` on the exact
+``StatevectorEstimator`` with parameter-shift gradients; batch 1 and 32 only) and, when
+PennyLane imports (optional extra), PennyLane ``default.qubit`` with the torch interface and
+backprop on the same circuit.
 
 Targets (forward+backward): ``statevector`` >= 1000x faster than ``qiskit`` at batch 32 and
 >= 3x faster than PennyLane at batch 256, on every size.
@@ -15,9 +16,36 @@ reference ``StatevectorEstimator`` (the default) and qiskit-aer's ``EstimatorV2`
 ratios measured in the same run, and checks that the two agree to 1e-10 (values and
 parameter-shift gradients).
 
-Run: ``python -m qdrl_bench.perf.vqc_throughput`` (``--help`` for options). Importable pieces:
-:func:`bench_executors` returns the rows, :func:`format_report` prints them; :func:`main` calls
-the sections in turn (the PPO steps/s section is added by its own function).
+The ``tutorial`` section times qiskit-machine-learning's tutorial network, a *user* circuit
+(:func:`~qdrl_agents.circuits.circuit_from_qiskit`, compiled by the ``statevector`` executor's
+general path: ``zz_feature_map``'s angles are not affine): ``zz_feature_map(4)`` (reps 2, full
+entanglement) composed with ``real_amplitudes(4, reps=3)`` (reverse-linear CX, qiskit's
+default), 4 inputs, 16 weights, Z on every qubit (4 outputs). Forward and forward+backward
+(inputs and weights require grad; backward of the sum) at batch 1, 32 and 256 for
+``statevector`` in float64 and float32 (inputs, weights and simulation in that precision),
+PennyLane ``lightning.qubit`` with adjoint differentiation (float64; when PennyLane and
+pennylane-lightning import) and the ``qiskit`` executor (exact ``StatevectorEstimator``,
+parameter shift), measured once per cell at batch 1 and 32; its batch-256 row is extrapolated
+linearly through those two and marked ``qiskit-extr`` (``--tutorial-qiskit-batches 1 32 256``
+measures it instead, in minutes; in the one run that took both, the measured batch-256
+forward+backward was about 1.4x above the line and the forward on it, so the extrapolated
+ratio errs low). Before timing it prints the largest value and gradient
+differences of statevector float64 against float32, PennyLane and qiskit (tolerance 1e-6 on the
+values; 1e-5 for float32). Targets (forward+backward): >= 1000x faster than ``qiskit`` at batch
+32, >= 10x faster than PennyLane lightning at batch 256. Run it with ``OMP_NUM_THREADS`` set
+(e.g. 1): lightning's OpenMP threads follow it, torch's follow ``--threads``.
+
+The ``paths`` section is the fused path's regression check: ``StatevectorExecutor(built)``
+(fused) against ``StatevectorExecutor(built, path="general")`` on the 4x5 project circuit
+(``--paths-size``) at ``--batches``, interleaved in the same run; it prints general / fused
+time ratios (> 1: the fused program is faster, as it must be) and the largest value difference.
+
+Run: ``python -m qdrl_bench.perf.vqc_throughput`` (``--help`` for options; ``--sections
+tutorial paths`` for a subset). Importable pieces: :func:`bench_executors` returns the rows,
+:func:`format_report` prints them; likewise :func:`bench_estimators`, :func:`bench_tutorial`
+(with :func:`tutorial_circuit`, :func:`pennylane_tutorial_function`,
+:func:`check_tutorial_agrees`) and :func:`bench_paths`; :func:`main` calls the sections in turn
+(``executors``, ``estimators``, ``tutorial``, ``paths``, ``ppo``).
 """
 
 from __future__ import annotations
@@ -31,10 +59,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from qiskit.circuit.library import real_amplitudes, zz_feature_map
 from stable_baselines3 import PPO
 
 from qdrl_agents import QuantumActorCriticPolicy
-from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit, entangling_pairs
+from qdrl_agents.circuits import (
+    BuiltCircuit,
+    CircuitSpec,
+    build_circuit,
+    circuit_from_qiskit,
+    entangling_pairs,
+)
 from qdrl_agents.executors import QiskitExecutor, StatevectorExecutor
 from qdrl_agents.executors.qiskit_estimator import ESTIMATORS
 
@@ -146,6 +181,8 @@ def time_executor(
     seed: int = 0,
     warmup: bool = True,
     backward_repeats: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    n_layers: int | None = None,
 ) -> Timing:
     """Time forward (no grad) and forward+backward (grad of the sum) of one executor.
 
@@ -161,13 +198,16 @@ def time_executor(
             an earlier, smaller cell: a qiskit call at batch 32 takes minutes).
         backward_repeats: At most this many forward+backward repeats (default
             ``max_repeats``).
+        dtype: The dtype of the input and weight tensors.
+        n_layers: The layer count in the row (default: ``built.spec.n_layers``; give it for a
+            user circuit, whose ``spec`` is None).
 
     Returns:
         The median seconds per call.
     """
     gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, built.n_input_params, generator=gen, dtype=torch.float32) * 2 - 1
-    w = torch.rand(built.n_weights, generator=gen, dtype=torch.float32) * 6 - 3
+    x = torch.rand(batch, built.n_input_params, generator=gen, dtype=dtype) * 2 - 1
+    w = torch.rand(built.n_weights, generator=gen, dtype=dtype) * 6 - 3
 
     def forward() -> None:
         with torch.no_grad():
@@ -181,8 +221,9 @@ def time_executor(
 
     fwd, n1 = _time(forward, min_seconds, max_repeats, warmup)
     fwb, n2 = _time(forward_backward, min_seconds, backward_repeats or max_repeats, warmup)
-    spec = built.spec
-    return Timing(name, spec.n_qubits, spec.n_layers, batch, fwd, fwb, min(n1, n2))
+    if n_layers is None:
+        n_layers = built.spec.n_layers
+    return Timing(name, built.n_qubits, n_layers, batch, fwd, fwb, min(n1, n2))
 
 
 def _keep_best(old: Timing | None, row: Timing) -> Timing:
@@ -524,6 +565,433 @@ def section_estimators(args: argparse.Namespace) -> None:
     print(format_estimator_report(rows, agreement, args.estimator_batch, forward_batch))
 
 
+# ----------------------------------------------------------------------------- tutorial network
+
+TUTORIAL_QUBITS = 4
+TUTORIAL_FEATURE_REPS = 2  # zz_feature_map's default
+TUTORIAL_ANSATZ_REPS = 3
+TUTORIAL_BATCHES: tuple[int, ...] = (1, 32, 256)
+# The qiskit executor is measured at these; larger batches are extrapolated (see below).
+TUTORIAL_QISKIT_BATCHES: tuple[int, ...] = (1, 32)
+TARGET_TUTORIAL_VS_LIGHTNING = 10.0  # at batch 256, forward+backward
+AGREEMENT_TOLERANCE = 1e-6  # statevector float64 vs PennyLane and vs qiskit
+FLOAT32_TOLERANCE = 1e-5  # statevector float32 vs float64, values
+EXTRAPOLATED = "qiskit-extr"  # backend label of extrapolated qiskit rows
+
+
+def tutorial_circuit(
+    n_qubits: int = TUTORIAL_QUBITS,
+    feature_reps: int = TUTORIAL_FEATURE_REPS,
+    ansatz_reps: int = TUTORIAL_ANSATZ_REPS,
+) -> BuiltCircuit:
+    """qiskit-machine-learning's tutorial network as a user circuit (``spec`` is None).
+
+    ``zz_feature_map(n_qubits, reps=feature_reps)`` (inputs) composed with
+    ``real_amplitudes(n_qubits, reps=ansatz_reps)`` (weights), one output per qubit: Z on it.
+
+    Args:
+        n_qubits: Qubits (= inputs).
+        feature_reps: Repetitions of the feature map.
+        ansatz_reps: Repetitions of the ansatz (``(ansatz_reps + 1) * n_qubits`` weights).
+
+    Returns:
+        The circuit, from :func:`~qdrl_agents.circuits.circuit_from_qiskit`.
+    """
+    fmap = zz_feature_map(n_qubits, reps=feature_reps)
+    ansatz = real_amplitudes(n_qubits, reps=ansatz_reps)
+    observables = ["I" * (n_qubits - 1 - q) + "Z" + "I" * q for q in range(n_qubits)]
+    return circuit_from_qiskit(
+        fmap.compose(ansatz), fmap.parameters, ansatz.parameters, observables
+    )
+
+
+def pennylane_tutorial_function(
+    n_qubits: int = TUTORIAL_QUBITS,
+    feature_reps: int = TUTORIAL_FEATURE_REPS,
+    ansatz_reps: int = TUTORIAL_ANSATZ_REPS,
+    *,
+    device: str = "lightning.qubit",
+    diff_method: str = "adjoint",
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """:func:`tutorial_circuit` as a PennyLane QNode (torch interface), or None.
+
+    The gates mirror qiskit 2.6's ``zz_feature_map`` and ``real_amplitudes`` exactly. Per
+    feature-map repetition: H on every qubit, ``P(2 x_i)`` on qubit ``i``, then for every pair
+    ``i < j`` in ``full`` order ((0,1), (0,2), ..., (n-2,n-1)):
+    ``CX(i,j) P(2 (pi - x_i)(pi - x_j)) on j CX(i,j)``. The ansatz: per repetition ``r`` an RY
+    layer (``RY(theta[r n + q])`` on qubit ``q``) and CX ``reverse_linear`` entanglement
+    (``real_amplitudes``' default: (n-2,n-1), ..., (1,2), (0,1)), then a final RY layer. A
+    batch of inputs is broadcast (``x[..., i]``); PennyLane splits it into one tape per row
+    on ``lightning.qubit``. With float64 inputs the values come back as float64 (lightning
+    simulates in complex128 but returns Python floats, which PennyLane's torch interface would
+    turn into torch's default float32: the call runs with float64 as the default dtype).
+
+    Args:
+        n_qubits: Qubits.
+        feature_reps: Repetitions of the feature map.
+        ansatz_reps: Repetitions of the ansatz.
+        device: PennyLane device name.
+        diff_method: PennyLane differentiation method (``"adjoint"``: one forward and one
+            backward sweep per tape).
+
+    Returns:
+        ``f(inputs (B, n_qubits), weights) -> (B, n_qubits)``, or ``None`` if PennyLane or the
+        device is not installed.
+    """
+    try:
+        import pennylane as qml  # an optional extra
+
+        if device.startswith("lightning."):
+            import pennylane_lightning  # noqa: F401  (its own package)
+    except ImportError:
+        return None
+    dev = qml.device(device, wires=n_qubits)
+    pairs = [(i, j) for i in range(n_qubits) for j in range(i + 1, n_qubits)]
+    reverse_linear = [(i, i + 1) for i in reversed(range(n_qubits - 1))]
+
+    @qml.qnode(dev, interface="torch", diff_method=diff_method)
+    def circuit(x: torch.Tensor, w: torch.Tensor) -> list:
+        for _ in range(feature_reps):
+            for q in range(n_qubits):
+                qml.Hadamard(wires=q)
+                qml.PhaseShift(2.0 * x[..., q], wires=q)
+            for i, j in pairs:
+                qml.CNOT(wires=[i, j])
+                qml.PhaseShift(2.0 * (math.pi - x[..., i]) * (math.pi - x[..., j]), wires=j)
+                qml.CNOT(wires=[i, j])
+        for r in range(ansatz_reps + 1):
+            for q in range(n_qubits):
+                qml.RY(w[r * n_qubits + q], wires=q)
+            if r < ansatz_reps:
+                for a, b in reverse_linear:
+                    qml.CNOT(wires=[a, b])
+        return [qml.expval(qml.PauliZ(q)) for q in range(n_qubits)]
+
+    def run(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        # lightning returns Python floats, which PennyLane's torch interface turns into
+        # torch's default dtype (float32): with float64 inputs, make that float64 for the call.
+        default = torch.get_default_dtype()
+        if x.dtype == torch.float64:
+            torch.set_default_dtype(torch.float64)
+        try:
+            out = torch.stack(list(circuit(x, w)), dim=-1)
+        finally:
+            torch.set_default_dtype(default)
+        return out if out.dim() == 2 else out.unsqueeze(0)
+
+    return run
+
+
+def _values_and_gradients(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outputs and the gradient of their sum in (inputs, weights), flattened."""
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    out = fn(xg, wg)
+    gx, gw = torch.autograd.grad(out.sum(), (xg, wg))
+    return out.detach().to(torch.float64), torch.cat([gx.flatten(), gw]).to(torch.float64)
+
+
+def check_tutorial_agrees(
+    batch: int = 4, *, pennylane: bool = True, qiskit: bool = True
+) -> dict[str, tuple[float, float]]:
+    """Max |statevector float64 - other| on one random batch of :func:`tutorial_circuit`.
+
+    Args:
+        batch: Rows of the random batch (inputs in [-2, 2), weights in [-3, 3)).
+        pennylane: Compare with :func:`pennylane_tutorial_function` (when it imports).
+        qiskit: Compare with the ``qiskit`` executor (exact reference estimator, parameter
+            shift: about 0.4 s per row).
+
+    Returns:
+        ``{name: (values, gradients)}`` (the largest absolute differences of the outputs and
+        of the gradients of their sum in inputs and weights), for ``"statevector float32"``
+        and, where included, ``"pennylane"`` and ``"qiskit"``.
+    """
+    built = tutorial_circuit()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(batch, built.n_input_params, generator=gen, dtype=torch.float64) * 4 - 2
+    w = torch.rand(built.n_weights, generator=gen, dtype=torch.float64) * 6 - 3
+    sv = StatevectorExecutor(built)
+    v0, g0 = _values_and_gradients(sv, x, w)
+    others: dict[str, tuple[Callable, torch.dtype]] = {"statevector float32": (sv, torch.float32)}
+    if pennylane:
+        pl = pennylane_tutorial_function()
+        if pl is not None:
+            others["pennylane"] = (pl, torch.float64)
+    if qiskit:
+        others["qiskit"] = (QiskitExecutor(built), torch.float64)
+    result = {}
+    for name, (fn, dtype) in others.items():
+        v, g = _values_and_gradients(fn, x.to(dtype), w.to(dtype))
+        result[name] = (float((v - v0).abs().max()), float((g - g0).abs().max()))
+    return result
+
+
+def _extrapolate(rows: Sequence[Timing], batch: int) -> Timing | None:
+    """The qiskit cell at ``batch``, linear through its two largest measured batches."""
+    measured = sorted((r for r in rows if r.backend == "qiskit"), key=lambda r: r.batch)
+    if len(measured) < 2 or batch <= measured[-1].batch:
+        return None
+    a, b = measured[-2], measured[-1]
+    t = (batch - a.batch) / (b.batch - a.batch)
+    return Timing(
+        EXTRAPOLATED,
+        b.n_qubits,
+        b.n_layers,
+        batch,
+        a.forward_s + t * (b.forward_s - a.forward_s),
+        a.forward_backward_s + t * (b.forward_backward_s - a.forward_backward_s),
+        0,
+    )
+
+
+def bench_tutorial(
+    batches: Sequence[int] = TUTORIAL_BATCHES,
+    qiskit_batches: Sequence[int] = TUTORIAL_QISKIT_BATCHES,
+    *,
+    pennylane: bool = True,
+    min_seconds: float = 0.5,
+    rounds: int = 3,
+    log: Callable[[str], None] | None = print,
+) -> list[Timing]:
+    """Time the tutorial network: statevector (float64, float32), PennyLane, qiskit.
+
+    ``statevector`` float64 and float32 (inputs and weights in that dtype) and PennyLane
+    ``lightning.qubit`` with adjoint differentiation (float64) are timed in ``rounds``
+    interleaved rounds per batch, keeping the best; the ``qiskit`` executor (exact reference
+    ``StatevectorEstimator``, parameter shift) once per cell of ``qiskit_batches``. Batches
+    above the largest of those get an extrapolated qiskit row (backend ``"qiskit-extr"``,
+    0 repeats): linear in the batch through the two largest measured ones (parameter shift
+    costs the same per row; the straight line keeps the fixed per-call cost).
+
+    Args:
+        batches: Batch sizes of the fast backends.
+        qiskit_batches: Batch sizes at which the ``qiskit`` executor is measured (one call).
+        pennylane: Include PennyLane when it imports.
+        min_seconds: Minimum timing time per cell and round (fast backends).
+        rounds: Interleaved rounds for the fast backends.
+        log: Progress printer, or None.
+
+    Returns:
+        One :class:`Timing` per cell (``n_layers`` is the ansatz's repetitions).
+    """
+    built = tutorial_circuit()
+    layers = TUTORIAL_ANSATZ_REPS
+    rows: list[Timing] = []
+
+    def report(row: Timing) -> None:
+        rows.append(row)
+        if log is not None:
+            log(
+                f"  {row.backend:>11} B={row.batch:<4} fwd {row.forward_s * 1e3:10.3f} ms  "
+                f"fwd+bwd {row.forward_backward_s * 1e3:10.3f} ms  ({row.repeats} reps)"
+            )
+
+    sv = StatevectorExecutor(built)
+    fast: list[tuple[str, Callable, int, torch.dtype]] = [
+        ("sv-float64", sv, 500, torch.float64),
+        ("sv-float32", sv, 500, torch.float32),
+    ]
+    pl = pennylane_tutorial_function() if pennylane else None
+    if pl is not None:
+        fast.append(("lightning", pl, 20, torch.float64))
+    for batch in batches:
+        best: dict[str, Timing] = {}
+        for _ in range(rounds):
+            for name, fn, max_repeats, dtype in fast:
+                row = time_executor(
+                    name,
+                    fn,
+                    built,
+                    batch,
+                    min_seconds=min_seconds,
+                    max_repeats=max_repeats,
+                    dtype=dtype,
+                    n_layers=layers,
+                )
+                best[name] = _keep_best(best.get(name), row)
+        for name, *_ in fast:
+            report(best[name])
+    qiskit = QiskitExecutor(built)
+    for i, batch in enumerate(qiskit_batches):
+        report(
+            time_executor(
+                "qiskit", qiskit, built, batch, max_repeats=1, warmup=i == 0, n_layers=layers
+            )
+        )
+    for batch in batches:
+        row = _extrapolate(rows, batch)
+        if row is not None:
+            report(row)
+    return rows
+
+
+def format_tutorial_report(rows: Sequence[Timing]) -> str:
+    """The tutorial table, then other / statevector ratios per batch, with the targets.
+
+    Args:
+        rows: Output of :func:`bench_tutorial`.
+
+    Returns:
+        The report text; extrapolated qiskit rows are marked as such.
+    """
+    lines = [f"{'backend':>11} {'batch':>5} {'fwd ms':>12} {'fwd+bwd ms':>12}"]
+    for r in rows:
+        note = "  (extrapolated, not measured)" if r.backend == EXTRAPOLATED else ""
+        lines.append(
+            f"{r.backend:>11} {r.batch:>5} {r.forward_s * 1e3:12.3f} "
+            f"{r.forward_backward_s * 1e3:12.3f}{note}"
+        )
+    lines.append("")
+    lines.append("ratios (other / statevector, same run), forward+backward [forward]:")
+    targets = {("qiskit", 32): TARGET_VS_QISKIT, ("lightning", 256): TARGET_TUTORIAL_VS_LIGHTNING}
+    size = (TUTORIAL_QUBITS, TUTORIAL_ANSATZ_REPS)
+    for batch in sorted({r.batch for r in rows}):
+        for other in ("qiskit", EXTRAPOLATED, "lightning"):
+            for sv in ("sv-float64", "sv-float32"):
+                try:
+                    o, s = _lookup(rows, other, size, batch), _lookup(rows, sv, size, batch)
+                except KeyError:
+                    continue
+                ratio = o.forward_backward_s / s.forward_backward_s
+                text = (
+                    f"  B={batch:<4} {other:>11} / {sv:<10} {ratio:10.1f}x "
+                    f"[{o.forward_s / s.forward_s:9.1f}x]"
+                )
+                target = targets.get((other, batch))
+                if target is not None:
+                    verdict = "PASS" if ratio >= target else "FAIL"
+                    text += f"  target >= {target:g}x  {verdict}"
+                elif other == EXTRAPOLATED:
+                    text += "  (qiskit time extrapolated)"
+                lines.append(text)
+    return "\n".join(lines)
+
+
+def section_tutorial(args: argparse.Namespace) -> None:
+    """Print the tutorial network's agreement checks, timing table and ratios."""
+    print(
+        f"\n== qiskit-machine-learning tutorial network: zz_feature_map({TUTORIAL_QUBITS}) + "
+        f"real_amplitudes({TUTORIAL_QUBITS}, reps={TUTORIAL_ANSATZ_REPS}), Z on every qubit "
+        f"(CPU threads: torch {torch.get_num_threads()}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}) =="
+    )
+    built = tutorial_circuit()
+    print(
+        f"statevector path: {StatevectorExecutor(built).path}; {built.n_input_params} inputs, "
+        f"{built.n_weights} weights, {built.n_outputs} outputs"
+    )
+    pennylane = not args.no_pennylane
+    agreement = check_tutorial_agrees(pennylane=pennylane)
+    if pennylane and "pennylane" not in agreement:
+        print("PennyLane lightning.qubit is not installed: its rows are skipped")
+    for name, (values, gradients) in agreement.items():
+        tol = FLOAT32_TOLERANCE if "float32" in name else AGREEMENT_TOLERANCE
+        verdict = "agree" if values <= tol else "DISAGREE"
+        print(
+            f"statevector float64 vs {name}: max |difference| values {values:.1e}, "
+            f"gradients {gradients:.1e}  {verdict} (values <= {tol:g})"
+        )
+    rows = bench_tutorial(
+        batches=args.tutorial_batches,
+        qiskit_batches=args.tutorial_qiskit_batches,
+        pennylane=pennylane,
+        min_seconds=args.min_seconds,
+        rounds=args.rounds,
+    )
+    print()
+    print(format_tutorial_report(rows))
+
+
+# ----------------------------------------------------------------------------- fused vs general
+
+
+def bench_paths(
+    size: tuple[int, int] = (4, 5),
+    batches: Sequence[int] = BATCHES,
+    *,
+    min_seconds: float = 0.5,
+    rounds: int = 3,
+    log: Callable[[str], None] | None = print,
+) -> tuple[list[Timing], float]:
+    """The ``statevector`` executor's fused program vs its general one on a project circuit.
+
+    ``StatevectorExecutor(built)`` (``path="auto"``, which picks the fused program for every
+    project circuit) and ``StatevectorExecutor(built, path="general")`` on
+    :func:`bench_spec` ``(*size)``, float32, timed in ``rounds`` interleaved rounds per batch
+    (best kept). A regression check of the fused path: it must be the faster.
+
+    Args:
+        size: ``(n_qubits, n_layers)``.
+        batches: Batch sizes.
+        min_seconds: Minimum timing time per cell and round.
+        rounds: Interleaved rounds.
+        log: Progress printer, or None.
+
+    Returns:
+        The timings (backends ``"fused"`` and ``"general"``) and the largest value difference
+        of the two programs on a random float64 batch.
+    """
+    built = build_circuit(bench_spec(*size))
+    executors = {
+        "fused": StatevectorExecutor(built),
+        "general": StatevectorExecutor(built, path="general"),
+    }
+    if executors["fused"].path != "fused":
+        raise RuntimeError(f"the {size} benchmark circuit no longer compiles to the fused path")
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(8, built.n_input_params, generator=gen, dtype=torch.float64)
+    w = torch.randn(built.n_weights, generator=gen, dtype=torch.float64)
+    diff = float((executors["fused"](x, w) - executors["general"](x, w)).abs().max())
+    rows: list[Timing] = []
+    for batch in batches:
+        best: dict[str, Timing] = {}
+        for _ in range(rounds):
+            for name, executor in executors.items():
+                row = time_executor(
+                    name, executor, built, batch, min_seconds=min_seconds, max_repeats=500
+                )
+                best[name] = _keep_best(best.get(name), row)
+        for row in best.values():
+            rows.append(row)
+            if log is not None:
+                log(
+                    f"  {row.backend:>7} {size[0]}x{size[1]} B={row.batch:<4} "
+                    f"fwd {row.forward_s * 1e3:9.3f} ms  "
+                    f"fwd+bwd {row.forward_backward_s * 1e3:9.3f} ms  ({row.repeats} reps)"
+                )
+    return rows, diff
+
+
+def format_paths_report(rows: Sequence[Timing], diff: float) -> str:
+    """General / fused time per batch (same run); > 1 means the fused program is faster."""
+    size = (rows[0].n_qubits, rows[0].n_layers)
+    lines = [
+        f"general / fused time, {size[0]}x{size[1]} project circuit, same run, "
+        f"forward+backward [forward] (max |fused - general| values {diff:.1e}):"
+    ]
+    for batch in sorted({r.batch for r in rows}):
+        fused, general = _lookup(rows, "fused", size, batch), _lookup(rows, "general", size, batch)
+        ratio = general.forward_backward_s / fused.forward_backward_s
+        ratio_fwd = general.forward_s / fused.forward_s
+        verdict = "fused faster" if min(ratio, ratio_fwd) > 1 else "FUSED NOT FASTER"
+        lines.append(f"  B={batch:<4} {ratio:7.2f}x [{ratio_fwd:7.2f}x]  {verdict}")
+    return "\n".join(lines)
+
+
+def section_paths(args: argparse.Namespace) -> None:
+    """Print the fused vs general statevector program ratios on the 4x5 project circuit."""
+    size = args.paths_size
+    print(
+        f"\n== statevector: fused vs general program, {size[0]}x{size[1]} project circuit "
+        f"(CPU threads: {torch.get_num_threads()}) =="
+    )
+    rows, diff = bench_paths(size, args.batches, min_seconds=args.min_seconds, rounds=args.rounds)
+    print()
+    print(format_paths_report(rows, diff))
+
+
 def _size(text: str) -> tuple[int, int]:
     n, layers = text.lower().split("x")
     return int(n), int(layers)
@@ -549,6 +1017,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="batch of the estimators section's forward-only timing (0: skip it)",
     )
     parser.add_argument("--estimator-rounds", type=int, default=2)
+    parser.add_argument("--tutorial-batches", type=int, nargs="+", default=list(TUTORIAL_BATCHES))
+    parser.add_argument(
+        "--tutorial-qiskit-batches",
+        type=int,
+        nargs="*",
+        default=list(TUTORIAL_QISKIT_BATCHES),
+        help="batches at which the tutorial section measures the qiskit executor (larger "
+        "tutorial batches are extrapolated, on the low side; add 256 to measure it: minutes)",
+    )
+    parser.add_argument(
+        "--paths-size",
+        type=_size,
+        default=(4, 5),
+        help="project circuit of the fused-vs-general section (qubits x layers)",
+    )
     parser.add_argument("--no-pennylane", action="store_true")
     parser.add_argument("--min-seconds", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -629,6 +1112,8 @@ def section_ppo(args: argparse.Namespace) -> None:
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "executors": section_executors,
     "estimators": section_estimators,
+    "tutorial": section_tutorial,
+    "paths": section_paths,
     "ppo": section_ppo,
 }
 
