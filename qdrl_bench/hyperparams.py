@@ -368,7 +368,9 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
     ``"ppo.yml:12, tuned: 8 trials (6 complete, 2 pruned) x 50000 steps"`` when the
     directory's ``tuning.json`` (written by ``qdrl-bench tune``) has the study of that entry
     (``..., best of 3 finalists on 3 seeds`` when its finalists were confirmed),
-    ``"ppo-small.yml:20, hand-set"`` otherwise, ``"SB3 defaults"`` without an entry; never
+    ``"... hand-set (not its tuning study's best, trial 3)"`` for an entry that differs from
+    the study's best settings (kept or edited by hand), ``"ppo-small.yml:20, hand-set"``
+    without a study, ``"SB3 defaults"`` without an entry; never
     raises (a malformed file is described as such).
     """
     try:
@@ -388,6 +390,10 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
         studies = []
     if not studies:
         return f"{where}, hand-set"
+    best = studies[0].get("best_settings")
+    if isinstance(best, Mapping) and not _same_entry(entry, best, get_agent(agent).algo):
+        return (f"{where}, hand-set (not its tuning study's best, trial "
+                f"{studies[0].get('best_trial', '?')})")
     t = studies[0].get("trials", {})
     done = int(t.get("complete", 0)) + int(t.get("pruned", 0))
     steps = studies[0].get("timesteps_per_trial", doc.get("timesteps_per_trial", "?"))
@@ -396,6 +402,16 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
                  "seeds" if isinstance(seeds, int) and seeds > 1 else "")
     return (f"{where}, tuned: {done} trials ({t.get('complete', 0)} complete, "
             f"{t.get('pruned', 0)} pruned) x {steps} steps{confirmed}")
+
+
+def _same_entry(entry: Hyperparams, settings: Mapping[str, Any], algo: str) -> bool:
+    """Whether a file entry trains as a study's ``best_settings`` would (else hand-set)."""
+    try:
+        other = parse_entry(dict(settings), algo, "tuning.json")
+    except SpecError:
+        return False
+    return (entry.n_envs, entry.n_timesteps, entry.normalize, dict(entry.algo_kwargs)) == (
+        other.n_envs, other.n_timesteps, other.normalize, dict(other.algo_kwargs))
 
 
 def resolve_schedules(kwargs: Mapping[str, Any]) -> dict[str, Any]:

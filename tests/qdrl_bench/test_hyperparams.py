@@ -104,6 +104,15 @@ def test_settings_are_described_for_the_report(tmp_path: Path) -> None:
         {"env_id": AOI, "file": "ppo.yml", "trials": {"complete": 3, "pruned": 1}}]}))
     assert hp.describe_settings("ppo", AOI, tmp_path) \
         == "ppo.yml:1, tuned: 4 trials (3 complete, 1 pruned) x 500 steps"
+    # An entry that is not the study's best settings (kept, or edited by hand) is hand-set.
+    study = {"env_id": AOI, "file": "ppo.yml", "trials": {"complete": 3, "pruned": 1},
+             "best_trial": 2}
+    for best, described in (({"gamma": 0.8}, "tuned: 4 trials"),
+                            ({"gamma": 0.99, "n_steps": 16}, "hand-set (not its tuning "
+                                                             "study's best, trial 2)")):
+        (tmp_path / "tuning.json").write_text(json.dumps({"timesteps_per_trial": 500, "studies": [
+            {**study, "best_settings": best}]}))
+        assert described in hp.describe_settings("ppo", AOI, tmp_path)
     (tmp_path / "tuning.json").write_text("{not json")  # a broken summary: the file alone
     assert hp.describe_settings("ppo", AOI, tmp_path) == "ppo.yml:1, hand-set"
     _write(tmp_path, "ppo.yml", "qdrl/DTSyncAoI-v0:\n  gama: 0.8\n")
