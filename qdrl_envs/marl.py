@@ -32,6 +32,7 @@ __all__ = [
     "MultiAgentBaseline",
     "MultiAgentRandomPolicy",
     "baseline_names",
+    "check_action_dict",
     "make_aec",
     "make_baseline",
     "make_parallel",
@@ -64,6 +65,9 @@ _ENTRIES: tuple[MarlEntry, ...] = (
     MarlEntry("qdrl/SecrecyJamming-v0", "secrecy_jamming_v0",
               "qdrl_envs.secrecy_jamming:parallel_env", "qdrl_envs.secrecy_jamming:env",
               "qdrl_envs.baselines.secrecy_jamming", 100),
+    MarlEntry("qdrl/SliceOrchestration-v0", "slice_orchestration_v0",
+              "qdrl_envs.slice_orchestration:parallel_env", "qdrl_envs.slice_orchestration:env",
+              "qdrl_envs.baselines.slice_orchestration", 200),
 )
 
 MARL_ENV_IDS: tuple[str, ...] = tuple(e.id for e in _ENTRIES)
@@ -112,6 +116,29 @@ def make_aec(env_id: str, **kwargs: Any) -> Any:
         ValueError: On an unknown id or invalid config.
     """
     return _load(marl_entry(env_id).aec_entry_point)(**kwargs)
+
+
+def check_action_dict(actions: Any, live: list[str]) -> None:
+    """Check that ``actions`` is a dict with one entry for each live agent and no other.
+
+    What a ``ParallelEnv.step`` checks before it looks at the actions themselves (each then
+    goes through :func:`qdrl_envs.validation.check_action`, its errors naming the agent).
+
+    Raises:
+        ValueError: If ``actions`` is not a mapping, a live agent has no action, or an agent
+            that is unknown or not live has one.
+    """
+    if not isinstance(actions, Mapping):
+        raise ValueError(f"actions must be a dict agent -> action, got "
+                         f"{type(actions).__name__}")
+    missing = [a for a in live if a not in actions]
+    if missing:
+        raise ValueError(f"no action for agent(s) {missing}: step() needs one action per "
+                         f"live agent {live}")
+    extra = [a for a in actions if a not in live]
+    if extra:
+        raise ValueError(f"action(s) for agent(s) {extra} that are not live; the live "
+                         f"agents are {live}")
 
 
 def _baseline_classes(env_or_id: Any) -> dict[str, type[MultiAgentBaseline]]:
