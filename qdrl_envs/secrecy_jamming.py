@@ -34,6 +34,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from qdrl_envs import radio
 from qdrl_envs.config import check_choice, check_int, check_real, resolve_config
 from qdrl_envs.core import StepResult
+from qdrl_envs.marl import check_action_dict
 from qdrl_envs.secrecy import (
     SecrecyConfig,
     SecrecyCore,
@@ -658,18 +659,8 @@ class SecrecyJammingEnv(ParallelEnv):
             ValueError: If a live agent has no action, an agent is unknown or not live, or an
                 action is misshaped, NaN/inf or outside its space (naming the agent).
         """
-        if not isinstance(actions, Mapping):
-            raise ValueError(f"actions must be a dict agent -> action, got "
-                             f"{type(actions).__name__}")
         live = self.agents
-        missing = [a for a in live if a not in actions]
-        if missing:
-            raise ValueError(f"no action for agent(s) {missing}: step() needs one action per "
-                             f"live agent {live}")
-        extra = [a for a in actions if a not in live]
-        if extra:
-            raise ValueError(f"action(s) for agent(s) {extra} that are not live; the live "
-                             f"agents are {live}")
+        check_action_dict(actions, live)
         joint = np.ones((self.core.n_aps, self.core.action_width))  # weights: full on all
         joint[:, 0] = 0.0
         for agent in live:
