@@ -25,6 +25,58 @@ A core's state may live in NumPy arrays updated by NumPy expressions (the secrec
 compiled kernels looping over instances (the other four, where a slot is dozens of tiny
 operations). Either way ``reset``, ``step`` and ``observe`` take and return NumPy arrays with the
 leading instance axis, and the arrays they hand out are never written again.
+
+Writing a core: the template
+----------------------------
+
+Every core, compiled or NumPy, names its constants and rows the same way (the five
+single-agent envs of this package are the examples; copy the one closest to a new model):
+
+* **Constants** are fixed for the core's life, worked out from the config once in
+  ``__init__``, and held in up to three packs, each a :class:`typing.NamedTuple` declared
+  beside the model, each field that is not a config field documented:
+
+  - ``_Model`` — what a step computes from state and action: dynamics, costs, the reward's
+    weights (a nested pack is a field: ``_Model.queues`` holds a
+    :class:`~qdrl_envs.traffic.FifoParams`);
+  - ``_World`` — what is drawn: geometry, arrival and mobility laws
+    (:class:`~qdrl_envs.traffic.InverseCdf`), fading;
+  - ``_View`` — the observation's scaling.
+
+  A core keeps them as ``self._model``, ``self._world``, ``self._view`` (those it needs).
+  A field is named after the config field when it is one (``carrier_hz``) and after what it
+  is otherwise, unit last (``snr_per_gain``, ``inv_capacity``, ``max_step_m``). ``slot``
+  always means a time slot (an index, or ``_draw_slot``, which draws the next one), never a
+  pack.
+* **Kernels** (:mod:`qdrl_envs.jit`) take the packs first, in the order model, world, view,
+  then the arrays. numba's dispatcher types a plain tuple in C but a NamedTuple in Python
+  (numba 0.68, a 9-field pack holding two nested ones: 4.4-4.9 us a call as NamedTuples,
+  1.0-1.7 us as plain tuples, re-wrapped in the kernel or not), so a compiled core stores
+  each pack as :func:`~qdrl_envs.jit.plain` of it, the same values as plain tuples, and every
+  kernel re-wraps its packs as its first lines::
+
+      self._world = plain(_World(n_edges=e, cell_radius_m=..., ...))   # in __init__
+
+      @kernel
+      def _step_kernel(model, world, view, actions, ...):
+          model = _Model(*model)     # compiles to nothing
+          world = _World(*world)
+          ...
+          _place_user(world, ...)    # row functions read fields by name: world.cell_radius_m
+
+  A nested pack is re-wrapped where it is read (``FifoParams(*model.queues)``;
+  :func:`~qdrl_envs.traffic.inverse_cdf_draw` takes an ``InverseCdf`` either way). A NumPy
+  core (the secrecy env) keeps the NamedTuples themselves and reads them by name
+  (``self._view.obs_a``): it has no kernel boundary to cross.
+* **State** lives in arrays with the instance axis first, one attribute each
+  (:meth:`BatchedCore.state_arrays` finds them). Where rows of one shape share a block so
+  that an instance's state lies together (``DTSyncAoICore._f``, ``(N, rows, M)``), and for
+  the rows of the figures a kernel writes (``stats[row, m]``), the rows are named by a *row
+  map*: a NamedTuple of int fields, ``_F = row_map(_FloatRows)`` (:func:`~qdrl_envs.jit.row_map`
+  numbers them ``0..n-1``). Kernels index ``f[n, _F.pending, i]`` (numba freezes the global:
+  a compile-time constant, no cost), allocations take ``len(_F)`` rows, and Python reads
+  ``stats[_STAT.reward]``; a state row that is public is a named view, ``gen =
+  row_view("_f", _F.gen, doc)`` (:func:`row_view`). No row is ever a bare integer.
 """
 
 from __future__ import annotations
@@ -48,6 +100,20 @@ from qdrl_envs.jit import kernel
 from qdrl_envs.validation import check_action
 
 ConfigT = TypeVar("ConfigT", bound=EnvConfig)
+
+
+def row_view(block: str, row: int, doc: str) -> property:
+    """A property naming one row of a core's state block: ``getattr(core, block)[:, row]``.
+
+    A property, not a view stored at construction: ``copy.deepcopy`` copies arrays one by one,
+    so a stored view would go on showing the original's block (stale reset info and renders).
+
+    Args:
+        block: Attribute holding the block, ``(N, rows, ...)``.
+        row: The row, from the block's row map (``_F.gen``).
+        doc: The property's docstring.
+    """
+    return property(lambda self: getattr(self, block)[:, row], doc=doc)
 
 
 def draw(rngs: Sequence[np.random.Generator],
@@ -171,7 +237,8 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
     Attributes:
         rendering: Set by the env when it has a render mode: a core may then keep what only a
             picture needs (a trajectory).
-        not_state: Attributes :meth:`state_arrays` must not walk (rendering history).
+        not_state: Attributes :meth:`state_arrays` must not walk (rendering history, views
+            selected again from the state on a restore).
     """
 
     single_observation_space: spaces.Space
@@ -199,11 +266,12 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The arrays holding the instances' state, each with the instance axis first.
 
-        By default every NumPy array whose first axis has length ``num_envs`` found among the
-        core's attributes, in tuples and lists of them, and in the attributes of the qdrl
-        objects it holds (queues, arrival processes), keyed by its path (constants of that
-        shape, and several views of one array, are harmless to include). A core keeping state
-        elsewhere overrides this. :meth:`save_rows` / :meth:`restore_rows` rely on it.
+        By default every writeable NumPy array whose first axis has length ``num_envs`` found
+        among the core's attributes, in tuples and lists of them, and in the attributes of the
+        qdrl objects it holds (queues, arrival processes), keyed by its path (constants of that
+        shape, and several views of one array, are harmless to include; read-only arrays are
+        constants and left out: :meth:`restore_rows` could not write them). A core keeping
+        state elsewhere overrides this. :meth:`save_rows` / :meth:`restore_rows` rely on it.
         """
         found: dict[str, np.ndarray] = {}
         seen: set[int] = set()
@@ -213,7 +281,7 @@ class BatchedCore(abc.ABC, Generic[ConfigT]):
                 return
             seen.add(id(value))
             if isinstance(value, np.ndarray):
-                if value.ndim and value.shape[0] == self.num_envs:
+                if value.ndim and value.shape[0] == self.num_envs and value.flags.writeable:
                     found[path] = value
             elif isinstance(value, (tuple, list)):
                 for i, item in enumerate(value):

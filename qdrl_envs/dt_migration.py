@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -25,8 +25,8 @@ from numpy.typing import ArrayLike, NDArray
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
 from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
-from qdrl_envs.jit import jitable, kernel
-from qdrl_envs.traffic import PoissonArrivals, inverse_cdf_draw, ring_mobility
+from qdrl_envs.jit import jitable, kernel, plain, row_map
+from qdrl_envs.traffic import InverseCdf, PoissonArrivals, inverse_cdf_draw, ring_mobility
 
 __all__ = [
     "DTMigrationConfig",
@@ -203,22 +203,99 @@ class SlotEvaluation:
 # One instance at a time: row functions compiled into the core's kernels (see qdrl_envs.jit)
 # --------------------------------------------------------------------------------------------
 
-# Rows of the per-instance figures a kernel writes (``stats[k, m]`` for instance ``m``).
-_LATENCY, _DOWNTIME, _ENERGY, _OVERLOADS, _MIGRATIONS, _TASKS = 0, 1, 2, 3, 4, 5
-_T_LATENCY, _T_MIGRATION, _T_ENERGY, _T_OVERLOAD, _REWARD = 6, 7, 8, 9, 10
-_N_STATS = 11
+# The constants the kernels take (the template in qdrl_envs.core), built by DTMigrationCore.
+
+
+class _Model(NamedTuple):
+    """The slot model: admission, latency, energy and reward (``E`` edges, host ``E`` = cloud)."""
+
+    access_delay_s: NDArray[np.float64]
+    """``(E, E + 1)`` fixed delay from access edge ``a`` to host ``h``."""
+    access_s_per_bit: NDArray[np.float64]
+    """``(E, E + 1)`` seconds per task bit from ``a`` to ``h``."""
+    access_j_per_bit: NDArray[np.float64]
+    """``(E, E + 1)`` transport energy per task bit from ``a`` to ``h``."""
+    migration_downtime_s: NDArray[np.float64]
+    """``(E + 1, E + 1)`` downtime of a twin moving from ``g`` to ``h``."""
+    migration_energy_j: NDArray[np.float64]
+    """``(E + 1, E + 1)`` energy of that move."""
+    task_compute_s: NDArray[np.float64]
+    """``(E + 1,)`` solo compute time of one task on each host."""
+    task_compute_j: NDArray[np.float64]
+    """``(E + 1,)`` compute energy of one task on each host."""
+    capacity: NDArray[np.int64]
+    """``(E + 1,)`` twins each host can hold (the cloud: every user's)."""
+    latency_weight: float
+    """Reward per second of mean task latency (negative)."""
+    migration_weight: float
+    """Reward per second of summed migration downtime."""
+    energy_weight: float
+    """Reward per joule."""
+    overload_weight: float
+    """Reward per refused migration."""
+    task_bits: float
+    max_latency_s: float
+
+
+class _World(NamedTuple):
+    """What is drawn: users' places in their cells, uplink fading, tasks and moves."""
+
+    n_edges: int
+    cell_radius_m: float
+    snr_per_gain: float
+    """Transmit power over noise: the mean SNR is this times the path gain."""
+    carrier_hz: float
+    path_loss_exponent: float
+    bandwidth_hz: float
+    arrivals: InverseCdf
+    """Tasks per user per slot (Poisson), one row per user."""
+    mobility: InverseCdf
+    """Next area of a user, one row per area."""
+    edge_capacity_twins: int
+
+
+class _View(NamedTuple):
+    """The observation's scaling."""
+
+    inv_capacity: NDArray[np.float64]
+    """``(E + 1,)`` one over each host's capacity."""
+    inv_load: float
+    """Scale of the tasks pending on a host."""
+    inv_pending: float
+    """Scale of a user's pending tasks."""
+    snr_scale: float
+    """One over the observed SNR span (dB)."""
+
+
+class _StatRows(NamedTuple):
+    """Rows of the per-instance figures a kernel writes (``stats[row, m]`` for instance ``m``)."""
+
+    latency: int
+    downtime: int
+    energy: int
+    overloads: int
+    migrations: int
+    tasks: int
+    # The signed reward terms, which sum to the reward.
+    t_latency: int
+    t_migration: int
+    t_energy: int
+    t_overload: int
+    reward: int
+
+
+_STAT = row_map(_StatRows)
 
 
 @jitable
-def _evaluate_row(slot, target, host, area, tasks, uplink_bps, free, new_host, migrated, refused,
-                  user_latency, host_tasks, stats, m):  # pragma: no cover - compiled
+def _evaluate_row(model, target, host, area, tasks, uplink_bps, free, new_host, migrated,
+                  refused, user_latency, host_tasks, stats, m):  # pragma: no cover - compiled
     """:meth:`DTMigrationCore.evaluate` for instance ``m``: fills its rows and ``stats[:, m]``.
 
-    ``slot`` is the core's constant slot model (see ``DTMigrationCore._slot``); ``free`` and
-    ``host_tasks`` are scratch of length ``E + 1`` (``host_tasks`` is also an output).
+    ``model`` is the core's :class:`_Model`; ``free`` and ``host_tasks`` are scratch of
+    length ``E + 1`` (``host_tasks`` is also an output).
     """
-    (access_delay, access_spb, access_jpb, downtime_s, migration_j, compute_s, compute_j,
-     capacity, coef, task_bits, max_latency) = slot
+    capacity = model.capacity
     n_hosts = capacity.shape[0]
     n_users = target.shape[0]
     # Admission into the capacity free at the start of the slot, in user order.
@@ -252,38 +329,38 @@ def _evaluate_row(slot, target, host, area, tasks, uplink_bps, free, new_host, m
         h, a, g = new_host[i], area[i], host[i]
         latency = 0.0
         if k > 0.0:
-            bits = k * task_bits
-            raw = (bits / max(uplink_bps[i], _MIN_RATE_BPS) + access_delay[a, h]
-                   + bits * access_spb[a, h] + host_tasks[h] * compute_s[h])
-            latency = min(raw, max_latency)
-            energy += bits * access_jpb[a, h]
+            bits = k * model.task_bits
+            raw = (bits / max(uplink_bps[i], _MIN_RATE_BPS) + model.access_delay_s[a, h]
+                   + bits * model.access_s_per_bit[a, h] + host_tasks[h] * model.task_compute_s[h])
+            latency = min(raw, model.max_latency_s)
+            energy += bits * model.access_j_per_bit[a, h]
         user_latency[i] = latency
         weighted += k * latency
         total += k
-        downtime += downtime_s[g, h]
-        energy += migration_j[g, h]
+        downtime += model.migration_downtime_s[g, h]
+        energy += model.migration_energy_j[g, h]
     for h in range(n_hosts):
-        energy += host_tasks[h] * compute_j[h]
+        energy += host_tasks[h] * model.task_compute_j[h]
     mean_latency = weighted / max(total, 1.0)
-    stats[_LATENCY, m] = mean_latency
-    stats[_DOWNTIME, m] = downtime
-    stats[_ENERGY, m] = energy
-    stats[_OVERLOADS, m] = overloads
-    stats[_MIGRATIONS, m] = migrations
-    stats[_TASKS, m] = total
-    stats[_T_LATENCY, m] = t_lat = mean_latency * coef[0]
-    stats[_T_MIGRATION, m] = t_mig = downtime * coef[1]
-    stats[_T_ENERGY, m] = t_en = energy * coef[2]
-    stats[_T_OVERLOAD, m] = t_ovl = overloads * coef[3]
-    stats[_REWARD, m] = t_lat + t_mig + t_en + t_ovl
+    stats[_STAT.latency, m] = mean_latency
+    stats[_STAT.downtime, m] = downtime
+    stats[_STAT.energy, m] = energy
+    stats[_STAT.overloads, m] = overloads
+    stats[_STAT.migrations, m] = migrations
+    stats[_STAT.tasks, m] = total
+    stats[_STAT.t_latency, m] = t_lat = mean_latency * model.latency_weight
+    stats[_STAT.t_migration, m] = t_mig = downtime * model.migration_weight
+    stats[_STAT.t_energy, m] = t_en = energy * model.energy_weight
+    stats[_STAT.t_overload, m] = t_ovl = overloads * model.overload_weight
+    stats[_STAT.reward, m] = t_lat + t_mig + t_en + t_ovl
 
 
 @jitable
 def _place_user(world, i, u_pos, distance_m, mean_snr):  # pragma: no cover - compiled
     """Put user ``i`` uniformly in the disc of its cell and refresh its mean SNR."""
-    _, radius, snr_per_gain, carrier_hz, exponent, _, _, _, _ = world
-    distance_m[i] = d = max(radius * np.sqrt(u_pos), 1.0)
-    mean_snr[i] = snr_per_gain * radio.path_gain(d, carrier_hz, exponent)
+    distance_m[i] = d = max(world.cell_radius_m * np.sqrt(u_pos), 1.0)
+    mean_snr[i] = world.snr_per_gain * radio.path_gain(d, world.carrier_hz,
+                                                       world.path_loss_exponent)
 
 
 @jitable
@@ -293,20 +370,18 @@ def _draw_slot(world, u, mean_snr, snr_db, uplink_bps, tasks):  # pragma: no cov
     ``u[2 U: 3 U]`` are uniforms (task counts), ``u[3 U:]`` standard exponentials: the fading
     powers ``|h|^2 ~ Exp(1)`` themselves.
     """
-    _, _, _, _, _, bandwidth_hz, arrivals, _, _ = world
     n_users = tasks.shape[0]
     for i in range(n_users):
         snr = mean_snr[i] * u[3 * n_users + i]
         snr_db[i] = radio.linear_to_db(snr)
-        uplink_bps[i] = bandwidth_hz * radio.shannon_rate(snr)
-        tasks[i] = inverse_cdf_draw(arrivals, i, u[2 * n_users + i])
+        uplink_bps[i] = world.bandwidth_hz * radio.shannon_rate(snr)
+        tasks[i] = inverse_cdf_draw(world.arrivals, i, u[2 * n_users + i])
 
 
 @jitable
 def _observe_row(view, area, host, tasks, snr_db, count, obs):  # pragma: no cover - compiled
     """Write one instance's observation (layout in the :class:`DTMigrationEnv` manual)."""
-    inv_capacity, inv_load, inv_pending, snr_scale = view
-    n_hosts = inv_capacity.shape[0]
+    n_hosts = view.inv_capacity.shape[0]
     n_edges = n_hosts - 1
     n_users = area.shape[0]
     obs[:] = 0.0
@@ -320,21 +395,22 @@ def _observe_row(view, area, host, tasks, snr_db, count, obs):  # pragma: no cov
         obs[load_at + host[i]] += tasks[i]
     occupancy_at = load_at - n_hosts
     for h in range(n_hosts):
-        obs[occupancy_at + h] = count[h] * inv_capacity[h]
-        obs[load_at + h] = min(obs[load_at + h] * inv_load, 1.0)
+        obs[occupancy_at + h] = count[h] * view.inv_capacity[h]
+        obs[load_at + h] = min(obs[load_at + h] * view.inv_load, 1.0)
     pending_at = load_at + n_hosts
     for i in range(n_users):
-        obs[pending_at + i] = min(tasks[i] * inv_pending, 1.0)
-        snr = (snr_db[i] - SNR_OBS_LOW_DB) * snr_scale
+        obs[pending_at + i] = min(tasks[i] * view.inv_pending, 1.0)
+        snr = (snr_db[i] - SNR_OBS_LOW_DB) * view.snr_scale
         obs[pending_at + n_users + i] = min(max(snr, 0.0), 1.0)
 
 
 @kernel
-def _evaluate_kernel(slot, target, host, area, tasks, uplink_bps, new_host, migrated, refused,
+def _evaluate_kernel(model, target, host, area, tasks, uplink_bps, new_host, migrated, refused,
                      user_latency, host_tasks, stats):  # pragma: no cover - compiled
+    model = _Model(*model)
     free = np.empty(host_tasks.shape[1], dtype=np.int64)
     for m in range(target.shape[0]):
-        _evaluate_row(slot, target[m], host[m], area[m], tasks[m], uplink_bps[m], free,
+        _evaluate_row(model, target[m], host[m], area[m], tasks[m], uplink_bps[m], free,
                       new_host[m], migrated[m], refused[m], user_latency[m], host_tasks[m],
                       stats, m)
 
@@ -342,7 +418,9 @@ def _evaluate_kernel(slot, target, host, area, tasks, uplink_bps, new_host, migr
 @kernel
 def _reset_kernel(world, view, idx, draws, area, host, tasks, distance_m, mean_snr,
                   snr_db, uplink_bps, obs):  # pragma: no cover - compiled
-    n_edges, _, _, _, _, _, _, _, capacity = world
+    world = _World(*world)
+    view = _View(*view)
+    n_edges = world.n_edges
     n_users = area.shape[1]
     count = np.empty(n_edges + 1)
     for j in range(idx.shape[0]):
@@ -355,7 +433,7 @@ def _reset_kernel(world, view, idx, draws, area, host, tasks, distance_m, mean_s
             area[m, i] = a
             _place_user(world, i, u[n_users + i], distance_m[m], mean_snr[m])
             # Follow-me placement within capacity, the overflow in the cloud.
-            if count[a] < capacity:
+            if count[a] < world.edge_capacity_twins:
                 host[m, i] = a
                 count[a] += 1.0
             else:
@@ -365,12 +443,14 @@ def _reset_kernel(world, view, idx, draws, area, host, tasks, distance_m, mean_s
 
 
 @kernel
-def _step_kernel(slot, world, view, actions, draws, area, host, tasks, distance_m,
+def _step_kernel(model, world, view, actions, draws, area, host, tasks, distance_m,
                  mean_snr, snr_db, uplink_bps, obs, user_latency, stats
                  ):  # pragma: no cover - compiled
-    _, _, _, _, _, _, _, mobility, _ = world
+    model = _Model(*model)
+    world = _World(*world)
+    view = _View(*view)
     n_users = area.shape[1]
-    n_hosts = view[0].shape[0]
+    n_hosts = view.inv_capacity.shape[0]
     free = np.empty(n_hosts, dtype=np.int64)
     scratch = np.empty(n_hosts)
     new_host = np.empty(n_users, dtype=np.int64)
@@ -378,12 +458,12 @@ def _step_kernel(slot, world, view, actions, draws, area, host, tasks, distance_
     refused = np.empty(n_users, dtype=np.bool_)
     for m in range(actions.shape[0]):
         u = draws[m]
-        _evaluate_row(slot, actions[m], host[m], area[m], tasks[m], uplink_bps[m], free,
+        _evaluate_row(model, actions[m], host[m], area[m], tasks[m], uplink_bps[m], free,
                       new_host, migrated, refused, user_latency[m], scratch, stats, m)
         host[m] = new_host
         # Users move; one who changes area gets a new position in its new cell.
         for i in range(n_users):
-            a = inverse_cdf_draw(mobility, area[m, i], u[i])
+            a = inverse_cdf_draw(world.mobility, area[m, i], u[i])
             if a != area[m, i]:
                 area[m, i] = a
                 _place_user(world, i, u[n_users + i], distance_m[m], mean_snr[m])
@@ -414,7 +494,8 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
 
     The model runs in compiled kernels (``_reset_kernel``, ``_step_kernel``,
     ``_evaluate_kernel``) over row functions shared by all three; the constants they need are
-    packed once into plain tuples (``_slot``, ``_world``, ``_view``).
+    packed once (``_model``, ``_world``, ``_view``: the packs :class:`_Model`, :class:`_World`,
+    :class:`_View` as plain tuples, the template of :mod:`qdrl_envs.core`).
     """
 
     def render_ansi(self, row: int = 0) -> str:
@@ -473,21 +554,29 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         self.p_tx_w = float(radio.dbm_to_watt(c.tx_power_dbm))
         self.noise_w = float(radio.noise_power_w(c.bandwidth_hz, c.noise_figure_db))
         self._host_eye = np.eye(e + 1)
-        coef = np.array([-1.0 / c.latency_scale_s, -c.beta_migration / (u * c.latency_scale_s),
-                         -c.gamma_energy / (u * c.energy_scale_j), -c.overload_penalty / u])
         inv_pending = 1.0 / max(1.0, c.task_rate + 3.0 * math.sqrt(c.task_rate))
-        # What the kernels take, as plain tuples (numba dispatches those fast): the slot model,
-        # the world's randomness and geometry, and the observation scaling.
-        self._slot = (self.access_delay_s, self.access_s_per_bit, self.access_j_per_bit,
-                      self.migration_downtime_s, self.migration_energy_j, self.task_compute_s,
-                      self.task_compute_j, self.capacity, coef, float(c.task_bits),
-                      float(c.max_latency_s))
-        self._world = (e, float(c.cell_radius_m), self.p_tx_w / self.noise_w, float(c.carrier_hz),
-                       float(c.path_loss_exponent), float(c.bandwidth_hz),
-                       tuple(PoissonArrivals(np.full(u, c.task_rate)).table),
-                       tuple(ring_mobility(e, c.p_stay).table), int(c.edge_capacity_twins))
-        self._view = (1.0 / self.capacity, inv_pending / u, inv_pending,
-                      1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB))
+        # What the kernels take, as plain tuples (numba dispatches those fast).
+        self._model = plain(_Model(
+            access_delay_s=self.access_delay_s, access_s_per_bit=self.access_s_per_bit,
+            access_j_per_bit=self.access_j_per_bit,
+            migration_downtime_s=self.migration_downtime_s,
+            migration_energy_j=self.migration_energy_j, task_compute_s=self.task_compute_s,
+            task_compute_j=self.task_compute_j, capacity=self.capacity,
+            latency_weight=-1.0 / c.latency_scale_s,
+            migration_weight=-c.beta_migration / (u * c.latency_scale_s),
+            energy_weight=-c.gamma_energy / (u * c.energy_scale_j),
+            overload_weight=-c.overload_penalty / u,
+            task_bits=float(c.task_bits), max_latency_s=float(c.max_latency_s)))
+        self._world = plain(_World(
+            n_edges=e, cell_radius_m=float(c.cell_radius_m),
+            snr_per_gain=self.p_tx_w / self.noise_w, carrier_hz=float(c.carrier_hz),
+            path_loss_exponent=float(c.path_loss_exponent), bandwidth_hz=float(c.bandwidth_hz),
+            arrivals=PoissonArrivals(np.full(u, c.task_rate)).table,
+            mobility=ring_mobility(e, c.p_stay).table,
+            edge_capacity_twins=int(c.edge_capacity_twins)))
+        self._view = plain(_View(inv_capacity=1.0 / self.capacity, inv_load=inv_pending / u,
+                                 inv_pending=inv_pending,
+                                 snr_scale=1.0 / (SNR_OBS_HIGH_DB - SNR_OBS_LOW_DB)))
         self._block = 4 * u
         self._uniforms = Uniforms(num_envs)
 
@@ -558,22 +647,22 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         refused = np.empty((m, u), dtype=bool)
         user_latency = np.empty((m, u))
         host_tasks = np.empty((m, h))
-        stats = np.empty((_N_STATS, m))
+        stats = np.empty((len(_STAT), m))
         # Copies: broadcast views may not be handed to a kernel as writeable arrays.
-        _evaluate_kernel(self._slot, *(np.array(x, dtype=np.int64, order="C")
+        _evaluate_kernel(self._model, *(np.array(x, dtype=np.int64, order="C")
                                        for x in (target, host, area, tasks)),
                          np.array(uplink_bps, dtype=np.float64, order="C"), new_host, migrated,
                          refused, user_latency, host_tasks, stats)
         return SlotEvaluation(host=new_host, migrated=migrated, refused=refused,
-                              user_latency_s=user_latency, latency_s=stats[_LATENCY],
-                              downtime_s=stats[_DOWNTIME], energy_j=stats[_ENERGY],
+                              user_latency_s=user_latency, latency_s=stats[_STAT.latency],
+                              downtime_s=stats[_STAT.downtime], energy_j=stats[_STAT.energy],
                               host_tasks=host_tasks, reward_terms=self._terms(stats),
-                              reward=stats[_REWARD])
+                              reward=stats[_STAT.reward])
 
     @staticmethod
     def _terms(stats: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
-        return {"latency": stats[_T_LATENCY], "migration": stats[_T_MIGRATION],
-                "energy": stats[_T_ENERGY], "overload": stats[_T_OVERLOAD]}
+        return {"latency": stats[_STAT.t_latency], "migration": stats[_STAT.t_migration],
+                "energy": stats[_STAT.t_energy], "overload": stats[_STAT.t_overload]}
 
     # -- BatchedCore -------------------------------------------------------------------------
 
@@ -603,26 +692,26 @@ class DTMigrationCore(BatchedCore[DTMigrationConfig]):
         """Migrate, serve the slot's tasks on the new placement, then move users and draw."""
         n, u = self.num_envs, self.n_users
         user_latency = np.empty((n, u))
-        stats = np.empty((_N_STATS, n))
+        stats = np.empty((len(_STAT), n))
         draws = self._uniforms.take(rngs, None, self._block, exponential=self.n_users)
         obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
-        _step_kernel(self._slot, self._world, self._view, actions, draws, self.area, self.host,
+        _step_kernel(self._model, self._world, self._view, actions, draws, self.area, self.host,
                      self.tasks, self.distance_m, self.mean_snr, self.snr_db, self.uplink_bps,
                      obs, user_latency, stats)
         self._obs = obs
         info: dict[str, Any] = {
-            "latency_s": stats[_LATENCY],
+            "latency_s": stats[_STAT.latency],
             "user_latency_s": user_latency,
-            "migrations": stats[_MIGRATIONS].astype(np.int64),
-            "overloads": stats[_OVERLOADS].astype(np.int64),
-            "downtime_s": stats[_DOWNTIME],
-            "energy_j": stats[_ENERGY],
-            "tasks": stats[_TASKS].astype(np.int64),
+            "migrations": stats[_STAT.migrations].astype(np.int64),
+            "overloads": stats[_STAT.overloads].astype(np.int64),
+            "downtime_s": stats[_STAT.downtime],
+            "energy_j": stats[_STAT.energy],
+            "tasks": stats[_STAT.tasks].astype(np.int64),
             "hosts": self.host.copy(),
             "reward_terms": self._terms(stats),
         }
         self.last_info = info
-        return StepResult(stats[_REWARD], np.zeros(n, dtype=bool), info)
+        return StepResult(stats[_STAT.reward], np.zeros(n, dtype=bool), info)
 
     def observe(self) -> np.ndarray:
         """Observations ``(N, obs_dim)`` float32 in ``[0, 1]`` (fresh after every reset/step)."""

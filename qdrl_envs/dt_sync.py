@@ -20,10 +20,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
+from numpy.typing import NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import (
@@ -34,8 +35,8 @@ from qdrl_envs.config import (
     check_real,
     check_reals,
 )
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
-from qdrl_envs.jit import jitable, kernel
+from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms, row_view
+from qdrl_envs.jit import jitable, kernel, plain, row_map
 
 __all__ = [
     "MAX_ACTIONS",
@@ -339,20 +340,109 @@ class DTSyncConfig(EnvConfig):
 # Core: one instance at a time in compiled kernels (see qdrl_envs.jit)
 # --------------------------------------------------------------------------------------------
 
+# The constants the kernels take (the template in qdrl_envs.core), built by DTSyncAoICore.
+
+
+class _Model(NamedTuple):
+    """The slot model: the scheduled subset, deliveries and the weighted-AoI reward."""
+
+    combos: NDArray[np.int64]
+    """``(comb(M, C), C)`` the devices of each action (:func:`combination_table`)."""
+    weights: NDArray[np.float64]
+    """``(M,)`` the devices' AoI weights."""
+    inv_m: float
+    """``1 / M``."""
+
+
+class _World(NamedTuple):
+    """What is drawn: distances, arrivals and the (estimated) fading of every slot."""
+
+    arrival_prob: NDArray[np.float64]
+    """``(M,)`` each device's probability of a new update per slot."""
+    min_distance_sq: float
+    """Squared inner radius of the annulus the devices are drawn in (m^2)."""
+    distance_sq_span: float
+    """Its squared outer radius minus ``min_distance_sq`` (m^2)."""
+    tx_power_dbm: float
+    noise_dbm: float
+    """Receiver noise power (dBm)."""
+    carrier_hz: float
+    path_loss_exponent: float
+    snr_threshold_db: float
+    snr_threshold_lin: float
+    """The threshold, linear."""
+    rayleigh_fading: bool
+    hat_var: float
+    """Variance of the channel estimate ``h_hat``, ``1 - csi_error_var``."""
+    err_var: float
+    """Variance of the estimation error, ``csi_error_var``."""
+
+
+class _View(NamedTuple):
+    """The observation's scaling."""
+
+    age_scale_slots: float
+    """``s`` of the squashed ages ``a / (a + s)``."""
+    est_gain: float
+    """``10 / snr_scale_db``: ``log10`` of the SNR estimate over the threshold to the span."""
+    snr_scale_db: float
+
+
 # Rows of the core's state ``_f`` (float64) and ``_b`` (bool), ``(N, rows, M)``: instance-major,
 # so that one instance's state lies together.
-_GEN, _PENDING, _CLEAR_LEVEL, _LOG_REL, _DISTANCE, _MEAN_DB, _MEAN_LIN = range(7)
-_N_FLOAT = 7
-_HAS, _CLEAR, _SCHED = range(3)
-_N_BOOL = 3
-# Rows of a slot in the blocks of slots drawn ahead, ``(K, N, rows, M)``: the arrival uniform,
-# |h_hat|^2, |h|^2 and log10 |h_hat|^2.
-_S_ARRIVAL, _S_HAT, _S_FADE, _S_LOG_HAT = range(4)
+
+
+class _FloatRows(NamedTuple):
+    """Rows of ``_f``, the float64 state."""
+
+    gen: int
+    """Generation time stamp (slot) of the buffered update."""
+    pending: int
+    """The age a delivery in the upcoming slot would give."""
+    clear_level: int
+    """``|h|^2`` at or above which the upcoming slot's true SNR clears the threshold."""
+    log_rel: int
+    """``(mean SNR dB - threshold dB) / 10``."""
+    distance_m: int
+    mean_snr_db: int
+    mean_snr: int
+
+
+class _BoolRows(NamedTuple):
+    """Rows of ``_b``, the bool state."""
+
+    has_pkt: int
+    clear: int
+    scheduled: int
+
+
+class _SlotRows(NamedTuple):
+    """Rows of a slot in the blocks drawn ahead, ``(K, N, rows, M)``."""
+
+    arrival: int
+    """The arrival uniform."""
+    fade_est: int
+    """``|h_hat|^2``."""
+    fade: int
+    """``|h|^2``."""
+    log_fade_est: int
+    """``log10 |h_hat|^2``."""
+
+
+class _StatRows(NamedTuple):
+    """Rows of the per-instance figures a step writes (``stats[row, n]`` for instance ``n``)."""
+
+    reward: int
+    mean_aoi: int
+    peak_aoi: int
+
+
+_F = row_map(_FloatRows)
+_B = row_map(_BoolRows)
+_S = row_map(_SlotRows)
+_STAT = row_map(_StatRows)
 _UNIFORMS_PER_DEVICE = 4  # arrival, |h_hat|^2, |e|^2, phase of e relative to h_hat
 _REFILL_CHUNK = 64  # instances whose blocks are worked out together (scratch stays in cache)
-# Rows of the per-instance figures a step writes (``stats[k, n]`` for instance ``n``).
-_REWARD, _MEAN_AOI, _PEAK_AOI = range(3)
-_N_STATS = 3
 
 
 def _block_slots(n_devices: int) -> int:
@@ -365,35 +455,37 @@ def _block_slots(n_devices: int) -> int:
 
 
 @kernel
-def _prepare_block(fading, idx, uniforms, slots, powers, phases):  # pragma: no cover - compiled
+def _prepare_block(world, idx, uniforms, slots, powers, phases):  # pragma: no cover - compiled
     """Lay out the new blocks of ``idx`` from their ``uniforms``.
 
     Arrival uniforms go into ``slots``; ``1 - u`` of the two channel powers into ``powers``
     and the phases ``2 pi u`` (float32) into ``phases``, contiguous so that NumPy's
     vectorised ``log`` / ``cos`` run over them at full speed.
     """
+    world = _World(*world)
     n_slots, m_dev = slots.shape[0], slots.shape[3]
     for k in range(n_slots):  # slot-major, like ``slots``: its writes stay within a page
         at = k * _UNIFORMS_PER_DEVICE * m_dev  # slot k: u0 (M), u1 (M), u2 (M), u3 (M)
         for j in range(idx.shape[0]):
             n = idx[j]
             for i in range(m_dev):
-                slots[k, n, _S_ARRIVAL, i] = uniforms[j, at + i]
-                if fading:
+                slots[k, n, _S.arrival, i] = uniforms[j, at + i]
+                if world.rayleigh_fading:
                     # 1 - u is exact for NumPy's uniforms (multiples of 2**-53) and in (0, 1].
                     powers[j, 0, k, i] = 1.0 - uniforms[j, at + m_dev + i]
                     powers[j, 1, k, i] = 1.0 - uniforms[j, at + 2 * m_dev + i]
                     phases[j, k, i] = uniforms[j, at + 3 * m_dev + i] * (2.0 * np.pi)
                 else:  # no fading: the SNR is the mean SNR, and the estimate is exact
-                    slots[k, n, _S_HAT, i] = 1.0
-                    slots[k, n, _S_FADE, i] = 1.0
-                    slots[k, n, _S_LOG_HAT, i] = 0.0
+                    slots[k, n, _S.fade_est, i] = 1.0
+                    slots[k, n, _S.fade, i] = 1.0
+                    slots[k, n, _S.log_fade_est, i] = 0.0
 
 
 @kernel
-def _combine_block(hat_var, err_var, idx, powers, phases, slots,
-                   logs):  # pragma: no cover - compiled
+def _combine_block(world, idx, powers, phases, slots, logs):  # pragma: no cover - compiled
     """Fading powers of the new blocks from ``powers = log(1 - u)`` and ``phases = cos(.)``."""
+    world = _World(*world)
+    hat_var, err_var = world.hat_var, world.err_var
     n_slots, m_dev = slots.shape[0], slots.shape[3]
     for k in range(n_slots):  # slot-major, like ``slots``
         for j in range(idx.shape[0]):
@@ -405,8 +497,8 @@ def _combine_block(hat_var, err_var, idx, powers, phases, slots,
                 hat2 = hat_var * -powers[j, 0, k, i]
                 err2 = err_var * -powers[j, 1, k, i]
                 cross = 2.0 * np.sqrt(hat2 * err2) * np.float64(phases[j, k, i])
-                slots[k, n, _S_HAT, i] = hat2
-                slots[k, n, _S_FADE, i] = max(hat2 + err2 + cross, 0.0)  # >= 0 after rounding
+                slots[k, n, _S.fade_est, i] = hat2
+                slots[k, n, _S.fade, i] = max(hat2 + err2 + cross, 0.0)  # >= 0 after rounding
                 logs[j, k, i] = max(hat2, 1e-30)
 
 
@@ -418,93 +510,102 @@ def _finish_block(idx, logs, slots):  # pragma: no cover - compiled
         for j in range(idx.shape[0]):
             n = idx[j]
             for i in range(m_dev):
-                slots[k, n, _S_LOG_HAT, i] = logs[j, k, i]
+                slots[k, n, _S.log_fade_est, i] = logs[j, k, i]
 
 
 @jitable
-def _draw_slot(arrival, slots, slot, t, age, f, b, n):  # pragma: no cover - compiled
+def _draw_slot(world, slots, slot, t, age, f, b, n):  # pragma: no cover - compiled
     """Enter slot ``t + 1`` of instance ``n``, which is ``slots[slot, n]`` of its block.
 
     Sets its arrivals (time stamp ``t``; LCFS with replacement), whether its true SNR clears
     the threshold, and the age a delivery in it would give (``age[n]``: the ages after slot
     ``t``). Arrays are indexed in place: per-instance views would cost reference counting.
     """
+    arrival = world.arrival_prob
     for i in range(arrival.shape[0]):
-        b[n, _CLEAR, i] = slots[slot, n, _S_FADE, i] >= f[n, _CLEAR_LEVEL, i]
+        b[n, _B.clear, i] = slots[slot, n, _S.fade, i] >= f[n, _F.clear_level, i]
         # Its arrivals replace any buffered update. Age if delivered in that slot:
         # t + 1 - a = 1 for a new update, one more than now for a still-buffered one, else
         # (nothing to send) the age plus one. Every operand is loaded first so that these
         # compile to selects, not branches: arrivals are coin flips no predictor learns.
-        new = slots[slot, n, _S_ARRIVAL, i] < arrival[i]
-        has = b[n, _HAS, i]
-        gen = f[n, _GEN, i]
-        waiting = f[n, _PENDING, i] + 1.0
+        new = slots[slot, n, _S.arrival, i] < arrival[i]
+        has = b[n, _B.has_pkt, i]
+        gen = f[n, _F.gen, i]
+        waiting = f[n, _F.pending, i] + 1.0
         idle = age[n, i] + 1.0
-        f[n, _GEN, i] = t if new else gen
-        f[n, _PENDING, i] = 1.0 if new else (waiting if has else idle)
-        b[n, _HAS, i] = has | new
+        f[n, _F.gen, i] = t if new else gen
+        f[n, _F.pending, i] = 1.0 if new else (waiting if has else idle)
+        b[n, _B.has_pkt, i] = has | new
 
 
 @jitable
-def _observe_row(scale, est_gain, slots, slot, age, f, static, obs,
-                 n):  # pragma: no cover - compiled
+def _observe_row(view, slots, slot, age, f, static, obs, n):  # pragma: no cover - compiled
     """Write instance ``n``'s observation (layout in the :class:`DTSyncAoIEnv` manual)."""
+    scale = view.age_scale_slots
     m_dev = age.shape[1]
     for i in range(m_dev):
         x = age[n, i]
         obs[n, i] = x / (x + scale)
-        y = f[n, _PENDING, i]
+        y = f[n, _F.pending, i]
         obs[n, m_dev + i] = y / (y + scale)
         # (10 log10(snr_est) - thr_db) / span, clipped to [-1, 1].
-        est = (slots[slot, n, _S_LOG_HAT, i] + f[n, _LOG_REL, i]) * est_gain
+        est = (slots[slot, n, _S.log_fade_est, i] + f[n, _F.log_rel, i]) * view.est_gain
         obs[n, 2 * m_dev + i] = min(max(est, -1.0), 1.0)
     for i in range(3 * m_dev, static.shape[1]):  # mean SNR and weights, fixed per episode
         obs[n, i] = static[n, i]
 
 
 @kernel
-def _reset_kernel(model, idx, dist_in, from_uniforms, slots, t, f, b, age, delivered, static,
-                  obs):  # pragma: no cover - compiled
-    _, arrival, _, _, lo2, span2, tx_dbm, noise_dbm, geometry, scale, est_gain = model
-    carrier_hz, exponent, threshold_db, threshold_lin, snr_span = geometry
+def _reset_kernel(world, view, idx, dist_in, from_uniforms, slots, t, f, b, age, delivered,
+                  static, obs):  # pragma: no cover - compiled
+    world = _World(*world)
+    view = _View(*view)
+    threshold_db = world.snr_threshold_db
     m_dev = age.shape[1]
     for j in range(idx.shape[0]):
         n = idx[j]
         for i in range(m_dev):
             # Uniform over the annulus area, or as given.
-            d = np.sqrt(lo2 + dist_in[j, i] * span2) if from_uniforms else dist_in[j, i]
-            mean_db = tx_dbm - radio.log_distance_path_loss_db(d, carrier_hz, exponent) - noise_dbm
+            d = (np.sqrt(world.min_distance_sq + dist_in[j, i] * world.distance_sq_span)
+                 if from_uniforms else dist_in[j, i])
+            path_loss_db = radio.log_distance_path_loss_db(d, world.carrier_hz,
+                                                           world.path_loss_exponent)
+            mean_db = world.tx_power_dbm - path_loss_db - world.noise_dbm
             mean_lin = radio.db_to_linear(mean_db)
-            f[n, _DISTANCE, i] = d
-            f[n, _MEAN_DB, i] = mean_db
-            f[n, _MEAN_LIN, i] = mean_lin
+            f[n, _F.distance_m, i] = d
+            f[n, _F.mean_snr_db, i] = mean_db
+            f[n, _F.mean_snr, i] = mean_lin
             # A slot clears the threshold when |h|^2 >= this (an absurd mean SNR: 0 or inf).
-            f[n, _CLEAR_LEVEL, i] = threshold_lin / mean_lin
-            f[n, _LOG_REL, i] = (mean_db - threshold_db) / 10.0
-            f[n, _GEN, i] = 0.0
+            f[n, _F.clear_level, i] = world.snr_threshold_lin / mean_lin
+            f[n, _F.log_rel, i] = (mean_db - threshold_db) / 10.0
+            f[n, _F.gen, i] = 0.0
             age[n, i] = 1.0
-            b[n, _HAS, i] = False
-            b[n, _SCHED, i] = False
+            b[n, _B.has_pkt, i] = False
+            b[n, _B.scheduled, i] = False
             delivered[n, i] = False
-            static[n, 3 * m_dev + i] = min(max((mean_db - threshold_db) / snr_span, -1.0), 1.0)
+            static[n, 3 * m_dev + i] = min(max((mean_db - threshold_db) / view.snr_scale_db,
+                                               -1.0), 1.0)
         t[n] = 0.0
-        _draw_slot(arrival, slots, 0, 0.0, age, f, b, n)  # slot 1: the block's first
-        _observe_row(scale, est_gain, slots, 0, age, f, static, obs, n)
+        _draw_slot(world, slots, 0, 0.0, age, f, b, n)  # slot 1: the block's first
+        _observe_row(view, slots, 0, age, f, static, obs, n)
 
 
 @kernel
-def _step_kernel(model, actions, slots, t, f, b, age, new_age, delivered, static, obs, stats,
-                 deliveries):  # pragma: no cover - compiled
-    combos, arrival, weights, inv_m, _, _, _, _, _, scale, est_gain = model
+def _step_kernel(model, world, view, actions, slots, t, f, b, age, new_age, delivered, static,
+                 obs, stats, deliveries):  # pragma: no cover - compiled
+    model = _Model(*model)
+    world = _World(*world)
+    view = _View(*view)
+    combos, weights, inv_m = model.combos, model.weights, model.inv_m
     m_dev = age.shape[1]
     n_channels = combos.shape[1]
     n_slots = slots.shape[0]
     for n in range(actions.shape[0]):
         a = actions[n]
         for i in range(m_dev):
-            b[n, _SCHED, i] = False
+            b[n, _B.scheduled, i] = False
         for c in range(n_channels):
-            b[n, _SCHED, combos[a, c]] = True
+            b[n, _B.scheduled, combos[a, c]] = True
         tn = t[n] + 1.0
         t[n] = tn
         total = 0.0
@@ -513,36 +614,27 @@ def _step_kernel(model, actions, slots, t, f, b, age, new_age, delivered, static
         count = 0
         for i in range(m_dev):
             # Paper Sec. V-F2 (ii): xi_m(t) = t - a_m(t) on reception, else xi_m(t-1) + 1
-            # (``_PENDING`` holds t - a_m for a buffered update, the age a delivery now gives).
-            has = b[n, _HAS, i]
-            ok = b[n, _SCHED, i] & has & b[n, _CLEAR, i]
-            fresh = f[n, _PENDING, i]
+            # (``pending`` holds t - a_m for a buffered update, the age a delivery now gives).
+            has = b[n, _B.has_pkt, i]
+            ok = b[n, _B.scheduled, i] & has & b[n, _B.clear, i]
+            fresh = f[n, _F.pending, i]
             stale = age[n, i] + 1.0
             x = fresh if ok else stale  # operands loaded first: a select, not a branch
             new_age[n, i] = x
             delivered[n, i] = ok
-            b[n, _HAS, i] = has ^ ok  # a delivery empties the buffer
+            b[n, _B.has_pkt, i] = has ^ ok  # a delivery empties the buffer
             count += ok
             total += x
             weighted += weights[i] * x
             peak = max(peak, x)
-        stats[_REWARD, n] = weighted * -inv_m
-        stats[_MEAN_AOI, n] = total * inv_m
-        stats[_PEAK_AOI, n] = peak
+        stats[_STAT.reward, n] = weighted * -inv_m
+        stats[_STAT.mean_aoi, n] = total * inv_m
+        stats[_STAT.peak_aoi, n] = peak
         deliveries[n] = count
         # The next slot, t + 1, is slot t mod K of the instance's block (slot 1 its first).
         slot = int(tn) % n_slots
-        _draw_slot(arrival, slots, slot, tn, new_age, f, b, n)
-        _observe_row(scale, est_gain, slots, slot, new_age, f, static, obs, n)
-
-
-def _plane(store: str, index: int, doc: str) -> property:
-    """A read-only view of one plane of a state block (``self._f`` or ``self._b``).
-
-    A property, not a view stored at construction: ``copy.deepcopy`` copies arrays one by one,
-    so a stored view would go on showing the original's block (stale reset info and renders).
-    """
-    return property(lambda self: getattr(self, store)[:, index], doc=doc)
+        _draw_slot(world, slots, slot, tn, new_age, f, b, n)
+        _observe_row(view, slots, slot, new_age, f, static, obs, n)
 
 
 class DTSyncAoICore(BatchedCore[DTSyncConfig]):
@@ -570,19 +662,21 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
     for bit.
 
     The model runs in compiled kernels over row functions shared by reset and step; their
-    constants are packed once into a plain tuple (``_model``). The logarithms and cosines of a
-    block run as NumPy's vectorised loops over contiguous scratch arrays, between kernels that
-    lay the block out (``_prepare_block``, ``_combine_block``, ``_finish_block``).
+    constants are packed once (``_model``, ``_world``, ``_view``: the packs :class:`_Model`,
+    :class:`_World`, :class:`_View` as plain tuples, the template of :mod:`qdrl_envs.core`).
+    The logarithms and cosines of a block run as NumPy's vectorised loops over contiguous
+    scratch arrays, between kernels that lay the block out (``_prepare_block``,
+    ``_combine_block``, ``_finish_block``).
     """
 
     # Views of the state the kernels write in place, ``(N, M)``.
-    gen = _plane("_f", _GEN, "Generation time stamp (slot) of each device's buffered update.")
-    distance_m = _plane("_f", _DISTANCE, "Device-server distances (m).")
-    mean_snr_db = _plane("_f", _MEAN_DB, "Mean SNR of each device's link (dB).")
-    mean_snr = _plane("_f", _MEAN_LIN, "Mean SNR of each device's link (linear).")
-    has_pkt = _plane("_b", _HAS, "Whether a device holds an update not yet delivered.")
-    clear = _plane("_b", _CLEAR, "Whether the upcoming slot's true SNR clears the threshold.")
-    scheduled = _plane("_b", _SCHED, "Whether each device was scheduled in the last slot.")
+    gen = row_view("_f", _F.gen, "Generation time stamp (slot) of each device's buffered update.")
+    distance_m = row_view("_f", _F.distance_m, "Device-server distances (m).")
+    mean_snr_db = row_view("_f", _F.mean_snr_db, "Mean SNR of each device's link (dB).")
+    mean_snr = row_view("_f", _F.mean_snr, "Mean SNR of each device's link (linear).")
+    has_pkt = row_view("_b", _B.has_pkt, "Whether a device holds an update not yet delivered.")
+    clear = row_view("_b", _B.clear, "Whether the upcoming slot's true SNR clears the threshold.")
+    scheduled = row_view("_b", _B.scheduled, "Whether each device was scheduled in the last slot.")
 
     def render_ansi(self, row: int = 0) -> str:
         """Row ``row`` as text (see the env manual's Rendering)."""
@@ -612,14 +706,18 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self._span = float(config.snr_scale_db)
         self._fading = bool(config.rayleigh_fading)
         lo2, hi2 = config.min_distance_m ** 2, config.max_distance_m ** 2
-        # What the kernels take, as one plain tuple (numba dispatches those fast).
-        self._model = (
-            np.ascontiguousarray(self.combos), self.arrival, self.weights, 1.0 / m,
-            float(lo2), float(hi2 - lo2), float(config.tx_power_dbm), float(config.noise_dbm()),
-            (float(config.carrier_hz), float(config.path_loss_exponent), self.threshold_db,
-             self.threshold_lin, self._span),
-            self._scale, 10.0 / self._span,
-        )
+        # What the kernels take, as plain tuples (numba dispatches those fast).
+        self._model = plain(_Model(combos=np.ascontiguousarray(self.combos),
+                                   weights=self.weights, inv_m=1.0 / m))
+        self._world = plain(_World(
+            arrival_prob=self.arrival, min_distance_sq=float(lo2),
+            distance_sq_span=float(hi2 - lo2), tx_power_dbm=float(config.tx_power_dbm),
+            noise_dbm=float(config.noise_dbm()), carrier_hz=float(config.carrier_hz),
+            path_loss_exponent=float(config.path_loss_exponent),
+            snr_threshold_db=self.threshold_db, snr_threshold_lin=self.threshold_lin,
+            rayleigh_fading=self._fading, hat_var=1.0 - self.s2, err_var=self.s2))
+        self._view = plain(_View(age_scale_slots=self._scale, est_gain=10.0 / self._span,
+                                 snr_scale_db=self._span))
         n = num_envs
         k = self._block = _block_slots(m)
         self._uniforms = Uniforms(n)
@@ -629,18 +727,18 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self.t = np.zeros(n)
         self.age = np.ones((n, m))
         self.delivered = np.zeros((n, m), dtype=bool)
-        self._f = np.zeros((n, _N_FLOAT, m))
-        self._f[:, _PENDING] = 2.0
-        self._f[:, _DISTANCE] = config.min_distance_m
-        self._f[:, _CLEAR_LEVEL] = self._f[:, _MEAN_LIN] = 1.0
-        self._b = np.zeros((n, _N_BOOL, m), dtype=bool)
-        self._b[:, _CLEAR] = True
+        self._f = np.zeros((n, len(_F), m))
+        self._f[:, _F.pending] = 2.0
+        self._f[:, _F.distance_m] = config.min_distance_m
+        self._f[:, _F.clear_level] = self._f[:, _F.mean_snr] = 1.0
+        self._b = np.zeros((n, len(_B), m), dtype=bool)
+        self._b[:, _B.clear] = True
         self._static = np.zeros((n, _N_FEATURES * m), dtype=np.float32)
         self._static[:, 4 * m:] = self.weights_obs
         self._obs = self._static.copy()
         # The blocks, slot-major: a step reads one contiguous plane for all instances.
-        self._slots = np.zeros((k, n, 4, m))
-        self._slots[:, :, _S_HAT:_S_FADE + 1] = 1.0
+        self._slots = np.zeros((k, n, len(_S), m))
+        self._slots[:, :, _S.fade_est] = self._slots[:, :, _S.fade] = 1.0
         chunk = min(n, _REFILL_CHUNK)  # scratch of the refills
         self._powers = np.empty((chunk, 2, k, m))
         self._phases = np.empty((chunk, k, m), dtype=np.float32)
@@ -651,12 +749,12 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
     @property
     def fade(self) -> np.ndarray:
         """True fading power ``|h|^2`` of the upcoming slot, ``(N, M)``."""
-        return self._slots[self._slot_index(), self._rows, _S_FADE]
+        return self._slots[self._slot_index(), self._rows, _S.fade]
 
     @property
     def fade_est(self) -> np.ndarray:
         """Estimated fading power ``|h_hat|^2`` of the upcoming slot, ``(N, M)``."""
-        return self._slots[self._slot_index(), self._rows, _S_HAT]
+        return self._slots[self._slot_index(), self._rows, _S.fade_est]
 
     def _slot_index(self) -> np.ndarray:
         """Index of each instance's upcoming slot (``t + 1``) within its block, ``(N,)``."""
@@ -690,8 +788,8 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self.age = self.age.copy()
         self.delivered = self.delivered.copy()
         obs = self._obs.copy()  # a new array; instances not reset keep their rows
-        _reset_kernel(self._model, idx, dist, from_uniforms, self._slots, self.t, self._f,
-                      self._b, self.age, self.delivered, self._static, obs)
+        _reset_kernel(self._world, self._view, idx, dist, from_uniforms, self._slots, self.t,
+                      self._f, self._b, self.age, self.delivered, self._static, obs)
         self._obs = obs
         self._left = self._block - 1 - int((self.t % self._block).max())
         return {"distance_m": self.distance_m[idx], "mean_snr_db": self.mean_snr_db[idx]}
@@ -709,11 +807,11 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
             u = self._uniforms.take(rngs[lo:lo + _REFILL_CHUNK], part, width)
             count = len(part)
             powers, phases, logs = self._powers[:count], self._phases[:count], self._logs[:count]
-            _prepare_block(self._fading, part, u, self._slots, powers, phases)
+            _prepare_block(self._world, part, u, self._slots, powers, phases)
             if self._fading:
                 np.log(powers, out=powers)
                 np.cos(phases, out=phases)  # float32: vectorised (float64 cosines: ~20x slower)
-                _combine_block(1.0 - self.s2, self.s2, part, powers, phases, self._slots, logs)
+                _combine_block(self._world, part, powers, phases, self._slots, logs)
                 np.log10(logs, out=logs)
                 _finish_block(part, logs, self._slots)
 
@@ -726,11 +824,11 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
             self._refill([rngs[i] for i in due], due)
         age = np.empty((n, m))
         delivered = np.empty((n, m), dtype=bool)
-        stats = np.empty((_N_STATS, n))
+        stats = np.empty((len(_STAT), n))
         deliveries = np.empty(n, dtype=np.int64)
         obs = np.empty((n, _N_FEATURES * m), dtype=np.float32)  # the kernel writes every row
-        _step_kernel(self._model, actions, self._slots, self.t, self._f, self._b, self.age, age,
-                     delivered, self._static, obs, stats, deliveries)
+        _step_kernel(self._model, self._world, self._view, actions, self._slots, self.t, self._f,
+                     self._b, self.age, age, delivered, self._static, obs, stats, deliveries)
         self.age = age
         self.delivered = delivered
         self._obs = obs
@@ -738,11 +836,11 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
             self._left = self._block - 1 - int((self.t % self._block).max())
         else:
             self._left -= 1
-        reward = stats[_REWARD]
+        reward = stats[_STAT.reward]
         info = {
             "aoi": age,
-            "mean_aoi": stats[_MEAN_AOI],
-            "peak_aoi": stats[_PEAK_AOI],
+            "mean_aoi": stats[_STAT.mean_aoi],
+            "peak_aoi": stats[_STAT.peak_aoi],
             "deliveries": deliveries,
             "delivered": delivered,
             "reward_terms": {"weighted_aoi": reward},
@@ -754,7 +852,7 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
 
         ``t + 1 - gen`` when an update is buffered, else ``age + 1`` (nothing to deliver).
         """
-        return self._f[:, _PENDING].copy()
+        return self._f[:, _F.pending].copy()
 
     def observe(self) -> np.ndarray:
         """Observations ``(N, 5M)`` float32 (layout in :class:`DTSyncAoIEnv`; new every step)."""

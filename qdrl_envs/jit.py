@@ -25,6 +25,10 @@ of :mod:`qdrl_envs`, and any edit to the package starts a fresh one. The directo
 ``QDRL_NUMBA_CACHE_DIR=`` (empty) or an unwritable directory compiles in every process instead.
 Old digests' directories are not pruned (a few MB each).
 
+**Named packs and rows.** Kernels take their constants as :class:`typing.NamedTuple` packs
+and index blocks of state by row maps (the template in :mod:`qdrl_envs.core`): :func:`plain`
+gives a pack as the plain tuple a kernel is called with, :func:`row_map` the row numbers.
+
 ``NUMBA_DISABLE_JIT=1`` runs every kernel as plain Python: slow, but steppable in a debugger.
 """
 
@@ -40,9 +44,10 @@ from typing import Any, TypeVar
 import numba
 from numba.extending import register_jitable
 
-__all__ = ["cache_dir", "jitable", "kernel"]
+__all__ = ["cache_dir", "jitable", "kernel", "plain", "row_map"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R", bound=tuple)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -100,3 +105,23 @@ def kernel(fn: F) -> F:
         return numba.njit(cache=True, **options)(fn)
     finally:
         numba.config.CACHE_DIR = saved
+
+
+def plain(pack: tuple) -> tuple:
+    """``pack`` (a :class:`typing.NamedTuple`, nested ones too) as plain tuples, the same values.
+
+    What a kernel is called with: numba's dispatcher types a plain tuple in its C fast path
+    but a named one in Python, several microseconds a call. The kernel re-wraps it as its
+    first line (``model = _Model(*model)``), which compiles to nothing.
+    """
+    return tuple(plain(v) if isinstance(v, tuple) else v for v in pack)
+
+
+def row_map(cls: type[R]) -> R:
+    """The row map ``cls(0, 1, ..., n - 1)`` of a :class:`typing.NamedTuple` of ``n`` int fields.
+
+    Names the rows of an array block: ``_STAT = row_map(_StatRows)``, then ``stats[_STAT.reward,
+    m]`` in a kernel (numba freezes a global tuple: the index is a compile-time constant) or in
+    Python, and ``len(_STAT)`` rows.
+    """
+    return cls(*range(len(cls._fields)))  # type: ignore[attr-defined]

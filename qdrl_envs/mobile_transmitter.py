@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -23,7 +23,7 @@ from gymnasium import spaces
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_bool, check_int, check_real
 from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
-from qdrl_envs.jit import jitable, kernel
+from qdrl_envs.jit import jitable, kernel, plain
 
 __all__ = [
     "MobileTransmitterConfig",
@@ -155,22 +155,58 @@ class MobileTransmitterConfig(EnvConfig):
 # One instance at a time: row functions compiled into the core's kernels (see qdrl_envs.jit)
 # --------------------------------------------------------------------------------------------
 
+# The constants the kernels take (the template in qdrl_envs.core), built by
+# MobileTransmitterCore. The world draws nothing a pack must describe: fading powers and
+# walking directions come as uniforms, read by the model.
+
+
+class _Model(NamedTuple):
+    """The slot model: powers, rates, the flight step and the users' random walk."""
+
+    n_users: int
+    snr_at_1m: float
+    """SNR of a user 1 m away with the whole power budget, ``P_max g(1 m) K / sigma^2``."""
+    neg_exponent: float
+    """Minus the path-loss exponent."""
+    inv_k_ln2: float
+    """``1 / (K ln 2)``: a user's rate ``(1/K) log2(1 + SNR)`` from ``log1p``."""
+    p_max_w: float
+    """The power budget ``P_max`` (W)."""
+    rayleigh_fading: int
+    """1 with Rayleigh block fading (``K`` uniforms a slot), else 0."""
+    area_m: float
+    max_step_m: float
+    user_step_m: float
+    """How far a user walks in one slot (0: users stand still)."""
+
+
+class _View(NamedTuple):
+    """The observation's scaling (and the geometry of the distances it shows)."""
+
+    n_users: int
+    altitude_sq: float
+    """Squared flight altitude (m^2)."""
+    inv_max_distance: float
+    """``1 / max_distance_m``: distances to ``[0, 1]``."""
+    pos_scale: float
+    """``2 / area_m``: positions to ``[-1, 1]``."""
+
 
 @jitable
 def _place_row(view, uav, users, distance, obs):  # pragma: no cover - compiled
     """Write one instance's UAV-user distances and its observation (layout: the manual)."""
-    k, alt_sq, inv_dmax, pos_scale = view
+    k, scale = view.n_users, view.pos_scale
     # 0 <= x <= A holds exactly and d <= sqrt(2 A^2 + H^2) up to a few ulps of float64 (no
     # overflow: A, H <= 1e6 m); the float32 cast removes such overshoots, so no clipping.
     for i in range(k):
         x, y = users[i, 0], users[i, 1]
         dx, dy = x - uav[0], y - uav[1]
-        distance[i] = d = np.sqrt(dx * dx + dy * dy + alt_sq)
-        obs[i] = d * inv_dmax
-        obs[k + 2 + 2 * i] = x * pos_scale - 1.0
-        obs[k + 3 + 2 * i] = y * pos_scale - 1.0
-    obs[k] = uav[0] * pos_scale - 1.0
-    obs[k + 1] = uav[1] * pos_scale - 1.0
+        distance[i] = d = np.sqrt(dx * dx + dy * dy + view.altitude_sq)
+        obs[i] = d * view.inv_max_distance
+        obs[k + 2 + 2 * i] = x * scale - 1.0
+        obs[k + 3 + 2 * i] = y * scale - 1.0
+    obs[k] = uav[0] * scale - 1.0
+    obs[k + 1] = uav[1] * scale - 1.0
 
 
 @jitable
@@ -182,7 +218,7 @@ def _step_row(model, view, action, u, uav, users, distance, rates, powers, new_d
     directions (if users move). ``distance`` is read; the new distances and observation go to
     ``new_distance`` and ``obs``; ``uav`` and ``users`` are updated in place.
     """
-    k, snr_g1, neg_n, inv_k_ln2, p_max_w, fading, area, step, user_step = model
+    k, area = model.n_users, model.area_m
     total = 0.0
     for i in range(k):
         total += 0.5 * (action[i] + 1.0)  # c_k = (a_k + 1) / 2
@@ -191,19 +227,20 @@ def _step_row(model, view, action, u, uav, users, distance, rates, powers, new_d
     for i in range(k):
         share = 0.5 * (action[i] + 1.0) / budget
         # SNR at full budget, (P_max g_k) / (sigma^2 / K), times the share of the budget.
-        snr = snr_g1 * distance[i] ** neg_n
-        if fading:
+        snr = model.snr_at_1m * distance[i] ** model.neg_exponent
+        if model.rayleigh_fading:
             snr *= -np.log1p(-u[i])  # Rayleigh block fading: Exp(1) power, inverse CDF
-        rates[i] = rate = np.log1p(share * snr) * inv_k_ln2  # (1/K) log2(1 + SNR_k)
-        powers[i] = p_max_w * share
+        rates[i] = rate = np.log1p(share * snr) * model.inv_k_ln2  # (1/K) log2(1 + SNR_k)
+        powers[i] = model.p_max_w * share
         sum_rate += rate
     # Fly: the step vector (dx, dy) is scaled onto the unit disc (speed limit), then the
     # position is clamped to the area (the UAV cannot leave it).
-    reach = step / max(np.hypot(action[k], action[k + 1]), 1.0)
+    reach = model.max_step_m / max(np.hypot(action[k], action[k + 1]), 1.0)
     uav[0] = min(max(uav[0] + action[k] * reach, 0.0), area)
     uav[1] = min(max(uav[1] + action[k + 1] * reach, 0.0), area)
+    user_step = model.user_step_m
     if user_step > 0.0:  # a random-walk step in a uniformly random direction, clamped
-        first = k * fading
+        first = k * model.rayleigh_fading
         for i in range(k):
             angle = 2.0 * np.pi * u[first + i]
             users[i, 0] = min(max(users[i, 0] + user_step * np.cos(angle), 0.0), area)
@@ -214,6 +251,7 @@ def _step_row(model, view, action, u, uav, users, distance, rates, powers, new_d
 
 @kernel
 def _place_kernel(view, idx, uav, users, distance, obs):  # pragma: no cover - compiled
+    view = _View(*view)
     for j in range(idx.shape[0]):
         m = idx[j]
         _place_row(view, uav[m], users[m], distance[m], obs[m])
@@ -222,6 +260,8 @@ def _place_kernel(view, idx, uav, users, distance, obs):  # pragma: no cover - c
 @kernel
 def _step_kernel(model, view, actions, uniforms, uav, users, distance, rates, powers, sum_rate,
                  new_distance, obs):  # pragma: no cover - compiled
+    model = _Model(*model)
+    view = _View(*view)
     for m in range(actions.shape[0]):
         sum_rate[m] = _step_row(model, view, actions[m], uniforms[m], uav[m], users[m],
                                 distance[m], rates[m], powers[m], new_distance[m], obs[m])
@@ -245,8 +285,8 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
     ``K`` for the users' directions (with ``user_speed_m_s > 0``); none otherwise.
 
     The model runs in compiled kernels (``_step_kernel``, ``_place_kernel``) over row
-    functions; the constants they need are packed once into plain tuples (``_model``,
-    ``_view``).
+    functions; the constants they need are packed once (``_model``, ``_view``: the packs
+    :class:`_Model`, :class:`_View` as plain tuples, the template of :mod:`qdrl_envs.core`).
     """
 
     not_state = ("trails",)  # a picture's history, not the physics
@@ -279,10 +319,14 @@ class MobileTransmitterCore(BatchedCore[MobileTransmitterConfig]):
         user_step = config.user_speed_m_s * config.slot_s
         # What the kernels take, as plain tuples (numba dispatches those fast).
         snr_g1 = self.p_max_w * k / self.noise_w * self._g1  # SNR at 1 m, full budget
-        self._model = (k, snr_g1, self._neg_n, 1.0 / (k * math.log(2.0)), self.p_max_w, fading,
-                       self._area, float(config.max_step_m), float(user_step))
-        self._view = (k, float(config.altitude_m) ** 2, 1.0 / config.max_distance_m,
-                      2.0 / self._area)
+        self._model = plain(_Model(
+            n_users=k, snr_at_1m=snr_g1, neg_exponent=self._neg_n,
+            inv_k_ln2=1.0 / (k * math.log(2.0)), p_max_w=self.p_max_w, rayleigh_fading=fading,
+            area_m=self._area, max_step_m=float(config.max_step_m),
+            user_step_m=float(user_step)))
+        self._view = plain(_View(n_users=k, altitude_sq=float(config.altitude_m) ** 2,
+                                 inv_max_distance=1.0 / config.max_distance_m,
+                                 pos_scale=2.0 / self._area))
         self._n_uniforms = k * fading + k * (user_step > 0.0)
         self._uniforms = Uniforms(num_envs)
         self._no_uniforms = np.empty((num_envs, 0))

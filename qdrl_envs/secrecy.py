@@ -15,7 +15,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -49,6 +49,12 @@ POWER_SCALES: tuple[str, ...] = ("log", "linear")
 _TINY_GAIN = 1e-300
 _BELOW_ONE = 1.0 - 2.0**-53  # keeps inverse-CDF arguments strictly inside (-1, 0]
 _RESET_OPTIONS = ("ap_positions_m", "user_positions_m", "eve_positions_m")
+_MAX_BLOCK_STEPS = 128  # slots of channels drawn at once per instance (see _block_steps)
+
+
+def _block_steps(n_aps: int) -> int:
+    """Slots per block of channels: 128, fewer for more APs to bound the memory (at least 4)."""
+    return int(min(_MAX_BLOCK_STEPS, max(4, 8192 // (4 * n_aps * n_aps))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,6 +241,38 @@ def _grid_positions(n_aps: int, area_m: float) -> NDArray[np.float64]:
     return np.stack([(m % cols + 0.5) * area_m / cols, (m // cols + 0.5) * area_m / rows], axis=-1)
 
 
+class _Model(NamedTuple):
+    """The slot model's constants: the action's power scale (the rates need no other)."""
+
+    log_power: bool
+    """``power_scale == "log"``."""
+    power_range_db: float
+
+
+class _World(NamedTuple):
+    """What is drawn: the geometry at reset and the blocks of fading."""
+
+    ap_grid: NDArray[np.float64]
+    """``(M, 2)`` AP positions of the ``"grid"`` layout."""
+    extra_loss_db: NDArray[np.float64]
+    """``(2M,)`` extra path loss of each receiver column (0 for users)."""
+    geometry_shape: tuple[int, ...]
+    """Shape of the uniforms of one instance's geometry, ``(3, M, 2)``."""
+    block_shape: tuple[int, ...]
+    """Shape of one instance's fading draws for a block."""
+    fading_rho: float
+    concealed_eves: bool
+
+
+class _View(NamedTuple):
+    """The observation's scaling: ``clip(log10(g) * obs_a + obs_b, -1, 1)``."""
+
+    obs_a: float
+    obs_b: float
+    statistical_csi: bool
+    """Eavesdropper links show their path gains only (``eve_csi == "statistical"``)."""
+
+
 def _check_positions(name: str, value: Any, n_aps: int, area_m: float) -> NDArray[np.float64]:
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -276,7 +314,18 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
     M))`` (the fading powers ``|h|^2 ~ Exp(1)`` of the user links, then of the eavesdropper
     links, slot by slot) or, with Gauss-Markov fading, ``standard_normal((block_steps, 2, M,
     2M))`` (real and imaginary parts of every coefficient, slot by slot).
+
+    Constants sit in the packs of the template of :mod:`qdrl_envs.core` (``_model``,
+    ``_world``, ``_view``: :class:`_Model`, :class:`_World`, :class:`_View`), read by name; the
+    model is NumPy algebra on whole batches, so there is no kernel to hand them to as plain
+    tuples, and no state block needs row maps.
+
+    :attr:`gains` and the current rate operators and observations are selections of the
+    blocks at each instance's slot, not state of their own: :meth:`save_rows` and
+    :meth:`restore_rows` keep the blocks and the slots, and select again.
     """
+
+    not_state = ("gains", "_op", "_obs")  # the blocks at _pos, selected again on a restore
 
     def render_ansi(self, row: int = 0) -> str:
         """Row ``row`` as text (see the env manual's Rendering)."""
@@ -294,25 +343,27 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self.p_max_w = float(radio.dbm_to_watt(c.p_max_dbm))
         self.noise_w = float(radio.noise_power_w(c.bandwidth_hz, c.noise_figure_db))
         self.single_action_space = spaces.Box(-1.0, 1.0, (m,), dtype=np.float32)
-        self._log_power = c.power_scale == "log"
-        self._range_db = float(c.power_range_db)
         self.single_observation_space = spaces.Box(-1.0, 1.0, (2 * m * m,), dtype=np.float32)
+        self.block_steps = _block_steps(m)
+        rho = float(c.fading_rho)
+        self._model = _Model(log_power=c.power_scale == "log",
+                             power_range_db=float(c.power_range_db))
+        self._world = _World(
+            ap_grid=_grid_positions(m, c.area_m),
+            extra_loss_db=np.concatenate((np.zeros(m), np.full(m, c.eve_extra_loss_db))),
+            geometry_shape=(3, m, 2),
+            # I.i.d. fading draws the fading powers |h|^2 ~ Exp(1) directly (one number per
+            # link); Gauss-Markov fading needs the complex coefficients (two normals per link).
+            block_shape=((2, self.block_steps, m, m) if rho == 0.0
+                         else (self.block_steps, 2, m, 2 * m)),
+            fading_rho=rho, concealed_eves=c.concealed_eves)
         # Observation = clip((10 log10(P_max g / noise) - center) / scale, -1, 1)
         #             = clip(log10(g) * obs_a + obs_b, -1, 1).
-        self._obs_a = 10.0 / c.obs_scale_db
-        self._obs_b = (10.0 * math.log10(self.p_max_w / self.noise_w) - c.obs_center_db) \
-            / c.obs_scale_db
-        self._rho = float(c.fading_rho)
-        self._concealed = c.concealed_eves
-        self._statistical = c.eve_csi == "statistical"
-        self._grid = _grid_positions(m, c.area_m)
-        self._extra_loss_db = np.concatenate((np.zeros(m), np.full(m, c.eve_extra_loss_db)))
-        self._geo_shape = (3, m, 2)
-        self.block_steps = int(min(128, max(4, 8192 // (4 * m * m))))
-        # I.i.d. fading draws the fading powers |h|^2 ~ Exp(1) directly (one number per link);
-        # Gauss-Markov fading needs the complex coefficients (two normals per link).
-        self._block_shape = ((2, self.block_steps, m, m) if self._rho == 0.0
-                             else (self.block_steps, 2, m, 2 * m))
+        self._view = _View(
+            obs_a=10.0 / c.obs_scale_db,
+            obs_b=(10.0 * math.log10(self.p_max_w / self.noise_w) - c.obs_center_db)
+            / c.obs_scale_db,
+            statistical_csi=c.eve_csi == "statistical")
         n, t = num_envs, self.block_steps
         self.ap_positions_m = np.zeros((n, m, 2))
         self.user_positions_m = np.zeros((n, m, 2))
@@ -354,9 +405,9 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         ``a = -1``; ``"linear"``: ``p = (a + 1) / 2``.
         """
         a = np.asarray(actions, dtype=np.float64)
-        if not self._log_power:
+        if not self._model.log_power:
             return 0.5 * (a + 1.0)
-        p = np.power(10.0, (a - 1.0) * (0.05 * self._range_db))
+        p = np.power(10.0, (a - 1.0) * (0.05 * self._model.power_range_db))
         return np.where(a <= -1.0, 0.0, p)
 
     def action_of(self, coefficients: ArrayLike) -> NDArray[np.float32]:
@@ -366,11 +417,11 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         ``-power_range_db`` dB (0 among them) become -1, off.
         """
         p = np.clip(np.asarray(coefficients, dtype=np.float64), 0.0, 1.0)
-        if not self._log_power:
+        if not self._model.log_power:
             a = 2.0 * p - 1.0
         else:
             db = 10.0 * np.log10(np.maximum(p, 1e-300))
-            a = np.maximum(1.0 + 2.0 * db / self._range_db, -1.0)
+            a = np.maximum(1.0 + 2.0 * db / self._model.power_range_db, -1.0)
         return a.astype(np.float32)
 
     # -- model -------------------------------------------------------------------------------
@@ -390,7 +441,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         extra = (slice(None),) + (None,) * (x_u.ndim - 3)
         pg_u, pg_e = self._pg_user[rows][extra], self._pg_eve[rows][extra]
         g_u = x_u * pg_u
-        if self._concealed:
+        if self._world.concealed_eves:
             cap = g_u * self._inv_pg_eve[rows][extra]  # largest allowed eavesdropper x
             viol = x_e > cap
             if np.count_nonzero(viol):
@@ -412,7 +463,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         ``None``, a stationary start). A concealment redraw rescales the eavesdropper
         coefficient (its phase is kept), so the process carries on from the redrawn channel.
         """
-        z = w if z is None else radio.gauss_markov_update(z, w, self._rho)
+        z = w if z is None else radio.gauss_markov_update(z, w, self._world.fading_rho)
         m = self.n_aps
         x = 0.5 * (z[:, 0] * z[:, 0] + z[:, 1] * z[:, 1])  # |h|^2, (n, M, 2M)
         x_u, x_e = x[..., :m], x[..., m:].copy()
@@ -428,10 +479,10 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
                      ) -> NDArray[np.float32]:
         """Scaled, clipped float32 observations of gains ``(..., M, 2M)``, flattened."""
         db = np.log10(np.maximum(gains, _TINY_GAIN))
-        db *= self._obs_a
-        db += self._obs_b
+        db *= self._view.obs_a
+        db += self._view.obs_b
         obs = db.astype(np.float32)
-        if self._statistical:
+        if self._view.statistical_csi:
             obs[..., self.n_aps:] = pg_obs
         np.maximum(obs, -1.0, out=obs)  # clip without np.clip's Python overhead
         np.minimum(obs, 1.0, out=obs)
@@ -443,11 +494,12 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
 
         ``fresh``: the block starts an episode (a Gauss-Markov process starts stationary).
         """
-        if self._rho == 0.0:
-            w = draw(rngs, lambda g: g.standard_exponential(self._block_shape))  # (n,2,T,M,M)
+        shape = self._world.block_shape
+        if self._world.fading_rho == 0.0:
+            w = draw(rngs, lambda g: g.standard_exponential(shape))  # (n,2,T,M,M)
             gains = self._gains(w[:, 0], w[:, 1], idx)
         else:
-            w = draw(rngs, lambda g: g.standard_normal(self._block_shape))  # (n,T,2,M,2M)
+            w = draw(rngs, lambda g: g.standard_normal(shape))  # (n,T,2,M,2M)
             gains = np.empty((len(idx), self.block_steps, self.n_aps, 2 * self.n_aps))
             z = None if fresh else self._z[idx]
             for t in range(self.block_steps):
@@ -475,6 +527,22 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         if done.size:
             self._store(done, *self._new_blocks([rngs[i] for i in done], done, fresh=False))
         self._select()
+
+    def save_rows(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Copies of the state of instances ``idx``, for :meth:`restore_rows`."""
+        self._sync_pos()
+        return super().save_rows(idx)
+
+    def restore_rows(self, idx: np.ndarray, saved: dict[str, np.ndarray]) -> None:
+        """Put instances ``idx`` back as :meth:`save_rows` copied them, slots included."""
+        self._sync_pos()
+        super().restore_rows(idx, saved)
+        self._select()
+
+    def _sync_pos(self) -> None:
+        """Make ``_pos`` hold every instance's slot (it is stale while they are aligned)."""
+        if self._aligned is not None:
+            self._pos[:] = self._aligned
 
     def _store(self, idx: np.ndarray, gains: NDArray[np.float64], op: NDArray[np.float64],
                obs: NDArray[np.float32]) -> None:
@@ -513,9 +581,9 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
                 raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
                                  f"{list(_RESET_OPTIONS)}")
             fixed = {k: _check_positions(k, v, m, self.config.area_m) for k, v in options.items()}
-        u = draw(rngs, lambda g: g.random(self._geo_shape))  # (n, 3, M, 2)
+        u = draw(rngs, lambda g: g.random(self._world.geometry_shape))  # (n, 3, M, 2)
         if c.ap_layout == "grid":
-            ap = np.broadcast_to(self._grid, (n, m, 2))
+            ap = np.broadcast_to(self._world.ap_grid, (n, m, 2))
         else:
             ap = u[:, 0] * c.area_m
         ap = np.broadcast_to(fixed.get("ap_positions_m", ap), (n, m, 2))
@@ -526,7 +594,7 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         eve = np.clip(user + np.stack([r_e * np.cos(t_e), r_e * np.sin(t_e)], -1), 0.0, c.area_m)
         eve = np.broadcast_to(fixed.get("eve_positions_m", eve), (n, m, 2))
         dist = radio.pairwise_distance(ap, np.concatenate((user, eve), axis=1))  # (n, M, 2M)
-        pg = radio.path_gain(dist, c.carrier_hz, c.path_loss_exponent, self._extra_loss_db)
+        pg = radio.path_gain(dist, c.carrier_hz, c.path_loss_exponent, self._world.extra_loss_db)
         self.ap_positions_m[idx] = ap
         self.user_positions_m[idx] = user
         self.eve_positions_m[idx] = eve
@@ -534,7 +602,8 @@ class SecrecyCore(BatchedCore[SecrecyConfig]):
         self._pg_user[idx] = pg[..., :m]
         self._pg_eve[idx] = pg[..., m:]
         self._inv_pg_eve[idx] = 1.0 / pg[..., m:]
-        self._pg_obs[idx] = np.clip(np.log10(pg[..., m:]) * self._obs_a + self._obs_b, -1.0, 1.0)
+        view = self._view
+        self._pg_obs[idx] = np.clip(np.log10(pg[..., m:]) * view.obs_a + view.obs_b, -1.0, 1.0)
         gains, op, obs = self._new_blocks(rngs, idx, fresh=True)
         if n == self.num_envs:
             self._gain_block, self._op_block, self._obs_block = gains, op, obs

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -27,9 +27,12 @@ from numpy.typing import ArrayLike, NDArray
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
 from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
-from qdrl_envs.jit import jitable, kernel
+from qdrl_envs.jit import jitable, kernel, plain, row_map
 from qdrl_envs.traffic import (
+    QUEUE_STEP_ROWS,
+    FifoParams,
     FifoQueues,
+    InverseCdf,
     PoissonArrivals,
     fifo_backlog_and_head_age,
     fifo_step,
@@ -285,12 +288,77 @@ class SemanticSlicingConfig(EnvConfig):
 # One instance at a time: row functions compiled into the core's kernels (see qdrl_envs.jit)
 # --------------------------------------------------------------------------------------------
 
-# Per-instance scalars a kernel writes (``scalars[k, m]`` for instance ``m``).
-_XI, _CRITICAL_VIOLATIONS, _SATISFACTION, _VIOLATION = 0, 1, 2, 3
-# Per-slice and per-queue figures (``slices[k, m, :]``, ``queues[k, m, :]``).
-_THROUGHPUT, _DELAY, _SLA_VIOLATIONS, _SLA_SATISFACTION = 0, 1, 2, 3
-# Queue rows follow qdrl_envs.traffic.fifo_step (the QueueStep field order).
-_SERVED, _DELAY_SUM, _MAX_DELAY, _EXPIRED, _OVERFLOW, _ACCEPTED = 0, 1, 2, 3, 4, 5
+# The constants the kernels take (the template in qdrl_envs.core), built by SemanticSlicingCore.
+
+
+class _Model(NamedTuple):
+    """The slot model: the RB split, the queues' service and the SLA score."""
+
+    n_rbs: int
+    slot_s: float
+    min_similarity: float
+    critical_weight: float
+    slice_weights: NDArray[np.float64]
+    """``(3,)`` the slices' satisfaction weights, normalised."""
+    violation_weights: NDArray[np.float64]
+    """``(3,)`` reward per violated unit of each slice (negative)."""
+    queues: FifoParams
+    """The queues' constants (:attr:`qdrl_envs.traffic.FifoQueues.params`)."""
+
+
+class _World(NamedTuple):
+    """What is drawn: each queue's arrivals, each slice's fading, and what an RB carries."""
+
+    arrivals: InverseCdf
+    """Arrival counts per slot (Poisson), one row per queue."""
+    unit: NDArray[np.float64]
+    """``(4,)`` words or bits of one arrival of each queue."""
+    mean_snr: NDArray[np.float64]
+    """``(3,)`` each slice's mean SNR (linear)."""
+    rb_symbols: float
+    """Channel uses of one RB in one slot."""
+    words_per_rb: float
+    """Semantic words one RB carries in one slot."""
+    sim_low: float
+    sim_high: float
+    sim_slope_per_db: float
+    sim_offset: float
+
+
+class _View(NamedTuple):
+    """The observation's scaling."""
+
+    inv_demand: NDArray[np.float64]
+    """``(4,)`` one over each queue's demand scale (what all RBs carry at the mean SNR)."""
+    inv_deadline: NDArray[np.float64]
+    """``(4,)`` one over each queue's deadline (slots)."""
+    snr_scale: float
+    """One over the observed SNR span (dB)."""
+    inv_rbs: float
+    """``1 / n_rbs``."""
+
+
+class _ScalarRows(NamedTuple):
+    """Rows of the per-instance scalars a kernel writes (``scalars[row, m]``)."""
+
+    xi: int
+    critical_violations: int
+    satisfaction: int
+    violation: int
+
+
+class _SliceRows(NamedTuple):
+    """Rows of the per-slice figures (``slices[row, m, s]``)."""
+
+    throughput: int
+    delay: int
+    sla_violations: int
+    sla_satisfaction: int
+
+
+_SCALAR = row_map(_ScalarRows)
+_SLICE = row_map(_SliceRows)
+_QUEUE = QUEUE_STEP_ROWS  # rows of the per-queue figures (``queues[row, m, q]``): fifo_step's
 
 
 @jitable
@@ -300,54 +368,53 @@ def _draw_slot(world, u, pending, snr_db, rb_capacity):  # pragma: no cover - co
     ``u[:4]`` are uniforms (arrival counts), ``u[4:7]`` standard exponentials: the slices'
     Rayleigh fading powers ``Exp(1)`` themselves.
     """
-    arrivals, unit, mean_snr, rb_symbols, words_per_rb, sim = world
     for q in range(4):
-        pending[q] = inverse_cdf_draw(arrivals, q, u[q]) * unit[q]
+        pending[q] = inverse_cdf_draw(world.arrivals, q, u[q]) * world.unit[q]
     for s in range(3):
-        snr = mean_snr[s] * u[4 + s]
+        snr = world.mean_snr[s] * u[4 + s]
         snr_db[s] = radio.linear_to_db(snr)
-        rb_capacity[s] = rb_symbols * radio.shannon_rate(snr)
-    rb_capacity[0] = words_per_rb
-    return semantic_similarity(snr_db[0], sim[0], sim[1], sim[2], sim[3])
+        rb_capacity[s] = world.rb_symbols * radio.shannon_rate(snr)
+    rb_capacity[0] = world.words_per_rb
+    return semantic_similarity(snr_db[0], world.sim_low, world.sim_high, world.sim_slope_per_db,
+                               world.sim_offset)
 
 
 @jitable
 def _observe_row(view, queue, pending, snr_db, xi, rbs, obs):  # pragma: no cover - compiled
     """Write one instance's observation (layout in the :class:`SemanticSlicingEnv` manual)."""
-    inv_demand, inv_deadline, snr_scale, inv_rbs = view
     for q in range(4):
         backlog, age = fifo_backlog_and_head_age(queue, q)
-        obs[q] = min(max((backlog + pending[q]) * inv_demand[q], 0.0), 1.0)
-        obs[4 + q] = min(max(age * inv_deadline[q], 0.0), 1.0)
+        obs[q] = min(max((backlog + pending[q]) * view.inv_demand[q], 0.0), 1.0)
+        obs[4 + q] = min(max(age * view.inv_deadline[q], 0.0), 1.0)
     for s in range(3):
-        obs[8 + s] = min(max((snr_db[s] - SNR_OBS_LOW_DB) * snr_scale, 0.0), 1.0)
-        obs[12 + s] = min(max(rbs[s] * inv_rbs, 0.0), 1.0)
+        obs[8 + s] = min(max((snr_db[s] - SNR_OBS_LOW_DB) * view.snr_scale, 0.0), 1.0)
+        obs[12 + s] = min(max(rbs[s] * view.inv_rbs, 0.0), 1.0)
     obs[11] = min(max(xi, 0.0), 1.0)
 
 
 @jitable
-def _serve_row(model, fifo, action, queue, pending, rb_capacity, xi, rbs, capacity, qout, sout,
+def _serve_row(model, action, queue, pending, rb_capacity, xi, rbs, capacity, qout, sout,
                scalars, m):  # pragma: no cover - compiled
     """Split the RBs by ``action``, serve the queues and score the SLAs of instance ``m``.
 
     ``qout`` ``(6, 4)`` and ``sout`` ``(4, 3)`` take the per-queue and per-slice figures (rows
-    ``_SERVED``..., ``_THROUGHPUT``...); ``scalars[:, m]`` the per-instance ones; ``capacity``
-    is scratch of length 4.
+    ``_QUEUE``, ``_SLICE``); ``scalars[:, m]`` the per-instance ones (rows ``_SCALAR``);
+    ``capacity`` is scratch of length 4.
     """
-    n_rbs, slot_s, min_similarity, critical_weight, w_slice, viol_coef = model
-    buffer, delay, expire_col, after_previous = fifo
+    fifo = FifoParams(*model.queues)
     for s in range(3):
         capacity[s] = 0.5 * (action[s] + 1.0)  # shares x = (a + 1) / 2 (scratch reused below)
-    _largest_remainder_row(capacity[:3], n_rbs, rbs)
+    _largest_remainder_row(capacity[:3], model.n_rbs, rbs)
     # Critical semantic words go first and routine ones get what they leave (the queues are
     # built with after_previous = (F, T, F, F)); eMBB and URLLC have their own slices.
     capacity[0] = rbs[0] * rb_capacity[0]
     capacity[1] = 0.0
     capacity[2] = rbs[1] * rb_capacity[1]
     capacity[3] = rbs[2] * rb_capacity[2]
-    fifo_step(queue, pending, capacity, buffer, delay, expire_col, after_previous, qout)
-    served, expired, overflow = qout[_SERVED], qout[_EXPIRED], qout[_OVERFLOW]
-    ok = 1.0 if xi >= min_similarity else 0.0  # semantic words need the similarity SLA too
+    fifo_step(queue, pending, capacity, fifo.buffer, fifo.delay, fifo.expire_col,
+              fifo.after_previous, qout)
+    served, expired, overflow = qout[_QUEUE.served], qout[_QUEUE.expired], qout[_QUEUE.overflow]
+    ok = 1.0 if xi >= model.min_similarity else 0.0  # semantic words need the similarity SLA too
     # Per slice: at stake = served + expired + dropped; met = served within the SLA. The
     # semantic slice holds queues 0 (critical words, weight critical_weight) and 1.
     satisfaction = 0.0
@@ -356,12 +423,12 @@ def _serve_row(model, fifo, action, queue, pending, rb_capacity, xi, rbs, capaci
         q = 0 if s == 0 else s + 1
         stake = served[q] + expired[q] + overflow[q]
         met = served[q] * ok if s == 0 else served[q]
-        weight = critical_weight if s == 0 else 1.0
+        weight = model.critical_weight if s == 0 else 1.0
         stake_w, met_w = weight * stake, weight * met
         violated, violated_w = stake - met, weight * (stake - met)
-        done, waited = served[q], qout[_DELAY_SUM, q]
+        done, waited = served[q], qout[_QUEUE.delay_sum_slots, q]
         if s == 0:
-            scalars[_CRITICAL_VIOLATIONS, m] = violated
+            scalars[_SCALAR.critical_violations, m] = violated
             stake1 = served[1] + expired[1] + overflow[1]
             met1 = served[1] * ok
             stake_w += stake1
@@ -369,38 +436,44 @@ def _serve_row(model, fifo, action, queue, pending, rb_capacity, xi, rbs, capaci
             violated += stake1 - met1
             violated_w += stake1 - met1
             done += served[1]
-            waited += qout[_DELAY_SUM, 1]
+            waited += qout[_QUEUE.delay_sum_slots, 1]
         nothing = 1.0 if stake_w <= 0.0 else 0.0
-        sout[_SLA_SATISFACTION, s] = frac = (met_w + nothing) / (stake_w + nothing)
-        sout[_SLA_VIOLATIONS, s] = violated
-        sout[_DELAY, s] = waited * slot_s / max(done, 1e-300)
-        sout[_THROUGHPUT, s] = done * (1.0 / slot_s) * (xi if s == 0 else 1.0)
-        satisfaction += frac * w_slice[s]
-        violation += violated_w * viol_coef[s]
-    scalars[_XI, m] = xi
-    scalars[_SATISFACTION, m] = satisfaction
-    scalars[_VIOLATION, m] = violation
+        sout[_SLICE.sla_satisfaction, s] = frac = (met_w + nothing) / (stake_w + nothing)
+        sout[_SLICE.sla_violations, s] = violated
+        sout[_SLICE.delay, s] = waited * model.slot_s / max(done, 1e-300)
+        sout[_SLICE.throughput, s] = done * (1.0 / model.slot_s) * (xi if s == 0 else 1.0)
+        satisfaction += frac * model.slice_weights[s]
+        violation += violated_w * model.violation_weights[s]
+    scalars[_SCALAR.xi, m] = xi
+    scalars[_SCALAR.satisfaction, m] = satisfaction
+    scalars[_SCALAR.violation, m] = violation
 
 
 @kernel
-def _reset_kernel(world, view, idx, draws, n_rbs, queues, pending, snr_db, xi, rb_capacity,
+def _reset_kernel(model, world, view, idx, draws, queues, pending, snr_db, xi, rb_capacity,
                   rbs, obs):  # pragma: no cover - compiled
+    model = _Model(*model)
+    world = _World(*world)
+    view = _View(*view)
     equal = np.zeros(3)
     for j in range(idx.shape[0]):
         m = idx[j]
         queues[m] = 0.0
         xi[m] = _draw_slot(world, draws[j], pending[m], snr_db[m], rb_capacity[m])
-        _largest_remainder_row(equal, n_rbs, rbs[m])
+        _largest_remainder_row(equal, model.n_rbs, rbs[m])
         _observe_row(view, queues[m], pending[m], snr_db[m], xi[m], rbs[m], obs[m])
 
 
 @kernel
-def _step_kernel(model, fifo, world, view, actions, draws, queues, pending, snr_db, xi,
+def _step_kernel(model, world, view, actions, draws, queues, pending, snr_db, xi,
                  rb_capacity, rbs, obs, qout, sout, rbs_out, scalars
                  ):  # pragma: no cover - compiled
+    model = _Model(*model)
+    world = _World(*world)
+    view = _View(*view)
     capacity = np.empty(4)
     for m in range(actions.shape[0]):
-        _serve_row(model, fifo, actions[m], queues[m], pending[m], rb_capacity[m], xi[m],
+        _serve_row(model, actions[m], queues[m], pending[m], rb_capacity[m], xi[m],
                    rbs_out[m], capacity, qout[:, m], sout[:, m], scalars, m)
         rbs[m] = rbs_out[m]
         xi[m] = _draw_slot(world, draws[m], pending[m], snr_db[m], rb_capacity[m])
@@ -430,8 +503,9 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     exactly.
 
     The model runs in compiled kernels (``_reset_kernel``, ``_step_kernel``) over row
-    functions; the constants they need are packed once into plain tuples (``_model``,
-    ``_world``, ``_view``; the queues' own in :attr:`FifoQueues.params`).
+    functions; the constants they need are packed once (``_model``, ``_world``, ``_view``: the
+    packs :class:`_Model` (the queues' :attr:`FifoQueues.params` among them), :class:`_World`,
+    :class:`_View` as plain tuples, the template of :mod:`qdrl_envs.core`).
     """
 
     def render_ansi(self, row: int = 0) -> str:
@@ -479,12 +553,17 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
 
         self._uniforms = Uniforms(num_envs)
         # What the kernels take, as plain tuples (numba dispatches those fast).
-        self._model = (int(c.n_rbs), float(c.slot_s), float(c.min_similarity),
-                       float(c.critical_weight), self._w_slice_norm, self._viol_coef)
-        self._world = (tuple(self._arrivals.table), self._unit, self._mean_snr_lin,
-                       float(self._rb_symbols), float(self.words_per_rb),
-                       np.array([c.sim_low, c.sim_high, c.sim_slope_per_db, c.sim_offset]))
-        self._view = (self._inv_demand, self._inv_deadline, self._snr_scale, 1.0 / c.n_rbs)
+        self._model = plain(_Model(
+            n_rbs=int(c.n_rbs), slot_s=float(c.slot_s), min_similarity=float(c.min_similarity),
+            critical_weight=float(c.critical_weight), slice_weights=self._w_slice_norm,
+            violation_weights=self._viol_coef, queues=self.queues.params))
+        self._world = plain(_World(
+            arrivals=self._arrivals.table, unit=self._unit, mean_snr=self._mean_snr_lin,
+            rb_symbols=float(self._rb_symbols), words_per_rb=float(self.words_per_rb),
+            sim_low=float(c.sim_low), sim_high=float(c.sim_high),
+            sim_slope_per_db=float(c.sim_slope_per_db), sim_offset=float(c.sim_offset)))
+        self._view = plain(_View(inv_demand=self._inv_demand, inv_deadline=self._inv_deadline,
+                                 snr_scale=self._snr_scale, inv_rbs=1.0 / c.n_rbs))
 
         n = num_envs
         self.pending = np.zeros((n, 4))
@@ -517,10 +596,9 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         if options:
             raise ValueError(f"SemanticSlicing takes no reset options, got {sorted(options)}")
         obs = self._obs.copy()  # a new array; instances not reset keep their rows
-        _reset_kernel(self._world, self._view, np.asarray(idx, dtype=np.int64),
-                      self._uniforms.take(rngs, idx, 7, exponential=3), self.config.n_rbs,
-                      self.queues.storage, self.pending, self.snr_db, self.xi,
-                      self.rb_capacity, self.rbs, obs)
+        _reset_kernel(self._model, self._world, self._view, np.asarray(idx, dtype=np.int64),
+                      self._uniforms.take(rngs, idx, 7, exponential=3), self.queues.storage,
+                      self.pending, self.snr_db, self.xi, self.rb_capacity, self.rbs, obs)
         self._obs = obs
         if len(idx) == self.num_envs:
             self.last_info = None
@@ -529,32 +607,32 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Split the RBs, serve the queues on this slot's channels, score the SLAs, draw."""
         n = self.num_envs
-        qout = np.empty((6, n, 4))
-        sout = np.empty((4, n, 3))
+        qout = np.empty((len(_QUEUE), n, 4))
+        sout = np.empty((len(_SLICE), n, 3))
         rbs = np.empty((n, 3), dtype=np.int64)
-        scalars = np.empty((4, n))
+        scalars = np.empty((len(_SCALAR), n))
         draws = self._uniforms.take(rngs, None, 7, exponential=3)
         obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
-        _step_kernel(self._model, self.queues.params, self._world, self._view, actions,
+        _step_kernel(self._model, self._world, self._view, actions,
                      draws, self.queues.storage, self.pending,
                      self.snr_db, self.xi, self.rb_capacity, self.rbs, obs, qout, sout,
                      rbs, scalars)
         self._obs = obs
         info: dict[str, Any] = {
             "rbs": rbs,
-            "throughput": sout[_THROUGHPUT],
-            "delay_s": sout[_DELAY],
-            "semantic_similarity": scalars[_XI],
-            "sla_violations": sout[_SLA_VIOLATIONS],
-            "critical_violations": scalars[_CRITICAL_VIOLATIONS],
-            "sla_satisfaction": sout[_SLA_SATISFACTION],
-            "served": qout[_SERVED],
-            "expired": qout[_EXPIRED],
-            "reward_terms": {"satisfaction": scalars[_SATISFACTION],
-                             "violation": scalars[_VIOLATION]},
+            "throughput": sout[_SLICE.throughput],
+            "delay_s": sout[_SLICE.delay],
+            "semantic_similarity": scalars[_SCALAR.xi],
+            "sla_violations": sout[_SLICE.sla_violations],
+            "critical_violations": scalars[_SCALAR.critical_violations],
+            "sla_satisfaction": sout[_SLICE.sla_satisfaction],
+            "served": qout[_QUEUE.served],
+            "expired": qout[_QUEUE.expired],
+            "reward_terms": {"satisfaction": scalars[_SCALAR.satisfaction],
+                             "violation": scalars[_SCALAR.violation]},
         }
         self.last_info = info
-        reward = scalars[_SATISFACTION] + scalars[_VIOLATION]
+        reward = scalars[_SCALAR.satisfaction] + scalars[_SCALAR.violation]
         return StepResult(reward, np.zeros(n, dtype=bool), info)
 
     def observe(self) -> np.ndarray:
@@ -584,15 +662,15 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         xi = np.repeat(self.xi[i:i + 1], k)
         rb_capacity = np.repeat(self.rb_capacity[i:i + 1], k, axis=0)
         rbs = np.repeat(self.rbs[i:i + 1], k, axis=0)
-        qout, sout = np.empty((6, k, 4)), np.empty((4, k, 3))
-        scalars = np.empty((4, k))
+        qout, sout = np.empty((len(_QUEUE), k, 4)), np.empty((len(_SLICE), k, 3))
+        scalars = np.empty((len(_SCALAR), k))
         draws = np.full((k, 7), 0.5)
-        _step_kernel(self._model, self.queues.params, self._world, self._view, acts, draws,
+        _step_kernel(self._model, self._world, self._view, acts, draws,
                      queues, pending, snr_db, xi, rb_capacity, rbs,
                      np.empty((k, 15), dtype=np.float32), qout, sout,
                      np.empty((k, 3), dtype=np.int64), scalars)
-        return {"reward": scalars[_SATISFACTION] + scalars[_VIOLATION],
-                "served": qout[_SERVED], "backlog": queues.sum(axis=-1)}
+        return {"reward": scalars[_SCALAR.satisfaction] + scalars[_SCALAR.violation],
+                "served": qout[_QUEUE.served], "backlog": queues.sum(axis=-1)}
 
 
 # --------------------------------------------------------------------------------------------

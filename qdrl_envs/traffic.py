@@ -24,21 +24,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs.core import draw
-from qdrl_envs.jit import jitable, kernel
+from qdrl_envs.jit import jitable, kernel, row_map
 
 __all__ = [
+    "QUEUE_STEP_ROWS",
+    "FifoParams",
     "FifoQueues",
     "InverseCdf",
     "MarkovMobility",
     "PoissonArrivals",
     "QueueStep",
+    "QueueStepRows",
     "fifo_backlog_and_head_age",
     "fifo_step",
     "inverse_cdf",
@@ -72,7 +75,8 @@ class InverseCdf(NamedTuple):
     comparisons whatever ``n_r`` (a binary search over a Poisson table takes nine, with
     mispredicted branches). Build it with :func:`inverse_cdf_table`; draw with
     :func:`inverse_cdf_draw` (compiled kernels, one value) or :func:`inverse_cdf` (arrays).
-    Kernels take it as a plain tuple, which numba dispatches much faster than a named one.
+    Kernels take it as a plain tuple (:func:`qdrl_envs.jit.plain`), which numba dispatches
+    much faster than a named one; :func:`inverse_cdf_draw` takes either.
 
     Attributes:
         cdf: Every row's CDF, concatenated (row ``r`` at ``start[r]: start[r] + size[r]``).
@@ -105,11 +109,14 @@ def inverse_cdf_table(cdfs: Sequence[NDArray[np.float64]]) -> InverseCdf:
 
 @jitable
 def inverse_cdf_draw(tab: InverseCdf, row: int, u: float) -> int:
-    """One draw of row ``row`` of ``tab`` from the uniform ``u`` in ``[0, 1)`` (unchecked)."""
-    cdf, guide, start, size = tab
-    s, n = start[row], size[row]
-    for i in range(guide[s + min(int(u * n), n - 1)], n - 1):
-        if cdf[s + i] > u:
+    """One draw of row ``row`` of ``tab`` from the uniform ``u`` in ``[0, 1)`` (unchecked).
+
+    ``tab`` is an :class:`InverseCdf` or its plain tuple.
+    """
+    tab = InverseCdf(*tab)
+    s, n = tab.start[row], tab.size[row]
+    for i in range(tab.guide[s + min(int(u * n), n - 1)], n - 1):
+        if tab.cdf[s + i] > u:
             return i
     return n - 1
 
@@ -203,6 +210,30 @@ class QueueStep:
     accepted: NDArray[np.float64]
 
 
+QueueStepRows = NamedTuple("QueueStepRows", [(f.name, int) for f in fields(QueueStep)])
+QueueStepRows.__doc__ = """Rows of what :func:`fifo_step` writes: :class:`QueueStep`'s fields."""
+QUEUE_STEP_ROWS = row_map(QueueStepRows)
+"""``out[QUEUE_STEP_ROWS.served, q]``...: the row of each :class:`QueueStep` figure."""
+_ROW = QUEUE_STEP_ROWS
+
+
+class FifoParams(NamedTuple):
+    """The constants of :func:`fifo_step` (:attr:`FifoQueues.params`), ``Q`` queues, ``L`` ages.
+
+    Attributes:
+        buffer: ``(Q,)`` the most units each buffer holds (``inf``: unbounded).
+        delay: ``(L,)`` ``delay[j - 1]`` is the delay (slots) of a unit served from column
+            ``j``.
+        expire_col: ``(Q,)`` the column that reaches queue ``q``'s deadline.
+        after_previous: ``(Q,)`` whether queue ``q`` is served from what ``q - 1`` leaves.
+    """
+
+    buffer: NDArray[np.float64]
+    delay: NDArray[np.float64]
+    expire_col: NDArray[np.int64]
+    after_previous: NDArray[np.bool_]
+
+
 @jitable
 def fifo_step(a, arrivals, capacity, buffer, delay, expire_col, after_previous, out
               ):  # pragma: no cover - compiled
@@ -211,10 +242,9 @@ def fifo_step(a, arrivals, capacity, buffer, delay, expire_col, after_previous, 
     ``a`` is the instance's storage ``(Q, L + 1)``, oldest first (column ``j`` holds content of
     age ``L - j``; columns up to ``expire_col[q]`` are always empty for queue ``q``);
     ``arrivals`` and ``capacity`` are this slot's units per queue; ``buffer``, ``delay``,
-    ``expire_col`` and ``after_previous`` are :attr:`FifoQueues.params` (``delay[j - 1]`` is the
-    delay in slots of a unit served from column ``j``, ``expire_col[q]`` the column that
-    reaches queue ``q``'s deadline). Writes ``out[k, q]``, the six figures of
-    :class:`QueueStep` in its field order. Compiled kernels call it row by row;
+    ``expire_col`` and ``after_previous`` are the fields of :attr:`FifoQueues.params`
+    (:class:`FifoParams`). Writes ``out[row, q]``, the six figures of :class:`QueueStep` in the
+    rows of :data:`QUEUE_STEP_ROWS`. Compiled kernels call it row by row;
     :meth:`FifoQueues.step` runs it over the batch.
     """
     n_queues, width = a.shape
@@ -250,13 +280,13 @@ def fifo_step(a, arrivals, capacity, buffer, delay, expire_col, after_previous, 
         a[q, width - 1] = 0.0
         left = max(start - total, 0.0)
         # The column that reaches the queue's deadline unserved expires.
-        out[3, q] = a[q, expire_col[q]]
+        out[_ROW.expired, q] = a[q, expire_col[q]]
         a[q, expire_col[q]] = 0.0
-        out[0, q] = total
-        out[1, q] = weighted
-        out[2, q] = oldest
-        out[4, q] = arrived - admit
-        out[5, q] = admit
+        out[_ROW.served, q] = total
+        out[_ROW.delay_sum_slots, q] = weighted
+        out[_ROW.max_delay_slots, q] = oldest
+        out[_ROW.overflow, q] = arrived - admit
+        out[_ROW.accepted, q] = admit
 
 
 @jitable
@@ -349,8 +379,10 @@ class FifoQueues:
         # Storage is oldest first: column j holds age L - j (L = max_age), so column L holds
         # this slot's arrivals and serving walks columns 1..L forward.
         delay = big - np.arange(1, big + 1, dtype=np.float64) + 1.0  # of columns 1..L
-        self.params = (b, delay, (big - self.deadline_slots).astype(np.int64), chained)
-        """``(buffer, delay, expire_col, after_previous)``: the constants of :func:`fifo_step`."""
+        self.params = FifoParams(buffer=b, delay=delay,
+                                 expire_col=(big - self.deadline_slots).astype(np.int64),
+                                 after_previous=chained)
+        """The constants of :func:`fifo_step`."""
 
     @property
     def storage(self) -> NDArray[np.float64]:
@@ -398,10 +430,9 @@ class FifoQueues:
         shape = (self.num_envs, self.num_queues)
         arr = np.array(np.broadcast_to(np.asarray(arrivals, dtype=np.float64), shape))
         cap = np.array(np.broadcast_to(np.asarray(capacity, dtype=np.float64), shape))
-        out = np.empty((6, *shape))
+        out = np.empty((len(_ROW), *shape))
         _fifo_step_kernel(self._a, arr, cap, *self.params, out)
-        return QueueStep(served=out[0], delay_sum_slots=out[1], max_delay_slots=out[2],
-                         expired=out[3], overflow=out[4], accepted=out[5])
+        return QueueStep(**{name: out[row] for name, row in _ROW._asdict().items()})
 
 
 class MarkovMobility:

@@ -25,9 +25,13 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import qdrl_envs
 from qdrl_envs.baselines import baseline_names, make_baseline
 from qdrl_envs.dt_migration import DTMigrationEnv, DTMigrationVectorEnv
-from qdrl_envs.dt_sync import DTSyncAoIEnv, DTSyncAoIVectorEnv
+from qdrl_envs.dt_sync import _BLOCK_SLOTS, DTSyncAoIEnv, DTSyncAoIVectorEnv
 from qdrl_envs.mobile_transmitter import MobileTransmitterEnv, MobileTransmitterVectorEnv
-from qdrl_envs.secrecy import SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv
+from qdrl_envs.secrecy import (
+    _MAX_BLOCK_STEPS,
+    SecrecyPowerControlEnv,
+    SecrecyPowerControlVectorEnv,
+)
 from qdrl_envs.semantic_slicing import SemanticSlicingEnv, SemanticSlicingVectorEnv
 from tests.envs.helpers import (
     CONFIGS,
@@ -61,12 +65,13 @@ ENVS: dict[str, Figures] = {
     "qdrl/SecrecyPowerControl-v1": Figures(
         SecrecyPowerControlEnv, SecrecyPowerControlVectorEnv, 100,
         spaces.Box(-1.0, 1.0, (2,), np.float32), (8,),
-        # 100 slots cross the core's 32-slot channel blocks as well as two episode ends.
-        vector_horizon=45, vector_steps=100),
+        # Episodes longer than the core's channel blocks (at most _MAX_BLOCK_STEPS slots), so
+        # each uses a block up and draws the next; two episode ends.
+        vector_horizon=_MAX_BLOCK_STEPS + 12, vector_steps=2 * (_MAX_BLOCK_STEPS + 12) + 10),
     "qdrl/DTSyncAoI-v0": Figures(
         DTSyncAoIEnv, DTSyncAoIVectorEnv, 200, spaces.Discrete(15), (30,),
-        # Two episode ends and the 64-slot randomness blocks.
-        vector_horizon=70, vector_steps=150),
+        # Two episode ends, and episodes longer than the blocks of randomness drawn ahead.
+        vector_horizon=_BLOCK_SLOTS + 3, vector_steps=2 * (_BLOCK_SLOTS + 3) + 10),
     "qdrl/DTMigration-v0": Figures(
         DTMigrationEnv, DTMigrationVectorEnv, 100, spaces.MultiDiscrete([5] * 6), (76,),
         vector_horizon=7, vector_steps=16),

@@ -215,7 +215,7 @@ def test_reward_is_secrecy_rates_of_the_observed_channel(m):
     # The env evaluates exactly secrecy_rates (its operator built ahead of time): bit-equal.
     env = SecrecyPowerControlEnv(n_aps=m, varsigma=1.0)
     env.reset(seed=5)
-    for _ in range(140):  # across a channel block boundary
+    for _ in range(env.core.block_steps + 12):  # across a channel block boundary
         g = env.core.gains.copy()  # (1, M, 2M), the channel the action acts on
         a = env.action_space.sample()
         _, reward, *_, info = env.step(a)
@@ -326,7 +326,7 @@ def test_deep_fades_and_extreme_placements_stay_in_space():
     core = env.core
     for scale in (0.0, 1e-300, 1e-30, 1e30, 1e300):
         for csi in ("perfect", "statistical"):
-            core._statistical = csi == "statistical"
+            core._view = core._view._replace(statistical_csi=csi == "statistical")
             obs = core._observation(np.full((1, 2, 4), scale), core._pg_obs[:1])
             assert obs.shape == (1, 8) and env.observation_space.contains(obs[0])
 
