@@ -6,7 +6,8 @@ and ``circuit=``, ``input_params=``, ``weight_params=``, ``observables=`` on the
 executors and policies); `make_executor` evaluates it (``"statevector"``: exact torch
 simulation with autograd; ``"qiskit"``: EstimatorQNN over any V2 estimator). Adapter:
 `QuantumLayer` and the hybrid compositions (`ClassicalToQuantum`, `QuantumToClassical`,
-`ParallelHybrid`). SB3 policies:
+`ParallelHybrid`); `swap_executor` evaluates a trained module's circuits on another executor
+(shots, noise models) for the length of a ``with`` block. SB3 policies:
 `QuantumActorCriticPolicy` (PPO, A2C), `QuantumDQNPolicy` (DQN), `QuantumTD3Policy` (TD3,
 DDPG), `QuantumSACPolicy` (SAC). Training beyond SB3's optimisers (paper Sec. III-E): `Rotosolve`
 (closed-form per-weight minimisation) and `SPSA` (closure-driven ``torch.optim`` optimisers);
@@ -43,6 +44,7 @@ from qdrl_agents.layers import (
     QuantumToClassical,
     make_encoder,
     parameter_counts,
+    swap_executor,
 )
 from qdrl_agents.optim import SPSA, Rotosolve
 from qdrl_agents.policies import (
@@ -79,5 +81,6 @@ __all__ = [
     "make_encoder",
     "make_executor",
     "parameter_counts",
+    "swap_executor",
     "variance_decay_rate",
 ]

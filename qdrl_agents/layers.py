@@ -25,12 +25,20 @@ Hybrid compositions of paper Sec. IV-A2:
 * `ClassicalToQuantum`: a classical encoder (linear or MLP) maps wide inputs onto the qubits;
 * `QuantumToClassical`: a small classical head after the quantum layer;
 * `ParallelHybrid`: a quantum and a classical branch on the same input, outputs concatenated.
+
+`swap_executor` evaluates every `QuantumLayer` inside a module (a layer, a hybrid, an SB3
+policy) with another executor for the length of a ``with`` block, e.g. a trained policy on
+qiskit-aer with shots and a noise model::
+
+    with swap_executor(model.policy, "qiskit", estimator="aer", shots=1024, noise_model=nm):
+        action, _ = model.predict(obs, deterministic=True)
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -56,6 +64,7 @@ __all__ = [
     "make_encoder",
     "parameter_counts",
     "quantum_parameter_groups",
+    "swap_executor",
 ]
 
 #: Names of the parameter groups an optimiser can address separately. ``"classical"`` holds
@@ -108,7 +117,7 @@ class QuantumLayer(nn.Module):
             ``QuantumCircuit``); at least one.
         weight_params: Its trainable parameters, in order; ``None``: every other parameter.
         observables: ``SparsePauliOp`` s, ``Pauli`` s or Pauli strings (Qiskit order), one per
-            output; ``None``: ``EstimatorQNN``'s default, one Z on every qubit.
+            output; ``None``: ``EstimatorQNN``'s default, one output, Z on every qubit.
         executor: ``"statevector"`` (default, exact and fast), ``"qiskit"`` (EstimatorQNN over a
             V2 estimator: shots, noise models, hardware), or an `Executor` instance built for
             this very circuit.
@@ -337,6 +346,53 @@ class QuantumLayer(nn.Module):
             f"{shape}, n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, "
             f"n_weights={self.weights.numel()}, squash={self.squash}"
         )
+
+
+@contextlib.contextmanager
+def swap_executor(
+    module: nn.Module,
+    executor: str | Callable[[QuantumLayer], Executor] = "qiskit",
+    **options: Any,
+) -> Iterator[list[QuantumLayer]]:
+    """Evaluate every `QuantumLayer` inside ``module`` with another executor, then restore.
+
+    Inside the ``with`` block each layer's ``executor`` is replaced; on leaving it (an
+    exception included) every layer gets its own executor back. Weights, scalings and the
+    circuit are the layer's own, so the block evaluates the very trained circuit on, e.g.,
+    qiskit-aer with shots and a noise model.
+
+    Args:
+        module: Any torch module (a layer, a hybrid composition, an SB3 policy).
+        executor: An executor name, built per layer as
+            ``make_executor(executor, layer.built, **options)``; or a callable
+            ``layer -> Executor`` (for executors that need more than the layer's circuit, such
+            as a circuit transpiled for a device), called once per layer.
+        **options: Options of `make_executor` (only with a name), e.g. ``shots=1024``,
+            ``noise_model=...``, ``estimator="aer"``, ``seed=0``.
+
+    Yields:
+        The layers whose executor was swapped, in module order (empty: none inside).
+
+    Raises:
+        ValueError: If options are given with a callable, or `make_executor` refuses them
+            (nothing is swapped then).
+    """
+    if callable(executor) and not isinstance(executor, str) and options:
+        raise ValueError("give executor options with an executor name, not with a factory")
+    layers = [m for m in module.modules() if isinstance(m, QuantumLayer)]
+    saved = [layer.executor for layer in layers]
+    if isinstance(executor, str):
+        name = executor
+        made = [make_executor(name, layer.built, **options) for layer in layers]
+    else:
+        made = [executor(layer) for layer in layers]
+    try:
+        for layer, new in zip(layers, made, strict=True):
+            layer.executor = new
+        yield layers
+    finally:
+        for layer, old in zip(layers, saved, strict=True):
+            layer.executor = old
 
 
 def quantum_parameter_groups(module: nn.Module) -> dict[str, list[nn.Parameter]]:

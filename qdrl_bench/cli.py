@@ -10,7 +10,8 @@ Usage::
     qdrl-bench list [--env ID ...]
     qdrl-bench perf [MODULE] [ARGS ...]
 
-Exit status: 0 success; 1 some runs failed (``tune``: a study gave up after failed trials);
+Exit status: 0 success; 1 some runs or condition evaluations failed (``tune``: a study gave up
+after failed trials);
 2 bad input (sweep file, store, arguments), with the message on stderr and no traceback; 130
 interrupted by Ctrl-C (the store stays consistent; rerun to resume; ``tune`` marks the trial
 in flight failed and runs only the missing trials next time).
@@ -112,8 +113,14 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"sweep {summary.sweep}: {summary.total} runs, {summary.skipped} already done"
               f"{stale}{redo}; this time: {counts} in {summary.wall_s:.1f} s; store "
               f"{spec.store}\n")
+    if summary.conditions or summary.from_saved or summary.retrained:
+        done = ", ".join(f"{n} {s}" for s, n in sorted(summary.conditions.items())) or "none"
+        out.write(f"  conditions: {done}; {summary.from_saved} finished run(s) evaluated from "
+                  f"their saved agent, {summary.retrained} trained again (no saved agent)\n")
     for name, reason in summary.failures:
         out.write(f"  FAILED {name}: {reason}\n")
+    for name, reason in summary.condition_failures:
+        out.write(f"  FAILED condition {name}: {_one_line(reason)}\n")
     for name, status in summary.kept:
         out.write(f"  kept the old result of {name}: its rerun ended {status}\n")
     for name, owner in summary.held:
@@ -127,7 +134,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
         paths = write_report(spec.store, args.report, sweep=spec.name)
         out.write(f"report: {paths['html']}\n")
-    return 1 if summary.failures else 0
+    return 1 if summary.failures or summary.condition_failures else 0
 
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:

@@ -9,8 +9,17 @@ training progress goes is the caller's choice: the ``reporter`` argument.
 
 Metrics follow fixed namespaces: the evaluation curve is ``eval/return`` (mean and std over the
 evaluation episodes at each step); ``metrics`` holds the final evaluation's ``eval/<info key>``
-means of the env's numeric ``info`` entries (e.g. ``eval/secrecy_rate``) and the
-:func:`score_metrics` of a learning run.
+means of the env's numeric ``info`` entries (e.g. ``eval/secrecy_rate``), the
+:func:`score_metrics` of a learning run and, for poisoned or adversarial training, the
+fractions its wrappers corrupted (``train/...``, :func:`qdrl_bench.robustness.
+training_metrics`).
+
+A finished learning run then exports its agent (``run.agent_dir``; see
+:class:`~qdrl_bench.spec.RunSpec`) and is evaluated under the sweep's robustness conditions
+(:mod:`qdrl_bench.robustness`), whose results travel in ``RunResult.conditions``; its
+``wall_s`` is training and clean evaluation only. :func:`execute_task` is what executors call:
+a run, or a :class:`~qdrl_bench.robustness.ConditionTask` (a finished run's missing
+conditions, from its saved agent).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from qdrl_bench import registry
+from qdrl_bench import registry, robustness
 from qdrl_bench.provenance import code_version
 from qdrl_bench.spec import RunSpec
 from qdrl_bench.store import FAILED, FINISHED, NOT_APPLICABLE, EvalPoint, RunResult
@@ -39,6 +48,7 @@ __all__ = [
     "StepReporter",
     "evaluate",
     "execute_run",
+    "execute_task",
     "score_metrics",
 ]
 
@@ -163,6 +173,19 @@ def execute_run(run: RunSpec, *, on_eval: EvalHook | None = None,
     return dataclasses.replace(result, code_version=code_version())
 
 
+def execute_task(task: RunSpec | robustness.ConditionTask, *,
+                 reporter: StepReporter | None = None) -> Any:
+    """Execute what an executor was given.
+
+    A run gives :func:`execute_run`'s ``RunResult``; a finished run's missing conditions
+    (:class:`~qdrl_bench.robustness.ConditionTask`) the tuple of ``ConditionResult`` of
+    :func:`qdrl_bench.robustness.evaluate_saved`.
+    """
+    if isinstance(task, robustness.ConditionTask):
+        return robustness.evaluate_saved(task)
+    return execute_run(task, reporter=reporter)
+
+
 def _safe(reporter: StepReporter | None) -> StepReporter:
     def report(name: str, steps: int, total: int) -> None:
         if reporter is not None:
@@ -193,16 +216,29 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -
             return RunResult(status=FINISHED, wall_s=time.perf_counter() - t0,
                              params_quantum=0, params_classical=0,
                              final_score=curve[-1].mean, final_std=curve[-1].std,
-                             metrics=metrics, curve=curve)
+                             metrics=metrics, curve=curve,
+                             conditions=robustness.not_applicable_results(
+                                 robustness.conditions_for(run), robustness.BASELINE))
 
         entry = registry.get_agent(run.agent.name)
         settings = registry.train_settings(run.agent.name, run.env.id, run.agent.kwargs)
+        adversarial = None
+        if run.agent.adversarial_training:
+            space = eval_env.observation_space
+            if not hasattr(space, "low"):
+                return RunResult(status=NOT_APPLICABLE,
+                                 reason=f"adversarial training needs a Box observation space, "
+                                        f"got {space}")
+            adversarial = robustness.AdversarialTraining(run.agent.adversarial_training,
+                                                         space.low, space.high, seed=run.seed)
         try:
             env, adapter = registry.make_train_env(
                 run.env.id, run.env.kwargs, n_envs=settings.n_envs,
                 action_need=entry.action_need, adapter=settings.adapter,
                 max_episode_steps=run.env.max_episode_steps, normalize=settings.normalize,
-                gamma=float(settings.algo_kwargs.get("gamma", 0.99)))
+                gamma=float(settings.algo_kwargs.get("gamma", 0.99)),
+                train_wrappers=run.agent.train_wrappers, adversarial=adversarial,
+                wrapper_seed=run.seed)
             eval_env, _ = adapt_action_space(eval_env, entry.action_need, **settings.adapter)
         except AdapterNotApplicable as exc:
             return RunResult(status=NOT_APPLICABLE, reason=str(exc))
@@ -213,29 +249,46 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -
         except registry.NotApplicable as exc:
             return RunResult(status=NOT_APPLICABLE, reason=str(exc), adapter=adapter)
         obs_filter = getattr(env, "normalize_obs", None)  # VecNormalize's, frozen at eval
+        if adversarial is not None:
+            adversarial.bind(model.policy, env if obs_filter is not None else None)
 
         curve: list[EvalPoint] = []
         last_metrics: dict[str, float] = {}
 
-        def do_eval(step: int) -> bool:
+        def do_eval(step: int, hook: bool = True) -> bool:
             nonlocal last_metrics
             returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed,
                                              obs_filter=obs_filter)
             curve.append(_point(step, returns))
-            return on_eval is None or bool(on_eval(step, curve[-1].mean))
+            return on_eval is None or not hook or bool(on_eval(step, curve[-1].mean))
 
-        if do_eval(0):
-            model.learn(total_timesteps=run.timesteps,
-                        callback=_eval_callback(run, do_eval, report))
+        callback = _eval_callback(run, do_eval, report)
+        stopped = not do_eval(0)
+        if not stopped:
+            model.learn(total_timesteps=run.timesteps, callback=callback)
+            stopped = callback.stopped
         if curve[-1].step != model.num_timesteps:
             do_eval(int(model.num_timesteps))
+        elif not stopped and model.num_timesteps > 0:
+            # The callback's evaluation at the last step came before the algorithm's last
+            # update (PPO trains after its rollout, SAC after its step): the final point is
+            # the trained policy's, the one exported and evaluated under the conditions.
+            curve.pop()
+            do_eval(int(model.num_timesteps), hook=False)
         sampled, _ = evaluate(model, eval_env, run.eval.episodes, eval_seed,
                               deterministic=False, obs_filter=obs_filter)
-        last_metrics = {**last_metrics, **score_metrics(curve, sampled)}
-        return RunResult(status=FINISHED, adapter=adapter, wall_s=time.perf_counter() - t0,
+        last_metrics = {**last_metrics, **score_metrics(curve, sampled),
+                        **robustness.training_metrics(env)}
+        wall_s = time.perf_counter() - t0
+        if run.agent_dir is not None:
+            _export(model, run)
+        conditions = robustness.evaluate_conditions(
+            model, _normalizer(env), run, robustness.conditions_for(run),
+            robustness.eval_env_factory(run))
+        return RunResult(status=FINISHED, adapter=adapter, wall_s=wall_s,
                          params_quantum=counts["quantum"], params_classical=counts["classical"],
                          final_score=curve[-1].mean, final_std=curve[-1].std,
-                         metrics=last_metrics, curve=tuple(curve))
+                         metrics=last_metrics, curve=tuple(curve), conditions=conditions)
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # a library's BaseException (pyo3's PanicException from
@@ -246,6 +299,29 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -
         for e in (env, eval_env):
             if e is not None:
                 e.close()
+
+
+def _normalizer(env: Any) -> Any:
+    """The frozen observation normaliser of a trained agent's env (``None``: none)."""
+    from qdrl_bench.sharing import ObsNormalizer  # heavy (torch): see the top
+
+    if getattr(env, "norm_obs", False) and hasattr(env, "obs_rms"):
+        return ObsNormalizer.of(env)
+    return None
+
+
+def _export(model: Any, run: RunSpec) -> None:
+    """Export the trained agent into the run's staging folder (the driver moves it in place)."""
+    import shutil
+
+    from qdrl_bench.sharing import export_agent  # heavy (torch): see the top
+
+    assert run.agent_dir is not None
+    staging = robustness.staging_dir(run.agent_dir)
+    shutil.rmtree(staging, ignore_errors=True)  # a crashed attempt's
+    export_agent(model, staging, name=run.agent.name, env_id=run.env.id,
+                 timesteps=run.timesteps, env_kwargs=run.env.kwargs, kwargs=run.agent.kwargs,
+                 max_episode_steps=run.env.max_episode_steps)
 
 
 def _eval_callback(run: RunSpec, do_eval: Callable[[int], bool], report: StepReporter) -> Any:
@@ -259,6 +335,7 @@ def _eval_callback(run: RunSpec, do_eval: Callable[[int], bool], report: StepRep
             super().__init__()
             self.next_eval = run.eval.every
             self.last_report = 0.0
+            self.stopped = False
 
         def _on_step(self) -> bool:
             n = self.num_timesteps
@@ -267,6 +344,7 @@ def _eval_callback(run: RunSpec, do_eval: Callable[[int], bool], report: StepRep
                 while self.next_eval <= n:
                     self.next_eval += run.eval.every
                 if not go_on:
+                    self.stopped = True
                     return False
             now = time.monotonic()
             if now - self.last_report > 0.5:

@@ -1,7 +1,9 @@
 """Executors: where :func:`qdrl_bench.execute.execute_run` runs.
 
 Every executor has the same small interface, driven by :func:`qdrl_bench.runner.run_sweep`:
-``start(step_reporter)``, ``slots`` (runs it executes at once), ``submit(run) -> handle``,
+``start(step_reporter)``, ``slots`` (runs it executes at once), ``submit(task) -> handle`` (a
+run, or a :class:`~qdrl_bench.robustness.ConditionTask`; see
+:func:`qdrl_bench.execute.execute_task`),
 ``wait(timeout) -> [(handle, result)]``, ``cancel_all()`` (Ctrl-C: stop what is in flight)
 and ``close()``. Executors return results; only the driver writes to the store. The step
 reporter given to ``start`` receives the training progress of the runs, in the driver process.
@@ -29,7 +31,7 @@ import threading
 import time
 from typing import Any
 
-from qdrl_bench.execute import StepReporter, execute_run
+from qdrl_bench.execute import StepReporter, execute_task
 from qdrl_bench.spec import ExecutorSpec, RunSpec
 from qdrl_bench.store import FAILED, RunResult
 
@@ -101,7 +103,7 @@ class InlineExecutor(BaseExecutor):
         if not self._queue:
             return []
         handle, run = self._queue.pop(0)
-        return [(handle, execute_run(run, reporter=self._reporter))]
+        return [(handle, execute_task(run, reporter=self._reporter))]
 
     def cancel_all(self) -> None:  # noqa: D102
         self._queue.clear()
@@ -145,8 +147,8 @@ def _queue_report(name: str, steps: int, total: int) -> None:
         pass
 
 
-def _pool_execute(run: RunSpec) -> RunResult:
-    return execute_run(run, reporter=_queue_report)
+def _pool_execute(run: RunSpec) -> Any:
+    return execute_task(run, reporter=_queue_report)
 
 
 class LocalExecutor(BaseExecutor):
@@ -248,9 +250,9 @@ class LocalExecutor(BaseExecutor):
             self._progress.join_thread()
 
 
-def _ray_execute(run: RunSpec) -> RunResult:
+def _ray_execute(run: RunSpec) -> Any:
     _limit_threads()
-    return execute_run(run)
+    return execute_task(run)
 
 
 class RayExecutor(BaseExecutor):

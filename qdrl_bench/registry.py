@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 import difflib
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ __all__ = [
     "save_agent",
     "sb3_class",
     "train_settings",
+    "wrap_training",
 ]
 
 MAX_QUBITS = 12
@@ -223,7 +224,10 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
                    action_need: str = "any", adapter: Mapping[str, Any] | None = None,
                    max_episode_steps: int | None = None,
                    normalize: Mapping[str, Any] | None = None,
-                   gamma: float = 0.99) -> tuple[Any, str | None]:
+                   gamma: float = 0.99,
+                   train_wrappers: Sequence[Mapping[str, Any]] = (),
+                   adversarial: Any = None,
+                   wrapper_seed: int | None = None) -> tuple[Any, str | None]:
     """The SB3 ``VecEnv`` a learning agent trains on, and the action adapter it needed.
 
     With no action adapter needed and a registered vector twin that autoresets in the same step
@@ -233,9 +237,21 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
     none), wrapped in ``VecMonitor`` and, when ``normalize`` is given,
     ``VecNormalize(gamma=gamma, **normalize)``.
 
+    Poisoned and adversarial training wrap the Gymnasium vector env itself, inside the adapter
+    (so a twin keeps its speed, and ``VecNormalize`` sees what the agent sees):
+    ``train_wrappers`` (a sweep's entries: ``kind`` ``reward`` / ``observation`` and the
+    arguments of :class:`qdrl_envs.wrappers.VectorPoisonedReward` /
+    :class:`~qdrl_envs.wrappers.VectorPoisonedObservation`, row for row the single-env
+    wrappers; ``seed`` defaults to ``wrapper_seed``), in order, then ``adversarial`` (an attack
+    with a ``rate``, :class:`qdrl_bench.robustness.AdversarialTraining`) through
+    :class:`~qdrl_envs.wrappers.VectorAdversarialObservation`. With an action adapter the
+    wrappers see the adapted action space (a ``targeted`` reward's ``target_action`` lies in
+    it).
+
     Raises:
         qdrl_envs.wrappers.AdapterNotApplicable: If the agent cannot act in the env.
-        ValueError, TypeError: As :func:`make_env`.
+        ValueError, TypeError: As :func:`make_env`, and for bad wrapper arguments (the
+            wrapper's own message).
     """
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize  # heavy: see top
 
@@ -262,10 +278,39 @@ def make_train_env(env_id: str, env_kwargs: Mapping[str, Any] | None, *, n_envs:
             return adapt_action_space(env, action_need, **dict(adapter or {}))[0]
 
         venv = SyncVectorEnv([one] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        venv = wrap_training(venv, train_wrappers, adversarial, wrapper_seed)
+    except Exception:
+        venv.close()
+        raise
     out: Any = VecMonitor(VectorEnvAdapter(venv, info_keys=()))
     if normalize is not None:
         out = VecNormalize(out, gamma=gamma, **dict(normalize))
     return out, adapter_name
+
+
+def wrap_training(venv: Any, train_wrappers: Sequence[Mapping[str, Any]] = (),
+                  adversarial: Any = None, seed: int | None = None) -> Any:
+    """Wrap a Gymnasium vector env in a sweep's training wrappers (see :func:`make_train_env`).
+
+    Raises:
+        ValueError, TypeError: For bad wrapper arguments (the wrapper's own message).
+    """
+    from qdrl_envs.wrappers import (
+        VectorAdversarialObservation,
+        VectorPoisonedObservation,
+        VectorPoisonedReward,
+    )
+
+    for spec in train_wrappers:
+        kw = {k: v for k, v in spec.items() if k != "kind"}
+        kw.setdefault("seed", seed)
+        cls = VectorPoisonedReward if spec["kind"] == "reward" else VectorPoisonedObservation
+        venv = cls(venv, **kw)
+    if adversarial is not None:
+        venv = VectorAdversarialObservation(venv, adversarial.rate, attack=adversarial,
+                                            seed=seed)
+    return venv
 
 
 # ----------------------------------------------------------------------------- building agents

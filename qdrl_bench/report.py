@@ -15,6 +15,18 @@ For every sweep in a store and every environment in it, the report gives
 * learning curves: mean evaluation return over seeds with a 95% bootstrap CI band per agent,
   baselines as horizontal lines (like paper Fig. 11);
 * runs without a result (not applicable, failed, interrupted, ...), with their reasons;
+* robustness, where the sweep has evaluation conditions (:mod:`qdrl_bench.conditions`): a table
+  of each learning agent's score under each condition as a fraction of its clean score (per
+  seed, the condition's mean return over the clean score of the same run; IQM over seeds with
+  a 95% bootstrap CI), ``n/a`` where a condition does not apply (an ``executor`` condition of
+  a classical agent), and a figure of that fraction against each series' strength (shots,
+  error rate, attack epsilon), quantum agents solid, classical dashed, side by side. The
+  fraction is of the score itself when every clean score of the env is positive; otherwise of
+  the score's margin over the ``random`` baseline, ``(condition - random) / (clean - random)``
+  (the note under the table says which);
+* poisoned and adversarial training: each agent trained with ``train_wrappers`` or
+  ``adversarial_training`` beside the same agent trained clean (same registry agent and
+  kwargs), its score as a fraction of the clean one's (paired by seed);
 
 and, across environments, each agent's IQM of normalised scores with a 95% *stratified*
 bootstrap CI (seeds resampled within each environment; Agarwal et al. 2021, "Deep RL at the
@@ -43,7 +55,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from qdrl_bench.agents import is_baseline
+from qdrl_bench.agents import get_agent, is_baseline
 from qdrl_bench.hyperparams import describe_settings
 from qdrl_bench.provenance import code_version, is_stale
 from qdrl_bench.store import FINISHED, BaseStore, RunRecord, SQLiteStore, StoreError, get_store
@@ -52,7 +64,10 @@ from qdrl_bench.store import FINISHED, BaseStore, RunRecord, SQLiteStore, StoreE
 
 __all__ = [
     "AgentRow",
+    "ConditionCell",
     "EnvReport",
+    "RobustnessRow",
+    "TrainingRow",
     "build_reports",
     "iqm",
     "stratified_bootstrap_ci",
@@ -139,6 +154,46 @@ class AgentRow:
 
 
 @dataclass
+class ConditionCell:
+    """One agent's score under one condition, as a fraction of its clean score."""
+
+    condition: str
+    series: str
+    axis: str
+    strength: float | None
+    kind: str
+    fractions: list[float] = field(default_factory=list)
+    iqm: float = math.nan
+    ci: tuple[float, float] = (math.nan, math.nan)
+    status: str = ""  # "" (scores), "n/a" or "failed": what the cell shows when no scores
+    reason: str = ""
+
+
+@dataclass
+class RobustnessRow:
+    """One learning agent's line of an env's robustness table."""
+
+    agent: str
+    quantum: bool
+    clean: float
+    cells: dict[str, ConditionCell] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingRow:
+    """A poisoned or adversarially trained agent beside its clean counterpart."""
+
+    agent: str
+    clean_agent: str
+    training: str
+    iqm: float
+    ci: tuple[float, float]
+    fraction: float
+    fraction_ci: tuple[float, float]
+    seeds: int
+
+
+@dataclass
 class EnvReport:
     """Everything the report shows for one environment of one sweep."""
 
@@ -153,6 +208,10 @@ class EnvReport:
     superseded: int = 0
     code_versions: tuple[str, ...] = ()
     stale: int = 0  # results shown that another code version than the current one produced
+    conditions: list[tuple[str, str, str, float | None, str]] = field(default_factory=list)
+    robustness: list[RobustnessRow] = field(default_factory=list)
+    robustness_anchor: str = ""  # "score" or "margin over random" ("" : no fractions)
+    training: list[TrainingRow] = field(default_factory=list)
 
 
 def _latest_finished(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
@@ -216,15 +275,131 @@ def _env_report(store: BaseStore, sweep: str, env: str, runs: list[RunRecord],
             for i, (agent, recs) in enumerate(by_agent.items())]
     rows.sort(key=lambda r: (r.is_baseline, -r.iqm))
     random_score, reference, oracle = _normalise_rows(rows)
-    return EnvReport(sweep=sweep, env=env, env_id=env_runs[0].key.env_id if env_runs else env,
-                     rows=rows, random_score=random_score, reference=reference,
-                     oracle_score=oracle, other=_without_result(runs, env, finished),
-                     superseded=sum(1 for r in runs if r.key.env == env
-                                    and r.status == FINISHED) - len(env_runs),
-                     code_versions=tuple(sorted({
-                         r.result.code_version for r in env_runs
-                         if r.result is not None and r.result.code_version})),
-                     stale=sum(is_stale(r, current) for r in env_runs))
+    rep = EnvReport(sweep=sweep, env=env, env_id=env_runs[0].key.env_id if env_runs else env,
+                    rows=rows, random_score=random_score, reference=reference,
+                    oracle_score=oracle, other=_without_result(runs, env, finished),
+                    superseded=sum(1 for r in runs if r.key.env == env
+                                   and r.status == FINISHED) - len(env_runs),
+                    code_versions=tuple(sorted({
+                        r.result.code_version for r in env_runs
+                        if r.result is not None and r.result.code_version})),
+                    stale=sum(is_stale(r, current) for r in env_runs))
+    _robustness(store, rep, by_agent)
+    rep.training = _training_rows(by_agent)
+    return rep
+
+
+def _family_is_quantum(name: str) -> bool:
+    return not is_baseline(name) and get_agent(name).family in ("quantum", "hybrid")
+
+
+def _robustness(store: BaseStore, rep: EnvReport, by_agent: dict[str, list[RunRecord]]) -> None:
+    """Fill the env's robustness table from its learning agents' condition results."""
+    learners = {a: recs for a, recs in by_agent.items() if not is_baseline(recs[0].key.agent_name)}
+    stored = {r.run_id: store.get_conditions(r.run_id) for recs in learners.values()
+              for r in recs}
+    learners = {a: recs for a, recs in learners.items()  # agents under no condition: no row
+                if any(stored[r.run_id] for r in recs)}
+    order: dict[str, tuple[str, str, str, float | None, str]] = {}
+    for conds in stored.values():
+        for c in conds:
+            if c.name not in order:
+                cfg = c.config
+                strength = cfg.get("strength")
+                order[c.name] = (c.name, str(cfg.get("series") or c.name),
+                                 str(cfg.get("axis") or ""),
+                                 None if strength is None else float(strength), c.kind)
+    if not order:
+        return
+    rep.conditions = list(order.values())
+    clean = [float(r.result.final_score) for recs in learners.values() for r in recs
+             if r.result is not None and r.result.final_score is not None]
+    anchor: float | None = 0.0
+    rep.robustness_anchor = "score"
+    if clean and min(clean) <= 0:
+        anchor = rep.random_score
+        rep.robustness_anchor = "margin over random" if anchor is not None else ""
+    for i, (agent, recs) in enumerate(sorted(learners.items())):
+        row = RobustnessRow(agent=agent, quantum=_family_is_quantum(recs[0].key.agent_name),
+                            clean=iqm([r.result.final_score for r in recs if r.result]))
+        for j, (name, series, axis, strength, kind) in enumerate(rep.conditions):
+            cell = ConditionCell(condition=name, series=series, axis=axis, strength=strength,
+                                 kind=kind)
+            statuses = []
+            for r in recs:
+                c = next((c for c in stored[r.run_id] if c.name == name), None)
+                if c is None:
+                    continue
+                statuses.append(c.status)
+                if c.status == FINISHED and c.mean is not None and anchor is not None \
+                        and r.result is not None and r.result.final_score is not None:
+                    span = float(r.result.final_score) - anchor
+                    if span > 1e-12:
+                        cell.fractions.append((float(c.mean) - anchor) / span)
+                elif c.reason and not cell.reason:
+                    cell.reason = (c.reason.splitlines() or [""])[0]
+            if cell.fractions:
+                cell.iqm, lo, hi = stratified_bootstrap_ci([cell.fractions],
+                                                           seed=2000 + 97 * i + j)
+                cell.ci = (lo, hi)
+            elif statuses and all(st == "not_applicable" for st in statuses):
+                cell.status = "n/a"
+            elif "failed" in statuses:
+                cell.status = "failed"
+            row.cells[name] = cell
+        rep.robustness.append(row)
+
+
+def _describe_training(config: dict[str, Any], metrics: dict[str, float]) -> str:
+    agent = config.get("agent", {})
+    parts = []
+    for w in agent.get("train_wrappers") or []:
+        knobs = ", ".join(f"{k} {v}" for k, v in w.items() if k not in ("kind", "fraction"))
+        measured = metrics.get(f"train/poisoned_{w.get('kind')}_fraction")
+        got = f", measured {measured:.3f}" if measured is not None else ""
+        parts.append(f"{w.get('kind')} poisoning {w.get('fraction')} ({knobs}{got})")
+    adv = agent.get("adversarial_training")
+    if adv:
+        parts.append(f"adversarial training {adv.get('attack')} eps {adv.get('epsilon')} "
+                     f"rate {adv.get('rate')} ({adv.get('objective')})")
+    return "; ".join(parts)
+
+
+def _training_rows(by_agent: dict[str, list[RunRecord]]) -> list[TrainingRow]:
+    """Poisoned / adversarially trained agents against the same agent trained clean."""
+    def plain(rec: RunRecord) -> tuple[str, str]:
+        a = rec.key.config.get("agent", {})
+        return rec.key.agent_name, repr(sorted((a.get("kwargs") or {}).items()))
+
+    clean = {}
+    for agent, recs in by_agent.items():
+        a = recs[0].key.config.get("agent", {})
+        if not a.get("train_wrappers") and not a.get("adversarial_training"):
+            clean.setdefault(plain(recs[0]), agent)
+    out = []
+    for i, (agent, recs) in enumerate(sorted(by_agent.items())):
+        a = recs[0].key.config.get("agent", {})
+        if not a.get("train_wrappers") and not a.get("adversarial_training"):
+            continue
+        base = clean.get(plain(recs[0]))
+        scores = [float(r.result.final_score) for r in recs if r.result is not None]
+        est, lo, hi = stratified_bootstrap_ci([scores], seed=3000 + i)
+        fractions = []
+        if base is not None:
+            by_seed = {r.key.seed: r.result.final_score for r in by_agent[base]
+                       if r.result is not None}
+            fractions = [float(r.result.final_score) / by_seed[r.key.seed] for r in recs
+                         if r.result is not None and by_seed.get(r.key.seed, 0) > 1e-12]
+        if fractions:
+            f, flo, fhi = stratified_bootstrap_ci([fractions], seed=4000 + i)
+        else:
+            f, flo, fhi = math.nan, math.nan, math.nan
+        metrics = dict(recs[0].result.metrics) if recs[0].result is not None else {}
+        out.append(TrainingRow(agent=agent, clean_agent=base or "-",
+                               training=_describe_training(dict(recs[0].key.config), metrics),
+                               iqm=est, ci=(lo, hi), fraction=f, fraction_ci=(flo, fhi),
+                               seeds=len(scores)))
+    return out
 
 
 def _without_result(runs: list[RunRecord], env: str,
@@ -364,6 +539,67 @@ def _curves_png(rep: EnvReport) -> bytes:
     return buf.getvalue()
 
 
+def _robustness_png(rep: EnvReport) -> bytes:
+    """Score (fraction of clean) against each series' strength, one panel per series."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: see the top
+    from matplotlib.figure import Figure
+
+    series = list(dict.fromkeys(s for _, s, _, _, _ in rep.conditions))
+    ncols = min(3, len(series))
+    nrows = math.ceil(len(series) / ncols)
+    fig = Figure(figsize=(4.3 * ncols, 3.3 * nrows + 0.9), dpi=100)
+    FigureCanvasAgg(fig)
+    order = sorted(r.agent for r in rep.robustness)
+    for n, name in enumerate(series):
+        ax = fig.add_subplot(nrows, ncols, n + 1)
+        conds = [c for c in rep.conditions if c[1] == name]
+        numeric = all(c[3] is not None for c in conds)
+        if numeric:
+            conds.sort(key=lambda c: c[3])
+        xs = [c[3] if numeric else k for k, c in enumerate(conds)]
+        for row in rep.robustness:
+            cells = [row.cells.get(c[0]) for c in conds]
+            pts = [(x, c) for x, c in zip(xs, cells, strict=True)
+                   if c is not None and c.fractions]
+            if not pts:
+                continue
+            color = f"C{order.index(row.agent) % 10}"
+            x = np.array([p[0] for p in pts], dtype=float)
+            y = np.array([p[1].iqm for p in pts])
+            err = np.array([[p[1].iqm - p[1].ci[0] for p in pts],
+                            [p[1].ci[1] - p[1].iqm for p in pts]])
+            ax.errorbar(x, y, yerr=np.maximum(err, 0), color=color,
+                        linestyle="-" if row.quantum else "--",
+                        marker="o" if row.quantum else "s", markersize=4, capsize=2,
+                        label=f"{row.agent} ({'quantum' if row.quantum else 'classical'})")
+        ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+        if numeric:
+            positive = [x for x in xs if x > 0]
+            if len(positive) == len(xs) and len(xs) > 1 and max(xs) / min(xs) >= 20:
+                ax.set_xscale("log")
+            ax.set_xlabel(conds[0][2] or "strength")
+        else:
+            ax.set_xticks(xs)
+            ax.set_xticklabels([c[0] for c in conds], rotation=20, fontsize=7)
+        ax.set_title(f"{name} ({conds[0][4]})", fontsize=9)
+        ax.set_ylabel("fraction of clean score (IQM, 95% CI)", fontsize=7)
+        ax.grid(alpha=0.3)
+    handles: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", fontsize=7,
+                   ncol=min(4, len(handles)), frameon=False)
+    fig.suptitle(f"{rep.env} — robustness" + (f" — {rep.sweep}" if rep.sweep else ""),
+                 fontsize=10)
+    rows_of_legend = math.ceil(len(handles) / 4) if handles else 0
+    fig.tight_layout(rect=(0, 0.03 + 0.1 * rows_of_legend / nrows, 1, 0.97))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def _aggregate_png(sweep: str, agg: dict[str, tuple[float, float, float, int]]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: see the top
     from matplotlib.figure import Figure
@@ -420,6 +656,34 @@ def _table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
                   _f(r.wall_s, 2), r.adapter or "-", r.settings or "-"]
         cells += [_f(r.metrics.get(k)) for k in metric_keys]
         body.append(cells)
+    return head, body
+
+
+def _robustness_table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
+    head = ["agent", "family", "clean IQM", *[c[0] for c in rep.conditions]]
+    body = []
+    for row in rep.robustness:
+        cells = [row.agent, "quantum" if row.quantum else "classical", _f(row.clean)]
+        for name, *_ in rep.conditions:
+            c = row.cells.get(name)
+            if c is None:
+                cells.append("-")
+            elif c.fractions:
+                cells.append(f"{_f(c.iqm)} [{_f(c.ci[0])}, {_f(c.ci[1])}]")
+            else:
+                cells.append(c.status or "-")
+        body.append(cells)
+    return head, body
+
+
+def _training_table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
+    head = ["agent", "training", "seeds", "IQM [95% CI]", "clean agent",
+            "fraction of clean [95% CI]"]
+    body = [[t.agent, t.training, str(t.seeds), f"{_f(t.iqm)} [{_f(t.ci[0])}, {_f(t.ci[1])}]",
+             t.clean_agent,
+             "-" if not math.isfinite(t.fraction) else
+             f"{_f(t.fraction)} [{_f(t.fraction_ci[0])}, {_f(t.fraction_ci[1])}]"]
+            for t in rep.training]
     return head, body
 
 
@@ -518,6 +782,35 @@ def _env_section(rep: EnvReport, out: Path, used: set[str],
         page += [_html_table(head, body), f"<p class='note'>{html.escape(ref)}</p>",
                  f"<img alt='learning curves {html.escape(rep.env)}' "
                  f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]
+    if rep.robustness:
+        head, body = _robustness_table(rep)
+        note = ("Robustness: each condition's score as a fraction of the same run's clean "
+                "score" + (" (of its margin over the random baseline: the env's scores are not "
+                           "all positive)" if rep.robustness_anchor == "margin over random"
+                           else "") +
+                ", IQM over seeds [95% bootstrap CI]; n/a: the condition does not apply "
+                "(an executor condition of a classical agent).")
+        if not rep.robustness_anchor:
+            note = ("Robustness: the env's scores are not all positive and the sweep has no "
+                    "random baseline, so no fraction of the clean score is defined.")
+        png = _robustness_png(rep)
+        name = _unique(f"{_slug(rep.sweep)}_{_slug(rep.env)}_robustness.png", used)
+        _write_file(out / name, png)
+        pngs.append(str(out / name))
+        md += ["#### Robustness", "", _md_table(head, body), "", _md(note), "",
+               f"![robustness]({name})", ""]
+        page += ["<h4>Robustness</h4>", _html_table(head, body),
+                 f"<p class='note'>{html.escape(note)}</p>",
+                 f"<img alt='robustness {html.escape(rep.env)}' "
+                 f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]
+    if rep.training:
+        head, body = _training_table(rep)
+        note = ("Poisoned and adversarial training: the final score beside the same agent "
+                "trained clean (fraction paired by seed).")
+        md += ["#### Poisoned and adversarial training", "", _md_table(head, body), "",
+               _md(note), ""]
+        page += ["<h4>Poisoned and adversarial training</h4>", _html_table(head, body),
+                 f"<p class='note'>{html.escape(note)}</p>"]
     if rep.other:
         head = ["run", "status", "reason"]
         body = [[n, s, (why.splitlines() or [""])[0][:300]] for n, s, why in rep.other]

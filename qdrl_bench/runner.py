@@ -9,6 +9,16 @@ leaves the store consistent; a rerun redoes them and skips everything finished.
 :func:`~qdrl_bench.provenance.code_version` is not the current one, ``rerun="all"`` every run
 of the sweep; a redone run's old result stays in the store until the new run is done
 (:meth:`~qdrl_bench.store.BaseStore.replace_result`).
+
+Robustness (:mod:`qdrl_bench.robustness`): each learning run exports its trained agent into
+the agents folder beside the store (``results/x.db`` -> ``results/x-agents/``), staged until
+its result is stored, and is evaluated under the sweep's conditions in its worker. A rerun
+finds, for every finished run, the conditions not yet evaluated (new names, or changed knobs)
+and evaluates them from the saved agent, in the executor like runs (no retraining; no claim
+either: condition results are idempotent, a done one is never overwritten); a finished run
+without a saved agent (one an older version produced) is trained again for them, its old
+result kept until the new one is done. Workers write and read the agents folder themselves:
+with Ray on several machines it must be on a file system they share.
 """
 
 from __future__ import annotations
@@ -16,14 +26,20 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import re
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
+import gymnasium as gym
+
 from qdrl_bench import executors as ex
-from qdrl_bench import registry
+from qdrl_bench import registry, robustness
+from qdrl_bench.agents import get_agent, is_baseline
 from qdrl_bench.hyperparams import parse_entry
 from qdrl_bench.provenance import code_version, is_stale
 from qdrl_bench.spec import ALL_BASELINES, RunSpec, SpecError, SweepSpec, expand_runs
@@ -32,19 +48,26 @@ from qdrl_bench.store import (
     FAILED,
     FINISHED,
     BaseStore,
+    ConditionResult,
     RunKey,
+    RunResult,
+    SQLiteStore,
     StoreError,
     get_store,
     new_owner,
 )
+from qdrl_envs.wrappers import adapt_action_space
 
 __all__ = [
     "LEASE_S",
     "RERUN_MODES",
     "Progress",
     "SweepSummary",
+    "agents_root",
     "check_agent_kwargs",
+    "check_conditions",
     "check_env_kwargs",
+    "check_train_wrappers",
     "run_key",
     "run_sweep",
 ]
@@ -103,10 +126,15 @@ class Progress:
         with self._lock:
             self.steps.pop(run.name, None)
             self.finished_steps += run.timesteps
+        self.task_done(run.name, status)
+
+    def task_done(self, name: str, status: str) -> None:
+        """Record a finished task without training steps (a run's missing conditions)."""
+        with self._lock:
             self.done += 1
             self.by_status[status] += 1
         if self.stream is not None and not self.tty:
-            self.stream.write(f"[{self.label}] {self.done}/{self.total_runs} {run.name}: "
+            self.stream.write(f"[{self.label}] {self.done}/{self.total_runs} {name}: "
                               f"{status} ({self._elapsed()})\n")
             self.stream.flush()
         self.draw(force=True)
@@ -168,6 +196,12 @@ class SweepSummary:
         failures: ``(run name, reason)`` of failed runs.
         held: ``(run name, owner)`` of runs another process was executing (its lease live):
             not run here, and not counted in ``statuses``.
+        conditions: Count of each status of the condition results written in this invocation
+            (with new runs' results, and for finished runs' missing conditions).
+        from_saved: Finished runs whose missing conditions were evaluated from the saved agent.
+        retrained: Finished runs trained again because conditions were missing and their
+            agent was not saved (counted in ``redo`` too).
+        condition_failures: ``(run name/condition, reason)`` of failed condition evaluations.
     """
 
     sweep: str
@@ -182,6 +216,17 @@ class SweepSummary:
     wall_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     held: list[tuple[str, str]] = field(default_factory=list)
+    conditions: dict[str, int] = field(default_factory=dict)
+    from_saved: int = 0
+    retrained: int = 0
+    condition_failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def count_conditions(self, run: RunSpec, results: Any) -> None:
+        """Add condition results written for ``run`` to the counts."""
+        for c in results:
+            self.conditions[c.status] = self.conditions.get(c.status, 0) + 1
+            if c.status == FAILED:
+                self.condition_failures.append((f"{run.name}/{c.name}", c.reason or ""))
 
 
 LEASE_S = 120.0
@@ -258,10 +303,146 @@ def check_env_kwargs(spec: SweepSpec) -> None:
         made.close()
 
 
+def check_conditions(spec: SweepSpec) -> None:
+    """Check the sweep's evaluation conditions against its agents, before any run starts.
+
+    An ``executor`` condition needs a quantum or hybrid agent among those it applies to, and a
+    ``fake_backend`` must exist (qiskit-ibm-runtime installed).
+
+    Raises:
+        SpecError: ``file:line: eval.conditions[i]: ...``.
+    """
+    quantum = {a.label for a in spec.agents if a.name != ALL_BASELINES
+               and not is_baseline(a.name) and get_agent(a.name).family in ("quantum",
+                                                                            "hybrid")}
+    learners = [a.label for a in spec.agents if a.name != ALL_BASELINES
+                and not is_baseline(a.name)]
+    for cond in spec.eval.conditions:
+        where = f"{spec.path}:{cond.line}: eval.conditions[{cond.entry}]"
+        applies = set(cond.agents) if cond.agents is not None else set(learners)
+        if not applies & set(learners):
+            raise SpecError(f"{where}: condition {cond.name!r} applies to no learning agent "
+                            f"(baselines are not evaluated under conditions)")
+        if cond.kind != "executor":
+            continue
+        if not applies & quantum:
+            raise SpecError(f"{where}: condition {cond.name!r} runs the trained quantum circuit "
+                            f"on qiskit-aer (shots, noise), but the agents it applies to "
+                            f"({sorted(applies)}) are all classical")
+        for comp in cond.params["noise"]:
+            if comp["kind"] != "fake_backend":
+                continue
+            try:
+                robustness.fake_backend(comp["backend"])
+            except ImportError as exc:
+                raise SpecError(f"{where}.noise.backend: a fake backend needs "
+                                f"qiskit-ibm-runtime (pip install qiskit-ibm-runtime): "
+                                f"{exc}") from exc
+            except ValueError as exc:
+                raise SpecError(f"{where}.noise.backend: {exc}") from exc
+
+
+def check_train_wrappers(spec: SweepSpec) -> None:
+    """Build each agent's training wrappers on each of its envs, before any run starts.
+
+    Catches what needs the env: a ``target_action`` outside its action space, trigger
+    features out of range, observation poisoning or adversarial training of a non-Box
+    observation space, a baseline given training wrappers.
+
+    Raises:
+        SpecError: ``file:line: agents[i].train_wrappers: ...`` with the wrapper's message.
+    """
+    for i, agent in enumerate(spec.agents):
+        if not agent.train_wrappers and not agent.adversarial_training:
+            continue
+        key = "train_wrappers" if agent.train_wrappers else "adversarial_training"
+        where = f"{spec.path}:{agent.line}: agents[{i}].{key}"
+        if is_baseline(agent.name):
+            raise SpecError(f"{where}: {agent.name!r} is a baseline; baselines do not train")
+        need = get_agent(agent.name).action_need
+        adapter = dict(agent.kwargs.get("adapter") or {})
+        for env in spec.envs:
+            if not agent.runs_on(env.label):
+                continue
+
+            def one(env: Any = env, need: str = need, adapter: dict = adapter) -> gym.Env:
+                made = registry.make_env(env.id, env.kwargs, env.max_episode_steps)
+                return adapt_action_space(made, need, **adapter)[0]
+
+            try:
+                probe = gym.vector.SyncVectorEnv([one])
+            except Exception:  # an adapter that does not apply: the run says so
+                continue
+            try:
+                attack = None
+                if agent.adversarial_training:
+                    space = probe.single_observation_space
+                    if not isinstance(space, gym.spaces.Box):
+                        raise ValueError(f"adversarial training needs a Box observation "
+                                         f"space, {env.label} has {space}")
+                    attack = robustness.AdversarialTraining(agent.adversarial_training,
+                                                            space.low, space.high, seed=0)
+                wrapped = registry.wrap_training(probe, agent.train_wrappers, attack, seed=0)
+                wrapped.reset(seed=0)
+            except (ValueError, TypeError) as exc:
+                raise SpecError(f"{where}: on {env.label}: {exc}") from exc
+            finally:
+                probe.close()
+
+
+def agents_root(store: BaseStore, agents_dir: str | Path | None = None) -> Path | None:
+    """Where a sweep's trained agents are saved: ``agents_dir``, else beside a SQLite store.
+
+    ``results/x.db`` -> ``results/x-agents/``; an in-memory store has none (``None``: agents
+    are not saved, and a rerun that adds conditions trains them again).
+    """
+    if agents_dir is not None:
+        return Path(agents_dir)
+    if isinstance(store, SQLiteStore):
+        return store.path.with_name(f"{store.path.stem}-agents")
+    return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+
+
+def _agent_dir(root: Path | None, run: RunSpec, run_id: str) -> str | None:
+    if root is None or is_baseline(run.agent.name):
+        return None
+    return str(root / _slug(run.sweep) / _slug(run.env.label) / _slug(run.agent.label)
+               / f"seed{run.seed}-{run_id[:10]}")
+
+
+def _missing_conditions(db: BaseStore, run_id: str, run: RunSpec) -> tuple[Any, ...]:
+    """The run's conditions without a done result of the same knobs in the store."""
+    stored = {c.name: c for c in db.get_conditions(run_id)}
+    return tuple(c for c in robustness.conditions_for(run)
+                 if not (c.name in stored and stored[c.name].done
+                         and stored[c.name].config_hash == c.config_hash))
+
+
+def _known_not_applicable(run: RunSpec, missing: Sequence[Any]) -> tuple[ConditionResult, ...]:
+    """Results the driver knows without the agent: a baseline's, a classical agent's executor."""
+    if is_baseline(run.agent.name):
+        return robustness.not_applicable_results(missing, robustness.BASELINE)
+    if get_agent(run.agent.name).family in ("quantum", "hybrid"):
+        return ()
+    return robustness.not_applicable_results([c for c in missing if c.kind == "executor"],
+                                             robustness.CLASSICAL_EXECUTOR)
+
+
+def _failed_conditions(task: robustness.ConditionTask, why: str) -> tuple[ConditionResult, ...]:
+    return tuple(ConditionResult(name=c.name, config_hash=c.config_hash, kind=c.kind,
+                                 status=FAILED, reason=why, config=c.config)
+                 for c in task.conditions)
+
+
 def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
               executor: Any = None, progress: bool | TextIO = True,
               check: bool = True, rerun: str | None = None,
-              version: str | None = None, lease_s: float = LEASE_S) -> SweepSummary:
+              version: str | None = None, lease_s: float = LEASE_S,
+              agents_dir: str | Path | None = None) -> SweepSummary:
     """Run every unfinished run of a sweep and write the results to the store.
 
     Only this sweep's runs (as the spec expands now) are read or written; other sweeps in the
@@ -290,6 +471,7 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
             :func:`~qdrl_bench.provenance.code_version`). When given, it is also recorded on
             the results this call writes, in place of the executing process's own.
         lease_s: Seconds a claimed run stays this driver's without renewal.
+        agents_dir: Where trained agents are saved (default: :func:`agents_root`).
 
     Returns:
         The summary. After Ctrl-C, ``interrupted`` is set and the runs in flight are marked
@@ -311,40 +493,72 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
         registry.check_sweep_names(spec)
         check_agent_kwargs(spec)
         check_env_kwargs(spec)
+        check_conditions(spec)
+        check_train_wrappers(spec)
     owns_store = not isinstance(store, BaseStore)
     db = get_store(store if store is not None else spec.store)
+    root = agents_root(db, agents_dir)
     runs = expand_runs(spec, baselines_of=registry.baselines_for,
                        timesteps_of=registry.default_timesteps)
     summary = SweepSummary(sweep=spec.name, total=len(runs))
     todo: collections.deque[tuple[RunSpec, str]] = collections.deque()
+    tasks: collections.deque[tuple[robustness.ConditionTask, str]] = collections.deque()
     redo: set[str] = set()  # done runs redone: never set running, replaced only when done
-    for run in runs:
-        rec = db.ensure_run(run_key(run))
-        if rec.status not in DONE_STATUSES:
-            todo.append((run, rec.run_id))
-        elif rerun == "all" or (rerun == "stale" and is_stale(rec, current)):
-            todo.append((run, rec.run_id))
-            redo.add(rec.run_id)
-        else:
-            summary.skipped += 1
-            summary.stale += is_stale(rec, current)
+    try:
+        for run in runs:
+            rec = db.ensure_run(run_key(run))
+            run = dataclasses.replace(run, agent_dir=_agent_dir(root, run, rec.run_id))
+            if rec.status not in DONE_STATUSES:
+                todo.append((run, rec.run_id))
+            elif rerun == "all" or (rerun == "stale" and is_stale(rec, current)):
+                todo.append((run, rec.run_id))
+                redo.add(rec.run_id)
+            else:
+                missing = _missing_conditions(db, rec.run_id, run) \
+                    if rec.status == FINISHED else ()
+                known = _known_not_applicable(run, missing)
+                if known:
+                    db.record_conditions(rec.run_id, known)
+                    summary.count_conditions(run, known)
+                    names = {c.name for c in known}
+                    missing = tuple(c for c in missing if c.name not in names)
+                if missing and robustness.has_saved_agent(run.agent_dir):
+                    assert run.agent_dir is not None
+                    tasks.append((robustness.ConditionTask(run, missing, run.agent_dir),
+                                  rec.run_id))
+                    summary.from_saved += 1
+                elif missing:  # no saved agent (an older version's run): train it again
+                    todo.append((run, rec.run_id))
+                    redo.add(rec.run_id)
+                    summary.retrained += 1
+                    continue
+                summary.skipped += 1
+                summary.stale += is_stale(rec, current)
+    except BaseException:
+        if owns_store:
+            db.close()
+        raise
     summary.redo = len(redo)
     stream = sys.stderr if progress is True else (progress or None)
-    bar = Progress(len(todo), sum(r.timesteps for r, _ in todo), spec.name,
+    bar = Progress(len(todo) + len(tasks), sum(r.timesteps for r, _ in todo), spec.name,
                    stream=stream)  # type: ignore[arg-type]
     owns_executor = executor is None
-    if executor is None and todo:
+    if executor is None and (todo or tasks):
         executor = ex.make_executor(spec.executor)
     in_flight: dict[Any, tuple[RunSpec, str]] = {}
+    in_flight_tasks: dict[Any, tuple[robustness.ConditionTask, str]] = {}
     started: list[str] = []  # every run this invocation set running (Ctrl-C may land anywhere)
     owner = new_owner()
     claimed: list[str] = []
     heart = _Heartbeat(db, owner, lease_s / 4) if todo else None
     try:
-        if todo:
+        if todo or tasks:
             executor.start(bar.step)
-        while todo or in_flight:
-            while todo and len(in_flight) < executor.slots:
+        while todo or tasks or in_flight or in_flight_tasks:
+            while tasks and len(in_flight) + len(in_flight_tasks) < executor.slots:
+                task, run_id = tasks.popleft()
+                in_flight_tasks[executor.submit(task)] = (task, run_id)
+            while todo and len(in_flight) + len(in_flight_tasks) < executor.slots:
                 run, run_id = todo.popleft()
                 if not db.claim(run_id, owner, lease_s=lease_s, redo=run_id in redo):
                     rec = db.get_run(run_id)
@@ -361,18 +575,39 @@ def run_sweep(spec: SweepSpec, *, store: BaseStore | str | None = None,
                     started.append(run_id)
                 in_flight[executor.submit(run)] = (run, run_id)
             for handle, result in executor.wait(timeout=0.25):
+                if handle in in_flight_tasks:
+                    task, run_id = in_flight_tasks.pop(handle)
+                    if isinstance(result, RunResult):  # the worker died
+                        result = _failed_conditions(task, result.reason or "worker failed")
+                    if version is not None:
+                        result = [dataclasses.replace(c, code_version=version) for c in result]
+                    with contextlib.suppress(ValueError):  # no longer finished: a redo's
+                        db.record_conditions(run_id, result)
+                        summary.count_conditions(task.run, result)
+                    bar.task_done(f"{task.run.name} (conditions)",
+                                  "conditions " + ", ".join(sorted({c.status for c in result})))
+                    continue
                 run, run_id = in_flight.pop(handle)
                 if heart is not None:
                     heart.discard(run_id)
                 if version is not None:
-                    result = dataclasses.replace(result, code_version=version)
+                    result = dataclasses.replace(result, code_version=version, conditions=tuple(
+                        dataclasses.replace(c, code_version=version)
+                        for c in result.conditions))
+                stored = False
                 if run_id not in redo:
-                    db.record_result(run_id, result)
+                    stored = db.record_result(run_id, result)
                 elif result.status in DONE_STATUSES:
                     db.replace_result(run_id, result)
                     summary.replaced += 1
+                    stored = True
                 else:
                     summary.kept.append((run.name, result.status))
+                if run.agent_dir is not None:
+                    robustness.promote_agent(run.agent_dir,
+                                             keep=stored and result.status == FINISHED)
+                if stored:
+                    summary.count_conditions(run, result.conditions)
                 summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
                 if result.status == FAILED:
                     summary.failures.append((run.name, result.reason or ""))

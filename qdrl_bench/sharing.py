@@ -44,7 +44,8 @@ from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
 from qdrl_bench import registry
 
-__all__ = ["CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "export_agent", "import_agent"]
+__all__ = ["CONFIG_FILE", "FORMAT", "WEIGHTS_FILE", "ObsNormalizer", "export_agent",
+           "import_agent"]
 
 WEIGHTS_FILE = "policy.pt"
 CONFIG_FILE = "agent.json"
@@ -172,16 +173,36 @@ def _numbers(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class ObsNormalizer:
+    """``VecNormalize.normalize_obs`` of frozen statistics (the same arithmetic and dtype).
+
+    Callable on observations like the ``obs_filter`` the runner evaluates with; its
+    statistics (``mean``, ``var``, ``epsilon``, ``clip_obs``) are attributes, so the
+    robustness attacks can differentiate through it (:mod:`qdrl_bench.robustness`).
+    """
+
+    def __init__(self, mean: Any, var: Any, epsilon: float, clip_obs: float) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.var = np.asarray(var, dtype=np.float64)
+        self.epsilon = float(epsilon)
+        self.clip_obs = float(clip_obs)
+
+    @classmethod
+    def of(cls, vec_normalize: Any) -> ObsNormalizer:
+        """The current statistics of a ``VecNormalize`` (a copy: later updates do not show)."""
+        rms = vec_normalize.obs_rms
+        return cls(np.array(rms.mean, dtype=np.float64), np.array(rms.var, dtype=np.float64),
+                   vec_normalize.epsilon, vec_normalize.clip_obs)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Normalise ``obs`` (float32, as ``VecNormalize.normalize_obs`` returns it)."""
+        return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs,
+                       self.clip_obs).astype(np.float32)
+
+
 def _obs_filter(norm: Mapping[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     """``VecNormalize.normalize_obs`` of frozen statistics (the same arithmetic and dtype)."""
-    mean = np.asarray(norm["mean"], dtype=np.float64)
-    var = np.asarray(norm["var"], dtype=np.float64)
-    eps, clip = float(norm["epsilon"]), float(norm["clip_obs"])
-
-    def obs_filter(obs: np.ndarray) -> np.ndarray:
-        return np.clip((obs - mean) / np.sqrt(var + eps), -clip, clip).astype(np.float32)
-
-    return obs_filter
+    return ObsNormalizer(norm["mean"], norm["var"], norm["epsilon"], norm["clip_obs"])
 
 
 def import_agent(directory: str | os.PathLike[str]) -> tuple[Any, Any]:

@@ -12,6 +12,9 @@ A sweep is a YAML file (read with ``yaml.safe_load`` semantics) such as::
       every: 1024                      # evaluate every N training steps (and at 0 and the end)
       episodes: 5                      # K evaluation episodes per evaluation
       seed: 100000                     # evaluation envs are reset with seed + 1000*run_seed + k
+      conditions:                      # robustness: every finished learning run is also
+        - {name: fgsm, kind: adversarial, attack: fgsm, epsilon: [0.01, 0.1]}  # evaluated
+                                       #   under these (qdrl_bench.conditions is the manual)
     executor:
       kind: local                      # local | ray
       workers: 2                       # worker processes (local) / CPUs (ray, local cluster)
@@ -28,6 +31,10 @@ A sweep is a YAML file (read with ``yaml.safe_load`` semantics) such as::
         kwargs: {policy_kwargs: {n_qubits: 2}}
         timesteps: 2048                #   per-agent override
         label: q-ppo-2q                #   distinguishes two entries of the same agent
+      - name: ppo
+        label: ppo-flip10
+        train_wrappers: [{kind: reward, fraction: 0.1, mode: flip}]  # poisoned training
+        adversarial_training: {attack: fgsm, epsilon: 0.05, rate: 0.5}  # (see conditions)
       - name: sac
         envs: [pendulum]               #   only on these env labels (default: every env)
       - baselines                      # every baseline of each env (random, oracle, ...)
@@ -52,10 +59,17 @@ from typing import Any
 import yaml
 
 import qdrl_envs
+from qdrl_bench.conditions import (
+    ConditionSpec,
+    parse_adversarial_training,
+    parse_conditions,
+    parse_train_wrappers,
+)
 
 __all__ = [
     "DEFAULT_TIMESTEPS",
     "AgentSpec",
+    "ConditionSpec",
     "EnvSpec",
     "EvalSpec",
     "ExecutorSpec",
@@ -120,6 +134,9 @@ class AgentSpec:
         timesteps: Per-agent training budget (default: the sweep's).
         envs: The env labels the agent runs on (``None``: every env of the sweep).
         line: Line of the entry in the sweep file.
+        train_wrappers: Poisoning wrappers of its training env (``kind`` + the wrapper's
+            arguments; see :mod:`qdrl_bench.conditions`).
+        adversarial_training: Attack knobs and ``rate`` of adversarial training, or ``None``.
     """
 
     name: str
@@ -128,6 +145,8 @@ class AgentSpec:
     timesteps: int | None = None
     envs: tuple[str, ...] | None = None
     line: int = 0
+    train_wrappers: tuple[Mapping[str, Any], ...] = ()
+    adversarial_training: Mapping[str, Any] | None = None
 
     def runs_on(self, env_label: str) -> bool:
         """Whether the agent runs on the env of this label."""
@@ -144,12 +163,16 @@ class EvalSpec:
 
     Evaluation uses its own environment, reset with seeds ``seed + 1000 * run_seed + k`` for
     episode ``k``: the same episodes at every evaluation point of a run, different ones from the
-    training env's.
+    training env's. ``conditions`` (:mod:`qdrl_bench.conditions`) are the robustness
+    conditions each finished learning run is also evaluated under, on the final evaluation's
+    episodes; they are not part of a run's identity (adding one evaluates it on the runs
+    already done).
     """
 
     every: int = 1000
     episodes: int = 5
     seed: int = 100_000
+    conditions: tuple[ConditionSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,7 +215,12 @@ class RunSpec:
 
     The identity of a run in the store is ``(sweep, env label, agent label, seed)`` plus
     :attr:`config_hash`, the hash of everything that determines its result; changing any of it
-    (kwargs, timesteps, evaluation schedule) makes a new run.
+    (kwargs, training wrappers, timesteps, evaluation schedule) makes a new run. The
+    evaluation conditions and ``agent_dir`` are not part of it.
+
+    ``agent_dir``: where the run exports its trained agent
+    (:func:`qdrl_bench.sharing.export_agent`, written to ``agent_dir + ".new"`` and moved into
+    place by the driver once the result is stored); ``None``: not exported. The driver sets it.
     """
 
     sweep: str
@@ -201,14 +229,21 @@ class RunSpec:
     seed: int
     timesteps: int
     eval: EvalSpec
+    agent_dir: str | None = None
 
     @property
     def config(self) -> dict[str, Any]:
         """The JSON-able configuration the hash is taken over."""
+        agent: dict[str, Any] = {"name": self.agent.name,
+                                 "kwargs": _jsonable(self.agent.kwargs)}
+        if self.agent.train_wrappers:  # only when set: older runs keep their hashes
+            agent["train_wrappers"] = _jsonable(self.agent.train_wrappers)
+        if self.agent.adversarial_training:
+            agent["adversarial_training"] = _jsonable(self.agent.adversarial_training)
         return {
             "env": {"id": self.env.id, "kwargs": _jsonable(self.env.kwargs),
                     "max_episode_steps": self.env.max_episode_steps},
-            "agent": {"name": self.agent.name, "kwargs": _jsonable(self.agent.kwargs)},
+            "agent": agent,
             "seed": self.seed,
             "timesteps": self.timesteps,
             "eval": {"every": self.eval.every, "episodes": self.eval.episodes,
@@ -415,12 +450,8 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
         seeds = tuple(range(p.int_(seeds_raw, ("seeds",), 1, MAX_SEEDS)))
     timesteps = p.int_(top["timesteps"], ("timesteps",), 1) if "timesteps" in top else None
 
-    ev = p.mapping(top.get("eval") or {}, ("eval",), ("every", "episodes", "seed"))
-    eval_spec = EvalSpec(
-        every=p.int_(ev.get("every", EvalSpec.every), ("eval", "every"), 1),
-        episodes=p.int_(ev.get("episodes", EvalSpec.episodes), ("eval", "episodes"), 1),
-        seed=p.int_(ev.get("seed", EvalSpec.seed), ("eval", "seed"), 0),
-    )
+    ev = p.mapping(top.get("eval") or {}, ("eval",), ("every", "episodes", "seed",
+                                                      "conditions"))
 
     ex = p.mapping(top.get("executor") or {}, ("executor",), ("kind", "workers", "address"))
     kind = ex.get("kind", "local")
@@ -437,6 +468,13 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
 
     envs = _parse_envs(p, top["envs"])
     agents = _parse_agents(p, top["agents"])
+    eval_spec = EvalSpec(
+        every=p.int_(ev.get("every", EvalSpec.every), ("eval", "every"), 1),
+        episodes=p.int_(ev.get("episodes", EvalSpec.episodes), ("eval", "episodes"), 1),
+        seed=p.int_(ev.get("seed", EvalSpec.seed), ("eval", "seed"), 0),
+        conditions=parse_conditions(ev.get("conditions"), ("eval", "conditions"), p.error,
+                                    [a.label for a in agents], p.lines.get),
+    )
     labels = {e.label for e in envs}
     for i, agent in enumerate(agents):
         unknown = sorted(set(agent.envs or ()) - labels)
@@ -493,9 +531,15 @@ def _parse_agents(p: _Parser, raw: Any) -> tuple[AgentSpec, ...]:
         if isinstance(item, str):
             out.append(AgentSpec(name=p.str_(item, path), line=line))
             continue
-        m = p.mapping(item, path, ("name", "kwargs", "label", "timesteps", "envs"))
+        m = p.mapping(item, path, ("name", "kwargs", "label", "timesteps", "envs",
+                                   "train_wrappers", "adversarial_training"))
         if "name" not in m:
             raise p.error(path, "missing required key 'name'")
+        if m["name"] == ALL_BASELINES:
+            for key in ("train_wrappers", "adversarial_training"):
+                if key in m:
+                    raise p.error((*path, key), "baselines do not train; only a learning "
+                                                "agent takes " + key)
         ts = m.get("timesteps")
         only = m.get("envs")
         if "envs" in m and (not isinstance(only, list) or not only):
@@ -509,6 +553,10 @@ def _parse_agents(p: _Parser, raw: Any) -> tuple[AgentSpec, ...]:
             envs=None if only is None else tuple(p.str_(e, (*path, "envs", j))
                                                  for j, e in enumerate(only)),
             line=line,
+            train_wrappers=parse_train_wrappers(m.get("train_wrappers"),
+                                                (*path, "train_wrappers"), p.error),
+            adversarial_training=parse_adversarial_training(
+                m.get("adversarial_training"), (*path, "adversarial_training"), p.error),
         ))
     _check_unique(p, "agents", [a.label for a in out])
     return tuple(out)

@@ -606,7 +606,8 @@ def _train(spec: SweepSpec, env: EnvSpec, agent: AgentSpec, kwargs: Mapping[str,
         _TrialFailed: The run failed (the message is its first line of reason).
     """
     run = RunSpec(sweep=spec.name, env=env, agent=dataclasses.replace(agent, kwargs=kwargs),
-                  seed=run_seed, timesteps=timesteps, eval=spec.eval)
+                  seed=run_seed, timesteps=timesteps,
+                  eval=dataclasses.replace(spec.eval, conditions=()))  # trials: clean only
     result = execute.execute_run(run, on_eval=on_eval)
     if result.status == NOT_APPLICABLE:
         raise _NotTunable(result.status, result.reason or "")

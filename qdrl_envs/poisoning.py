@@ -24,6 +24,24 @@ was corrupted (for :class:`PoisonedObservation`, the observation returned with i
 
 Agents evaluate on the clean env: these wrappers are for training only.
 
+**Vector envs.** :class:`VectorPoisonedReward` and :class:`VectorPoisonedObservation` do the
+same to every row of a Gymnasium ``VectorEnv`` (a qdrl NumPy twin, a ``SyncVectorEnv``), row
+for row what a ``SyncVectorEnv`` over single envs wrapped in :class:`PoisonedReward` /
+:class:`PoisonedObservation` gives: row ``i`` keeps its own stream, restarted by a seeded reset
+from ``(seed, row seed)`` as the single wrapper's (the row seed is ``seed + i`` for an int
+seed, ``seed[i]`` for a list, as Gymnasium seeds the rows), and it draws exactly when the
+single wrapper in that row would, in each autoreset mode (``SAME_STEP``: a finished row's
+final observation, in ``info["final_obs"]``, is corrupted before the reset one; ``NEXT_STEP``:
+the reset step draws no reward corruption; ``DISABLED``: masked resets corrupt the reset
+observation). So poisoning a training run on a twin costs no speed, and the clean and poisoned
+runs see the same channels. ``info["poisoned"]`` is a bool array over the rows (of the step's
+observation; for a finished ``SAME_STEP`` row, of its final observation).
+
+**Adversarial training.** :class:`VectorAdversarialObservation` replaces a seeded ``rate`` of
+the rows' observations (of resets and steps) by ``attack(rows)``, a callable the trainer sets
+(it computes the attack with the current policy: see :mod:`qdrl_bench.robustness`), clipped
+into the observation space; this module knows no policy.
+
 This module imports only Gymnasium and NumPy.
 
 Example:
@@ -38,20 +56,30 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import RecordConstructorArgs
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-__all__ = ["OBSERVATION_MODES", "REWARD_MODES", "PoisonedObservation", "PoisonedReward"]
+__all__ = [
+    "OBSERVATION_MODES",
+    "REWARD_MODES",
+    "PoisonedObservation",
+    "PoisonedReward",
+    "VectorAdversarialObservation",
+    "VectorPoisonedObservation",
+    "VectorPoisonedReward",
+]
 
 REWARD_MODES: tuple[str, ...] = ("flip", "scale", "bias", "targeted")
 OBSERVATION_MODES: tuple[str, ...] = ("noise", "trigger")
 
 _SALT = 0x706F69736F6E  # "poison": keeps the wrapper's stream apart from the env's
+_ATTACK_SALT = 0x617474616B  # "attak": the adversarial-training draw's stream
 
 
 def _fraction(value: Any) -> float:
@@ -185,6 +213,13 @@ class PoisonedReward(_Poisoner):
         """Step the env and corrupt the reward with probability ``fraction``."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._ensure_rng(None)
+        reward, hit = self._poison(reward, action)
+        self.steps += 1
+        self.poisoned_steps += hit
+        return obs, reward, terminated, truncated, {**info, "poisoned": hit}
+
+    def _poison(self, reward: SupportsFloat, action: Any) -> tuple[SupportsFloat, bool]:
+        """This step's reward after the draw, and whether it was corrupted."""
         hit = self._draw()
         if hit:
             r = float(reward)
@@ -196,9 +231,7 @@ class PoisonedReward(_Poisoner):
                 reward = r + self.bias
             else:
                 hit = False  # "targeted" with another action: nothing changed
-        self.steps += 1
-        self.poisoned_steps += hit
-        return obs, reward, terminated, truncated, {**info, "poisoned": hit}
+        return reward, hit
 
 
 class PoisonedObservation(_Poisoner):
@@ -284,3 +317,249 @@ class PoisonedObservation(_Poisoner):
         self.steps += 1
         self.poisoned_steps += hit
         return obs, reward, terminated, truncated, {**info, "poisoned": hit}
+
+
+# ----------------------------------------------------------------------------- vector envs
+
+
+class _SpacesOnly(gym.Env):
+    """A stand-in env holding one row's spaces.
+
+    The per-row streams of the vector wrappers are single-env wrappers around it, so their
+    draws are the single wrappers' by construction.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+
+def _row_seeds(seed: Any, n: int) -> list[int | None]:
+    """Per-row seeds of a vector reset, as Gymnasium's vector envs seed their rows."""
+    if seed is None:
+        return [None] * n
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return [int(seed) + i for i in range(n)]
+    seeds = list(seed)
+    if len(seeds) != n:
+        raise ValueError(f"reset(seed=...) got {len(seeds)} seeds for {n} rows")
+    return [None if s is None else int(s) for s in seeds]
+
+
+class _VectorPoisoner(VectorWrapper):
+    """What the vector wrappers share: one single-env wrapper per row, and autoreset bookkeeping."""
+
+    def __init__(self, env: VectorEnv, rows: list[_Poisoner]) -> None:
+        super().__init__(env)
+        self.rows = rows
+        self.autoreset_mode = AutoresetMode(env.metadata.get("autoreset_mode",
+                                                             AutoresetMode.NEXT_STEP))
+        self._resetting = np.zeros(env.num_envs, dtype=bool)  # NEXT_STEP: reset in this step
+
+    @property
+    def steps(self) -> int:
+        """Row-steps taken (resets not counted), summed over rows."""
+        return sum(r.steps for r in self.rows)
+
+    @property
+    def poisoned_steps(self) -> int:
+        """Row-steps corrupted, summed over rows."""
+        return sum(r.poisoned_steps for r in self.rows)
+
+    def _restart(self, seed: Any, options: dict[str, Any] | None) -> np.ndarray:
+        """Restart the streams of the rows being reset; return the mask of those rows."""
+        n = self.num_envs
+        mask = np.ones(n, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+        for i, s in enumerate(_row_seeds(seed, n)):
+            if mask[i]:
+                self.rows[i]._ensure_rng(s)
+        self._resetting[mask] = False
+        return mask
+
+    def _stepped(self, terminated: Any, truncated: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows that stepped, rows whose episode ended)``; updates the NEXT_STEP bookkeeping."""
+        done = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
+        stepped = ~self._resetting
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._resetting = done & stepped
+        for i in range(self.num_envs):
+            self.rows[i]._ensure_rng(None)
+        return stepped, done & stepped
+
+
+class VectorPoisonedReward(_VectorPoisoner):
+    """:class:`PoisonedReward` on every row of a vector env (see the module manual).
+
+    Args:
+        env: The vector env; ``single_action_space`` is the space ``target_action`` lies in.
+        fraction, mode, scale, bias, target_action, target_tol, seed: As
+            :class:`PoisonedReward`.
+
+    Raises:
+        ValueError: As :class:`PoisonedReward`.
+    """
+
+    def __init__(self, env: VectorEnv, fraction: float, mode: str = "flip", *,
+                 scale: float = -1.0, bias: float = 1.0, target_action: Any = None,
+                 target_tol: float = 0.05, seed: int | None = None) -> None:
+        stub = _SpacesOnly(env.single_observation_space, env.single_action_space)
+        rows = [PoisonedReward(stub, fraction, mode, scale=scale, bias=bias,
+                               target_action=target_action, target_tol=target_tol, seed=seed)
+                for _ in range(env.num_envs)]
+        super().__init__(env, list(rows))
+        self.fraction, self.mode = rows[0].fraction, rows[0].mode
+
+    def reset(self, *, seed: Any = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env; a seeded reset restarts each reset row's stream."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._restart(seed, options)
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Step the env and corrupt each stepping row's reward with probability ``fraction``."""
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        stepped, _ = self._stepped(terminated, truncated)
+        out = np.array(rewards, copy=True)
+        hits = np.zeros(self.num_envs, dtype=bool)
+        for i in np.flatnonzero(stepped):
+            row = self.rows[i]
+            out[i], hits[i] = row._poison(out[i], actions[i])
+            row.steps += 1
+            row.poisoned_steps += bool(hits[i])
+        info = {**info, "poisoned": hits, "_poisoned": stepped.copy()}
+        return obs, out, terminated, truncated, info
+
+
+class VectorPoisonedObservation(_VectorPoisoner):
+    """:class:`PoisonedObservation` on every row of a vector env with a ``Box`` row space.
+
+    Args:
+        env: The vector env.
+        fraction, mode, scale, trigger_features, trigger_value, seed: As
+            :class:`PoisonedObservation`.
+
+    Raises:
+        ValueError: As :class:`PoisonedObservation`.
+    """
+
+    def __init__(self, env: VectorEnv, fraction: float, mode: str = "noise", *,
+                 scale: float = 0.1, trigger_features: Sequence[int] | None = None,
+                 trigger_value: float = 0.0, seed: int | None = None) -> None:
+        stub = _SpacesOnly(env.single_observation_space, env.single_action_space)
+        rows = [PoisonedObservation(stub, fraction, mode, scale=scale,
+                                    trigger_features=trigger_features,
+                                    trigger_value=trigger_value, seed=seed)
+                for _ in range(env.num_envs)]
+        super().__init__(env, list(rows))
+        self.fraction, self.mode = rows[0].fraction, rows[0].mode
+
+    def _corrupt_rows(self, obs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.array(obs, copy=True)
+        hits = np.zeros(self.num_envs, dtype=bool)
+        for i in np.flatnonzero(rows):
+            out[i], hits[i] = self.rows[i]._corrupt(out[i])
+        return out, hits
+
+    def reset(self, *, seed: Any = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env and corrupt each reset row's first observation."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        mask = self._restart(seed, options)
+        obs, _ = self._corrupt_rows(obs, mask)
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Step the env and corrupt each row's observation with probability ``fraction``."""
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        resetting = self._resetting.copy()
+        stepped, ended = self._stepped(terminated, truncated)
+        out = np.array(obs, copy=True)
+        hits = np.zeros(self.num_envs, dtype=bool)
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        if same_step and ended.any():
+            final = np.array(info["final_obs"], copy=True)
+            info = {**info, "final_obs": final}
+        for i in range(self.num_envs):
+            row = self.rows[i]
+            if resetting[i]:  # NEXT_STEP: this row was reset, not stepped
+                out[i], _ = row._corrupt(out[i])
+                continue
+            if same_step and ended[i]:  # the final observation, then the reset one
+                final[i], hits[i] = row._corrupt(final[i])
+                out[i], _ = row._corrupt(out[i])
+            else:
+                out[i], hits[i] = row._corrupt(out[i])
+            row.steps += 1
+            row.poisoned_steps += bool(hits[i])
+        info = {**info, "poisoned": hits, "_poisoned": stepped.copy()}
+        return out, rewards, terminated, truncated, info
+
+
+class VectorAdversarialObservation(VectorWrapper):
+    """Replace a seeded ``rate`` of the rows' observations by an attacked version.
+
+    Each reset and step, each row is attacked with probability ``rate`` (one uniform draw per
+    row from the wrapper's own stream, restarted from ``seed`` by a seeded reset); the rows
+    drawn go through ``attack`` (a callable ``(k, *obs_shape) array -> same shape``, set by the
+    trainer, which computes it with the current policy), clipped into the observation space.
+    While ``attack`` is ``None`` nothing changes (the draws still happen). A ``SAME_STEP``
+    final observation stays clean: it is not acted on. ``attacked_steps`` / ``steps`` count the
+    row-steps.
+
+    Args:
+        env: The vector env (``Box`` row observations).
+        rate: Probability that a row's observation is attacked, in [0, 1].
+        attack: The attack (settable later as ``.attack``).
+        seed: Seeds the draw.
+
+    Raises:
+        ValueError: On a non-Box observation space, a rate outside [0, 1] or a bad seed.
+    """
+
+    def __init__(self, env: VectorEnv, rate: float,
+                 attack: Callable[[np.ndarray], np.ndarray] | None = None, *,
+                 seed: int | None = None) -> None:
+        super().__init__(env)
+        space = env.single_observation_space
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"VectorAdversarialObservation needs a Box observation space, "
+                             f"got {space}")
+        self.rate = _fraction(rate)
+        self.attack_seed = _seed(seed)
+        self.attack = attack
+        self._rng = np.random.default_rng(
+            None if self.attack_seed is None else [self.attack_seed, _ATTACK_SALT])
+        self.steps = 0
+        self.attacked_steps = 0
+
+    def _apply(self, obs: np.ndarray, count: bool) -> np.ndarray:
+        hit = self._rng.random(self.num_envs) < self.rate
+        if count:
+            self.steps += self.num_envs
+        if self.attack is None or not hit.any():
+            return obs
+        space = self.env.single_observation_space
+        out = np.array(obs, copy=True)
+        attacked = np.asarray(self.attack(out[hit]), dtype=np.float64)
+        out[hit] = np.clip(attacked, space.low, space.high).astype(space.dtype)
+        if count:
+            self.attacked_steps += int(hit.sum())
+        return out
+
+    def reset(self, *, seed: Any = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env (a seeded reset restarts the draw) and attack the drawn rows."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None and self.attack_seed is not None:
+            first = seed if isinstance(seed, (int, np.integer)) else next(
+                (s for s in seed if s is not None), 0)
+            self._rng = np.random.default_rng([self.attack_seed, int(first), _ATTACK_SALT])
+        return self._apply(obs, count=False), info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Step the env and attack the drawn rows' observations."""
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        return self._apply(obs, count=True), rewards, terminated, truncated, info

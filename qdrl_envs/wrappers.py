@@ -21,8 +21,10 @@ billion-action head.
 :func:`adapt_action_space` picks the adapter an agent needs and returns its name (``None`` when
 the env already fits), which the benchmark runner records with each result.
 
-The poisoning wrappers (:class:`PoisonedReward`, :class:`PoisonedObservation`) live in
-:mod:`qdrl_envs.poisoning` and are importable from here.
+The poisoning wrappers (:class:`PoisonedReward`, :class:`PoisonedObservation`, their vector-env
+versions :class:`VectorPoisonedReward`, :class:`VectorPoisonedObservation`, and the
+adversarial-training :class:`VectorAdversarialObservation`) live in :mod:`qdrl_envs.poisoning`
+and are importable from here.
 
 This module imports only Gymnasium and NumPy.
 """
@@ -37,7 +39,13 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import RecordConstructorArgs
 
-from qdrl_envs.poisoning import PoisonedObservation, PoisonedReward
+from qdrl_envs.poisoning import (
+    PoisonedObservation,
+    PoisonedReward,
+    VectorAdversarialObservation,
+    VectorPoisonedObservation,
+    VectorPoisonedReward,
+)
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -49,6 +57,9 @@ __all__ = [
     "MultiDiscreteToDiscrete",
     "PoisonedObservation",
     "PoisonedReward",
+    "VectorAdversarialObservation",
+    "VectorPoisonedObservation",
+    "VectorPoisonedReward",
     "adapt_action_space",
     "adapter_for",
 ]

@@ -5,6 +5,11 @@ A *run* is one agent trained and evaluated on one environment with one seed. Its
 derived from that identity, so every backend gives the same run the same id, and changing a
 run's configuration makes a new run (the old one is kept).
 
+A finished run also holds the results of the robustness conditions it was evaluated under
+(:class:`ConditionResult`, one per condition name, beside its clean score): written with the
+run's result, or later (a condition added to the sweep, evaluated from the saved agent) with
+:meth:`BaseStore.record_conditions`.
+
 :class:`BaseStore` is the interface every backend implements (its docstring is the contract the
 store tests check); the lease helpers here are shared by the backends.
 """
@@ -33,6 +38,7 @@ __all__ = [
     "STATUSES",
     "UNAVAILABLE",
     "BaseStore",
+    "ConditionResult",
     "EvalPoint",
     "RunKey",
     "RunRecord",
@@ -111,6 +117,55 @@ class EvalPoint:
 
 
 @dataclass(frozen=True)
+class ConditionResult:
+    """A finished run's evaluation under one robustness condition.
+
+    Attributes:
+        name: The condition's name (unique within the sweep).
+        config_hash: Hash of the condition's kind and knobs: a stored result of another hash
+            is stale (the sweep changed the condition) and is evaluated again.
+        kind: ``executor``, ``obs_noise`` or ``adversarial``.
+        config: The condition's kind and knobs (as JSON), with ``series``, ``axis`` and
+            ``strength`` for the report.
+        status: ``finished``, ``not_applicable`` (a classical agent under an ``executor``
+            condition, a baseline, an observation space that is not a Box) or ``failed``.
+        reason: Why it is not ``finished``.
+        mean: Mean return over the evaluation episodes (the clean evaluation's episodes).
+        std: Its standard deviation.
+        returns: The episodes' returns.
+        metrics: Means of the env's numeric ``info`` entries (``eval/...``) and the condition's
+            own measures (``attack/kl``, ``attack/value_drop``, ...).
+        wall_s: Seconds the evaluation took.
+        code_version: Fingerprint of the code that produced it.
+    """
+
+    name: str
+    config_hash: str
+    kind: str
+    status: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    mean: float | None = None
+    std: float | None = None
+    returns: tuple[float, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    wall_s: float | None = None
+    code_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"ConditionResult.status must be one of {sorted(RESULT_STATUSES)}, "
+                             f"got {self.status!r}")
+        if self.status == FINISHED and self.mean is None:
+            raise ValueError("a finished ConditionResult needs a mean")
+
+    @property
+    def done(self) -> bool:
+        """Whether a rerun keeps it (finished or not applicable) rather than redoing it."""
+        return self.status in DONE_STATUSES
+
+
+@dataclass(frozen=True)
 class RunResult:
     """What executing a run produced; written to the store in one transaction.
 
@@ -129,6 +184,7 @@ class RunResult:
         code_version: Fingerprint of the code that produced the result (see
             :func:`qdrl_bench.provenance.code_version`); recorded, not part of the run's
             identity.
+        conditions: Its evaluations under the sweep's robustness conditions, written with it.
     """
 
     status: str
@@ -142,6 +198,7 @@ class RunResult:
     metrics: Mapping[str, float] = field(default_factory=dict)
     curve: tuple[EvalPoint, ...] = ()
     code_version: str | None = None
+    conditions: tuple[ConditionResult, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in RESULT_STATUSES and self.status not in LEGACY_STATUSES:
@@ -196,6 +253,12 @@ class BaseStore(abc.ABC):
        :meth:`renew` within ``lease_s`` seconds, and the owner's process alive when it is on
        this host). A lease that lapsed, or whose process is gone, is taken over. Recording,
        replacing or interrupting a run releases its lease.
+
+    8. **Conditions go with their run.** :meth:`record_result` and :meth:`replace_result`
+       write ``result.conditions`` in the same transaction (a replaced result's old
+       conditions are gone); :meth:`record_conditions` adds or updates condition results of a
+       finished run later, atomically, never overwriting a done one of the same
+       ``config_hash`` (a redo's or another driver's), and :meth:`get_conditions` reads them.
 
     Statuses move ``pending -> running -> finished | failed | not_applicable``;
     :meth:`mark_interrupted` turns ``running`` into ``interrupted``; every status outside
@@ -274,6 +337,22 @@ class BaseStore(abc.ABC):
     @abc.abstractmethod
     def get_curve(self, run_id: str) -> list[EvalPoint]:
         """Return the evaluation curve of a run, ordered by step (empty if none)."""
+
+    @abc.abstractmethod
+    def record_conditions(self, run_id: str, results: Iterable[ConditionResult]) -> int:
+        """Write condition results of a finished run atomically; return how many were written.
+
+        A stored result of the same name is replaced unless it is done (finished or not
+        applicable) with the same ``config_hash``: that one is final and is kept.
+
+        Raises:
+            KeyError: If the run does not exist.
+            ValueError: If the run is not finished (nothing is written).
+        """
+
+    @abc.abstractmethod
+    def get_conditions(self, run_id: str) -> list[ConditionResult]:
+        """Return the run's condition results, in the order they were first written."""
 
     def sweeps(self) -> list[str]:
         """Return the sweep names present, in order of first appearance."""

@@ -9,10 +9,12 @@ from dataclasses import replace
 
 from qdrl_bench.store.contract import (
     DONE_STATUSES,
+    FINISHED,
     INTERRUPTED,
     PENDING,
     RUNNING,
     BaseStore,
+    ConditionResult,
     EvalPoint,
     RunKey,
     RunRecord,
@@ -33,6 +35,7 @@ class InMemoryStore(BaseStore):
         self._lock = threading.Lock()
         self._runs: dict[str, RunRecord] = {}
         self._curves: dict[str, tuple[EvalPoint, ...]] = {}
+        self._conditions: dict[str, dict[str, ConditionResult]] = {}
 
     def ensure_run(self, key: RunKey) -> RunRecord:  # noqa: D102
         with self._lock:
@@ -93,9 +96,10 @@ class InMemoryStore(BaseStore):
             if rec.status in DONE_STATUSES:
                 return False
             self._runs[run_id] = replace(rec, status=result.status, finished_at=time.time(),
-                                         result=replace(result, curve=()), owner=None,
-                                         heartbeat_at=None)
+                                         result=replace(result, curve=(), conditions=()),
+                                         owner=None, heartbeat_at=None)
             self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
+            self._conditions[run_id] = {c.name: c for c in result.conditions}
             return True
 
     def replace_result(self, run_id: str, result: RunResult) -> None:  # noqa: D102
@@ -104,9 +108,10 @@ class InMemoryStore(BaseStore):
             rec = require_run(self._runs.get(run_id), run_id)
             self._runs[run_id] = replace(rec, status=result.status, attempts=rec.attempts + 1,
                                          finished_at=time.time(),
-                                         result=replace(result, curve=()), owner=None,
-                                         heartbeat_at=None)
+                                         result=replace(result, curve=(), conditions=()),
+                                         owner=None, heartbeat_at=None)
             self._curves[run_id] = tuple(sorted(result.curve, key=lambda p: p.step))
+            self._conditions[run_id] = {c.name: c for c in result.conditions}
 
     def mark_interrupted(self, run_ids: Iterable[str]) -> int:  # noqa: D102
         n = 0
@@ -130,3 +135,25 @@ class InMemoryStore(BaseStore):
     def get_curve(self, run_id: str) -> list[EvalPoint]:  # noqa: D102
         with self._lock:
             return list(self._curves.get(run_id, ()))
+
+    def record_conditions(self, run_id: str,  # noqa: D102
+                          results: Iterable[ConditionResult]) -> int:
+        results = list(results)
+        with self._lock:
+            rec = require_run(self._runs.get(run_id), run_id)
+            if rec.status != FINISHED:
+                raise ValueError(f"run {run_id!r} is {rec.status}: conditions are evaluated on "
+                                 "finished runs only")
+            held = self._conditions.setdefault(run_id, {})
+            n = 0
+            for c in results:
+                old = held.get(c.name)
+                if old is not None and old.done and old.config_hash == c.config_hash:
+                    continue
+                held[c.name] = c
+                n += 1
+            return n
+
+    def get_conditions(self, run_id: str) -> list[ConditionResult]:  # noqa: D102
+        with self._lock:
+            return list(self._conditions.get(run_id, {}).values())

@@ -2,8 +2,9 @@
 
 The schema is versioned (``qdrl_meta.schema``); a store of an older version is upgraded in
 place by :data:`_MIGRATIONS`, and read-only opens read the versions of :data:`_READABLE` as
-they are. There is no ``CHECK`` on ``runs.status``: rows of a status only older versions wrote
-(``unavailable``) are read back as they are.
+they are (a store older than schema 4 has no ``conditions`` table: its runs read back with
+no condition results). There is no ``CHECK`` on ``runs.status``: rows of a status only older
+versions wrote (``unavailable``) are read back as they are.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from qdrl_bench.store.contract import (
     RESULT_STATUSES,
     RUNNING,
     BaseStore,
+    ConditionResult,
     EvalPoint,
     RunKey,
     RunRecord,
@@ -40,14 +42,24 @@ from qdrl_bench.store.contract import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 """The schema this version writes (and upgrades older stores to)."""
-_READABLE = ("2", "3")  # schemas a read-only store reads as they are (2: no leases)
+_READABLE = ("2", "3", "4")  # schemas a read-only store reads as they are (2: no leases;
+#                              2 and 3: no condition results)
+_CONDITIONS_TABLE = """CREATE TABLE IF NOT EXISTS conditions (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    name TEXT NOT NULL, seq INTEGER NOT NULL,
+    config_hash TEXT NOT NULL, kind TEXT NOT NULL, config TEXT NOT NULL,
+    status TEXT NOT NULL, reason TEXT, mean REAL, std REAL, returns TEXT NOT NULL,
+    metrics TEXT NOT NULL, wall_s REAL, code_version TEXT, finished_at REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+)"""
 # Migrations from an older schema version: the statements that bring it to the next one.
 _MIGRATIONS: dict[str, tuple[str, list[str]]] = {
     "1": ("2", ["ALTER TABLE runs ADD COLUMN code_version TEXT"]),
     "2": ("3", ["ALTER TABLE runs ADD COLUMN owner TEXT",
                 "ALTER TABLE runs ADD COLUMN heartbeat_at REAL"]),
+    "3": ("4", [_CONDITIONS_TABLE]),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS qdrl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,7 +82,7 @@ CREATE TABLE IF NOT EXISTS evals (
     step INTEGER NOT NULL, mean REAL NOT NULL, std REAL NOT NULL, returns TEXT NOT NULL,
     PRIMARY KEY (run_id, step)
 );
-"""
+""" + _CONDITIONS_TABLE + ";\n"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _COLUMNS: dict[str, set[str]] = {}  # table -> its columns in _SCHEMA (filled on first use)
 
@@ -133,6 +145,7 @@ class SQLiteStore(BaseStore):
         self.path = Path(path)
         self.read_only = read_only
         self._cols = self._COLS
+        self._has_conditions = True
         self._migrate_from: str | None = None
         self._lock = threading.Lock()
         exists = self.path.exists()
@@ -185,8 +198,9 @@ class SQLiteStore(BaseStore):
             if self._migrate_from not in _READABLE:
                 raise StoreError(f"store {self.path} has schema {self._migrate_from!r}; open "
                                  "it writable once (qdrl-bench run) to upgrade it")
-            if self._migrate_from != SCHEMA_VERSION:
+            if self._migrate_from == "2":
                 self._cols = self._COLS.replace("owner, heartbeat_at", "NULL, NULL")
+            self._has_conditions = self._migrate_from not in ("2", "3")
             return
         if not exists:  # nothing to protect: WAL first, so the schema is written in WAL
             self._set_wal()
@@ -366,7 +380,10 @@ class SQLiteStore(BaseStore):
     @staticmethod
     def _write_result(c: sqlite3.Connection, run_id: str, result: RunResult,
                       attempts: int) -> None:
-        """Write result and curve inside the caller's transaction; ``attempts`` is added."""
+        """Write result, curve and conditions in the caller's transaction (``attempts`` added)."""
+        c.execute("DELETE FROM conditions WHERE run_id=?", (run_id,))
+        for seq, cond in enumerate(result.conditions):
+            SQLiteStore._write_condition(c, run_id, cond, seq)
         c.execute("DELETE FROM evals WHERE run_id=?", (run_id,))
         c.executemany(
             "INSERT INTO evals (run_id, step, mean, std, returns) VALUES (?, ?, ?, ?, ?)",
@@ -454,3 +471,56 @@ class SQLiteStore(BaseStore):
                 (run_id,)).fetchall()
         return [EvalPoint(step=int(s), mean=float(m), std=float(d),
                           returns=tuple(json.loads(r))) for s, m, d, r in rows]
+
+    @staticmethod
+    def _write_condition(c: sqlite3.Connection, run_id: str, cond: ConditionResult,
+                         seq: int) -> None:
+        c.execute(
+            "INSERT OR REPLACE INTO conditions (run_id, name, seq, config_hash, kind, config, "
+            "status, reason, mean, std, returns, metrics, wall_s, code_version, finished_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, cond.name, seq, cond.config_hash, cond.kind,
+             json.dumps(dict(cond.config), sort_keys=True), cond.status, cond.reason,
+             _num(cond.mean), _num(cond.std), json.dumps([float(r) for r in cond.returns]),
+             json.dumps({k: float(v) for k, v in cond.metrics.items()
+                         if math.isfinite(float(v))}, sort_keys=True),
+             _num(cond.wall_s), cond.code_version, time.time()))
+
+    def record_conditions(self, run_id: str,  # noqa: D102
+                          results: Iterable[ConditionResult]) -> int:
+        results = list(results)
+        with self._tx() as c:
+            status = self._status(c, run_id)
+            if status != FINISHED:
+                raise ValueError(f"run {run_id!r} is {status}: conditions are evaluated on "
+                                 "finished runs only")
+            n = 0
+            for cond in results:
+                row = c.execute("SELECT seq, config_hash, status FROM conditions WHERE "
+                                "run_id=? AND name=?", (run_id, cond.name)).fetchone()
+                if row is not None and row[2] in DONE_STATUSES and row[1] == cond.config_hash:
+                    continue
+                if row is not None:
+                    seq = int(row[0])
+                else:
+                    seq = int(c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM conditions "
+                                        "WHERE run_id=?", (run_id,)).fetchone()[0])
+                self._write_condition(c, run_id, cond, seq)
+                n += 1
+            return n
+
+    def get_conditions(self, run_id: str) -> list[ConditionResult]:  # noqa: D102
+        if not self._has_conditions:
+            return []
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT name, config_hash, kind, config, status, reason, mean, std, returns, "
+                "metrics, wall_s, code_version FROM conditions WHERE run_id=? ORDER BY seq",
+                (run_id,)).fetchall()
+        return [ConditionResult(
+            name=name, config_hash=chash, kind=kind, config=json.loads(config), status=status,
+            reason=reason, mean=mean if mean is not None or status != FINISHED else math.nan,
+            std=std, returns=tuple(json.loads(returns)), metrics=json.loads(metrics),
+            wall_s=wall, code_version=code)
+            for (name, chash, kind, config, status, reason, mean, std, returns, metrics, wall,
+                 code) in rows]
