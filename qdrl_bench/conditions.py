@@ -98,6 +98,7 @@ __all__ = [
     "OBJECTIVES",
     "TRAIN_WRAPPER_KINDS",
     "ConditionSpec",
+    "Knobs",
     "parse_adversarial_training",
     "parse_conditions",
     "parse_train_wrappers",
@@ -187,14 +188,18 @@ def _plain(value: Any) -> Any:
 # ----------------------------------------------------------------------------- knob checks
 
 
-class _Knobs:
-    """Typed reads of one mapping's knobs, each error naming its path."""
+class Knobs:
+    """Typed reads of a sweep file's values, each error naming its path.
+
+    The sweep parser of :mod:`qdrl_bench.spec` builds on this class too.
+    """
 
     def __init__(self, error: ErrorFn) -> None:
         self.error = error
 
     def number(self, value: Any, path: Path_, low: float | None = None,
                high: float | None = None, *, low_open: bool = False) -> float:
+        """A finite number in ``[low, high]`` (``low_open``: above ``low``), as a float."""
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value):
             raise self.error(path, f"must be a finite number, got {value!r}")
@@ -206,6 +211,7 @@ class _Knobs:
         return float(value)
 
     def integer(self, value: Any, path: Path_, low: int, high: int | None = None) -> int:
+        """An int (not a bool) in ``[low, high]``."""
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(path, f"must be an integer, got {type(value).__name__} {value!r}")
         if value < low:
@@ -215,24 +221,29 @@ class _Knobs:
         return value
 
     def choice(self, value: Any, path: Path_, allowed: Sequence[str]) -> str:
+        """One of ``allowed``."""
         if not isinstance(value, str) or value not in allowed:
             raise self.error(path, f"must be one of {list(allowed)}, got {value!r}")
         return value
 
     def boolean(self, value: Any, path: Path_) -> bool:
+        """``true`` or ``false``."""
         if not isinstance(value, bool):
             raise self.error(path, f"must be true or false, got {value!r}")
         return value
 
     def text(self, value: Any, path: Path_) -> str:
+        """A non-empty string."""
         if not isinstance(value, str) or not value.strip():
             raise self.error(path, f"must be a non-empty string, got {value!r}")
         return value
 
     def seed(self, value: Any, path: Path_) -> int:
+        """A seed in ``[0, 2**32)``."""
         return self.integer(value, path, 0, 2**32 - 1)
 
     def mapping(self, value: Any, path: Path_, allowed: Sequence[str]) -> dict[str, Any]:
+        """A mapping whose keys are all in ``allowed``, as a dict."""
         if not isinstance(value, Mapping):
             raise self.error(path, f"must be a mapping, got {type(value).__name__} {value!r}")
         for key in value:
@@ -241,12 +252,13 @@ class _Knobs:
         return dict(value)
 
     def required(self, m: Mapping[str, Any], key: str, path: Path_, why: str = "") -> Any:
+        """``m[key]``, which must be there and not null (``why`` ends the message)."""
         if key not in m or m[key] is None:
             raise self.error(path, f"missing required key {key!r}{why}")
         return m[key]
 
 
-def _adversarial_knobs(k: _Knobs, m: Mapping[str, Any], path: Path_) -> dict[str, Any]:
+def _adversarial_knobs(k: Knobs, m: Mapping[str, Any], path: Path_) -> dict[str, Any]:
     """The ``adversarial`` knobs (condition and adversarial training share them)."""
     attack = k.choice(k.required(m, "attack", path), (*path, "attack"), ATTACKS)
     epsilon = k.number(k.required(m, "epsilon", path), (*path, "epsilon"), 0.0, 1.0)
@@ -271,7 +283,7 @@ def _adversarial_knobs(k: _Knobs, m: Mapping[str, Any], path: Path_) -> dict[str
             "seed": k.seed(m.get("seed", 0), (*path, "seed"))}
 
 
-def _noise_component(k: _Knobs, raw: Any, path: Path_) -> dict[str, Any]:
+def _noise_component(k: Knobs, raw: Any, path: Path_) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise k.error(path, f"must be a mapping with a 'kind', got {raw!r}")
     kind = k.choice(k.required(raw, "kind", path), (*path, "kind"), NOISE_KINDS)
@@ -310,7 +322,7 @@ def _noise_component(k: _Knobs, raw: Any, path: Path_) -> dict[str, Any]:
     return {"kind": kind, **out}
 
 
-def _kind_knobs(k: _Knobs, kind: str, m: Mapping[str, Any], path: Path_) -> dict[str, Any]:
+def _kind_knobs(k: Knobs, kind: str, m: Mapping[str, Any], path: Path_) -> dict[str, Any]:
     """The knobs of one (expanded) condition entry, defaults filled."""
     if kind == "executor":
         shots = m.get("shots")
@@ -334,7 +346,7 @@ def _kind_knobs(k: _Knobs, kind: str, m: Mapping[str, Any], path: Path_) -> dict
     return _adversarial_knobs(k, m, path)
 
 
-def _list_knob(k: _Knobs, entry: Mapping[str, Any], path: Path_
+def _list_knob(k: Knobs, entry: Mapping[str, Any], path: Path_
                ) -> tuple[Path_, str, list[Any]] | None:
     """The one knob given as a list (its key path inside the entry, name, values), or None."""
     found: list[tuple[Path_, str, list[Any]]] = []
@@ -413,7 +425,7 @@ def parse_conditions(raw: Any, path: Path_, error: ErrorFn, agent_labels: Sequen
             shots or rates, epsilon outside [0, 1], T2 > 2 T1, ...), more than one listed
             knob, duplicate names, unknown agent labels.
     """
-    k = _Knobs(error)
+    k = Knobs(error)
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -442,7 +454,7 @@ def parse_conditions(raw: Any, path: Path_, error: ErrorFn, agent_labels: Sequen
         variants = [(None, m)] if listed is None else [
             (v, _with(m, listed[0], v)) for v in listed[2]]
         for j, (value, one) in enumerate(variants):
-            knobs = k if listed is None else _Knobs(_at_item(error, listed[0], j, at))
+            knobs = k if listed is None else Knobs(_at_item(error, listed[0], j, at))
             params = _kind_knobs(knobs, kind, one, at)
             if listed is None:
                 axis, strength = _default_axis(kind, params)
@@ -483,7 +495,7 @@ def parse_train_wrappers(raw: Any, path: Path_, error: ErrorFn) -> tuple[dict[st
     Returns:
         One mapping per wrapper: ``kind`` and the wrapper's keyword arguments.
     """
-    k = _Knobs(error)
+    k = Knobs(error)
     if raw is None:
         return ()
     if not isinstance(raw, list) or not raw:
@@ -517,7 +529,7 @@ def parse_adversarial_training(raw: Any, path: Path_, error: ErrorFn) -> dict[st
     """Read an agent entry's ``adversarial_training``: the adversarial knobs and ``rate``."""
     if raw is None:
         return None
-    k = _Knobs(error)
+    k = Knobs(error)
     m = k.mapping(raw, path, (*_KNOBS["adversarial"], "rate"))
     knobs = _adversarial_knobs(k, m, path)
     knobs["rate"] = k.number(k.required(m, "rate", path), (*path, "rate"), 0.0, 1.0)

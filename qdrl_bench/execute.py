@@ -28,7 +28,7 @@ import collections
 import dataclasses
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,17 +59,6 @@ EvalHook = Callable[[int, float], bool]
 """Called after each evaluation of a learning run with ``(step, mean return)``; returning
 ``False`` stops training there (a tuner's pruner). The run still finishes with the curve so
 far, its last point the evaluation that stopped it."""
-
-
-def _scalar_infos(info: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in info.items():
-        if isinstance(v, (bool, np.bool_)) or k.startswith("_") or k in ("episode",
-                                                                           "TimeLimit.truncated"):
-            continue
-        if isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v):
-            out[k] = float(v)
-    return out
 
 
 def evaluate(policy: Any, env: Any, episodes: int, seed: int, *, deterministic: bool = True,
@@ -107,7 +96,7 @@ def evaluate(policy: Any, env: Any, episodes: int, seed: int, *, deterministic: 
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             steps += 1
-            for key, value in _scalar_infos(info).items():
+            for key, value in robustness.scalar_infos(info).items():
                 ep_sums[key] += value
             done = bool(terminated or truncated)
         returns.append(total)

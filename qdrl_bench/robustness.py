@@ -230,7 +230,8 @@ def not_applicable_results(conditions: Iterable[ConditionSpec],
 # ----------------------------------------------------------------------------- lockstep evaluation
 
 
-def _scalar_infos(info: Mapping[str, Any]) -> dict[str, float]:
+def scalar_infos(info: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of a step's info (the physics an evaluation averages)."""
     out: dict[str, float] = {}
     for k, v in info.items():
         if isinstance(v, (bool, np.bool_)) or k.startswith("_") or k in ("episode",
@@ -283,7 +284,7 @@ def evaluate_lockstep(policy: Any, envs: Sequence[Any], seed: int, *,
             obs[k], reward, terminated, truncated, info = envs[k].step(actions[j])
             totals[k] += float(reward)
             steps[k] += 1
-            for key, value in _scalar_infos(info).items():
+            for key, value in scalar_infos(info).items():
                 ep_sums[k][key] += value
             if not (terminated or truncated):
                 still.append(k)

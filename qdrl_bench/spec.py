@@ -51,7 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ import yaml
 import qdrl_envs
 from qdrl_bench.conditions import (
     ConditionSpec,
+    Knobs,
     parse_adversarial_training,
     parse_conditions,
     parse_train_wrappers,
@@ -320,35 +321,14 @@ def _fmt(path: tuple[Any, ...]) -> str:
     return out or "<top>"
 
 
-class _Parser:
+class _Parser(Knobs):
     def __init__(self, source: str, lines: _Lines) -> None:
+        super().__init__(self.error)
         self.source = source
         self.lines = lines
 
     def error(self, path: tuple[Any, ...], message: str) -> SpecError:
         return SpecError(f"{self.source}:{self.lines.get(path)}: {_fmt(path)}: {message}")
-
-    def mapping(self, value: Any, path: tuple[Any, ...], allowed: Sequence[str]) -> dict:
-        if not isinstance(value, Mapping):
-            raise self.error(path, f"must be a mapping, got {type(value).__name__} {value!r}")
-        for key in value:
-            if key not in allowed:
-                raise self.error((*path, key), f"unknown key {key!r}; allowed: {list(allowed)}")
-        return dict(value)
-
-    def int_(self, value: Any, path: tuple[Any, ...], low: int, high: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(path, f"must be an integer, got {type(value).__name__} {value!r}")
-        if value < low:
-            raise self.error(path, f"must be >= {low}, got {value}")
-        if high is not None and value > high:
-            raise self.error(path, f"must be <= {high}, got {value}")
-        return value
-
-    def str_(self, value: Any, path: tuple[Any, ...]) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(path, f"must be a non-empty string, got {value!r}")
-        return value
 
     def kwargs(self, value: Any, path: tuple[Any, ...]) -> dict[str, Any]:
         if value is None:
@@ -432,10 +412,10 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
         if key not in top:
             raise p.error((), f"missing required key {key!r}")
 
-    name = p.str_(top["name"], ("name",))
+    name = p.text(top["name"], ("name",))
     if any(c in name for c in "/\\") or name != name.strip():
         raise p.error(("name",), f"must not contain slashes or surrounding spaces: {name!r}")
-    store = p.str_(top["store"], ("store",)) if "store" in top else ""
+    store = p.text(top["store"], ("store",)) if "store" in top else ""
 
     seeds_raw = top.get("seeds", 1)
     if isinstance(seeds_raw, list):
@@ -443,12 +423,12 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
             raise p.error(("seeds",), "must not be empty")
         if len(seeds_raw) > MAX_SEEDS:
             raise p.error(("seeds",), f"at most {MAX_SEEDS} seeds, got {len(seeds_raw)}")
-        seeds = tuple(p.int_(s, ("seeds", i), 0, MAX_SEED) for i, s in enumerate(seeds_raw))
+        seeds = tuple(p.integer(s, ("seeds", i), 0, MAX_SEED) for i, s in enumerate(seeds_raw))
         if len(set(seeds)) != len(seeds):
             raise p.error(("seeds",), f"seeds must be distinct, got {list(seeds)}")
     else:
-        seeds = tuple(range(p.int_(seeds_raw, ("seeds",), 1, MAX_SEEDS)))
-    timesteps = p.int_(top["timesteps"], ("timesteps",), 1) if "timesteps" in top else None
+        seeds = tuple(range(p.integer(seeds_raw, ("seeds",), 1, MAX_SEEDS)))
+    timesteps = p.integer(top["timesteps"], ("timesteps",), 1) if "timesteps" in top else None
 
     ev = p.mapping(top.get("eval") or {}, ("eval",), ("every", "episodes", "seed",
                                                       "conditions"))
@@ -459,19 +439,19 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
         raise p.error(("executor", "kind"), f"must be one of {list(_EXECUTORS)}, got {kind!r}")
     address = ex.get("address")
     if address is not None:
-        address = p.str_(address, ("executor", "address"))
+        address = p.text(address, ("executor", "address"))
         if kind != "ray":
             raise p.error(("executor", "address"), "only the ray executor takes an address")
-    executor = ExecutorSpec(kind=kind, workers=p.int_(ex.get("workers", 1),
+    executor = ExecutorSpec(kind=kind, workers=p.integer(ex.get("workers", 1),
                                                       ("executor", "workers"), 1),
                             address=address)
 
     envs = _parse_envs(p, top["envs"])
     agents = _parse_agents(p, top["agents"])
     eval_spec = EvalSpec(
-        every=p.int_(ev.get("every", EvalSpec.every), ("eval", "every"), 1),
-        episodes=p.int_(ev.get("episodes", EvalSpec.episodes), ("eval", "episodes"), 1),
-        seed=p.int_(ev.get("seed", EvalSpec.seed), ("eval", "seed"), 0),
+        every=p.integer(ev.get("every", EvalSpec.every), ("eval", "every"), 1),
+        episodes=p.integer(ev.get("episodes", EvalSpec.episodes), ("eval", "episodes"), 1),
+        seed=p.integer(ev.get("seed", EvalSpec.seed), ("eval", "seed"), 0),
         conditions=parse_conditions(ev.get("conditions"), ("eval", "conditions"), p.error,
                                     [a.label for a in agents], p.lines.get),
     )
@@ -503,17 +483,17 @@ def _parse_envs(p: _Parser, raw: Any) -> tuple[EnvSpec, ...]:
             out.extend(EnvSpec(id=e, line=line) for e in _registered_env_ids())
             continue
         if isinstance(item, str):
-            out.append(EnvSpec(id=p.str_(item, path), line=line))
+            out.append(EnvSpec(id=p.text(item, path), line=line))
             continue
         m = p.mapping(item, path, ("id", "kwargs", "label", "max_episode_steps"))
         if "id" not in m:
             raise p.error(path, "missing required key 'id'")
         mes = m.get("max_episode_steps")
         out.append(EnvSpec(
-            id=p.str_(m["id"], (*path, "id")),
+            id=p.text(m["id"], (*path, "id")),
             kwargs=p.kwargs(m.get("kwargs"), (*path, "kwargs")),
-            label=p.str_(m["label"], (*path, "label")) if "label" in m else "",
-            max_episode_steps=None if mes is None else p.int_(mes, (*path, "max_episode_steps"),
+            label=p.text(m["label"], (*path, "label")) if "label" in m else "",
+            max_episode_steps=None if mes is None else p.integer(mes, (*path, "max_episode_steps"),
                                                               1),
             line=line,
         ))
@@ -529,7 +509,7 @@ def _parse_agents(p: _Parser, raw: Any) -> tuple[AgentSpec, ...]:
         path = ("agents", i)
         line = p.lines.get(path)
         if isinstance(item, str):
-            out.append(AgentSpec(name=p.str_(item, path), line=line))
+            out.append(AgentSpec(name=p.text(item, path), line=line))
             continue
         m = p.mapping(item, path, ("name", "kwargs", "label", "timesteps", "envs",
                                    "train_wrappers", "adversarial_training"))
@@ -546,11 +526,11 @@ def _parse_agents(p: _Parser, raw: Any) -> tuple[AgentSpec, ...]:
             raise p.error((*path, "envs"), f"must be a non-empty list of env labels, got "
                                            f"{only!r}")
         out.append(AgentSpec(
-            name=p.str_(m["name"], (*path, "name")),
+            name=p.text(m["name"], (*path, "name")),
             kwargs=p.kwargs(m.get("kwargs"), (*path, "kwargs")),
-            label=p.str_(m["label"], (*path, "label")) if "label" in m else "",
-            timesteps=None if ts is None else p.int_(ts, (*path, "timesteps"), 1),
-            envs=None if only is None else tuple(p.str_(e, (*path, "envs", j))
+            label=p.text(m["label"], (*path, "label")) if "label" in m else "",
+            timesteps=None if ts is None else p.integer(ts, (*path, "timesteps"), 1),
+            envs=None if only is None else tuple(p.text(e, (*path, "envs", j))
                                                  for j, e in enumerate(only)),
             line=line,
             train_wrappers=parse_train_wrappers(m.get("train_wrappers"),
