@@ -347,7 +347,7 @@ def merge_rows(info: dict[str, Any], rows_info: dict[str, Any], idx: np.ndarray,
 
     What Gymnasium's ``SAME_STEP`` autoreset shows for a sub-env that was just reset: the reset
     info of its new episode, with every other key masked off for that row (the step's info is
-    in ``final_info``).
+    in ``final_info``); a key then masked off in every row is removed.
 
     Args:
         info: A vector info laid out by :func:`with_masks` (keys and ``_key`` masks).
@@ -383,6 +383,12 @@ def merge_rows(info: dict[str, Any], rows_info: dict[str, Any], idx: np.ndarray,
             info[key] = old
         mask[rows] = True
         info[f"_{key}"] = mask
+    # A key no row has any more is absent, as SyncVectorEnv builds its info from the rows'.
+    for key in [k for k in info if not k.startswith("_")
+                and k not in ("final_obs", "final_info")]:
+        mask = info.get(f"_{key}")
+        if mask is not None and not mask.any():
+            del info[key], info[f"_{key}"]
 
 
 class CoreEnv(gym.Env, Generic[ConfigT]):

@@ -81,14 +81,15 @@ def _compare(step: tuple, want: tuple, where: str) -> None:
     pytest.param(AutoresetMode.NEXT_STEP, True, id="NEXT_STEP"),
     pytest.param(AutoresetMode.SAME_STEP, True, id="SAME_STEP"),
     pytest.param(AutoresetMode.NEXT_STEP, False, id="NEXT_STEP-in-step"),
+    pytest.param(AutoresetMode.SAME_STEP, False, id="SAME_STEP-in-step"),
 ])
 @pytest.mark.parametrize("env_id", qdrl_envs.ENV_IDS)
 def test_the_twin_is_a_sync_vector_env(env_id: str, mode: AutoresetMode, stagger: bool) -> None:
     # Staggered: a masked reset puts the rows out of phase. In step: every row's episode ends
     # at the same step (the secrecy twin's NEXT_STEP autoreset once skipped a slot of its
-    # channel blocks there, the rows it put back being selected at the slot after theirs).
-    # SAME_STEP with every row ending at one step is left out: the twin then keeps the step's
-    # keys with all-False masks, where SyncVectorEnv has none.
+    # channel blocks there, the rows it put back being selected at the slot after theirs;
+    # SAME_STEP there once kept the step's keys with all-False masks, where SyncVectorEnv has
+    # none).
     twin, ref = _pair(env_id, mode)
     assert twin.metadata["autoreset_mode"] == mode
     obs, info = twin.reset(seed=(5, 6, 7))  # a tuple, as Gymnasium allows
