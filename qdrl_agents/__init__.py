@@ -5,9 +5,10 @@ or a user's own circuit in ``EstimatorQNN``'s vocabulary (`circuit_from_qiskit`,
 and ``circuit=``, ``input_params=``, ``weight_params=``, ``observables=`` on the layers,
 executors and policies); `make_executor` evaluates it (``"statevector"``: exact torch
 simulation with autograd; ``"qiskit"``: EstimatorQNN over any V2 estimator). Adapter:
-`QuantumLayer` and the hybrid compositions (`ClassicalToQuantum`, `QuantumToClassical`,
-`ParallelHybrid`); `swap_executor` evaluates a trained module's circuits on another executor
-(shots, noise models) for the length of a ``with`` block. SB3 policies:
+`QuantumLayer` (its options: `LayerOptions`) and the hybrid compositions
+(`ClassicalToQuantum`, `QuantumToClassical`, `ParallelHybrid`); `swap_executor` evaluates a
+trained module's circuits on another executor (shots, noise models) for the length of a
+``with`` block. SB3 policies:
 `QuantumActorCriticPolicy` (PPO, A2C), `QuantumDQNPolicy` (DQN), `QuantumTD3Policy` (TD3,
 DDPG), `QuantumSACPolicy` (SAC). Training beyond SB3's optimisers (paper Sec. III-E): `Rotosolve`
 (closed-form per-weight minimisation) and `SPSA` (closure-driven ``torch.optim`` optimisers);
@@ -39,6 +40,7 @@ from qdrl_agents.circuits import (
 from qdrl_agents.executors import Executor, make_executor
 from qdrl_agents.layers import (
     ClassicalToQuantum,
+    LayerOptions,
     ParallelHybrid,
     QuantumLayer,
     QuantumToClassical,
@@ -63,6 +65,7 @@ __all__ = [
     "ClassicalToQuantum",
     "Executor",
     "GradientVariance",
+    "LayerOptions",
     "ParallelHybrid",
     "QuantumActorCriticPolicy",
     "QuantumDQNPolicy",

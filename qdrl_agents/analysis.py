@@ -41,7 +41,7 @@ import torch
 from qiskit.quantum_info import SparsePauliOp
 
 from qdrl_agents.circuits import BuiltCircuit, CircuitSpec, build_circuit, is_int
-from qdrl_agents.executors import make_executor
+from qdrl_agents.executors import EXECUTORS, make_executor
 from qdrl_agents.executors.statevector import StatevectorExecutor
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
 #: is :math:`\langle Z_0 Z_1 \cdots Z_{n-1}\rangle`, ``"readout"`` is the mean of the spec's
 #: readout observables (what a policy built on the spec would see).
 COSTS: tuple[str, ...] = ("local", "global", "readout")
-_EXECUTORS: tuple[str, ...] = ("statevector", "qiskit")
 
 
 @dataclass(frozen=True)
@@ -205,8 +204,8 @@ def gradient_variance(
         if not is_int(seed):
             raise ValueError(f"seed={seed!r} must be an int or None")
         seed = int(seed)
-    if not isinstance(executor, str) or executor not in _EXECUTORS:
-        raise ValueError(f"executor={executor!r} is not one of {list(_EXECUTORS)}")
+    if not isinstance(executor, str) or executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r} is not one of {list(EXECUTORS)}")
     observable = cost_observable(spec, cost)
     base = spec if isinstance(spec, BuiltCircuit) else build_circuit(spec)
     built = dataclasses.replace(base, observables=(observable,))

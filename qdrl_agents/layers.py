@@ -15,6 +15,10 @@ torch, and a spec's circuit stays linear in its parameters:
 * trainable output scaling and bias per output, since expectations lie in ``[-1, 1]`` and
   returns or Q-values do not.
 
+These options, with the executor, are one frozen `LayerOptions` (``QuantumLayer(spec,
+squash="tanh")`` or ``QuantumLayer(spec, options=LayerOptions(squash="tanh"))``), validated on
+construction; the quantum policies take the same fields through ``policy_kwargs``.
+
 The parameters carry fixed names (``input_scaling``, ``weights``, ``output_scaling``,
 ``output_bias``) and `QuantumLayer.parameter_groups` sorts them into the groups
 ``"input_scaling"``, ``"weights"`` and ``"output_scaling"`` so that an optimiser can give each
@@ -37,10 +41,14 @@ qiskit-aer with shots and a noise model::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from qiskit.circuit import QuantumCircuit
 from torch import nn
@@ -53,11 +61,14 @@ from qdrl_agents.circuits import (
     UserCircuit,
     as_built_circuit,
 )
-from qdrl_agents.executors import Executor, make_executor
+from qdrl_agents.executors import EXECUTORS, Executor, make_executor
 
 __all__ = [
     "PARAMETER_GROUPS",
+    "SQUASHES",
+    "WEIGHT_INITS",
     "ClassicalToQuantum",
+    "LayerOptions",
     "ParallelHybrid",
     "QuantumLayer",
     "QuantumToClassical",
@@ -79,6 +90,120 @@ _SQUASH_FNS = {
     "tanh": torch.tanh,
     "none": lambda x: x,
 }
+#: The values of `LayerOptions.squash`.
+SQUASHES: tuple[str, ...] = tuple(_SQUASH_FNS)
+#: The values of `LayerOptions.weight_init`.
+WEIGHT_INITS: tuple[str, ...] = ("uniform", "normal", "zeros")
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How a `QuantumLayer` evaluates its circuit and what it trains around it.
+
+    Validated on construction. These are the keyword options of `QuantumLayer`
+    (``QuantumLayer(spec, squash="tanh")`` builds ``LayerOptions(squash="tanh")``) and, all but
+    ``output_bias`` (which each policy network sets itself), of the quantum policies'
+    ``policy_kwargs`` (`qdrl_agents.policies.QuantumNetConfig`), whose defaults are these.
+
+    Attributes:
+        executor: ``"statevector"`` (exact and fast: a batched torch statevector, gradients by
+            autograd), ``"qiskit"`` (EstimatorQNN over a V2 estimator: shots, noise models,
+            hardware), or an `Executor` instance built for this very circuit (so, in a policy,
+            only with a single quantum network; an instance is not saved with a model).
+        executor_kwargs: Options passed to `qdrl_agents.executors.make_executor` with an
+            executor name (e.g. ``shots=``, ``estimator=``); ``None``: none.
+        squash: Observation squashing before input scaling: ``"arctan"``, ``"tanh"`` or
+            ``"none"`` (for inputs that are already angles).
+        input_scaling: Whether the input scaling ``lambda`` is trainable; when False it is a
+            fixed buffer equal to ``input_scaling_init``.
+        input_scaling_init: Initial value of every ``lambda`` (finite).
+        weight_init: Initial circuit weights: ``"uniform"`` in ``[0, 2*pi)``, ``"normal"`` with
+            standard deviation ``weight_init_std`` (near the identity circuit, a remedy for
+            barren plateaus), or ``"zeros"``.
+        weight_init_std: Standard deviation of ``weight_init="normal"``, radians (positive).
+        output_scaling: Whether a trainable per-output multiplier is applied (expectations lie
+            in ``[-1, 1]``, returns and Q-values do not).
+        output_scaling_init: Initial value of the output multipliers (finite).
+        output_bias: Whether a trainable per-output bias is added.
+
+    Raises:
+        ValueError: On any invalid field; the message names the field, its value and the
+            allowed values.
+    """
+
+    executor: str | Executor = "statevector"
+    executor_kwargs: Mapping[str, Any] | None = None
+    squash: Squash = "arctan"
+    input_scaling: bool = True
+    input_scaling_init: float = 1.0
+    weight_init: WeightInit = "uniform"
+    weight_init_std: float = 0.1
+    output_scaling: bool = True
+    output_scaling_init: float = 1.0
+    output_bias: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.executor, str):
+            if self.executor not in EXECUTORS:
+                raise ValueError(
+                    f"LayerOptions.executor={self.executor!r} is not one of {sorted(EXECUTORS)} "
+                    "(or an Executor instance)"
+                )
+        elif not isinstance(self.executor, Executor):
+            raise ValueError(
+                f"LayerOptions.executor={self.executor!r} must be one of {sorted(EXECUTORS)} "
+                "or an Executor instance"
+            )
+        kwargs = self.executor_kwargs
+        if kwargs is not None:
+            if not isinstance(kwargs, Mapping):
+                raise ValueError(
+                    f"LayerOptions.executor_kwargs={kwargs!r} must be a mapping of options or None"
+                )
+            if kwargs and isinstance(self.executor, Executor):
+                raise ValueError(
+                    f"LayerOptions.executor_kwargs={dict(kwargs)!r} given with an Executor "
+                    "instance; configure the instance instead"
+                )
+        _check_choice("squash", self.squash, SQUASHES)
+        _check_choice("weight_init", self.weight_init, WEIGHT_INITS)
+        for name in ("input_scaling", "output_scaling", "output_bias"):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                raise ValueError(f"LayerOptions.{name}={value!r} must be a bool")
+            object.__setattr__(self, name, bool(value))
+        for name in ("input_scaling_init", "output_scaling_init", "weight_init_std"):
+            value = getattr(self, name)
+            positive = name == "weight_init_std"
+            if (
+                not isinstance(value, numbers.Real)
+                or isinstance(value, bool | np.bool_)
+                or not math.isfinite(value)
+                or (positive and value <= 0)
+            ):
+                allowed = "a positive finite number" if positive else "a finite number"
+                raise ValueError(f"LayerOptions.{name}={value!r} must be {allowed}")
+            object.__setattr__(self, name, float(value))
+
+
+def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"LayerOptions.{field}={value!r} is not one of {list(allowed)}")
+
+
+def _layer_options(options: LayerOptions | None, overrides: Mapping[str, Any]) -> LayerOptions:
+    """``options`` (default ``LayerOptions()``) with keyword ``overrides``, names checked."""
+    if options is not None and not isinstance(options, LayerOptions):
+        raise TypeError(f"options must be a LayerOptions, got {type(options).__name__}")
+    names = [f.name for f in dataclasses.fields(LayerOptions)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise TypeError(
+            f"QuantumLayer got unexpected keyword argument(s) {unknown}; its options are the "
+            f"fields of LayerOptions: {names}"
+        )
+    base = LayerOptions() if options is None else options
+    return dataclasses.replace(base, **overrides) if overrides else base
 
 
 class QuantumLayer(nn.Module):
@@ -118,27 +243,18 @@ class QuantumLayer(nn.Module):
         weight_params: Its trainable parameters, in order; ``None``: every other parameter.
         observables: ``SparsePauliOp`` s, ``Pauli`` s or Pauli strings (Qiskit order), one per
             output; ``None``: ``EstimatorQNN``'s default, one output, Z on every qubit.
-        executor: ``"statevector"`` (default, exact and fast), ``"qiskit"`` (EstimatorQNN over a
-            V2 estimator: shots, noise models, hardware), or an `Executor` instance built for
-            this very circuit.
-        executor_kwargs: Options passed to `make_executor` (e.g. ``shots=``, ``estimator=``).
-        squash: ``"arctan"`` (default), ``"tanh"`` or ``"none"``: applied to the inputs before
-            input scaling. ``"none"`` suits inputs that are already angles.
-        input_scaling: Whether the input scaling ``lambda`` is trainable. When False it is a
-            fixed buffer equal to ``input_scaling_init``.
-        input_scaling_init: Initial value of every ``lambda``.
-        weight_init: ``"uniform"`` in ``[0, 2*pi)`` (default), ``"normal"`` with standard
-            deviation ``weight_init_std`` (near the identity circuit, a remedy for barren
-            plateaus), or ``"zeros"``.
-        weight_init_std: Standard deviation for ``weight_init="normal"``, radians.
-        output_scaling: Whether a trainable per-output multiplier is applied.
-        output_scaling_init: Initial value of the output multipliers.
-        output_bias: Whether a trainable per-output bias is added.
+        options: The layer's options, a `LayerOptions` (executor, squashing, input and output
+            scaling, weight initialisation, output bias); default ``LayerOptions()``.
+        **option_kwargs: Fields of `LayerOptions` given one by one (``squash="tanh"``,
+            ``executor="qiskit"``, ``output_bias=True``, ...); with ``options`` they override
+            its fields. Each is documented, defaulted and validated there, once.
 
     Raises:
-        TypeError: If ``spec`` is not a `CircuitSpec` or ``circuit`` is of another type.
-        ValueError: If an option is outside its allowed values, both or neither of ``spec``
-            and ``circuit`` are given, or the parameters or observables do not fit the circuit.
+        TypeError: If ``spec`` is not a `CircuitSpec`, ``circuit`` is of another type,
+            ``options`` is not a `LayerOptions` or a keyword is not one of its fields.
+        ValueError: If an option is outside its allowed values (`LayerOptions`), both or
+            neither of ``spec`` and ``circuit`` are given, or the parameters or observables do
+            not fit the circuit.
     """
 
     def __init__(
@@ -149,36 +265,15 @@ class QuantumLayer(nn.Module):
         input_params: ParametersLike | None = None,
         weight_params: ParametersLike | None = None,
         observables: ObservablesLike | None = None,
-        executor: str | Executor = "statevector",
-        executor_kwargs: Mapping[str, Any] | None = None,
-        squash: Squash = "arctan",
-        input_scaling: bool = True,
-        input_scaling_init: float = 1.0,
-        weight_init: WeightInit = "uniform",
-        weight_init_std: float = 0.1,
-        output_scaling: bool = True,
-        output_scaling_init: float = 1.0,
-        output_bias: bool = False,
+        options: LayerOptions | None = None,
+        **option_kwargs: Any,
     ) -> None:
         super().__init__()
         if spec is not None and not isinstance(spec, CircuitSpec):
             hint = "; pass a QuantumCircuit as circuit=" if isinstance(spec, QuantumCircuit) else ""
             raise TypeError(f"spec must be a CircuitSpec, got {type(spec).__name__}{hint}")
+        opts = _layer_options(options, option_kwargs)
         built = as_built_circuit(spec, circuit, input_params, weight_params, observables)
-        if squash not in _SQUASH_FNS:
-            raise ValueError(f"squash must be one of {sorted(_SQUASH_FNS)}, got {squash!r}")
-        if weight_init not in ("uniform", "normal", "zeros"):
-            raise ValueError(
-                f"weight_init must be one of ['normal', 'uniform', 'zeros'], got {weight_init!r}"
-            )
-        if not (math.isfinite(weight_init_std) and weight_init_std > 0):
-            raise ValueError(f"weight_init_std must be a positive number, got {weight_init_std}")
-        for name, value in (
-            ("input_scaling_init", input_scaling_init),
-            ("output_scaling_init", output_scaling_init),
-        ):
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
 
         if built.n_input_params == 0:
             raise ValueError(
@@ -188,10 +283,12 @@ class QuantumLayer(nn.Module):
         #: The `CircuitSpec`, or ``None`` for a user's circuit.
         self.spec: CircuitSpec | None = built.spec
         self.built: BuiltCircuit = built
-        self.executor: Executor = make_executor(executor, self.built, **dict(executor_kwargs or {}))
-        self.squash = squash
-        self.weight_init = weight_init
-        self.weight_init_std = float(weight_init_std)
+        #: The layer's `LayerOptions`, as given (``executor`` may be a name; the executor in
+        #: use is `executor`).
+        self.options: LayerOptions = opts
+        self.executor: Executor = make_executor(
+            opts.executor, self.built, **dict(opts.executor_kwargs or {})
+        )
 
         if built.spec is not None:
             self.n_inputs = int(built.spec.inputs_encoded)
@@ -206,21 +303,38 @@ class QuantumLayer(nn.Module):
             )
         self.n_encodings = n_input_params // self.n_inputs
 
-        lam = torch.full((self.n_encodings, self.n_inputs), float(input_scaling_init))
-        if input_scaling:
+        lam = torch.full((self.n_encodings, self.n_inputs), opts.input_scaling_init)
+        if opts.input_scaling:
             self.input_scaling = nn.Parameter(lam)
         else:
             self.register_buffer("input_scaling", lam)
         self.weights = nn.Parameter(torch.empty(int(self.built.n_weights)))
-        if output_scaling:
-            self.output_scaling = nn.Parameter(torch.full((self.n_outputs,), output_scaling_init))
+        if opts.output_scaling:
+            self.output_scaling = nn.Parameter(
+                torch.full((self.n_outputs,), opts.output_scaling_init)
+            )
         else:
             self.register_parameter("output_scaling", None)
-        if output_bias:
+        if opts.output_bias:
             self.output_bias = nn.Parameter(torch.zeros(self.n_outputs))
         else:
             self.register_parameter("output_bias", None)
         self.reset_weights()
+
+    @property
+    def squash(self) -> str:
+        """The input squashing, `LayerOptions.squash`."""
+        return self.options.squash
+
+    @property
+    def weight_init(self) -> str:
+        """The weight initialisation `reset_weights` uses, `LayerOptions.weight_init`."""
+        return self.options.weight_init
+
+    @property
+    def weight_init_std(self) -> float:
+        """The standard deviation of ``weight_init="normal"``, `LayerOptions.weight_init_std`."""
+        return self.options.weight_init_std
 
     @property
     def circuit(self) -> Any:

@@ -6,7 +6,9 @@
 * `QuantumSACPolicy`: SAC (Box actions).
 
 All take the quantum options of `QuantumNetConfig` through ``policy_kwargs`` (``n_qubits``,
-``n_layers``, ``entanglement``, ``rotation``, ``executor``, ``encoder``, ...) or a user's own
+``n_layers``, ``entanglement``, ``rotation``, ``executor``, ``encoder``, ...: the fields of
+`qdrl_agents.circuits.CircuitSpec` and `qdrl_agents.layers.LayerOptions`, each declared once,
+there, with the policy defaults that differ in `POLICY_DEFAULTS`) or a user's own
 circuit (``circuit=``, ``input_params=``, ``weight_params=``, ``observables=``, as
 ``EstimatorQNN`` takes them, or ``circuit=`` a callable of the input width), separate initial
 learning rates per parameter group (``lr_input_scaling``, ``lr_weights``,
@@ -15,6 +17,9 @@ learning rates per parameter group (``lr_input_scaling``, ``lr_weights``,
 """
 
 from qdrl_agents.policies._common import (
+    OPTION_TYPES,
+    POLICY_DEFAULTS,
+    PolicyDefault,
     QuantumNetConfig,
     make_grouped_optimizer,
     parity_partition,
@@ -30,7 +35,10 @@ from qdrl_agents.policies.sac import QuantumSACActor, QuantumSACPolicy
 from qdrl_agents.policies.td3 import QuantumTD3Actor, QuantumTD3Policy
 
 __all__ = [
+    "OPTION_TYPES",
+    "POLICY_DEFAULTS",
     "ActorCriticExtractor",
+    "PolicyDefault",
     "QuantumActorCriticExtractor",
     "QuantumActorCriticPolicy",
     "QuantumContinuousCritic",

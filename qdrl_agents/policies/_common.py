@@ -1,16 +1,20 @@
 """Pieces shared by the quantum SB3 policies.
 
-Configuration, network builders, the grouped optimiser, and `QuantumPolicyMixin` (what every
-quantum policy adds to its SB3 base class).
+Configuration (`QuantumNetConfig`, composed from the options of `CircuitSpec` and
+`LayerOptions`, each declared once, there), network builders, the grouped optimiser, and
+`QuantumPolicyMixin` (what every quantum policy adds to its SB3 base class).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import re
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from gymnasium import spaces
@@ -19,11 +23,11 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from torch import nn
 
-from qdrl_agents.circuits import MAX_QUBITS, BuiltCircuit, CircuitSpec, UserCircuit, is_int
-from qdrl_agents.executors import Executor
+from qdrl_agents.circuits import MAX_QUBITS, BuiltCircuit, CircuitSpec, UserCircuit
 from qdrl_agents.layers import (
     PARAMETER_GROUPS,
     ClassicalToQuantum,
+    LayerOptions,
     QuantumLayer,
     QuantumToClassical,
     parameter_counts,
@@ -34,30 +38,150 @@ OutputHead = Literal["auto", "direct", "linear"]
 OUTPUT_HEADS = ("auto", "direct", "linear")
 CRITIC_KINDS = ("mlp", "quantum")
 _FLAT_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
-# The fields that shape the built-in circuit (meaningless with a user's circuit=).
-_SPEC_FIELDS = (
-    "n_qubits",
-    "n_layers",
-    "rotation",
-    "entanglement",
-    "entangler",
-    "encoding",
-    "reupload",
-    "final_rotation",
-)
 
 
-@dataclass(frozen=True)
+class PolicyDefault(NamedTuple):
+    """A policy option whose default differs from its option type's (`POLICY_DEFAULTS`)."""
+
+    type: Any
+    default: Any
+    why: str
+
+
+#: The option types `QuantumNetConfig` is composed of, each with the fields that every policy
+#: network sets itself (so they are not ``policy_kwargs``): the circuit's input width (from
+#: the features and ``encoder``) and readout (from ``output_head``), and the output bias.
+OPTION_TYPES: dict[type, tuple[str, ...]] = {
+    CircuitSpec: ("n_inputs", "readout", "parity_groups"),
+    LayerOptions: ("output_bias",),
+}
+
+#: The only policy defaults that are not their option type's own, and why. Every other
+#: default (and every allowed value, and every check) is `CircuitSpec`'s or `LayerOptions`'.
+POLICY_DEFAULTS: dict[str, PolicyDefault] = {
+    "n_qubits": PolicyDefault(
+        int | None,
+        None,
+        "``None`` (the policies' default; a `CircuitSpec` needs a number): one qubit per "
+        "input feature, a width SB3 knows only when it builds the network. When the features "
+        "are wider than ``n_qubits`` an ``encoder`` is required, as it is for more features "
+        "than `qdrl_agents.circuits.MAX_QUBITS` (30).",
+    ),
+    "n_layers": PolicyDefault(
+        int,
+        2,
+        "The policies' default is 2, not `CircuitSpec`'s 1 (the smallest circuit, the natural "
+        "default of a building block): with one layer each input is encoded once and the "
+        "network is a degree-1 Fourier series in it (Schuld et al. 2021), and 2 is what the "
+        "policies have always defaulted to, so models saved without ``n_layers`` keep their "
+        "meaning.",
+    ),
+}
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """The entries of the ``Attributes:`` section of a class docstring, name -> text."""
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    if "Attributes:" not in lines:
+        return docs
+    name = None
+    for line in lines[lines.index("Attributes:") + 1 :]:
+        entry = re.match(r"^    (\w+): (.*)$", line)
+        if entry:
+            name = entry.group(1)
+            docs[name] = entry.group(2)
+        elif name is not None and line.startswith("        "):
+            docs[name] += " " + line.strip()
+        else:
+            break
+    return docs
+
+
+def _compose_options(cls: type) -> type:
+    """Make ``cls`` a frozen dataclass of its own fields plus the options of `OPTION_TYPES`.
+
+    Each option keeps its option type's annotation and default (except `POLICY_DEFAULTS`), and
+    its manual entry, copied from the option type's docstring into ``cls.__doc__``'s
+    ``Attributes:`` section, with the default. ``cls`` must not restate an option.
+    """
+    own = dict(inspect.get_annotations(cls))
+    annotations: dict[str, Any] = {}
+    entries: list[str] = []
+    for part, per_network in OPTION_TYPES.items():
+        hints = typing.get_type_hints(part)
+        docs = _attribute_docs(part)
+        for f in dataclasses.fields(part):
+            if f.name in per_network:
+                continue
+            if f.name in own:
+                raise TypeError(
+                    f"{cls.__name__}.{f.name} restates {part.__name__}.{f.name}; a different "
+                    "policy default belongs in POLICY_DEFAULTS"
+                )
+            override = POLICY_DEFAULTS.get(f.name)
+            if f.name not in docs:
+                raise TypeError(f"{part.__name__}.{f.name} has no entry in its Attributes docs")
+            text = docs[f.name]
+            if override is None:
+                annotations[f.name], default = hints[f.name], f.default
+                note = f"Default ``{default!r}``."
+            else:
+                annotations[f.name], default = override.type, override.default
+                note = f"{override.why} Default ``{default!r}``."
+            if default is dataclasses.MISSING:
+                raise TypeError(f"{part.__name__}.{f.name} has no default for {cls.__name__}")
+            setattr(cls, f.name, default)
+            entries.append(f"{f.name}: (`{part.__name__}`) {text} {note}".replace("  ", " "))
+    unknown = sorted(set(POLICY_DEFAULTS) - set(annotations))
+    if unknown:
+        raise TypeError(f"POLICY_DEFAULTS names {unknown}, which no option type declares")
+    cls.__annotations__ = {**annotations, **own}
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    at = lines.index("Attributes:") + 1
+    wrapped = [_wrap(entry, "    ", "        ") for entry in entries]
+    cls.__doc__ = "\n".join([*lines[:at], *wrapped, *lines[at:]])
+    cls.CIRCUIT_OPTIONS = tuple(  # type: ignore[attr-defined]
+        f.name for f in dataclasses.fields(CircuitSpec) if f.name in annotations
+    )
+    cls.LAYER_OPTIONS = tuple(  # type: ignore[attr-defined]
+        f.name for f in dataclasses.fields(LayerOptions) if f.name in annotations
+    )
+    return dataclass(frozen=True)(cls)
+
+
+def _wrap(text: str, first: str, rest: str, width: int = 96) -> str:
+    words, lines, line = text.split(), [], first
+    for word in words:
+        if len(line) + len(word) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = rest
+        line += word + " "
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+@_compose_options
 class QuantumNetConfig:
     """The quantum part of a policy, as given through ``policy_kwargs``.
 
     Every field is a keyword of the quantum policies (``policy_kwargs=dict(n_qubits=4, ...)``);
-    unknown keywords are rejected with a ``TypeError`` naming them. Integer fields take Python
-    or NumPy integers.
+    unknown keywords are rejected with a ``TypeError`` naming them. Every field is validated
+    here, at construction, so a bad option fails when the policy is made, not when SB3 builds
+    its networks. Integer fields take Python or NumPy integers.
+
+    **One declaration per option.** The fields are composed from the option types: the circuit
+    options are the fields of `qdrl_agents.circuits.CircuitSpec` (``n_qubits`` ...
+    ``final_rotation``; not ``n_inputs``, ``readout``, ``parity_groups``, which each network
+    sets), the layer options the fields of `qdrl_agents.layers.LayerOptions` (``executor`` ...
+    ``output_scaling_init``; not ``output_bias``). Each keeps its type's default, allowed
+    values, checks and manual entry (copied below), except the defaults in `POLICY_DEFAULTS`
+    (``n_qubits``, ``n_layers``), which say why they differ. `OPTION_TYPES` names the parts;
+    ``CIRCUIT_OPTIONS`` and ``LAYER_OPTIONS`` list the fields of each.
 
     **The circuit.** By default each quantum network is the built-in re-uploading circuit
-    (`qdrl_agents.circuits.CircuitSpec`) shaped by ``n_qubits`` ... ``final_rotation``. Or bring
-    your own, in qiskit-machine-learning's ``EstimatorQNN`` vocabulary::
+    (`qdrl_agents.circuits.CircuitSpec`) shaped by the circuit options. Or bring your own, in
+    qiskit-machine-learning's ``EstimatorQNN`` vocabulary::
 
         policy_kwargs=dict(circuit=qc, input_params=fmap.parameters,
                            weight_params=ansatz.parameters, observables=["ZZII", "IIZZ"])
@@ -93,27 +217,6 @@ class QuantumNetConfig:
     any process, without the code that made it.
 
     Attributes:
-        n_qubits: Qubits per circuit. ``None`` (default): one per input feature. When the
-            features are wider than ``n_qubits`` an ``encoder`` is required, as it is for more
-            features than `qdrl_agents.circuits.MAX_QUBITS` (30).
-        n_layers: Variational layers (each re-uploads the inputs when ``reupload``).
-        rotation: Rotation block, ``"ryrz"`` or ``"u3"``.
-        entanglement: ``"circular"``, ``"linear"``, ``"all_to_all"``, ``"parallel"`` or
-            ``"none"``.
-        entangler: Two-qubit gate, ``"cz"`` or ``"cnot"``.
-        encoding: Encoding rotation, ``"ry"``, ``"rx"`` or ``"rz"``.
-        reupload: Data re-uploading in every layer (default True).
-        final_rotation: A final rotation block after the last layer.
-        squash: Observation squashing before input scaling: ``"arctan"``, ``"tanh"``, ``"none"``.
-        executor: ``"statevector"`` (default), ``"qiskit"`` or an `Executor` instance (only
-            with a single quantum network; not saved with the model).
-        executor_kwargs: Options for `qdrl_agents.executors.make_executor`.
-        input_scaling: Trainable input scaling ``lambda`` (default True).
-        input_scaling_init: Initial ``lambda``.
-        output_scaling: Trainable output scaling (default True).
-        output_scaling_init: Initial output scaling.
-        weight_init: ``"uniform"`` in [0, 2 pi) (default), ``"normal"`` or ``"zeros"``.
-        weight_init_std: Standard deviation of ``weight_init="normal"``.
         encoder: Classical -> quantum encoder for features wider than the qubits (or than a
             user circuit's inputs): ``None`` (default: none; wider features raise
             ``ValueError``), ``"linear"``, ``"mlp"`` (one hidden layer of 64, tanh) or a list
@@ -121,9 +224,8 @@ class QuantumNetConfig:
         circuit: A user's circuit instead of the built-in one: a Qiskit ``QuantumCircuit``, a
             `BuiltCircuit`, a `UserCircuit`, or a callable ``n_features -> (circuit,
             input_params, weight_params, observables)`` (see above). Stored as a
-            `UserCircuit`; then the built-in circuit's fields (``n_qubits``, ``n_layers``,
-            ``rotation``, ``entanglement``, ``entangler``, ``encoding``, ``reupload``,
-            ``final_rotation``) must keep their defaults.
+            `UserCircuit`; then the circuit options (``CIRCUIT_OPTIONS``: ``n_qubits``,
+            ``n_layers``, ...) must keep their defaults.
         input_params: The parameters of ``circuit`` fed by the features, in order (with a
             ``QuantumCircuit``; folded into the `UserCircuit`, then ``None``).
         weight_params: Its trainable parameters, in order; ``None``: every other parameter.
@@ -131,42 +233,25 @@ class QuantumNetConfig:
             one output, Z on every qubit (``EstimatorQNN``'s default).
     """
 
-    n_qubits: int | None = None
-    n_layers: int = 2
-    rotation: str = "ryrz"
-    entanglement: str = "circular"
-    entangler: str = "cz"
-    encoding: str = "ry"
-    reupload: bool = True
-    final_rotation: bool = True
-    squash: str = "arctan"
-    executor: str | Executor = "statevector"
-    executor_kwargs: Mapping[str, Any] | None = None
-    input_scaling: bool = True
-    input_scaling_init: float = 1.0
-    output_scaling: bool = True
-    output_scaling_init: float = 1.0
-    weight_init: str = "uniform"
-    weight_init_std: float = 0.1
     encoder: str | Sequence[int] | None = None
     circuit: Any = None
     input_params: Any = None
     weight_params: Any = None
     observables: Any = None
 
+    # Set by `_compose_options`: the fields from each option type, in its order.
+    CIRCUIT_OPTIONS: typing.ClassVar[tuple[str, ...]]
+    LAYER_OPTIONS: typing.ClassVar[tuple[str, ...]]
+
     def __post_init__(self) -> None:
-        if self.n_qubits is not None:
-            if not is_int(self.n_qubits) or self.n_qubits < 1:
-                raise ValueError(f"n_qubits must be a positive int or None, got {self.n_qubits!r}")
-            if self.n_qubits > MAX_QUBITS:
-                raise ValueError(
-                    f"n_qubits={self.n_qubits} must be <= {MAX_QUBITS} (MAX_QUBITS); wider "
-                    "observations need encoder= onto fewer qubits"
-                )
-            object.__setattr__(self, "n_qubits", int(self.n_qubits))
-        if not is_int(self.n_layers) or self.n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {self.n_layers!r}")
-        object.__setattr__(self, "n_layers", int(self.n_layers))
+        # The option types validate (and normalise: NumPy ints, floats) their own fields.
+        probe = self.circuit_spec(1 if self.n_qubits is None else self.n_qubits)
+        layer = self.layer_options()
+        for name in self.CIRCUIT_OPTIONS:
+            if name != "n_qubits" or self.n_qubits is not None:
+                object.__setattr__(self, name, getattr(probe, name))
+        for name in self.LAYER_OPTIONS:
+            object.__setattr__(self, name, getattr(layer, name))
         self._normalise_circuit()
         if self.encoder is not None and not isinstance(self.encoder, str | Sequence):
             raise ValueError(
@@ -178,8 +263,38 @@ class QuantumNetConfig:
                 f"encoder must be None, 'linear', 'mlp' or a list of hidden widths, "
                 f"got {self.encoder!r}"
             )
-        if not isinstance(self.executor, str) and not callable(self.executor):
-            raise ValueError(f"executor must be a name or an Executor, got {self.executor!r}")
+
+    def circuit_spec(self, n_qubits: int, **per_network: Any) -> CircuitSpec:
+        """The built-in circuit of one network: the circuit options, and what it sets itself.
+
+        Args:
+            n_qubits: The network's qubit count (`resolve_n_qubits`).
+            **per_network: ``n_inputs``, ``readout``, ``parity_groups`` (`OPTION_TYPES`).
+
+        Returns:
+            The `CircuitSpec`.
+
+        Raises:
+            ValueError: If a field is invalid (the message names it).
+        """
+        options = {name: getattr(self, name) for name in self.CIRCUIT_OPTIONS}
+        return CircuitSpec(**{**options, "n_qubits": n_qubits, **per_network})
+
+    def layer_options(self, **per_network: Any) -> LayerOptions:
+        """The `LayerOptions` of one network: the layer options, and what it sets itself.
+
+        Args:
+            **per_network: ``output_bias`` (`OPTION_TYPES`).
+
+        Returns:
+            The options.
+
+        Raises:
+            ValueError: If a field is invalid (the message names it).
+        """
+        return LayerOptions(
+            **{name: getattr(self, name) for name in self.LAYER_OPTIONS}, **per_network
+        )
 
     def _normalise_circuit(self) -> None:
         """Fold ``circuit=`` and its parameter roles into one `UserCircuit`, validated now."""
@@ -198,7 +313,7 @@ class QuantumNetConfig:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         shaped = [
             f"{name}={getattr(self, name)!r}"
-            for name in _SPEC_FIELDS
+            for name in self.CIRCUIT_OPTIONS
             if getattr(self, name) != defaults[name]
         ]
         if shaped:
@@ -558,32 +673,8 @@ def build_quantum_net(
             }
         else:
             readout = {"readout": "z"}
-        spec = CircuitSpec(
-            n_qubits=n_qubits,
-            n_layers=cfg.n_layers,
-            n_inputs=n_inputs,
-            rotation=cfg.rotation,
-            entanglement=cfg.entanglement,
-            entangler=cfg.entangler,
-            encoding=cfg.encoding,
-            reupload=cfg.reupload,
-            final_rotation=cfg.final_rotation,
-            **readout,
-        )
-        circuit = {"spec": spec}
-    net: nn.Module = QuantumLayer(
-        **circuit,
-        executor=cfg.executor,
-        executor_kwargs=cfg.executor_kwargs,
-        squash=cfg.squash,  # type: ignore[arg-type]
-        input_scaling=cfg.input_scaling,
-        input_scaling_init=cfg.input_scaling_init,
-        weight_init=cfg.weight_init,  # type: ignore[arg-type]
-        weight_init_std=cfg.weight_init_std,
-        output_scaling=cfg.output_scaling,
-        output_scaling_init=cfg.output_scaling_init,
-        output_bias=output_bias,
-    )
+        circuit = {"spec": cfg.circuit_spec(n_qubits, n_inputs=n_inputs, **readout)}
+    net: nn.Module = QuantumLayer(**circuit, options=cfg.layer_options(output_bias=output_bias))
     if cfg.encoder is not None:
         hidden: Sequence[int]
         if cfg.encoder == "linear":

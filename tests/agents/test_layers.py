@@ -13,11 +13,13 @@ from torch import nn
 from qdrl_agents import (
     CircuitSpec,
     ClassicalToQuantum,
+    LayerOptions,
     ParallelHybrid,
     QuantumLayer,
     QuantumToClassical,
     make_encoder,
 )
+from qdrl_agents.executors import make_executor
 from qdrl_agents.layers import PARAMETER_GROUPS, parameter_counts, quantum_parameter_groups
 
 
@@ -163,6 +165,69 @@ def test_weight_initialisations() -> None:
 def test_invalid_options_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         _layer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"squash": "sigmoid"}, "LayerOptions.squash='sigmoid' is not one of ['arctan', 'tanh', "
+         "'none']"),
+        ({"weight_init": "xavier"}, "LayerOptions.weight_init='xavier' is not one of "
+         "['uniform', 'normal', 'zeros']"),
+        ({"executor": "aer"}, "LayerOptions.executor='aer' is not one of ['qiskit', "
+         "'statevector']"),
+        ({"weight_init_std": -0.1}, "LayerOptions.weight_init_std=-0.1 must be a positive"),
+        ({"input_scaling_init": float("inf")}, "LayerOptions.input_scaling_init=inf must be a "
+         "finite number"),
+        ({"output_bias": "yes"}, "LayerOptions.output_bias='yes' must be a bool"),
+        ({"executor_kwargs": 5}, "LayerOptions.executor_kwargs=5 must be a mapping"),
+    ],
+)
+def test_layer_options_validate_at_construction(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        LayerOptions(**kwargs)
+    assert str(info.value).startswith(message)
+    with pytest.raises(ValueError) as layer:
+        _layer(**kwargs)
+    assert str(layer.value) == str(info.value)
+
+
+def test_executor_options_with_an_instance_fail_at_construction() -> None:
+    spec = CircuitSpec(n_qubits=2)
+    executor = make_executor("statevector", spec)
+    with pytest.raises(ValueError, match=r"executor_kwargs=\{'shots': 10\} given with an Executor"):
+        LayerOptions(executor=executor, executor_kwargs={"shots": 10})
+    assert QuantumLayer(spec, executor=executor).executor is executor
+
+
+def test_options_and_keywords_build_the_same_layer() -> None:
+    spec = CircuitSpec(n_qubits=3, n_layers=2)
+    options = LayerOptions(squash="tanh", input_scaling_init=0.5, output_bias=True)
+    by_options = QuantumLayer(spec, options=options)
+    by_keywords = QuantumLayer(spec, squash="tanh", input_scaling_init=0.5, output_bias=True)
+    assert by_options.options == by_keywords.options == options
+    assert by_options.squash == "tanh" and by_options.output_bias is not None
+    torch.testing.assert_close(by_options.input_scaling, torch.full((2, 3), 0.5))
+    # Keywords override the fields of options.
+    mixed = QuantumLayer(spec, options=options, squash="none", output_bias=False)
+    assert mixed.options == LayerOptions(squash="none", input_scaling_init=0.5)
+    assert mixed.output_bias is None
+    assert QuantumLayer(spec).options == LayerOptions()
+
+
+def test_integer_scaling_inits_give_float_parameters() -> None:
+    layer = _layer(n_qubits=2, output_scaling_init=3, input_scaling_init=2)
+    assert layer.output_scaling.dtype == torch.float32
+    assert layer.input_scaling.dtype == torch.float32
+    assert layer.output_scaling.tolist() == [3.0, 3.0]
+
+
+def test_unknown_layer_keywords_and_wrong_options_type_raise() -> None:
+    spec = CircuitSpec(n_qubits=2)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['squish'\]"):
+        QuantumLayer(spec, squish="tanh")
+    with pytest.raises(TypeError, match="options must be a LayerOptions, got dict"):
+        QuantumLayer(spec, options={"squash": "tanh"})  # type: ignore[arg-type]
 
 
 def test_spec_type_is_checked() -> None:
