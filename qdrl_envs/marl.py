@@ -13,6 +13,11 @@ this one instead, under the same ``qdrl/<Name>-v<k>`` ids::
 Each module also exposes PettingZoo's usual ``parallel_env(**kwargs)`` and ``env(**kwargs)``.
 Keyword arguments go to the env's config dataclass (unknown or invalid ones raise
 ``ValueError``). Nothing here imports PettingZoo until an env is made.
+
+Every env is a :class:`qdrl_envs._parallel.CoreParallelEnv`: the ``ParallelEnv`` scaffolding
+(agents, spaces, seeding, action checks, episode end, rendering) written once around the env's
+batched core, whose rows are the env's batched form (``env.core_cls(env.config, n)`` seeded
+with ``env.instance_rngs(seed)``).
 """
 
 from __future__ import annotations

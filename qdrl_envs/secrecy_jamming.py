@@ -19,29 +19,24 @@ registry (:mod:`qdrl_envs.marl`).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 from numpy.typing import ArrayLike, NDArray
-from pettingzoo import AECEnv, ParallelEnv
-from pettingzoo.utils.conversions import parallel_to_aec
 
 from qdrl_envs import radio
-from qdrl_envs.config import check_choice, check_int, check_real, resolve_config
+from qdrl_envs._parallel import CoreParallelEnv
+from qdrl_envs.config import check_choice, check_int, check_real
 from qdrl_envs.core import StepResult
-from qdrl_envs.marl import check_action_dict
 from qdrl_envs.secrecy import (
     SecrecyConfig,
     SecrecyCore,
     rate_operator,
     secrecy_from_operator,
 )
-from qdrl_envs.validation import check_action
 
 __all__ = [
     "REWARD_MODES",
@@ -321,6 +316,11 @@ class SecrecyJammingCore(SecrecyCore):
         self.team = config.reward_mode == "team"
         self.action_width = 2 + m
 
+    @property
+    def n_agents(self) -> int:
+        """Agents per instance: one per AP."""
+        return self.n_aps
+
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Score joint actions ``(N, M, 2 + M)`` on the current channels, then move on.
 
@@ -406,7 +406,7 @@ class SecrecyJammingCore(SecrecyCore):
 # --------------------------------------------------------------------------------------------
 
 
-class SecrecyJammingEnv(ParallelEnv):
+class SecrecyJammingEnv(CoreParallelEnv[SecrecyJammingConfig]):
     r"""Transmitters and friendly jammers keep users' messages from eavesdroppers (Fig. 9).
 
     ## Description
@@ -502,8 +502,9 @@ class SecrecyJammingEnv(ParallelEnv):
     ``infos[agent]``: ``role`` (this slot's, ``"tx"`` or ``"jam"``), ``power_w`` (its data or
     jamming power), ``user_rate``, ``eve_rate``, ``secrecy_rate`` (of its own user, bit/s/Hz;
     0 while it jams), ``eve_rate_reduction``, ``user_rate_loss`` (its jamming's effect, 0
-    while it transmits), ``secrecy_sum`` (the shared objective, eq. 5a, over all users) and
-    ``reward_terms`` (the unweighted parts of its reward). The full arrays of the last step
+    while it transmits), ``secrecy_sum`` (the shared objective, eq. 5a, over all users),
+    ``team_reward`` (``varsigma * secrecy_sum``, what ``reward_mode="team"`` pays every agent)
+    and ``reward_terms`` (the unweighted parts of its reward). The full arrays of the last step
     are ``env.core.last_info``.
 
     ## Starting State
@@ -553,64 +554,38 @@ class SecrecyJammingEnv(ParallelEnv):
     * v0: first version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
-        "name": "secrecy_jamming_v0",
-        "render_modes": ["ansi", "rgb_array"],
-        "render_fps": 4,
-        "is_parallelizable": True,
-    }
-
-    def __init__(self, config: SecrecyJammingConfig | Mapping[str, Any] | None = None,
-                 render_mode: str | None = None, **kwargs: Any) -> None:
-        self.config = resolve_config(SecrecyJammingConfig, config, kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of "
-                             f"{self.metadata['render_modes']}, got {render_mode!r}")
-        self.render_mode = render_mode
-        self.core = SecrecyJammingCore(self.config, 1)
-        self.core.rendering = render_mode is not None
-        m = self.core.n_aps
-        self.possible_agents: list[str] = [f"ap_{j}" for j in range(m)]
-        self.agents: list[str] = []
-        self.roles: dict[str, str] = dict(zip(self.possible_agents, self.core.roles,
-                                              strict=True))
-        self._index = {a: j for j, a in enumerate(self.possible_agents)}
-        self._targets = {a: tuple(int(e) for e in np.flatnonzero(self.core.targets[j]))
-                         for a, j in self._index.items()}
-        obs_dim = 2 * m * m + m
-        self.observation_spaces = {a: spaces.Box(-1.0, 1.0, (obs_dim,), dtype=np.float32)
-                                   for a in self.possible_agents}
-        self.action_spaces = {a: spaces.Box(-1.0, 1.0, (self._action_width(a),),
-                                            dtype=np.float32) for a in self.possible_agents}
-        self.state_space = spaces.Box(-1.0, 1.0, (2 * m * m,), dtype=np.float32)
-        self._one_hot = np.eye(m, dtype=np.float32)
-        self._rng: np.random.Generator | None = None
-        self._seed: int | None = None
-        self._t = 0
+    metadata: ClassVar[dict[str, Any]] = {"name": "secrecy_jamming_v0",
+                                          **CoreParallelEnv.metadata}
+    config_cls = SecrecyJammingConfig
+    core_cls = SecrecyJammingCore
+    agent_prefix = "ap"
+    reset_options = _RESET_OPTIONS
+    config: SecrecyJammingConfig
+    core: SecrecyJammingCore
+    observation_spaces: dict[str, spaces.Box]
+    action_spaces: dict[str, spaces.Box]
 
     # -- spaces ------------------------------------------------------------------------------
 
-    def _agent(self, agent: Any) -> int:
-        try:
-            return self._index[agent]
-        except (KeyError, TypeError):
-            raise ValueError(f"unknown agent {agent!r}; the agents are "
-                             f"{self.possible_agents}") from None
+    def _make_spaces(self) -> tuple[dict[str, spaces.Box], dict[str, spaces.Box], spaces.Box]:
+        m = self.core.n_aps
+        self.roles: dict[str, str] = dict(zip(self.possible_agents, self.core.roles,
+                                              strict=True))
+        self._targets = {a: tuple(int(e) for e in np.flatnonzero(self.core.targets[j]))
+                         for a, j in self._index.items()}
+        self._one_hot = np.eye(m, dtype=np.float32)
+        obs_dim = 2 * m * m + m
+        observation_spaces = {a: spaces.Box(-1.0, 1.0, (obs_dim,), dtype=np.float32)
+                              for a in self.possible_agents}
+        action_spaces = {a: spaces.Box(-1.0, 1.0, (self._action_width(a),), dtype=np.float32)
+                         for a in self.possible_agents}
+        return (observation_spaces, action_spaces,
+                spaces.Box(-1.0, 1.0, (2 * m * m,), dtype=np.float32))
 
     def _action_width(self, agent: str) -> int:
         role, n_targets = self.roles[agent], len(self._targets[agent])
         weights = n_targets if n_targets >= 2 else 0
         return {"tx": 1, "jam": 1 + weights, "choose": 2 + weights}[role]
-
-    def observation_space(self, agent: str) -> spaces.Box:
-        """The observation space of ``agent`` (the same object on every call)."""
-        self._agent(agent)
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Box:
-        """The action space of ``agent`` (the same object on every call; see the manual)."""
-        self._agent(agent)
-        return self.action_spaces[agent]
 
     def targets(self, agent: str) -> tuple[int, ...]:
         """The eavesdroppers ``agent`` can aim its jamming at (its beam weights, in order)."""
@@ -620,37 +595,14 @@ class SecrecyJammingEnv(ParallelEnv):
     @property
     def np_random(self) -> np.random.Generator:
         """The generator of all randomness (seeded by ``reset(seed=...)``)."""
-        if self._rng is None:
-            self._rng, self._seed = seeding.np_random(None)
-        return self._rng
-
-    @property
-    def np_random_seed(self) -> int | None:
-        """The seed of :attr:`np_random` (``None`` before the first reset)."""
-        return self._seed
+        if self._instance_rngs is None:
+            self._reseed(None)
+        return self._instance_rngs
 
     # -- episode -----------------------------------------------------------------------------
 
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-        """Start an episode; ``seed`` makes it fully reproducible. See the manual.
-
-        Raises:
-            ValueError: On a malformed position option (see ``SecrecyPowerControl-v1``).
-        """
-        if seed is not None or self._rng is None:
-            self._rng, self._seed = seeding.np_random(seed)
-        known: dict[str, Any] = {}
-        if options:
-            known = {k: v for k, v in options.items() if k in _RESET_OPTIONS}
-            unknown = sorted(str(k) for k in options if k not in _RESET_OPTIONS)
-            if unknown:
-                warnings.warn(f"{self.metadata['name']}: reset option(s) {unknown} ignored; "
-                              f"the options are {list(_RESET_OPTIONS)}", stacklevel=2)
-        self.core.reset([self._rng], np.array([0]), known or None)
-        self.agents = self.possible_agents[:]
-        self._t = 0
-        return self._observations(), {a: {} for a in self.agents}
+    def _agent_label(self, agent: str) -> str:
+        return f"agent {agent!r} ({self.roles[agent]})"
 
     def joint_action(self, actions: Mapping[str, Any]) -> np.ndarray:
         """Check the agents' actions and lay them out as the core's joint action ``(M, 2+M)``.
@@ -659,16 +611,10 @@ class SecrecyJammingEnv(ParallelEnv):
             ValueError: If a live agent has no action, an agent is unknown or not live, or an
                 action is misshaped, NaN/inf or outside its space (naming the agent).
         """
-        live = self.agents
-        check_action_dict(actions, live)
         joint = np.ones((self.core.n_aps, self.core.action_width))  # weights: full on all
         joint[:, 0] = 0.0
-        for agent in live:
+        for agent, act in self._checked_actions(actions).items():
             j, role = self._index[agent], self.roles[agent]
-            try:
-                act = check_action(self.action_spaces[agent], actions[agent])
-            except ValueError as exc:
-                raise ValueError(f"agent {agent!r} ({role}): {exc}") from None
             if role == "choose":
                 jams, act = act[0] > 0.0, act[1:]
             else:
@@ -706,22 +652,8 @@ class SecrecyJammingEnv(ParallelEnv):
             parts.extend(w[np.asarray(self._targets[agent])].tolist())
         return np.asarray(parts, dtype=np.float32)
 
-    def step(self, actions: Mapping[str, Any]) -> tuple[
-            dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool],
-            dict[str, dict[str, Any]]]:
-        """Apply every live agent's action for one slot (see the manual).
-
-        Raises:
-            RuntimeError: Before ``reset`` or after the episode ended.
-            ValueError: On missing, unknown or invalid actions (naming the agent).
-        """
-        if not self.agents:
-            raise RuntimeError("no live agents: call reset() before step() (the episode "
-                               "ended)" if self._t else "call reset() before step()")
-        joint = self.joint_action(actions)
-        result = self.core.step(joint[None], [self._rng])  # type: ignore[list-item]
-        self._t += 1
-        info = result.info
+    def _rewards_and_infos(self, info: Mapping[str, Any]
+                           ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
         secrecy_sum = float(info["secrecy_rate"][0])
         rewards, infos = {}, {}
         for agent in self.agents:
@@ -745,15 +677,10 @@ class SecrecyJammingEnv(ParallelEnv):
                 "eve_rate_reduction": float(info["eve_rate_reduction"][0, j]),
                 "user_rate_loss": float(info["user_rate_loss"][0, j]),
                 "secrecy_sum": secrecy_sum,
+                "team_reward": self.config.varsigma * secrecy_sum,
                 "reward_terms": terms,
             }
-        done = self._t >= self.config.max_cycles
-        observations = self._observations()
-        terminations = {a: False for a in self.agents}
-        truncations = {a: done for a in self.agents}
-        if done:
-            self.agents = []
-        return observations, rewards, terminations, truncations, infos
+        return rewards, infos
 
     def _observations(self) -> dict[str, np.ndarray]:
         h = self.core.observe()[0]
@@ -763,26 +690,14 @@ class SecrecyJammingEnv(ParallelEnv):
         """The global state: the scaled channel matrix (``state_space``), a fresh array."""
         return self.core.observe()[0].copy()
 
-    def render(self) -> str | np.ndarray | None:
-        """Render according to ``render_mode`` (``None`` renders nothing)."""
-        if self.render_mode == "ansi":
-            return self.core.render_ansi(0)
-        if self.render_mode == "rgb_array":
-            return self.core.render_rgb_array(0)
-        return None
-
-    def close(self) -> None:
-        """Nothing to release (rendering draws off-screen)."""
-
 
 def parallel_env(**kwargs: Any) -> SecrecyJammingEnv:
     """The ParallelEnv (keyword arguments: ``render_mode``, ``config`` and config fields)."""
     return SecrecyJammingEnv(**kwargs)
 
 
-def env(**kwargs: Any) -> AECEnv:
-    """The AEC form, ``pettingzoo.utils.parallel_to_aec(parallel_env(**kwargs))``."""
-    return parallel_to_aec(parallel_env(**kwargs))
+env = SecrecyJammingEnv.aec_env
+"""The AEC form, ``pettingzoo.utils.parallel_to_aec(parallel_env(**kwargs))``."""
 
 
 # --------------------------------------------------------------------------------------------

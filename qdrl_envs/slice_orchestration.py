@@ -23,29 +23,24 @@ registry (:mod:`qdrl_envs.marl`).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 from numpy.typing import ArrayLike, NDArray
-from pettingzoo import AECEnv, ParallelEnv
-from pettingzoo.utils.conversions import parallel_to_aec
 
 from qdrl_envs import radio
-from qdrl_envs.config import check_bool, check_choice, check_int, check_real, resolve_config
+from qdrl_envs._parallel import CoreParallelEnv
+from qdrl_envs.config import check_bool, check_choice, check_int, check_real
 from qdrl_envs.core import StepResult
-from qdrl_envs.marl import check_action_dict
 from qdrl_envs.semantic_slicing import (
     SLICE_NAMES,
     SemanticSlicingConfig,
     SemanticSlicingCore,
     shares_to_rbs,
 )
-from qdrl_envs.validation import check_action
 
 __all__ = [
     "CELL_OBS_DIM",
@@ -381,15 +376,15 @@ class SliceOrchestrationCore:
     core alone.
 
     Public state: ``cells``; ``loss`` ``(N, n, 3)``, the last slot's SINR loss per slice,
-    ``I / (1 + I)`` (0 after a reset); ``last_info``. Constants: ``kappa`` ``(n, n)``,
-    ``neighbours`` (:func:`neighbour_slots`), ``cell_configs``.
+    ``I / (1 + I)`` (0 after a reset); ``last_info``. Constants: ``n_cells`` (= ``n_agents``),
+    ``kappa`` ``(n, n)``, ``neighbours`` (:func:`neighbour_slots`), ``cell_configs``.
     """
 
     def __init__(self, config: SliceOrchestrationConfig, num_envs: int) -> None:
         check_int("num_envs", num_envs, low=1)
         self.config = config
         self.num_envs = int(num_envs)
-        self.n_cells = n = config.n_cells
+        self.n_cells = self.n_agents = n = config.n_cells
         self.n_rbs = config.n_rbs
         self.cell_configs = tuple(config.cell_config(i) for i in range(n))
         self.cells = [SemanticSlicingCore(c, self.num_envs) for c in self.cell_configs]
@@ -466,12 +461,19 @@ class SliceOrchestrationCore:
 
     # -- episode -------------------------------------------------------------------------------
 
-    def reset(self, rngs: Sequence[Sequence[np.random.Generator]], idx: ArrayLike) -> None:
+    def reset(self, rngs: Sequence[Sequence[np.random.Generator]], idx: ArrayLike,
+              options: Mapping[str, Any] | None = None) -> None:
         """Start new episodes for instances ``idx`` (``rngs[j][i]``: instance ``idx[j]``, cell i).
 
         Every cell core resets those rows: empty queues, the first arrivals and channels drawn,
-        the last split equal; the last loss is 0.
+        the last split equal; the last loss is 0. There are no reset options.
+
+        Raises:
+            ValueError: On any ``options`` (``None`` or empty only).
         """
+        if options:
+            raise ValueError(f"SliceOrchestrationCore.reset takes no options, got "
+                             f"{sorted(str(k) for k in options)}")
         rows = np.asarray(idx, dtype=np.int64)
         for i, core in enumerate(self.cells):
             core.reset([g[i] for g in rngs], rows)
@@ -595,6 +597,14 @@ class SliceOrchestrationCore:
         own = self.observe()[..., :CELL_OBS_DIM + 3]
         return own.reshape(self.num_envs, -1)
 
+    def render_ansi(self, row: int = 0) -> str:
+        """Instance ``row`` as text (``render_mode="ansi"`` in the env manual)."""
+        return _render_ansi(self, row)
+
+    def render_rgb_array(self, row: int = 0) -> np.ndarray:
+        """Instance ``row`` as an RGB picture (``render_mode="rgb_array"`` in the env manual)."""
+        return _render_rgb_array(self, row)
+
 
 def _stack_infos(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -611,7 +621,7 @@ def _stack_infos(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class SliceOrchestrationEnv(ParallelEnv):
+class SliceOrchestrationEnv(CoreParallelEnv[SliceOrchestrationConfig]):
     r"""Distributed slice orchestrators share a band across interfering cells (Sec. VII-B).
 
     ## Description
@@ -758,53 +768,25 @@ class SliceOrchestrationEnv(ParallelEnv):
     * v0: first version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
-        "name": "slice_orchestration_v0",
-        "render_modes": ["ansi", "rgb_array"],
-        "render_fps": 4,
-        "is_parallelizable": True,
-    }
-
-    def __init__(self, config: SliceOrchestrationConfig | Mapping[str, Any] | None = None,
-                 render_mode: str | None = None, **kwargs: Any) -> None:
-        self.config = resolve_config(SliceOrchestrationConfig, config, kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of "
-                             f"{self.metadata['render_modes']}, got {render_mode!r}")
-        self.render_mode = render_mode
-        self.core = SliceOrchestrationCore(self.config, 1)
-        n = self.config.n_cells
-        self.possible_agents: list[str] = [f"cell_{i}" for i in range(n)]
-        self.agents: list[str] = []
-        self._index = {a: i for i, a in enumerate(self.possible_agents)}
-        self.observation_spaces = {a: spaces.Box(0.0, 1.0, (self.core.obs_dim,),
-                                                 dtype=np.float32)
-                                   for a in self.possible_agents}
-        self.action_spaces = {a: spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
-                              for a in self.possible_agents}
-        self.state_space = spaces.Box(0.0, 1.0, (self.core.state_dim,), dtype=np.float32)
-        self._rngs: list[np.random.Generator] | None = None
-        self._seed: int | None = None
-        self._t = 0
+    metadata: ClassVar[dict[str, Any]] = {"name": "slice_orchestration_v0",
+                                          **CoreParallelEnv.metadata}
+    config_cls = SliceOrchestrationConfig
+    core_cls = SliceOrchestrationCore
+    agent_prefix = "cell"
+    config: SliceOrchestrationConfig
+    core: SliceOrchestrationCore
+    observation_spaces: dict[str, spaces.Box]
+    action_spaces: dict[str, spaces.Box]
 
     # -- spaces ------------------------------------------------------------------------------
 
-    def _agent(self, agent: Any) -> int:
-        try:
-            return self._index[agent]
-        except (KeyError, TypeError):
-            raise ValueError(f"unknown agent {agent!r}; the agents are "
-                             f"{self.possible_agents}") from None
-
-    def observation_space(self, agent: str) -> spaces.Box:
-        """The observation space of ``agent`` (the same object on every call)."""
-        self._agent(agent)
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Box:
-        """The action space of ``agent`` (the same object on every call)."""
-        self._agent(agent)
-        return self.action_spaces[agent]
+    def _make_spaces(self) -> tuple[dict[str, spaces.Box], dict[str, spaces.Box], spaces.Box]:
+        observation_spaces = {a: spaces.Box(0.0, 1.0, (self.core.obs_dim,), dtype=np.float32)
+                              for a in self.possible_agents}
+        action_spaces = {a: spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+                         for a in self.possible_agents}
+        return (observation_spaces, action_spaces,
+                spaces.Box(0.0, 1.0, (self.core.state_dim,), dtype=np.float32))
 
     def neighbours(self, agent: str) -> tuple[str | None, ...]:
         """The agents in ``agent``'s neighbour slots, in observation order (``None``: empty)."""
@@ -819,35 +801,14 @@ class SliceOrchestrationEnv(ParallelEnv):
     @property
     def cell_rngs(self) -> tuple[np.random.Generator, ...]:
         """The cells' generators (seeded by ``reset(seed=...)``; :func:`cell_generators`)."""
-        if self._rngs is None:
+        if self._instance_rngs is None:
             self._reseed(None)
-        assert self._rngs is not None
-        return tuple(self._rngs)
+        return tuple(self._instance_rngs)
 
-    @property
-    def np_random_seed(self) -> int | None:
-        """The seed the cells' generators were spawned from (``None`` before a reset)."""
-        return self._seed
-
-    def _reseed(self, seed: int | None) -> None:
-        _, self._seed = seeding.np_random(seed)  # validates the seed, draws one when None
-        self._rngs = cell_generators(self._seed, self.config.n_cells)
+    def _instance_rng(self, rng: np.random.Generator, seed: int) -> list[np.random.Generator]:
+        return cell_generators(seed, self.config.n_cells)
 
     # -- episode -----------------------------------------------------------------------------
-
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-        """Start an episode; ``seed`` makes it fully reproducible. See the manual."""
-        if seed is not None or self._rngs is None:
-            self._reseed(seed)
-        if options:
-            warnings.warn(f"{self.metadata['name']}: reset option(s) "
-                          f"{sorted(str(k) for k in options)} ignored; this env takes none",
-                          stacklevel=2)
-        self.core.reset([self._rngs], np.array([0]))  # type: ignore[list-item]
-        self.agents = self.possible_agents[:]
-        self._t = 0
-        return self._observations(), {a: {} for a in self.agents}
 
     def joint_action(self, actions: Mapping[str, Any]) -> np.ndarray:
         """Check the agents' actions and stack them as the core's joint action ``(n, 3)``.
@@ -856,32 +817,13 @@ class SliceOrchestrationEnv(ParallelEnv):
             ValueError: If a live agent has no action, an agent is unknown or not live, or an
                 action is misshaped, NaN/inf or outside its space (naming the agent).
         """
-        check_action_dict(actions, self.agents)
         joint = np.empty((self.config.n_cells, 3))
-        for agent in self.agents:
-            try:
-                joint[self._index[agent]] = check_action(self.action_spaces[agent],
-                                                         actions[agent])
-            except ValueError as exc:
-                raise ValueError(f"agent {agent!r}: {exc}") from None
+        for agent, act in self._checked_actions(actions).items():
+            joint[self._index[agent]] = act
         return joint
 
-    def step(self, actions: Mapping[str, Any]) -> tuple[
-            dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool],
-            dict[str, dict[str, Any]]]:
-        """Apply every live agent's split for one slot (see the manual).
-
-        Raises:
-            RuntimeError: Before ``reset`` or after the episode ended.
-            ValueError: On missing, unknown or invalid actions (naming the agent).
-        """
-        if not self.agents:
-            raise RuntimeError("no live agents: call reset() before step() (the episode "
-                               "ended)" if self._t else "call reset() before step()")
-        joint = self.joint_action(actions)
-        result = self.core.step(joint[None], [self._rngs])  # type: ignore[list-item]
-        self._t += 1
-        info = result.info
+    def _rewards_and_infos(self, info: Mapping[str, Any]
+                           ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
         team = float(info["team_reward"][0])
         rewards, infos = {}, {}
         cell_info = {k: v for k, v in info.items() if k not in ("rewards", "team_reward")}
@@ -892,13 +834,7 @@ class SliceOrchestrationEnv(ParallelEnv):
             infos[agent] = _unbatch(cell_info, 0, i)
             infos[agent]["cell_reward"] = own
             infos[agent]["team_reward"] = team
-        done = self._t >= self.config.max_cycles
-        observations = self._observations()
-        terminations = {a: False for a in self.agents}
-        truncations = {a: done for a in self.agents}
-        if done:
-            self.agents = []
-        return observations, rewards, terminations, truncations, infos
+        return rewards, infos
 
     def _observations(self) -> dict[str, np.ndarray]:
         obs = self.core.observe()[0]
@@ -908,26 +844,14 @@ class SliceOrchestrationEnv(ParallelEnv):
         """The global state (``state_space``): every cell's own 18 entries, a fresh array."""
         return self.core.state()[0]
 
-    def render(self) -> str | np.ndarray | None:
-        """Render according to ``render_mode`` (``None`` renders nothing)."""
-        if self.render_mode == "ansi":
-            return _render_ansi(self.core, 0)
-        if self.render_mode == "rgb_array":
-            return _render_rgb_array(self.core, 0)
-        return None
-
-    def close(self) -> None:
-        """Nothing to release (rendering draws off-screen)."""
-
 
 def parallel_env(**kwargs: Any) -> SliceOrchestrationEnv:
     """The ParallelEnv (keyword arguments: ``render_mode``, ``config`` and config fields)."""
     return SliceOrchestrationEnv(**kwargs)
 
 
-def env(**kwargs: Any) -> AECEnv:
-    """The AEC form, ``pettingzoo.utils.parallel_to_aec(parallel_env(**kwargs))``."""
-    return parallel_to_aec(parallel_env(**kwargs))
+env = SliceOrchestrationEnv.aec_env
+"""The AEC form, ``pettingzoo.utils.parallel_to_aec(parallel_env(**kwargs))``."""
 
 
 # --------------------------------------------------------------------------------------------

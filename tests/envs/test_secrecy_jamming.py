@@ -183,6 +183,7 @@ def test_observations_infos_and_truncation(name, kwargs):
         for a, info in infos.items():
             assert np.isfinite(rewards[a]) and type(rewards[a]) is float
             assert info["secrecy_sum"] == total and info["role"] in ("tx", "jam")
+            assert info["team_reward"] == env.config.varsigma * total
             if info["role"] == "jam":
                 assert info["user_rate"] == info["eve_rate"] == info["secrecy_rate"] == 0.0
                 assert info["eve_rate_reduction"] >= 0.0 and info["user_rate_loss"] >= 0.0
