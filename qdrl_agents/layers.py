@@ -4,8 +4,8 @@ The engine (`qdrl_agents.circuits`, `qdrl_agents.executors`) knows nothing of to
 a `CircuitSpec` builds a Qiskit circuit (or the user brings one: ``circuit=``, ``input_params=``,
 ``weight_params=``, ``observables=``, as qiskit-machine-learning's ``EstimatorQNN`` takes
 them), an executor turns (input angles, circuit weights) into expectation values. This module
-is the thin adapter (DESIGN §5, STYLE item 8). Everything that is classical stays here, in
-torch, and a spec's circuit stays linear in its parameters:
+is the thin torch adapter around it (docs/design.md §5). Everything that is classical stays
+here, in torch, and a spec's circuit stays linear in its parameters:
 
 * observation squashing (``arctan`` or ``tanh``) maps unbounded features to bounded angles;
 * trainable input scaling ``lambda`` per (layer, input): ``angle = lambda * squash(x)``

@@ -15,7 +15,7 @@ execution per batch row: with the ``"qiskit"`` executor that is what a device wo
   whatever the number of parameters; robust to shot noise, any differentiable-in-expectation
   loss.
 
-Parameter-shift gradients, the third approach of DESIGN §5, come from the ``"qiskit"``
+Parameter-shift gradients (docs/design.md §5, paper Sec. III-E) come from the ``"qiskit"``
 executor (``QuantumLayer(spec, executor="qiskit")``) with any torch optimiser.
 
 Example:

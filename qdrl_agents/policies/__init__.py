@@ -1,4 +1,4 @@
-"""Quantum policies for stable-baselines3 (DESIGN §5).
+"""Quantum policies for stable-baselines3 (docs/design.md §5).
 
 * `QuantumActorCriticPolicy`: PPO and A2C (Box, Discrete, MultiDiscrete, MultiBinary actions).
 * `QuantumDQNPolicy`: DQN (Discrete actions).
