@@ -772,6 +772,27 @@ def _render(core: BatchedCore[Any], mode: str | None, row: int) -> str | np.ndar
     return None
 
 
+def agg_figure(width_in: float, height_in: float, dpi: int = 80) -> Any:
+    """A matplotlib ``Figure`` on an Agg canvas, for a core's ``render_rgb_array``.
+
+    Imports matplotlib only when an env first renders a picture, and never switches the
+    backend of a process that has already chosen one (the figure draws on its own canvas).
+    Hand the drawn figure to :func:`figure_rgb`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_rgb(fig: Any) -> np.ndarray:
+    """The pixels of an :func:`agg_figure` figure: a fresh ``(H, W, 3)`` uint8 array."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
     try:

@@ -24,7 +24,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    Uniforms,
+    agg_figure,
+    figure_rgb,
+)
 from qdrl_envs.jit import jitable, kernel, plain, row_map
 from qdrl_envs.traffic import InverseCdf, PoissonArrivals, inverse_cdf_draw, ring_mobility
 
@@ -903,20 +911,13 @@ def _render_ansi(core: DTMigrationCore, row: int) -> str:
 
 
 def _render_rgb_array(core: DTMigrationCore, row: int) -> np.ndarray:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     e, u = core.n_edges, core.n_users
     angles = np.pi / 2 + 2 * np.pi * np.arange(e) / e
     edge_xy = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
     cloud_xy = np.zeros(2)
     host_xy = np.vstack([edge_xy, cloud_xy])
     occ = core.occupancy(core.host[row:row + 1])[0]
-    fig = Figure(figsize=(5, 5), dpi=80)
-    canvas = FigureCanvasAgg(fig)
+    fig = agg_figure(5, 5)
     ax = fig.add_subplot(1, 1, 1)
     for a in range(e):
         if e > 1:
@@ -950,5 +951,4 @@ def _render_rgb_array(core: DTMigrationCore, row: int) -> np.ndarray:
     if core.last_info is not None:
         title += f"\nlatency {core.last_info['latency_s'][row] * 1e3:.1f} ms"
     ax.set_title(title, fontsize=9)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)

@@ -35,7 +35,16 @@ from qdrl_envs.config import (
     check_real,
     check_reals,
 )
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms, row_view
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    Uniforms,
+    agg_figure,
+    figure_rgb,
+    row_view,
+)
 from qdrl_envs.jit import jitable, kernel, plain, row_map
 
 __all__ = [
@@ -1007,12 +1016,8 @@ def _render_ansi(core: DTSyncAoICore, row: int) -> str:
 
 
 def _render_rgb_array(core: DTSyncAoICore, row: int) -> np.ndarray:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     c = core
-    fig = Figure(figsize=(6.4, 3.6), dpi=80)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(6.4, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     colours = np.where(c.delivered[row], "tab:green",
                        np.where(c.scheduled[row], "tab:red", "tab:gray"))
@@ -1023,5 +1028,4 @@ def _render_rgb_array(core: DTSyncAoICore, row: int) -> np.ndarray:
     ax.set_ylabel("age of information (slots)")
     ax.set_title(f"slot {int(c.t[row])}, mean AoI {c.age[row].mean():.2f}")
     fig.tight_layout()
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)

@@ -22,7 +22,15 @@ from gymnasium import spaces
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_bool, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    Uniforms,
+    agg_figure,
+    figure_rgb,
+)
 from qdrl_envs.jit import jitable, kernel, plain
 
 __all__ = [
@@ -552,12 +560,8 @@ def _render_ansi(core: MobileTransmitterCore, row: int) -> str:
 
 
 def _render_rgb_array(core: MobileTransmitterCore, row: int) -> np.ndarray:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     c = core
-    fig = Figure(figsize=(4.8, 4.8), dpi=80)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(4.8, 4.8)
     ax = fig.add_subplot(1, 1, 1)
     trail = np.array(c.trails[row] or [c.uav[row]])
     ax.plot(trail[:, 0], trail[:, 1], "-", color="tab:red", lw=1, label="UAV trajectory")
@@ -571,5 +575,4 @@ def _render_rgb_array(core: MobileTransmitterCore, row: int) -> np.ndarray:
     ax.set_title(f"sum rate {c.last_rates[row].sum():.2f} bit/s/Hz")
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)

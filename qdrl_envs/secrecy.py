@@ -23,7 +23,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_bool, check_choice, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, draw
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    agg_figure,
+    draw,
+    figure_rgb,
+)
 
 __all__ = [
     "EVE_CSI_MODES",
@@ -828,18 +836,11 @@ def _render_ansi(core: SecrecyCore, row: int) -> str:
 
 
 def _render_rgb_array(core: SecrecyCore, row: int) -> np.ndarray:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     m, area = core.n_aps, core.config.area_m
     ap, us, ev = core.ap_positions_m[row], core.user_positions_m[row], core.eve_positions_m[row]
     info = core.last_info
     powers = np.ones(m) if info is None else info["powers"][row] / core.p_max_w
-    fig = Figure(figsize=(5, 5), dpi=80)
-    canvas = FigureCanvasAgg(fig)
+    fig = agg_figure(5, 5)
     ax = fig.add_subplot(1, 1, 1)
     colours = [f"C{k % 10}" for k in range(m)]
     for k in range(m):
@@ -866,5 +867,4 @@ def _render_rgb_array(core: SecrecyCore, row: int) -> np.ndarray:
         title += f": secrecy sum {info['secrecy_rate'][row]:.2f} bit/s/Hz"
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)

@@ -30,7 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from qdrl_envs import radio
 from qdrl_envs._parallel import CoreParallelEnv
 from qdrl_envs.config import check_choice, check_int, check_real
-from qdrl_envs.core import StepResult
+from qdrl_envs.core import StepResult, agg_figure, figure_rgb
 from qdrl_envs.secrecy import (
     SecrecyConfig,
     SecrecyCore,
@@ -737,19 +737,12 @@ def _render_ansi(core: SecrecyJammingCore, row: int) -> str:
 
 
 def _render_rgb_array(core: SecrecyJammingCore, row: int) -> np.ndarray:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     m, area = core.n_aps, core.config.area_m
     ap, us, ev = core.ap_positions_m[row], core.user_positions_m[row], core.eve_positions_m[row]
     info = core.last_info
     jams = (np.array([r == "jam" for r in core.roles]) if info is None
             else info["jamming"][row])
-    fig = Figure(figsize=(5, 5), dpi=80)
-    canvas = FigureCanvasAgg(fig)
+    fig = agg_figure(5, 5)
     ax = fig.add_subplot(1, 1, 1)
     colours = [f"C{k % 10}" for k in range(m)]
     for k in range(m):
@@ -786,5 +779,4 @@ def _render_rgb_array(core: SecrecyJammingCore, row: int) -> np.ndarray:
         title += f": secrecy sum {info['secrecy_rate'][row]:.2f} bit/s/Hz"
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)

@@ -26,7 +26,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from qdrl_envs import radio
 from qdrl_envs.config import EnvConfig, check_int, check_real
-from qdrl_envs.core import BatchedCore, CoreEnv, CoreVectorEnv, StepResult, Uniforms
+from qdrl_envs.core import (
+    BatchedCore,
+    CoreEnv,
+    CoreVectorEnv,
+    StepResult,
+    Uniforms,
+    agg_figure,
+    figure_rgb,
+)
 from qdrl_envs.jit import jitable, kernel, plain, row_map
 from qdrl_envs.traffic import (
     QUEUE_STEP_ROWS,
@@ -841,17 +849,10 @@ def _render_ansi(core: SemanticSlicingCore, row: int) -> str:
 
 
 def _render_rgb_array(core: SemanticSlicingCore, row: int) -> np.ndarray:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     c = core.config
     backlog = core.queues.backlog[row] + core.pending[row]
     need = backlog / core.mean_units_per_rb
-    fig = Figure(figsize=(7, 3.5), dpi=80)
-    canvas = FigureCanvasAgg(fig)
+    fig = agg_figure(7, 3.5)
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     colours = ["tab:red", "tab:orange", "tab:blue", "tab:green"]
     ax1.bar(range(4), need, color=colours)
@@ -874,5 +875,4 @@ def _render_rgb_array(core: SemanticSlicingCore, row: int) -> np.ndarray:
         title += f" (xi={core.last_info['semantic_similarity'][row]:.2f})"
     ax2.set_title(title, fontsize=9)
     fig.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)

@@ -34,7 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 from qdrl_envs import radio
 from qdrl_envs._parallel import CoreParallelEnv
 from qdrl_envs.config import check_bool, check_choice, check_int, check_real
-from qdrl_envs.core import StepResult
+from qdrl_envs.core import StepResult, agg_figure, figure_rgb
 from qdrl_envs.semantic_slicing import (
     SLICE_NAMES,
     SemanticSlicingConfig,
@@ -884,16 +884,9 @@ def _render_ansi(core: SliceOrchestrationCore, row: int) -> str:
 
 
 def _render_rgb_array(core: SliceOrchestrationCore, row: int) -> np.ndarray:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     n, b = core.n_cells, core.n_rbs
     info = core.last_info
-    fig = Figure(figsize=(7, 1.0 + 0.6 * n), dpi=80)
-    canvas = FigureCanvasAgg(fig)
+    fig = agg_figure(7, 1.0 + 0.6 * n)
     ax = fig.add_subplot(1, 1, 1)
     colours = ["tab:red", "tab:blue", "tab:green"]
     for i, cell in enumerate(core.cells):
@@ -918,5 +911,4 @@ def _render_rgb_array(core: SliceOrchestrationCore, row: int) -> np.ndarray:
         title += f": team reward {info['team_reward'][row]:.3f}"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)
