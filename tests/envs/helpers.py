@@ -321,7 +321,8 @@ def assert_rollout_in_space(env: gym.Env | VectorEnv, *, seed: int, steps: int,
         steps: Number of steps.
         actions: ``t -> action`` (a batch for a vector env), or ``None`` to sample the action
             space.
-        check: Extra per-step assertions, called as ``check(obs, rewards, info)``.
+        check: Extra per-step assertions, called as ``check(obs, rewards, info)`` with the
+            step's info (``info["final_info"]`` where every row of a vector env just ended).
     """
     vector = isinstance(env, VectorEnv)
     space = env.observation_space
@@ -341,7 +342,10 @@ def assert_rollout_in_space(env: gym.Env | VectorEnv, *, seed: int, steps: int,
             assert ended.dtype == np.float32
             assert all(single.contains(o) for o in ended), f"step {t}: final_obs outside"
         if check is not None:
-            check(obs, rewards, info)
+            # Where every row of a SAME_STEP vector env ended, the step's info is only in
+            # final_info (the top level holds the new episodes' reset info).
+            done_all = vector and "final_info" in info and bool(np.all(info["_final_info"]))
+            check(obs, rewards, info["final_info"] if done_all else info)
         if not vector and (terminated or truncated):
             obs, _ = env.reset()
             assert space.contains(obs), f"step {t}: first observation outside {space}"
