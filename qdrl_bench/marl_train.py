@@ -101,7 +101,9 @@ import numpy as np
 
 from qdrl_bench import registry
 from qdrl_bench.agents import get_agent, is_baseline
+from qdrl_bench.robustness import scalar_infos
 from qdrl_envs import marl
+from qdrl_envs.config import check_int
 
 # stable-baselines3 and SuperSuit (torch, and gymnasium's vector machinery) take seconds to
 # import: they are imported inside the functions that need them, as in qdrl_bench.registry.
@@ -218,12 +220,12 @@ class SharedEvaluation:
         agents: The agents, in ``possible_agents`` order (the columns of ``returns``).
         seeds: The reset seed of each episode (the rows).
         returns: Per-agent episode returns, shape ``(episodes, agents)``.
-        team_returns: Per-episode sums of the env's team reward (``infos[a]["team_reward"]``
-            where the env reports it; for ``SecrecyJamming-v0``, which does not, its manual's
-            team reward ``varsigma * secrecy_sum``), shape ``(episodes,)``.
+        team_returns: Per-episode sums of the env's team reward (``infos[a]["team_reward"]``),
+            shape ``(episodes,)``.
         lengths: Steps of each episode.
-        metrics: ``eval/<key>``: mean over steps, episodes and agents of each numeric scalar
-            ``info`` entry (``eval/secrecy_rate``, ``eval/sla_satisfaction``, ...).
+        metrics: ``eval/<key>``: mean over steps, episodes and agents of each finite numeric
+            ``info`` entry (:func:`qdrl_bench.robustness.scalar_infos`: ``eval/secrecy_rate``,
+            ``eval/sla_satisfaction``, ...).
     """
 
     agents: tuple[str, ...]
@@ -460,8 +462,7 @@ def make_shared_vec_env(spec: SharedSpec, *, n_copies: int = 1,
     """
     import supersuit as ss
 
-    if isinstance(n_copies, bool) or not isinstance(n_copies, (int, np.integer)) or n_copies < 1:
-        raise ValueError(f"n_copies must be an int >= 1, got {n_copies!r}")
+    check_int("n_copies", n_copies, low=1)
     par = shared_parallel_env(spec, parallel_wrappers)
     vec = ss.pettingzoo_env_to_vec_env_v1(par)
     sb3 = ss.concat_vec_envs_v1(vec, int(n_copies), num_cpus=0, base_class="stable_baselines3")
@@ -472,10 +473,8 @@ def make_shared_vec_env(spec: SharedSpec, *, n_copies: int = 1,
 
 
 def _check_threads(torch_threads: Any) -> None:
-    if torch_threads is not None and (isinstance(torch_threads, bool)
-                                      or not isinstance(torch_threads, (int, np.integer))
-                                      or torch_threads < 1):
-        raise ValueError(f"torch_threads must be None or an int >= 1, got {torch_threads!r}")
+    if torch_threads is not None:
+        check_int("torch_threads", torch_threads, low=1)
 
 
 @contextlib.contextmanager
@@ -533,9 +532,7 @@ def train_shared(env_id: str, agent: str = "ppo", *, timesteps: int, seed: int =
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     check_shareable(env_id, agent)
-    if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) \
-            or timesteps < 1:
-        raise ValueError(f"timesteps must be an int >= 1, got {timesteps!r}")
+    check_int("timesteps", timesteps, low=1)
     _check_threads(torch_threads)
     spec = SharedSpec(marl.marl_entry(env_id).id, agent, _check_json(env_kwargs or {}),
                       bool(agent_indicator))
@@ -628,9 +625,7 @@ def evaluate_shared(model: Any, spec: SharedSpec, *, episodes: int = 10, seed: i
         ValueError: If ``episodes < 1`` or ``torch_threads < 1``, or the model's spaces are
             not the env's padded ones.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) \
-            or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    check_int("episodes", episodes, low=1)
     _check_threads(torch_threads)
     env = shared_parallel_env(spec, parallel_wrappers)
     agents = tuple(env.possible_agents)
@@ -660,11 +655,9 @@ def evaluate_shared(model: Any, spec: SharedSpec, *, episodes: int = 10, seed: i
                     team[k] += _team_reward(env, infos)
                     lengths[k] += 1
                     for info in infos.values():
-                        for key, value in info.items():
-                            if isinstance(value, (int, float, np.number)) \
-                                    and not isinstance(value, bool):
-                                sums[key] += float(value)
-                                counts[key] += 1
+                        for key, value in scalar_infos(info).items():
+                            sums[key] += value
+                            counts[key] += 1
     finally:
         env.close()
     metrics = {f"eval/{key}": sums[key] / counts[key] for key in sorted(sums)}

@@ -34,7 +34,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
 from qdrl_envs.config import resolve_config
-from qdrl_envs.core import BatchedCore
+from qdrl_envs.core import BatchedCore, check_render_mode
 from qdrl_envs.marl import check_action_dict
 from qdrl_envs.validation import check_action
 
@@ -86,10 +86,7 @@ class CoreParallelEnv(ParallelEnv, Generic[ConfigT], abc.ABC):
     def __init__(self, config: ConfigT | Mapping[str, Any] | None = None,
                  render_mode: str | None = None, **kwargs: Any) -> None:
         self.config: ConfigT = resolve_config(self.config_cls, config, kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of "
-                             f"{self.metadata['render_modes']}, got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.core = self.core_cls(self.config, 1)
         if isinstance(self.core, BatchedCore):
             self.core.rendering = render_mode is not None

@@ -413,10 +413,7 @@ class CoreEnv(gym.Env, Generic[ConfigT]):
     def __init__(self, config: ConfigT | dict[str, Any] | None = None,
                  render_mode: str | None = None, **kwargs: Any) -> None:
         self.config: ConfigT = resolve_config(self.config_cls, config, kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of "
-                             f"{self.metadata['render_modes']}, got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.core: BatchedCore[ConfigT] = self.core_cls(self.config, 1)
         self.core.rendering = render_mode is not None
         self.observation_space = self.core.single_observation_space
@@ -518,9 +515,7 @@ class CoreVectorEnv(VectorEnv, Generic[ConfigT]):
         check_int("num_envs", num_envs, low=1)
         if max_episode_steps is not None:
             check_int("max_episode_steps", max_episode_steps, low=1)
-        if render_mode is not None and render_mode not in CoreEnv.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of "
-                             f"{CoreEnv.metadata['render_modes']}, got {render_mode!r}")
+        check_render_mode(render_mode, CoreEnv.metadata["render_modes"])
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -770,6 +765,18 @@ def _render(core: BatchedCore[Any], mode: str | None, row: int) -> str | np.ndar
     if mode == "rgb_array":
         return core.render_rgb_array(row)
     return None
+
+
+def check_render_mode(render_mode: str | None, modes: Sequence[str]) -> str | None:
+    """``render_mode`` itself if it is ``None`` or one of ``modes``.
+
+    Raises:
+        ValueError: Naming the mode and the allowed ones.
+    """
+    if render_mode is not None and render_mode not in modes:
+        raise ValueError(f"render_mode must be None or one of {list(modes)}, "
+                         f"got {render_mode!r}")
+    return render_mode
 
 
 def agg_figure(width_in: float, height_in: float, dpi: int = 80) -> Any:

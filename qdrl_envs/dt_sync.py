@@ -711,8 +711,7 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
         self.threshold_db = float(config.snr_threshold_db)
         self.threshold_lin = float(radio.db_to_linear(config.snr_threshold_db))
         self.s2 = float(config.csi_error_var)
-        self._scale = float(config.age_scale_slots)
-        self._span = float(config.snr_scale_db)
+        span = float(config.snr_scale_db)
         self._fading = bool(config.rayleigh_fading)
         lo2, hi2 = config.min_distance_m ** 2, config.max_distance_m ** 2
         # What the kernels take, as plain tuples (numba dispatches those fast).
@@ -725,8 +724,8 @@ class DTSyncAoICore(BatchedCore[DTSyncConfig]):
             path_loss_exponent=float(config.path_loss_exponent),
             snr_threshold_db=self.threshold_db, snr_threshold_lin=self.threshold_lin,
             rayleigh_fading=self._fading, hat_var=1.0 - self.s2, err_var=self.s2))
-        self._view = plain(_View(age_scale_slots=self._scale, est_gain=10.0 / self._span,
-                                 snr_scale_db=self._span))
+        self._view = plain(_View(age_scale_slots=float(config.age_scale_slots),
+                                 est_gain=10.0 / span, snr_scale_db=span))
         n = num_envs
         k = self._block = _block_slots(m)
         self._uniforms = Uniforms(n)

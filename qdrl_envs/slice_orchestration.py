@@ -99,14 +99,12 @@ def neighbour_slots(n_cells: int, topology: str) -> tuple[tuple[int, ...], ...]:
     n = int(n_cells)
     if topology == "full":
         return tuple(tuple((i + k + 1) % n for k in range(n - 1)) for i in range(n))
+    if n == 1:
+        return ((),)
     if topology == "ring":
-        if n == 1:
-            return ((),)
         if n == 2:
             return ((1,), (0,))
         return tuple(((i - 1) % n, (i + 1) % n) for i in range(n))
-    if n == 1:
-        return ((),)
     return tuple((i - 1 if i > 0 else -1, i + 1 if i < n - 1 else -1) for i in range(n))
 
 
@@ -396,6 +394,15 @@ class SliceOrchestrationCore:
         self.obs_dim = CELL_OBS_DIM + 3 + (NEIGHBOUR_OBS_DIM * self.n_slots
                                            if config.neighbour_obs else 0)
         self.state_dim = n * (CELL_OBS_DIM + 3)
+        # What observe() reads of the neighbours: the summary row of each slot's cell (row n,
+        # all 0, for an empty slot), and each cell's demand scale, all its RBs at the mean SNR.
+        self._slot_table: NDArray[np.int64] | None = None
+        if config.neighbour_obs and self.n_slots:
+            self._slot_table = np.array([[j if j >= 0 else n for j in s]
+                                         + [n] * (self.n_slots - len(s))
+                                         for s in self.neighbours])
+        self._demand_scale = (np.stack([c.mean_units_per_rb[[0, 2, 3]] for c in self.cells])
+                              * self.n_rbs)
         self.loss = np.zeros((self.num_envs, n, 3))
         self.last_info: dict[str, Any] | None = None
         self._scratch: dict[int, list[tuple[SemanticSlicingCore, list[np.random.Generator]]]] = {}
@@ -421,7 +428,7 @@ class SliceOrchestrationCore:
         per_rb = np.stack([c.rb_capacity for c in self.cells], axis=1)
         if row is None:
             return units, per_rb
-        return units[row], per_rb[row].copy()
+        return units[row], per_rb[row]
 
     def interference(self, actions: ArrayLike, row: int | None = None
                      ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
@@ -562,14 +569,18 @@ class SliceOrchestrationCore:
         split of the ``B`` RBs tried by :meth:`SemanticSlicingCore.slot_outcomes`). A bound
         on the slot, not on the episode (later queues depend on the play).
         """
-        best = [float(c.slot_outcomes(row, self.all_splits())["reward"].max())
-                for c in self.cells]
+        splits = self.all_splits()
+        best = [float(c.slot_outcomes(row, splits)["reward"].max()) for c in self.cells]
         return float(np.mean(best))
 
-    def all_splits(self) -> NDArray[np.float64]:
-        """Every split of the ``B`` RBs as an action ``(K, 3)`` (float32 values, float64)."""
+    def all_splits(self, rb_step: int = 1) -> NDArray[np.float64]:
+        """Every split of the ``B`` RBs as an action ``(K, 3)`` (float32 values, float64).
+
+        With ``rb_step``, only the splits whose semantic and eMBB counts are multiples of it.
+        """
         b = self.n_rbs
-        counts = np.array([(i, j, b - i - j) for i in range(b + 1) for j in range(b + 1 - i)],
+        steps = range(0, b + 1, rb_step)
+        counts = np.array([(i, j, b - i - j) for i in steps for j in steps if i + j <= b],
                           dtype=np.float64)
         return (2.0 * counts / b - 1.0).astype(np.float32).astype(np.float64)
 
@@ -577,24 +588,25 @@ class SliceOrchestrationCore:
 
     def observe(self) -> NDArray[np.float32]:
         """Every agent's observation ``(N, n, obs_dim)`` float32 in ``[0, 1]`` (a new array)."""
-        n, b = self.n_cells, self.n_rbs
-        own = [np.stack([c.observe() for c in self.cells], axis=1),
-               self.loss.astype(np.float32)]
-        if self.config.neighbour_obs and self.n_slots:
+        parts = self._own_parts()
+        if self._slot_table is not None:
             units = np.stack([_slice_units(c) for c in self.cells], axis=1)
-            mean_per_rb = np.stack([c.mean_units_per_rb[[0, 2, 3]] for c in self.cells])
-            demand = np.clip(units / (mean_per_rb * b), 0.0, 1.0)  # (N, n, 3)
-            split = np.stack([c.rbs for c in self.cells], axis=1) / b
+            demand = np.clip(units / self._demand_scale, 0.0, 1.0)  # (N, n, 3)
+            split = np.stack([c.rbs for c in self.cells], axis=1) / self.n_rbs
             summary = np.concatenate([demand, split], axis=-1)  # (N, n, 6)
             padded = np.concatenate([summary, np.zeros((self.num_envs, 1, 6))], axis=1)
-            table = np.array([[j if j >= 0 else n for j in s]
-                              + [n] * (self.n_slots - len(s)) for s in self.neighbours])
-            own.append(padded[:, table].reshape(self.num_envs, n, -1).astype(np.float32))
-        return np.concatenate(own, axis=-1)
+            parts.append(padded[:, self._slot_table].reshape(self.num_envs, self.n_cells, -1)
+                         .astype(np.float32))
+        return np.concatenate(parts, axis=-1)
+
+    def _own_parts(self) -> list[NDArray[np.float32]]:
+        """Each cell's own entries ``(N, n, 15)`` and ``(N, n, 3)`` (the head of its obs)."""
+        return [np.stack([c.observe() for c in self.cells], axis=1),
+                self.loss.astype(np.float32)]
 
     def state(self) -> NDArray[np.float32]:
         """The global state ``(N, n * 18)``: each cell's own 18 entries, cell after cell."""
-        own = self.observe()[..., :CELL_OBS_DIM + 3]
+        own = np.concatenate(self._own_parts(), axis=-1)
         return own.reshape(self.num_envs, -1)
 
     def render_ansi(self, row: int = 0) -> str:

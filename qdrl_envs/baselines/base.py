@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import copy
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -75,3 +76,45 @@ class RandomPolicy(BaselinePolicy):
 
     def _act(self, obs: np.ndarray) -> Any:
         return self._space.sample()
+
+
+def coordinate_ascent(value: Callable[[np.ndarray], np.ndarray], starts: Iterable[np.ndarray],
+                      candidates: Sequence[np.ndarray], max_sweeps: int
+                      ) -> tuple[np.ndarray, float]:
+    """Coordinate ascent of a joint action's value, one agent's row at a time (the oracles').
+
+    From each start ``(n, ...)``, agent ``j``'s row is replaced by the best of its
+    ``candidates[j]`` ``(K_j, ...)`` with the others fixed, sweeping over the agents until a
+    sweep improves nothing (at most ``max_sweeps``).
+
+    Args:
+        value: Values ``(K,)`` of joint actions ``(K, n, ...)``.
+        starts: The joint actions to start from.
+        candidates: Per agent, its candidate rows.
+        max_sweeps: Largest number of sweeps from each start.
+
+    Returns:
+        The best joint action found and its value (the first start if none has a value
+        above ``-inf``).
+    """
+    best, best_v = None, -np.inf
+    for start in starts:
+        if best is None:
+            best = start
+        x = start.copy()
+        v = float(value(x[None])[0])
+        for _ in range(max_sweeps):
+            improved = False
+            for j, rows in enumerate(candidates):
+                cand = np.repeat(x[None], len(rows), axis=0)
+                cand[:, j] = rows
+                values = value(cand)
+                k = int(np.argmax(values))
+                if values[k] > v:
+                    x, v, improved = cand[k], float(values[k]), True
+            if not improved:
+                break
+        if v > best_v:
+            best, best_v = x, v
+    assert best is not None, "coordinate_ascent needs at least one start"
+    return best, best_v

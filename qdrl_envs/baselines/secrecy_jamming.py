@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from qdrl_envs.baselines.base import coordinate_ascent
+from qdrl_envs.config import check_int
 from qdrl_envs.marl import MultiAgentBaseline, MultiAgentRandomPolicy
 from qdrl_envs.secrecy_jamming import SecrecyJammingCore, SecrecyJammingEnv
 
@@ -95,9 +97,8 @@ class SecrecyJammingOraclePolicy(MultiAgentBaseline):
     def __init__(self, env: Any, *, seed: int | None = None, levels: int = 41,
                  max_sweeps: int = 8) -> None:
         super().__init__(env, seed=seed)
-        for name, value, low in (("levels", levels, 2), ("max_sweeps", max_sweeps, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int("levels", levels, low=2)
+        check_int("max_sweeps", max_sweeps, low=1)
         self.par = _env_of(env)
         self.core: SecrecyJammingCore = self.par.core
         self.max_sweeps = max_sweeps
@@ -138,23 +139,8 @@ class SecrecyJammingOraclePolicy(MultiAgentBaseline):
         key = self.core.gains.tobytes()
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1].copy(), self._cache[2]
-        best, best_v = self._starts[0], -np.inf
-        for start in self._starts:
-            x = start.copy()
-            v = float(self._value(x[None])[0])
-            for _ in range(self.max_sweeps):
-                improved = False
-                for j, rows in enumerate(self._candidates):
-                    cand = np.repeat(x[None], len(rows), axis=0)
-                    cand[:, j] = rows
-                    values = self._value(cand)
-                    k = int(np.argmax(values))
-                    if values[k] > v:
-                        x, v, improved = cand[k], float(values[k]), True
-                if not improved:
-                    break
-            if v > best_v:
-                best, best_v = x, v
+        best, best_v = coordinate_ascent(self._value, self._starts, self._candidates,
+                                         self.max_sweeps)
         self._cache = (key, best.copy(), best_v)
         return best, best_v
 

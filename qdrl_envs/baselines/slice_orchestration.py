@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from qdrl_envs.baselines.base import BaselinePolicy
+from qdrl_envs.baselines.base import BaselinePolicy, coordinate_ascent
 from qdrl_envs.baselines.semantic_slicing import (
     EqualSplitPolicy,
     ProportionalPolicy,
     SemanticPriorityPolicy,
     SlotOraclePolicy,
 )
+from qdrl_envs.config import check_int
 from qdrl_envs.marl import MultiAgentBaseline, MultiAgentRandomPolicy
 from qdrl_envs.semantic_slicing import SemanticSlicingConfig, SemanticSlicingCore
 from qdrl_envs.slice_orchestration import (
@@ -168,18 +169,10 @@ class CoordinatedOraclePolicy(MultiAgentBaseline):
         self.par = _env_of(env)
         super().__init__(env, seed=seed)
         self.core: SliceOrchestrationCore = self.par.core
-        b = self.core.n_rbs
-        for name, value, low, high in (("rb_step", rb_step, 1, b),
-                                       ("max_sweeps", max_sweeps, 1, None)):
-            if (not isinstance(value, int) or isinstance(value, bool) or value < low
-                    or (high is not None and value > high)):
-                raise ValueError(f"{name} must be an integer in [{low}, "
-                                 f"{'inf' if high is None else high}], got {value!r}")
+        check_int("rb_step", rb_step, low=1, high=self.core.n_rbs)
+        check_int("max_sweeps", max_sweeps, low=1)
         self.max_sweeps = max_sweeps
-        steps = list(range(0, b + 1, rb_step))
-        counts = np.array([(i, j, b - i - j) for i in steps for j in steps if i + j <= b],
-                          dtype=np.float64)
-        self.candidates = (2.0 * counts / b - 1.0).astype(np.float32).astype(np.float64)
+        self.candidates = self.core.all_splits(rb_step)
         """Candidate actions of one cell ``(K, 3)``."""
         self._starts = [PerCellSlotOraclePolicy(env), PerCellSemanticPriorityPolicy(env)]
         self._cache: tuple[bytes, np.ndarray, float] | None = None
@@ -198,25 +191,11 @@ class CoordinatedOraclePolicy(MultiAgentBaseline):
             return self._cache[1].copy(), self._cache[2]
         obs = self.core.observe()[0]
         agents = self.par.possible_agents
-        best, best_v = None, -np.inf
-        for policy in self._starts:
-            x = np.stack([policy.act(a, obs[i]) for i, a in enumerate(agents)]
-                         ).astype(np.float64)
-            v = float(self.core.evaluate(x[None])["team_reward"][0])
-            for _ in range(self.max_sweeps):
-                improved = False
-                for i in range(self.core.n_cells):
-                    cand = np.repeat(x[None], len(self.candidates), axis=0)
-                    cand[:, i] = self.candidates
-                    values = self.core.evaluate(cand)["team_reward"]
-                    k = int(np.argmax(values))
-                    if values[k] > v:
-                        x, v, improved = cand[k], float(values[k]), True
-                if not improved:
-                    break
-            if v > best_v:
-                best, best_v = x, v
-        assert best is not None
+        starts = (np.stack([policy.act(a, obs[i]) for i, a in enumerate(agents)]
+                           ).astype(np.float64) for policy in self._starts)
+        best, best_v = coordinate_ascent(lambda x: self.core.evaluate(x)["team_reward"],
+                                         starts, [self.candidates] * self.core.n_cells,
+                                         self.max_sweeps)
         self._cache = (key, best.copy(), best_v)
         return best, best_v
 
