@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ALGOS",
+    "CTDE_ALGOS",
     "HYBRID_QUBITS",
     "ON_POLICY",
     "AgentEntry",
@@ -34,6 +35,12 @@ ALGOS: dict[str, tuple[str, str, str]] = {
 ON_POLICY = ("ppo", "a2c")
 """The on-policy algorithms of :data:`ALGOS` (the others keep a replay buffer)."""
 
+CTDE_ALGOS: dict[str, str] = {
+    "mappo": "MAPPO: quantum actors, one centralised quantum critic per role on the global state",
+    "ippo": "IPPO: quantum actors, each agent's quantum critic on its own observation",
+}
+"""The multi-agent algorithms of :mod:`qdrl_bench.marl_ctde` (TorchRL; multi-agent envs only)."""
+
 
 @dataclass(frozen=True)
 class AgentEntry:
@@ -45,6 +52,9 @@ class AgentEntry:
         algo: Lower-case SB3 algorithm (``ppo``, ...).
         action_need: ``any``, ``discrete`` or ``box``.
         description: One line for ``qdrl-bench list``.
+        engine: ``"sb3"`` (a stable-baselines3 algorithm: any single-agent env, and the
+            multi-agent envs parameter-shared, :mod:`qdrl_bench.marl_train`) or ``"torchrl"``
+            (MAPPO / IPPO of :mod:`qdrl_bench.marl_ctde`: the multi-agent envs only).
     """
 
     name: str
@@ -52,6 +62,7 @@ class AgentEntry:
     algo: str
     action_need: str
     description: str
+    engine: str = "sb3"
 
 
 def _entries() -> dict[str, AgentEntry]:
@@ -66,6 +77,13 @@ def _entries() -> dict[str, AgentEntry]:
         out[f"{algo}-small"] = AgentEntry(
             f"{algo}-small", "small", algo, need,
             f"{cls} + MLP with the parameter count of q-{algo} on the env")
+    for algo, what in CTDE_ALGOS.items():
+        out[f"q-{algo}"] = AgentEntry(f"q-{algo}", "quantum", algo, "box", what,
+                                      engine="torchrl")
+        out[f"{algo}-small"] = AgentEntry(
+            f"{algo}-small", "small", algo, "box",
+            f"{algo.upper()} with one-hidden-layer MLPs of q-{algo}'s parameter counts",
+            engine="torchrl")
     return out
 
 

@@ -187,8 +187,8 @@ def _cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    env_ids = args.env or list(qdrl_envs.ENV_IDS)
-    unknown = [e for e in env_ids if e not in gym.registry]
+    env_ids = args.env or [*qdrl_envs.ENV_IDS, *qdrl_envs.MARL_ENV_IDS]
+    unknown = [e for e in env_ids if e not in gym.registry and not registry.is_marl_env(e)]
     if unknown:
         raise SpecError(f"--env: unknown environment id(s) {unknown}")
     agents = registry.describe_agents()
@@ -197,8 +197,17 @@ def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  {name:<16} {family:<9} {algo:<5} {need:<8} {description}\n")
     out.write("\nEnvironments:\n")
     needs = ("any", "discrete", "box")
+    sb3 = [e for e in registry.agent_entries().values() if e.engine == "sb3"]
     for env_id in env_ids:
         env = registry.make_env(env_id)
+        if registry.is_marl_env(env_id):  # PettingZoo: spaces per agent
+            out.write(f"  {env_id} (multi-agent)\n")
+            for agent in env.possible_agents:
+                out.write(f"    {agent:<8} observation {env.observation_space(agent)}, "
+                          f"action {env.action_space(agent)}\n")
+            out.write(f"    baselines   {', '.join(registry.baselines_for(env_id))}\n")
+            env.close()
+            continue
         out.write(f"  {env_id}\n    observation {env.observation_space}\n"
                   f"    action      {env.action_space}\n"
                   f"    baselines   {', '.join(registry.baselines_for(env_id))}\n")
@@ -209,7 +218,7 @@ def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
                 what = name or "none needed"
             except AdapterNotApplicable as exc:
                 what = f"not applicable ({exc})"
-            users = sorted({a[2] for a in agents if a[3] == need})
+            users = sorted({e.algo for e in sb3 if e.action_need == need})
             out.write(f"    adapter for {need:<8} ({'/'.join(users)}): {what}\n")
         env.close()
     return 0

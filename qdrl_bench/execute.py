@@ -27,13 +27,22 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from qdrl_bench import registry, robustness
+from qdrl_bench.learning_curve import (
+    LAST_EVALS,
+    EvalHook,
+    StepReporter,
+    error_text,
+    eval_point,
+    safe_reporter,
+    sb3_eval_callback,
+    score_metrics,
+)
 from qdrl_bench.provenance import code_version
 from qdrl_bench.spec import RunSpec
 from qdrl_bench.store import FAILED, FINISHED, NOT_APPLICABLE, EvalPoint, RunResult
@@ -51,14 +60,6 @@ __all__ = [
     "execute_task",
     "score_metrics",
 ]
-
-StepReporter = Callable[[str, int, int], None]
-"""Receives a run's training progress: ``(run name, steps done, total steps)``."""
-
-EvalHook = Callable[[int, float], bool]
-"""Called after each evaluation of a learning run with ``(step, mean return)``; returning
-``False`` stops training there (a tuner's pruner). The run still finishes with the curve so
-far, its last point the evaluation that stopped it."""
 
 
 def evaluate(policy: Any, env: Any, episodes: int, seed: int, *, deterministic: bool = True,
@@ -113,35 +114,6 @@ def _seed_everything(seed: int) -> None:
     set_random_seed(seed)
 
 
-LAST_EVALS = 3
-"""Evaluation points the stability score averages over (the final one and those before)."""
-
-
-def score_metrics(curve: list[EvalPoint], sampled: list[float]) -> dict[str, float]:
-    """A learning run's scores beside its final deterministic one, as ``score/`` metrics.
-
-    ``score/stochastic``: the mean return of the same evaluation episodes with actions sampled
-    from the policy (an untrained policy's mode can be far worse, or better, than the policy);
-    ``score/last_evals``: the mean of the last :data:`LAST_EVALS` deterministic evaluations,
-    which shows a policy that peaked and then fell.
-    """
-    tail = [p.mean for p in curve[-LAST_EVALS:]]
-    return {"score/stochastic": float(np.mean(sampled)),
-            "score/last_evals": float(np.mean(tail))}
-
-
-def _point(step: int, returns: list[float]) -> EvalPoint:
-    arr = np.asarray(returns, dtype=np.float64)
-    return EvalPoint(step=int(step), mean=float(arr.mean()), std=float(arr.std()),
-                     returns=tuple(float(r) for r in arr))
-
-
-def _error_text(exc: BaseException) -> str:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    tail = "".join(tb[-3:]).strip()
-    return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
-
-
 def execute_run(run: RunSpec, *, on_eval: EvalHook | None = None,
                 reporter: StepReporter | None = None) -> RunResult:
     """Train and evaluate one run; never raises for a failing run (KeyboardInterrupt aside).
@@ -158,7 +130,7 @@ def execute_run(run: RunSpec, *, on_eval: EvalHook | None = None,
         otherwise (code that does not import included). Every result carries the
         :func:`~qdrl_bench.provenance.code_version` of the process that produced it.
     """
-    result = _execute_run(run, on_eval, _safe(reporter))
+    result = _execute_run(run, on_eval, safe_reporter(reporter))
     return dataclasses.replace(result, code_version=code_version())
 
 
@@ -175,18 +147,16 @@ def execute_task(task: RunSpec | robustness.ConditionTask, *,
     return execute_run(task, reporter=reporter)
 
 
-def _safe(reporter: StepReporter | None) -> StepReporter:
-    def report(name: str, steps: int, total: int) -> None:
-        if reporter is not None:
-            try:
-                reporter(name, steps, total)
-            except Exception:  # progress must never break a run
-                pass
-
-    return report
-
-
 def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -> RunResult:
+    if registry.is_marl_env(run.env.id):
+        from qdrl_bench.marl_run import execute_marl_run  # heavy on first use: see the top
+
+        return execute_marl_run(run, on_eval, report)
+    if not registry.is_baseline(run.agent.name) \
+            and registry.get_agent(run.agent.name).engine != "sb3":
+        return RunResult(status=NOT_APPLICABLE,
+                         reason=f"{run.agent.name} trains multi-agent envs only "
+                                f"(qdrl_envs.MARL_ENV_IDS); {run.env.id} is single-agent")
     t0 = time.perf_counter()
     eval_seed = run.eval.seed + 1000 * run.seed
     env = eval_env = None
@@ -201,7 +171,7 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -
                 return RunResult(status=NOT_APPLICABLE, reason=str(exc))
             returns, metrics = evaluate(policy, eval_env, run.eval.episodes, eval_seed)
             report(run.name, run.timesteps, run.timesteps)
-            curve = (_point(0, returns), _point(run.timesteps, returns))
+            curve = (eval_point(0, returns), eval_point(run.timesteps, returns))
             return RunResult(status=FINISHED, wall_s=time.perf_counter() - t0,
                              params_quantum=0, params_classical=0,
                              final_score=curve[-1].mean, final_std=curve[-1].std,
@@ -248,10 +218,10 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -
             nonlocal last_metrics
             returns, last_metrics = evaluate(model, eval_env, run.eval.episodes, eval_seed,
                                              obs_filter=obs_filter)
-            curve.append(_point(step, returns))
+            curve.append(eval_point(step, returns))
             return on_eval is None or not hook or bool(on_eval(step, curve[-1].mean))
 
-        callback = _eval_callback(run, do_eval, report)
+        callback = sb3_eval_callback(run.name, run.eval.every, run.timesteps, do_eval, report)
         stopped = not do_eval(0)
         if not stopped:
             model.learn(total_timesteps=run.timesteps, callback=callback)
@@ -282,7 +252,7 @@ def _execute_run(run: RunSpec, on_eval: EvalHook | None, report: StepReporter) -
         raise
     except BaseException as exc:  # a library's BaseException (pyo3's PanicException from
         # qiskit's Rust core) fails this run, not the sweep
-        return RunResult(status=FAILED, reason=_error_text(exc),
+        return RunResult(status=FAILED, reason=error_text(exc),
                          wall_s=time.perf_counter() - t0)
     finally:
         for e in (env, eval_env):
@@ -311,37 +281,3 @@ def _export(model: Any, run: RunSpec) -> None:
     export_agent(model, staging, name=run.agent.name, env_id=run.env.id,
                  timesteps=run.timesteps, env_kwargs=run.env.kwargs, kwargs=run.agent.kwargs,
                  max_episode_steps=run.env.max_episode_steps)
-
-
-def _eval_callback(run: RunSpec, do_eval: Callable[[int], bool], report: StepReporter) -> Any:
-    """The SB3 callback of a learning run (defined here: SB3 is imported on first use)."""
-    from stable_baselines3.common.callbacks import BaseCallback  # heavy: see the top
-
-    class EvalCallback(BaseCallback):
-        """Evaluate every ``run.eval.every`` steps (stop when the hook says so), report progress."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = run.eval.every
-            self.last_report = 0.0
-            self.stopped = False
-
-        def _on_step(self) -> bool:
-            n = self.num_timesteps
-            if n >= self.next_eval:
-                go_on = do_eval(n)
-                while self.next_eval <= n:
-                    self.next_eval += run.eval.every
-                if not go_on:
-                    self.stopped = True
-                    return False
-            now = time.monotonic()
-            if now - self.last_report > 0.5:
-                self.last_report = now
-                report(run.name, n, run.timesteps)
-            return True
-
-        def _on_training_end(self) -> None:
-            report(run.name, self.num_timesteps, run.timesteps)
-
-    return EvalCallback()

@@ -373,6 +373,8 @@ def describe_settings(agent: str, env_id: str, directory: str | Path | None = No
     without a study, ``"SB3 defaults"`` without an entry; never
     raises (a malformed file is described as such).
     """
+    if get_agent(agent).engine == "torchrl":
+        return "CTDEConfig defaults"
     try:
         entry = hyperparams_for(agent, env_id, directory)
     except SpecError as exc:

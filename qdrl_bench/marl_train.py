@@ -86,13 +86,11 @@ default ``n_steps = min(2048, timesteps // rows)`` is per row.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import functools
 import json
 import pickle
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +99,7 @@ import numpy as np
 
 from qdrl_bench import registry
 from qdrl_bench.agents import get_agent, is_baseline
-from qdrl_bench.robustness import scalar_infos
+from qdrl_bench.marl_eval import MarlEvaluation, TorchThreads, play_episodes
 from qdrl_envs import marl
 from qdrl_envs.config import check_int
 
@@ -110,12 +108,12 @@ from qdrl_envs.config import check_int
 
 __all__ = [
     "SPEC_FILE",
-    "SharedEvaluation",
     "SharedSpec",
     "SharedTraining",
     "SharedVecEnv",  # noqa: F822 - made on first use, by the module's __getattr__
     "check_shareable",
     "evaluate_shared",
+    "frozen_obs_filter",
     "load_shared",
     "make_shared_vec_env",
     "save_shared",
@@ -196,54 +194,25 @@ class SharedTraining:
         return self.timesteps / self.wall_s if self.wall_s > 0 else float("inf")
 
     def obs_filter(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """The observation normaliser as it is now, frozen; ``None`` without ``VecNormalize``.
-
-        A copy of the statistics (later training does not move it): what :func:`load_shared`
-        returns for the saved model, to pass to :func:`evaluate_shared`.
-        """
-        from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
-
-        env = self.model.get_env()
-        norm = unwrap_vec_wrapper(env, VecNormalize) if env is not None else None
-        if norm is None:
-            return None
-        frozen = pickle.loads(pickle.dumps(norm))  # VecNormalize pickles without its venv
-        frozen.training = False
-        return frozen.normalize_obs
+        """The observation normaliser as it is now, frozen (:func:`frozen_obs_filter`)."""
+        return frozen_obs_filter(self.model)
 
 
-@dataclass(frozen=True)
-class SharedEvaluation:
-    """Returns of a shared policy over seeded episodes of the ``ParallelEnv``.
+def frozen_obs_filter(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A model's observation normaliser as it is now, frozen; ``None`` without ``VecNormalize``.
 
-    Attributes:
-        agents: The agents, in ``possible_agents`` order (the columns of ``returns``).
-        seeds: The reset seed of each episode (the rows).
-        returns: Per-agent episode returns, shape ``(episodes, agents)``.
-        team_returns: Per-episode sums of the env's team reward (``infos[a]["team_reward"]``),
-            shape ``(episodes,)``.
-        lengths: Steps of each episode.
-        metrics: ``eval/<key>``: mean over steps, episodes and agents of each finite numeric
-            ``info`` entry (:func:`qdrl_bench.robustness.scalar_infos`: ``eval/secrecy_rate``,
-            ``eval/sla_satisfaction``, ...).
+    A copy of the statistics (later training does not move it): what :func:`load_shared`
+    returns for the saved model, to pass to :func:`evaluate_shared`.
     """
+    from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
-    agents: tuple[str, ...]
-    seeds: tuple[int, ...]
-    returns: np.ndarray
-    team_returns: np.ndarray
-    lengths: np.ndarray
-    metrics: dict[str, float]
-
-    @property
-    def mean_returns(self) -> dict[str, float]:
-        """Mean episode return of each agent."""
-        return {a: float(self.returns[:, i].mean()) for i, a in enumerate(self.agents)}
-
-    @property
-    def mean_team_return(self) -> float:
-        """Mean of :attr:`team_returns`."""
-        return float(self.team_returns.mean())
+    env = model.get_env()
+    norm = unwrap_vec_wrapper(env, VecNormalize) if env is not None else None
+    if norm is None:
+        return None
+    frozen = pickle.loads(pickle.dumps(norm))  # VecNormalize pickles without its venv
+    frozen.training = False
+    return frozen.normalize_obs
 
 
 # ----------------------------------------------------------------------------- checks
@@ -472,25 +441,6 @@ def make_shared_vec_env(spec: SharedSpec, *, n_copies: int = 1,
 # ----------------------------------------------------------------------------- training
 
 
-def _check_threads(torch_threads: Any) -> None:
-    if torch_threads is not None:
-        check_int("torch_threads", torch_threads, low=1)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with torch's intra-op threads at ``n`` (``None``: unchanged)."""
-    import torch
-
-    saved = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 def train_shared(env_id: str, agent: str = "ppo", *, timesteps: int, seed: int = 0,
                  env_kwargs: Mapping[str, Any] | None = None,
                  kwargs: Mapping[str, Any] | None = None, agent_indicator: bool = False,
@@ -513,11 +463,8 @@ def train_shared(env_id: str, agent: str = "ppo", *, timesteps: int, seed: int =
         parallel_wrappers: Functions ``ParallelEnv -> ParallelEnv`` applied to the raw env.
         hyperparams_dir: Directory of the hyperparameter files (default: the package's).
         callback: SB3 callback(s) for ``learn`` (progress, evaluation, early stopping).
-        torch_threads: torch's intra-op threads while building and training (restored after);
-            ``None`` leaves torch's setting. The default 1 is what the sweep's workers use
-            (:mod:`qdrl_bench.executors`): these policies are far too small to gain from
-            threads, and on a busy machine two threads made shared PPO on
-            ``SecrecyJamming-v0`` 27 times slower (30 against 800 agent-steps/s, 2 cores).
+        torch_threads: torch's intra-op threads while building and training (restored after;
+            ``None`` leaves torch's setting; why 1: :class:`qdrl_bench.marl_eval.TorchThreads`).
 
     Returns:
         A :class:`SharedTraining` (model, spec, parameter counts, timing).
@@ -533,7 +480,7 @@ def train_shared(env_id: str, agent: str = "ppo", *, timesteps: int, seed: int =
 
     check_shareable(env_id, agent)
     check_int("timesteps", timesteps, low=1)
-    _check_threads(torch_threads)
+    threads = TorchThreads(torch_threads)
     spec = SharedSpec(marl.marl_entry(env_id).id, agent, _check_json(env_kwargs or {}),
                       bool(agent_indicator))
     settings = registry.train_settings(agent, spec.env_id, kwargs, hyperparams_dir)
@@ -548,7 +495,7 @@ def train_shared(env_id: str, agent: str = "ppo", *, timesteps: int, seed: int =
         gamma = float(settings.algo_kwargs.get("gamma", 0.99))
         venv = VecNormalize(venv, gamma=gamma, **dict(settings.normalize))
     try:
-        with _torch_threads(torch_threads):
+        with threads:
             model, counts = registry.build_agent(agent, venv, seed=seed,
                                                  timesteps=int(timesteps),
                                                  kwargs=settings.algo_kwargs)
@@ -591,18 +538,11 @@ def shared_actions(model: Any, env: Any, observations: Mapping[str, Any], *,
     return {a: actions[i] for i, a in enumerate(agents)}
 
 
-def _team_reward(env: Any, infos: Mapping[str, Mapping[str, Any]]) -> float:
-    first = next(iter(infos.values()), {})
-    if "team_reward" in first:
-        return float(first["team_reward"])
-    raise ValueError(f"{marl.marl_entry(env).id} reports no team reward in its infos")
-
-
 def evaluate_shared(model: Any, spec: SharedSpec, *, episodes: int = 10, seed: int = 10_000,
                     deterministic: bool = True,
                     obs_filter: Callable[[np.ndarray], np.ndarray] | None = None,
                     parallel_wrappers: Sequence[ParallelWrapper] = (),
-                    torch_threads: int | None = 1) -> SharedEvaluation:
+                    torch_threads: int | None = 1) -> MarlEvaluation:
     """Play a shared policy on the ``ParallelEnv``; episode ``k`` is reset with ``seed + k``.
 
     The env is built from ``spec`` through the same padding (and agent indicator) as training;
@@ -626,43 +566,23 @@ def evaluate_shared(model: Any, spec: SharedSpec, *, episodes: int = 10, seed: i
             not the env's padded ones.
     """
     check_int("episodes", episodes, low=1)
-    _check_threads(torch_threads)
+    threads = TorchThreads(torch_threads)
     env = shared_parallel_env(spec, parallel_wrappers)
-    agents = tuple(env.possible_agents)
-    first = agents[0]
+    first = env.possible_agents[0]
     if (model.observation_space != env.observation_space(first)
             or model.action_space != env.action_space(first)):
         raise ValueError(f"the model acts in {model.observation_space} -> {model.action_space}"
                          f", but {spec.env_id} with {dict(spec.env_kwargs)} (agent_indicator="
                          f"{spec.agent_indicator}) gives {env.observation_space(first)} -> "
                          f"{env.action_space(first)}: not the spec it was trained on")
-    returns = np.zeros((episodes, len(agents)))
-    team = np.zeros(episodes)
-    lengths = np.zeros(episodes, dtype=int)
-    sums: dict[str, float] = collections.defaultdict(float)
-    counts: dict[str, int] = collections.defaultdict(int)
-    seeds = tuple(int(seed) + k for k in range(episodes))
     try:
-        with _torch_threads(torch_threads):
-            for k, s in enumerate(seeds):
-                observations, _ = env.reset(seed=s)
-                while env.agents:
-                    actions = shared_actions(model, env, observations, deterministic=deterministic,
-                                             obs_filter=obs_filter)
-                    observations, rewards, _, _, infos = env.step(actions)
-                    for i, a in enumerate(agents):
-                        returns[k, i] += float(rewards.get(a, 0.0))
-                    team[k] += _team_reward(env, infos)
-                    lengths[k] += 1
-                    for info in infos.values():
-                        for key, value in scalar_infos(info).items():
-                            sums[key] += value
-                            counts[key] += 1
+        with threads:
+            return play_episodes(
+                env, lambda obs: shared_actions(model, env, obs, deterministic=deterministic,
+                                                obs_filter=obs_filter),
+                episodes=episodes, seed=seed)
     finally:
         env.close()
-    metrics = {f"eval/{key}": sums[key] / counts[key] for key in sorted(sums)}
-    return SharedEvaluation(agents=agents, seeds=seeds, returns=returns, team_returns=team,
-                            lengths=lengths, metrics=metrics)
 
 
 # ----------------------------------------------------------------------------- save / load

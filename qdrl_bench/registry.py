@@ -60,6 +60,7 @@ from qdrl_bench.agents import (
 )
 from qdrl_bench.hyperparams import hyperparams_for, parse_entry, resolve_schedules
 from qdrl_bench.spec import ALL_BASELINES, DEFAULT_TIMESTEPS, SpecError, SweepSpec
+from qdrl_envs import marl
 from qdrl_envs.baselines import RandomPolicy, baseline_names, make_baseline
 from qdrl_envs.wrappers import adapt_action_space
 
@@ -84,6 +85,7 @@ __all__ = [
     "describe_agents",
     "get_agent",
     "is_baseline",
+    "is_marl_env",
     "load_agent",
     "make_env",
     "make_train_env",
@@ -115,14 +117,28 @@ class UnknownBaseline(NotApplicable):
 # ----------------------------------------------------------------------------- environments
 
 
+def is_marl_env(env_id: str) -> bool:
+    """Whether ``env_id`` is a multi-agent env (:data:`qdrl_envs.MARL_ENV_IDS`, PettingZoo)."""
+    return env_id in qdrl_envs.MARL_ENV_IDS
+
+
 def make_env(env_id: str, kwargs: Mapping[str, Any] | None = None,
-             max_episode_steps: int | None = None) -> gym.Env:
+             max_episode_steps: int | None = None) -> Any:
     """``gym.make`` an env with config overrides (the qdrl ids are registered on import).
 
+    A multi-agent id gives its PettingZoo ``ParallelEnv`` (:func:`qdrl_envs.make_parallel`),
+    whose episode length is its config's ``max_cycles``.
+
     Raises:
-        ValueError, TypeError: For bad config overrides (the env's own message).
+        ValueError, TypeError: For bad config overrides (the env's own message), or a
+            ``max_episode_steps`` for a multi-agent env.
         gymnasium.error.Error: For an unknown id.
     """
+    if is_marl_env(env_id):
+        if max_episode_steps is not None:
+            raise ValueError(f"{env_id} is a multi-agent env: set its episode length with the "
+                             f"kwarg max_cycles, not max_episode_steps")
+        return marl.make_parallel(env_id, **dict(kwargs or {}))
     extra: dict[str, Any] = {}
     if max_episode_steps is not None:
         extra["max_episode_steps"] = max_episode_steps
@@ -133,6 +149,8 @@ def baselines_for(env_id: str) -> list[str]:
     """Return the baseline names of an env: a qdrl env's baselines, or ``["random"]``."""
     if env_id in qdrl_envs.ENV_IDS:
         return list(baseline_names(env_id))
+    if is_marl_env(env_id):
+        return marl.baseline_names(env_id)
     return ["random"]
 
 
@@ -524,14 +542,15 @@ def matched_counts(algo: str, env: Any, timesteps: int,
 def check_sweep_names(spec: SweepSpec) -> None:
     """Check that every env id is registered and every agent name is known.
 
-    An agent name is known if it is a learning agent, ``baselines``, ``random``, or a baseline
-    of one of the sweep's envs.
+    An env id is known if Gymnasium has it or it is a multi-agent id
+    (:data:`qdrl_envs.MARL_ENV_IDS`). An agent name is known if it is a learning agent,
+    ``baselines``, ``random``, or a baseline of one of the sweep's envs.
 
     Raises:
         SpecError: Naming the entry (``envs[2].id`` / ``agents[0].name``), its line, the
             unknown name and the close matches.
     """
-    gym_ids = set(gym.registry)
+    gym_ids = set(gym.registry) | set(qdrl_envs.MARL_ENV_IDS)
     for i, env in enumerate(spec.envs):
         if env.id not in gym_ids:
             close = difflib.get_close_matches(env.id, sorted(gym_ids), n=3)

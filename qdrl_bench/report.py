@@ -151,6 +151,8 @@ class AgentRow:
     settings: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     curves: list[list[tuple[int, float]]] = field(default_factory=list)
+    roles: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    """Multi-agent runs: per role, the IQM over seeds of one agent's mean return, and its CI."""
 
 
 @dataclass
@@ -431,6 +433,10 @@ def _agent_row(store: BaseStore, agent: str, recs: list[RunRecord], seed: int) -
     row.iqm, lo, hi = stratified_bootstrap_ci([scores], seed=seed)
     row.ci = (lo, hi)
     row.mean = float(np.mean(scores))
+    for key in metric_keys:
+        if key.startswith(ROLE_PREFIX):
+            values = [x.metrics[key] for x in res if key in x.metrics]
+            row.roles[key[len(ROLE_PREFIX):]] = stratified_bootstrap_ci([values], seed=seed)
     return row
 
 
@@ -634,9 +640,16 @@ def _f(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) >= 1e4 or (0 < abs(x) < 1e-3) else f"{x:.{digits}f}"
 
 
+ROLE_PREFIX = "role/"
+"""Metrics of a multi-agent run's per-role returns (:mod:`qdrl_bench.marl_run`)."""
+
+_OWN_TABLE = ("score/", ROLE_PREFIX, "agent/")
+"""Metrics shown apart from the main table's first info means (or, per agent, not at all)."""
+
+
 def _table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
     metric_keys = sorted({k for r in rep.rows for k in r.metrics
-                          if not k.startswith("score/")})[:4]
+                          if not k.startswith(_OWN_TABLE)})[:4]
     head = ["agent", "seeds", "IQM [95% CI]", "mean", "normalised IQM [95% CI]"]
     if rep.oracle_score is not None:
         head.append("mean / oracle")
@@ -655,6 +668,21 @@ def _table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
         cells += ["-" if r.is_baseline else f"{r.params_quantum} / {r.params_classical}",
                   _f(r.wall_s, 2), r.adapter or "-", r.settings or "-"]
         cells += [_f(r.metrics.get(k)) for k in metric_keys]
+        body.append(cells)
+    return head, body
+
+
+def _roles_table(rep: EnvReport) -> tuple[list[str], list[list[str]]]:
+    roles = list(dict.fromkeys(r for row in rep.rows for r in row.roles))
+    head = ["agent", "team IQM [95% CI]", *[f"{r} IQM [95% CI]" for r in roles], "params q / c"]
+    body = []
+    for row in rep.rows:
+        cells = [row.agent + (" (baseline)" if row.is_baseline else ""),
+                 f"{_f(row.iqm)} [{_f(row.ci[0])}, {_f(row.ci[1])}]"]
+        for r in roles:
+            est = row.roles.get(r)
+            cells.append("-" if est is None else f"{_f(est[0])} [{_f(est[1])}, {_f(est[2])}]")
+        cells.append("-" if row.is_baseline else f"{row.params_quantum} / {row.params_classical}")
         body.append(cells)
     return head, body
 
@@ -782,6 +810,14 @@ def _env_section(rep: EnvReport, out: Path, used: set[str],
         page += [_html_table(head, body), f"<p class='note'>{html.escape(ref)}</p>",
                  f"<img alt='learning curves {html.escape(rep.env)}' "
                  f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]
+    if any(row.roles for row in rep.rows):
+        head, body = _roles_table(rep)
+        note = ("Per role: the team return (the score above: the episode's sum of the env's "
+                "shared objective) beside the mean episode return of one agent of each role "
+                "(its own reward), IQM over seeds [95% bootstrap CI].")
+        md += ["#### Team and roles", "", _md_table(head, body), "", _md(note), ""]
+        page += ["<h4>Team and roles</h4>", _html_table(head, body),
+                 f"<p class='note'>{html.escape(note)}</p>"]
     if rep.robustness:
         head, body = _robustness_table(rep)
         note = ("Robustness: each condition's score as a fraction of the same run's clean "

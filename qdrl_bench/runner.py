@@ -279,9 +279,18 @@ def check_agent_kwargs(spec: SweepSpec) -> None:
     for i, agent in enumerate(spec.agents):
         if agent.name == ALL_BASELINES or registry.is_baseline(agent.name):
             continue
-        algo = registry.get_agent(agent.name).algo
+        where = f"{spec.path}:{agent.line}: agents[{i}].kwargs"
+        learner = registry.get_agent(agent.name)
+        if learner.engine == "torchrl":
+            from qdrl_bench.marl_ctde import check_sweep_kwargs  # heavy (torch): on first use
+
+            try:
+                check_sweep_kwargs(agent.kwargs)
+            except ValueError as exc:
+                raise SpecError(f"{where}: {exc}") from exc
+            continue
         entry = {k: v for k, v in agent.kwargs.items() if k not in ("adapter", "match")}
-        parse_entry(entry, algo, f"{spec.path}:{agent.line}: agents[{i}].kwargs")
+        parse_entry(entry, learner.algo, where)
 
 
 def check_env_kwargs(spec: SweepSpec) -> None:
@@ -364,6 +373,10 @@ def check_train_wrappers(spec: SweepSpec) -> None:
         for env in spec.envs:
             if not agent.runs_on(env.label):
                 continue
+            if registry.is_marl_env(env.id):
+                raise SpecError(f"{where}: {env.label} is multi-agent; training wrappers and "
+                                f"adversarial training wrap single-agent envs (restrict the "
+                                f"agent with `envs:`)")
 
             def one(env: Any = env, need: str = need, adapter: dict = adapter) -> gym.Env:
                 made = registry.make_env(env.id, env.kwargs, env.max_episode_steps)
