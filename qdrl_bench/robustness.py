@@ -105,7 +105,6 @@ from __future__ import annotations
 import math
 import shutil
 import time
-import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,6 +115,7 @@ import numpy as np
 
 from qdrl_bench import registry
 from qdrl_bench.conditions import ConditionSpec
+from qdrl_bench.learning_curve import error_text
 from qdrl_bench.provenance import code_version
 from qdrl_bench.spec import RunSpec
 from qdrl_bench.store import FAILED, FINISHED, NOT_APPLICABLE, ConditionResult
@@ -819,11 +819,6 @@ class AdversarialTraining:
 # ----------------------------------------------------------------------------- conditions
 
 
-def _error_text(exc: BaseException) -> str:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return f"{type(exc).__name__}: {exc}\n{''.join(tb[-3:]).strip()}"[:4000]
-
-
 def _episode_rngs(seed: int, eval_seed: int, episodes: int) -> list[np.random.Generator]:
     return [np.random.default_rng([int(seed), int(eval_seed) + k]) for k in range(episodes)]
 
@@ -923,7 +918,7 @@ def evaluate_conditions(model: Any, normalizer: Any, run: RunSpec,
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # a library's BaseException (qiskit's Rust panics)
-            out.append(_result(cond, FAILED, reason=_error_text(exc),
+            out.append(_result(cond, FAILED, reason=error_text(exc),
                                wall_s=time.perf_counter() - t0))
             continue
         arr = np.asarray(returns, dtype=np.float64)
@@ -961,7 +956,7 @@ def evaluate_saved(task: ConditionTask) -> tuple[ConditionResult, ...]:
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:
-        reason = f"cannot load the saved agent {task.agent_dir}: {_error_text(exc)}"
+        reason = f"cannot load the saved agent {task.agent_dir}: {error_text(exc)}"
         return tuple(_result(c, FAILED, reason=reason) for c in task.conditions)
     return evaluate_conditions(model, normalizer, task.run, task.conditions,
                                eval_env_factory(task.run))

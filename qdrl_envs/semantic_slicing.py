@@ -54,6 +54,7 @@ __all__ = [
     "SemanticSlicingCore",
     "SemanticSlicingEnv",
     "SemanticSlicingVectorEnv",
+    "all_splits",
     "semantic_similarity",
     "shares_to_rbs",
 ]
@@ -74,6 +75,22 @@ SNR_OBS_HIGH_DB = 40.0
 # --------------------------------------------------------------------------------------------
 # Public model functions
 # --------------------------------------------------------------------------------------------
+
+
+def all_splits(n_rbs: int, rb_step: int = 1) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Every split of ``n_rbs`` RBs over the slices, as counts and as the actions that give them.
+
+    With ``rb_step``, only the splits whose semantic and eMBB counts are multiples of it.
+
+    Returns:
+        ``counts`` ``(K, 3)`` (semantic, eMBB, URLLC RBs, summing to ``n_rbs``), semantic
+        count major, and ``actions`` ``(K, 3)`` float32 in ``[-1, 1]``, ``2 counts / n_rbs - 1``
+        (which :func:`shares_to_rbs` maps back to ``counts``).
+    """
+    steps = range(0, n_rbs + 1, rb_step)
+    counts = np.array([(i, j, n_rbs - i - j) for i in steps for j in steps if i + j <= n_rbs],
+                      dtype=np.int64)
+    return counts, (2.0 * counts / n_rbs - 1.0).astype(np.float32)
 
 
 def shares_to_rbs(shares: ArrayLike, n_rbs: int) -> NDArray[np.int64]:

@@ -39,6 +39,7 @@ from qdrl_envs.semantic_slicing import (
     SLICE_NAMES,
     SemanticSlicingConfig,
     SemanticSlicingCore,
+    all_splits,
     shares_to_rbs,
 )
 
@@ -576,13 +577,10 @@ class SliceOrchestrationCore:
     def all_splits(self, rb_step: int = 1) -> NDArray[np.float64]:
         """Every split of the ``B`` RBs as an action ``(K, 3)`` (float32 values, float64).
 
-        With ``rb_step``, only the splits whose semantic and eMBB counts are multiples of it.
+        With ``rb_step``, only the splits whose semantic and eMBB counts are multiples of it
+        (:func:`qdrl_envs.semantic_slicing.all_splits`).
         """
-        b = self.n_rbs
-        steps = range(0, b + 1, rb_step)
-        counts = np.array([(i, j, b - i - j) for i in steps for j in steps if i + j <= b],
-                          dtype=np.float64)
-        return (2.0 * counts / b - 1.0).astype(np.float32).astype(np.float64)
+        return all_splits(self.n_rbs, rb_step)[1].astype(np.float64)
 
     # -- observations --------------------------------------------------------------------------
 

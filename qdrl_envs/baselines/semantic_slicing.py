@@ -19,6 +19,7 @@ from qdrl_envs.semantic_slicing import (
     SNR_OBS_LOW_DB,
     SemanticSlicingConfig,
     SemanticSlicingCore,
+    all_splits,
 )
 
 __all__ = ["BASELINES", "EqualSplitPolicy", "ProportionalPolicy", "SemanticPriorityPolicy",
@@ -134,12 +135,8 @@ class SlotOraclePolicy(BaselinePolicy):
             raise ValueError(f"serve_weight must be a finite number >= 0, got {serve_weight!r}")
         self.core = core
         self.serve_weight = float(serve_weight)
-        b = core.config.n_rbs
-        counts = np.array([(i, j, b - i - j) for i in range(b + 1) for j in range(b + 1 - i)],
-                          dtype=np.float64)
-        self.splits = counts.astype(np.int64)
-        """Every split ``(K, 3)`` of the RBs, the candidates."""
-        self._actions = (2.0 * counts / b - 1.0).astype(np.float32)
+        self.splits, self._actions = all_splits(core.config.n_rbs)
+        """Every split ``(K, 3)`` of the RBs, the candidates (and their actions)."""
         # Per queue: slice weight x importance / mean arrivals of the slice (the violation
         # term's scale, positive).
         per_slice = core.unit_weights
