@@ -598,6 +598,7 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         self.rbs = np.zeros((n, 3), dtype=np.int64)
         self._obs = np.zeros((n, 15), dtype=np.float32)
         self.last_info: dict[str, Any] | None = None
+        self._scratch: dict[int, SemanticSlicingCore] = {}
 
     def similarity(self, snr_db: ArrayLike) -> NDArray[np.float64]:
         """The configured :func:`semantic_similarity` at ``snr_db``."""
@@ -667,9 +668,9 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     def slot_outcomes(self, i: int, actions: ArrayLike) -> dict[str, NDArray[np.float64]]:
         """What each of ``actions`` would do to instance ``i`` this slot, changing nothing.
 
-        Runs the step's own kernel on ``K`` copies of instance ``i``'s queues, arrivals and
-        channels (the draws for the next slot are dummies and are thrown away), so the figures
-        are exactly what :meth:`step` would report for that instance and action.
+        Copies instance ``i`` into a scratch core of ``K`` instances (:meth:`scratch`) and runs
+        the step's own kernel there (:meth:`trial`), so the figures are exactly what
+        :meth:`step` would report for that instance and action.
 
         Args:
             i: The instance.
@@ -680,22 +681,53 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
             ``backlog`` ``(K, 4)`` (left waiting after the slot).
         """
         acts = np.ascontiguousarray(actions, dtype=np.float64)
-        k = acts.shape[0]
-        queues = np.repeat(self.queues.storage[i:i + 1], k, axis=0)
-        pending = np.repeat(self.pending[i:i + 1], k, axis=0)
-        snr_db = np.repeat(self.snr_db[i:i + 1], k, axis=0)
-        xi = np.repeat(self.xi[i:i + 1], k)
-        rb_capacity = np.repeat(self.rb_capacity[i:i + 1], k, axis=0)
-        rbs = np.repeat(self.rbs[i:i + 1], k, axis=0)
-        qout, sout = np.empty((len(_QUEUE), k, 4)), np.empty((len(_SLICE), k, 3))
-        scalars = np.empty((len(_SCALAR), k))
-        draws = np.full((k, 7), 0.5)
-        _step_kernel(self._model, self._world, self._view, acts, draws,
-                     queues, pending, snr_db, xi, rb_capacity, rbs,
-                     np.empty((k, 15), dtype=np.float32), qout, sout,
-                     np.empty((k, 3), dtype=np.int64), scalars)
+        scratch = self.scratch(acts.shape[0])
+        scratch.copy_instance(self, i)
+        return scratch.trial(acts)
+
+    def scratch(self, k: int) -> SemanticSlicingCore:
+        """A core of ``k`` instances of this config for trial slots, kept for reuse.
+
+        Its state is whatever the last user left: set it with :meth:`copy_instance` first.
+        The few most recent sizes are kept (an oracle asks for the same ``k`` every slot).
+        """
+        if k not in self._scratch:
+            if len(self._scratch) >= 4:
+                self._scratch.pop(next(iter(self._scratch)))
+            self._scratch[k] = SemanticSlicingCore(self.config, k)
+        return self._scratch[k]
+
+    def copy_instance(self, source: SemanticSlicingCore, row: int) -> None:
+        """Set every instance to ``source``'s instance ``row``: the state a slot reads.
+
+        That is its queues, the arrivals and channels drawn for the coming slot (so its SNRs,
+        similarity and RB capacities, as they stand: after any interference applied to
+        ``source``) and its last split. ``source`` must have the same config.
+        """
+        self.queues.storage[:] = source.queues.storage[row]
+        self.pending[:] = source.pending[row]
+        self.snr_db[:] = source.snr_db[row]
+        self.xi[:] = source.xi[row]
+        self.rb_capacity[:] = source.rb_capacity[row]
+        self.rbs[:] = source.rbs[row]
+
+    def trial(self, actions: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
+        """Play one slot of ``actions`` ``(N, 3)`` (float64, contiguous) on this core's state.
+
+        The step's kernel with dummy draws for the next slot: the reward, served and backlog
+        are exactly :meth:`step`'s, while the queues and channels left behind are not a real
+        next slot (use it on a :meth:`scratch` core). Returns ``reward`` ``(N,)``, ``served``
+        ``(N, 4)`` and ``backlog`` ``(N, 4)``.
+        """
+        n = self.num_envs
+        qout, sout = np.empty((len(_QUEUE), n, 4)), np.empty((len(_SLICE), n, 3))
+        scalars = np.empty((len(_SCALAR), n))
+        _step_kernel(self._model, self._world, self._view, actions, np.full((n, 7), 0.5),
+                     self.queues.storage, self.pending, self.snr_db, self.xi,
+                     self.rb_capacity, self.rbs, np.empty((n, 15), dtype=np.float32), qout,
+                     sout, np.empty((n, 3), dtype=np.int64), scalars)
         return {"reward": scalars[_SCALAR.satisfaction] + scalars[_SCALAR.violation],
-                "served": qout[_QUEUE.served], "backlog": queues.sum(axis=-1)}
+                "served": qout[_QUEUE.served], "backlog": self.queues.storage.sum(axis=-1)}
 
 
 # --------------------------------------------------------------------------------------------

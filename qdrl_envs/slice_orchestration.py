@@ -406,7 +406,6 @@ class SliceOrchestrationCore:
                               * self.n_rbs)
         self.loss = np.zeros((self.num_envs, n, 3))
         self.last_info: dict[str, Any] | None = None
-        self._scratch: dict[int, list[tuple[SemanticSlicingCore, list[np.random.Generator]]]] = {}
 
     # -- the coupling --------------------------------------------------------------------------
 
@@ -524,9 +523,9 @@ class SliceOrchestrationCore:
     def evaluate(self, actions: ArrayLike, row: int = 0) -> dict[str, NDArray[np.float64]]:
         """What candidate joint actions would score on instance ``row`` this slot, no changes.
 
-        Runs each cell core's own step on ``K`` copies of the cell's state with each
-        candidate's interference applied (scratch cores; their next-slot draws are thrown
-        away), so the figures are exactly what :meth:`step` would report.
+        Plays each cell core's own slot (:meth:`SemanticSlicingCore.trial`) on ``K`` copies of
+        the cell's state with each candidate's interference applied, so the figures are
+        exactly what :meth:`step` would report.
 
         Args:
             actions: Candidates ``(K, n, 3)`` in ``[-1, 1]`` (unchecked).
@@ -539,27 +538,13 @@ class SliceOrchestrationCore:
         k = a.shape[0]
         _, _, interference = self.interference(a, row)
         rewards = np.empty((k, self.n_cells))
-        for i, (scratch, gens) in enumerate(self._scratch_cores(k)):
-            cell = self.cells[i]
-            scratch.queues.storage[:] = cell.queues.storage[row]
-            scratch.pending[:] = cell.pending[row]
-            scratch.snr_db[:] = cell.snr_db[row]
-            scratch.xi[:] = cell.xi[row]
-            scratch.rb_capacity[:] = cell.rb_capacity[row]
-            scratch.rbs[:] = cell.rbs[row]
+        for i, cell in enumerate(self.cells):
+            scratch = cell.scratch(k)
+            scratch.copy_instance(cell, row)
             self._apply(scratch, interference[:, i])
-            rewards[:, i] = scratch.step(a[:, i], gens).reward
+            rewards[:, i] = scratch.trial(np.ascontiguousarray(a[:, i]))["reward"]
         return {"rewards": rewards, "team_reward": rewards.mean(axis=1),
                 "interference": interference}
-
-    def _scratch_cores(self, k: int) -> list[tuple[SemanticSlicingCore, list[np.random.Generator]]]:
-        if k not in self._scratch:
-            if len(self._scratch) >= 4:
-                self._scratch.pop(next(iter(self._scratch)))
-            gen = np.random.default_rng(0)  # next-slot draws of a scratch step: thrown away
-            self._scratch[k] = [(SemanticSlicingCore(c, k), [gen] * k)
-                                for c in self.cell_configs]
-        return self._scratch[k]
 
     def slot_bound(self, row: int = 0) -> float:
         """An upper bound on this slot's team reward: every cell at its interference-free best.
