@@ -836,7 +836,7 @@ def _render_ansi(core: SecrecyCore, row: int) -> str:
 
 
 def _render_rgb_array(core: SecrecyCore, row: int) -> np.ndarray:
-    m, area = core.n_aps, core.config.area_m
+    m = core.n_aps
     ap, us, ev = core.ap_positions_m[row], core.user_positions_m[row], core.eve_positions_m[row]
     info = core.last_info
     powers = np.ones(m) if info is None else info["powers"][row] / core.p_max_w
@@ -844,27 +844,50 @@ def _render_rgb_array(core: SecrecyCore, row: int) -> np.ndarray:
     ax = fig.add_subplot(1, 1, 1)
     colours = [f"C{k % 10}" for k in range(m)]
     for k in range(m):
-        ax.plot([ap[k, 0], us[k, 0]], [ap[k, 1], us[k, 1]], "-", color=colours[k],
-                lw=0.5 + 3.0 * float(powers[k]), alpha=0.8)
-        ax.plot([ap[k, 0], ev[k, 0]], [ap[k, 1], ev[k, 1]], ":", color="red", lw=1.0)
+        draw_links(ax, ap[k], us[k], ev[k], colours[k], float(powers[k]))
         ax.plot([ev[k, 0], us[k, 0]], [ev[k, 1], us[k, 1]], "--", color="grey", lw=0.8)
         label = f"p={powers[k]:.2f}"
         if info is not None:
             label += f"\nsec={info['secrecy_rates'][row, k]:.2f}"
         ax.annotate(label, ap[k], textcoords="offset points", xytext=(5, 5), fontsize=7)
-    ax.scatter(ap[:, 0], ap[:, 1], marker="^", s=120, c=colours, edgecolors="k", label="AP",
-               zorder=3)
-    ax.scatter(us[:, 0], us[:, 1], marker="o", s=60, c=colours, edgecolors="k", label="user",
-               zorder=3)
-    ax.scatter(ev[:, 0], ev[:, 1], marker="x", s=60, c="red", label="eavesdropper", zorder=3)
-    ax.set_xlim(0.0, area)
-    ax.set_ylim(0.0, area)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
     title = f"Secrecy power control, M={m}"
     if info is not None:
         title += f": secrecy sum {info['secrecy_rate'][row]:.2f} bit/s/Hz"
+    draw_scene(ax, ap, us, ev, core.config.area_m, colours, "AP", title)
+    return figure_rgb(fig)
+
+
+def draw_links(ax: Any, ap: NDArray[np.float64], user: NDArray[np.float64],
+               eve: NDArray[np.float64], colour: str, power: float) -> None:
+    """Draw one transmitting AP's links to its user and to its eavesdropper.
+
+    The user link is drawn in ``colour`` with its width by ``power`` (a fraction of the
+    maximum), the eavesdropper's dotted red; positions ``(2,)`` in metres.
+    """
+    ax.plot([ap[0], user[0]], [ap[1], user[1]], "-", color=colour, lw=0.5 + 3.0 * power,
+            alpha=0.8)
+    ax.plot([ap[0], eve[0]], [ap[1], eve[1]], ":", color="red", lw=1.0)
+
+
+def draw_scene(ax: Any, ap: NDArray[np.float64], users: NDArray[np.float64],
+               eves: NDArray[np.float64], area_m: float, ap_colours: Sequence[str],
+               ap_label: str, title: str) -> None:
+    """Draw the APs, users and eavesdroppers over the square area, with axes, title, legend.
+
+    The scene every secrecy env's render shares; positions ``(M, 2)`` in metres, one colour
+    per AP.
+    """
+    ax.scatter(ap[:, 0], ap[:, 1], marker="^", s=120, c=list(ap_colours), edgecolors="k",
+               label=ap_label, zorder=3)
+    ax.scatter(users[:, 0], users[:, 1], marker="o", s=60,
+               c=[f"C{k % 10}" for k in range(len(users))], edgecolors="k", label="user",
+               zorder=3)
+    ax.scatter(eves[:, 0], eves[:, 1], marker="x", s=60, c="red", label="eavesdropper",
+               zorder=3)
+    ax.set_xlim(0.0, area_m)
+    ax.set_ylim(0.0, area_m)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7)
-    return figure_rgb(fig)

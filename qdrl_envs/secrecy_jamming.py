@@ -34,6 +34,8 @@ from qdrl_envs.core import StepResult, agg_figure, figure_rgb
 from qdrl_envs.secrecy import (
     SecrecyConfig,
     SecrecyCore,
+    draw_links,
+    draw_scene,
     rate_operator,
     secrecy_from_operator,
 )
@@ -737,7 +739,7 @@ def _render_ansi(core: SecrecyJammingCore, row: int) -> str:
 
 
 def _render_rgb_array(core: SecrecyJammingCore, row: int) -> np.ndarray:
-    m, area = core.n_aps, core.config.area_m
+    m = core.n_aps
     ap, us, ev = core.ap_positions_m[row], core.user_positions_m[row], core.eve_positions_m[row]
     info = core.last_info
     jams = (np.array([r == "jam" for r in core.roles]) if info is None
@@ -757,26 +759,14 @@ def _render_rgb_array(core: SecrecyJammingCore, row: int) -> np.ndarray:
             label = "jam" if q is None else f"jam q={q:.2f}"
         else:
             p = 1.0 if info is None else float(info["powers"][row, k] / core.p_max_w)
-            ax.plot([ap[k, 0], us[k, 0]], [ap[k, 1], us[k, 1]], "-", color=colours[k],
-                    lw=0.5 + 3.0 * p, alpha=0.8)
-            ax.plot([ap[k, 0], ev[k, 0]], [ap[k, 1], ev[k, 1]], ":", color="red", lw=1.0)
+            draw_links(ax, ap[k], us[k], ev[k], colours[k], p)
             label = "tx" if info is None else (f"tx p={p:.2f}\n"
                                                f"sec={info['secrecy_rates'][row, k]:.2f}")
         ax.annotate(label, ap[k], textcoords="offset points", xytext=(5, 5), fontsize=7)
-    face = ["black" if jams[k] else colours[k] for k in range(m)]
-    ax.scatter(ap[:, 0], ap[:, 1], marker="^", s=120, c=face, edgecolors="k",
-               label="AP (black: jammer)", zorder=3)
-    ax.scatter(us[:, 0], us[:, 1], marker="o", s=60, c=colours, edgecolors="k", label="user",
-               zorder=3)
-    ax.scatter(ev[:, 0], ev[:, 1], marker="x", s=60, c="red", label="eavesdropper", zorder=3)
-    ax.set_xlim(0.0, area)
-    ax.set_ylim(0.0, area)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
     title = f"Secrecy with friendly jamming, M={m}"
     if info is not None:
         title += f": secrecy sum {info['secrecy_rate'][row]:.2f} bit/s/Hz"
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", fontsize=7)
+    draw_scene(ax, ap, us, ev, core.config.area_m,
+               ["black" if jams[k] else colours[k] for k in range(m)], "AP (black: jammer)",
+               title)
     return figure_rgb(fig)
