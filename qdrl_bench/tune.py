@@ -503,6 +503,10 @@ def _budget(spec: SweepSpec) -> int:
 def _pairs(spec: SweepSpec) -> list[tuple[EnvSpec, AgentSpec]]:
     seen: dict[str, int] = {}
     for i, env in enumerate(spec.envs):
+        if registry.is_marl_env(env.id):
+            raise SpecError(f"{spec.path}:{env.line}: envs[{i}].id: {env.id} is a multi-agent "
+                            "env; the tuner takes single-agent envs only (run multi-agent "
+                            "agents with their defaults through `qdrl-bench run`)")
         if env.id in seen:
             raise SpecError(f"{spec.path}:{env.line}: envs[{i}].id: {env.id} is also envs"
                             f"[{seen[env.id]}]; a hyperparameter file has one entry per env id, "

@@ -204,6 +204,9 @@ def test_bad_input_names_what_is_wrong(tmp_path: Path, write_sweep, capsys) -> N
         tune_sweep(parse_sweep(_sweep()), trials=0, storage=db, out_dir=out)
     with pytest.raises(SpecError, match="no learning agent"):
         tune_sweep(parse_sweep(_sweep("b", "  - random")), trials=1, storage=db, out_dir=out)
+    marl = _sweep("m", "  - q-mappo").replace("CartPole-v1", "qdrl/SecrecyJamming-v0")
+    with pytest.raises(SpecError, match=r"envs\[0\]\.id: qdrl/SecrecyJamming-v0 is a multi-agent"):
+        tune_sweep(parse_sweep(marl), trials=1, storage=db, out_dir=out)
 
 
 def test_a_study_refuses_another_budget(tmp_path: Path) -> None:
