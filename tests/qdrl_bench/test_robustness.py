@@ -445,7 +445,10 @@ def test_the_shipped_robustness_sweep_passes_every_check():
     assert {e.id for e in spec.envs} == {SECRECY, "qdrl/SemanticSlicing-v1"}
     assert [c.name for c in spec.eval.conditions] == [
         "shots=128", "shots=1024", "shots=8192", "depolarizing=0.001", "depolarizing=0.01",
-        "depolarizing=0.05", "torino", "fgsm=0.01", "fgsm=0.05", "fgsm=0.1"]
+        "depolarizing=0.05", "torino", "fgsm=0.01", "fgsm=0.05", "fgsm=0.1",
+        "pgd=0.01", "pgd=0.05", "pgd=0.1"]
     flips = sorted({w["fraction"] for a in spec.agents for w in a.train_wrappers})
     assert flips == [0.1, 0.3]
     assert {a.name for a in spec.agents} == {"q-ppo", "ppo-small", "baselines"}
+    defended = {a.label for a in spec.agents if a.adversarial_training}
+    assert defended == {"q-ppo-adv", "ppo-small-adv"}
