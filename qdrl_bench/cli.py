@@ -38,7 +38,7 @@ import qdrl_bench.perf as perf_suite
 import qdrl_envs
 from qdrl_bench import registry
 from qdrl_bench.hyperparams import DEFAULT_DIR
-from qdrl_bench.runner import RERUN_MODES, run_sweep
+from qdrl_bench.runner import RERUN_MODES, run_sweep, select_part
 from qdrl_bench.spec import SpecError, load_sweep
 from qdrl_bench.store import StoreError
 from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space, adapter_for
@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="also redo finished runs: 'stale' those produced by another code "
                           "version, 'all' every run of this sweep (old results are kept until "
                           "the new run finishes)")
+    run.add_argument("--env", action="append", default=[], metavar="LABEL",
+                     help="run only this env of the sweep (label or id; repeatable); the "
+                          "runs join the whole sweep's in its store")
+    run.add_argument("--agent", action="append", default=[], metavar="LABEL",
+                     help="run only this agent of the sweep (its label, or 'baselines'; "
+                          "repeatable)")
     run.add_argument("--report", metavar="DIR", help="write the report to DIR afterwards")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     rep = sub.add_parser("report", help="write the report of a store")
@@ -95,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     spec = load_sweep(args.sweep)
+    if args.env or args.agent:
+        spec = select_part(spec, args.env, args.agent)
     if args.workers is not None and args.workers < 1:
         raise SpecError(f"--workers must be >= 1, got {args.workers}")
     if args.executor or args.workers:

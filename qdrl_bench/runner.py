@@ -312,6 +312,53 @@ def check_env_kwargs(spec: SweepSpec) -> None:
         made.close()
 
 
+def select_part(spec: SweepSpec, envs: Sequence[str] = (), agents: Sequence[str] = ()
+                ) -> SweepSpec:
+    """The part of a sweep on some of its envs and agents, under the same sweep name and store.
+
+    Its runs are the full sweep's runs of those envs and agents (same identity, seeds and
+    settings), so a later run of the whole file skips them; evaluation conditions are kept
+    for the selected agents they apply to.
+
+    Args:
+        spec: The parsed sweep.
+        envs: Env labels (or ids) to keep; empty: every env.
+        agents: Agent labels to keep (``baselines`` for the baselines entry); empty: every agent.
+
+    Raises:
+        SpecError: A label that is not in the sweep, or a selection with no run.
+    """
+    def pick(items: tuple[Any, ...], wanted: Sequence[str], what: str,
+             key: Any) -> tuple[Any, ...]:
+        if not wanted:
+            return items
+        known = {name for item in items for name in key(item)}
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise SpecError(f"{spec.path}: --{what} {', '.join(unknown)}: not in the sweep; its "
+                            f"{what}s are {sorted({key(i)[0] for i in items})}")
+        return tuple(i for i in items if set(key(i)) & set(wanted))
+
+    kept_envs = pick(spec.envs, envs, "env", lambda e: (e.label, e.id))
+    kept_agents = pick(spec.agents, agents, "agent", lambda a: (a.label,))
+    labels = {e.label for e in kept_envs}
+    kept_agents = tuple(a for a in kept_agents if a.envs is None or set(a.envs) & labels)
+    if not kept_agents:
+        raise SpecError(f"{spec.path}: the selected agents run on none of the selected envs")
+    learners = {a.label: a for a in kept_agents
+                if a.name != ALL_BASELINES and not is_baseline(a.name)}
+    quantum = {label for label, a in learners.items()
+               if get_agent(a.name).family in ("quantum", "hybrid")}
+
+    def applies(cond: Any) -> set[str]:
+        return set(learners) & (set(cond.agents) if cond.agents is not None else set(learners))
+
+    conditions = tuple(c for c in spec.eval.conditions
+                       if applies(c) and (c.kind != "executor" or applies(c) & quantum))
+    return dataclasses.replace(spec, envs=kept_envs, agents=kept_agents,
+                               eval=dataclasses.replace(spec.eval, conditions=conditions))
+
+
 def check_conditions(spec: SweepSpec) -> None:
     """Check the sweep's evaluation conditions against its agents, before any run starts.
 

@@ -339,3 +339,38 @@ def test_parameter_counts_leave_out_target_networks(name: str) -> None:
     assert targets > 0
     assert counts["quantum"] + counts["classical"] == everything - targets
     assert (counts["quantum"] > 0) == name.startswith("q-")
+
+
+def test_part_of_a_sweep_runs_alone_and_joins_the_whole(write_sweep, tmp_path: Path) -> None:
+    db = tmp_path / "part.db"
+    path = write_sweep(f"name: part\nstore: sqlite:///{db}\nseeds: 1\ntimesteps: 16\n"
+                       "eval: {every: 16, episodes: 1}\n"
+                       "envs: [{id: CartPole-v1, max_episode_steps: 5}]\nagents: [random, a2c]\n")
+    out = io.StringIO()
+    assert main(["run", str(path), "--quiet", "--agent", "random"], out=out) == 0
+    assert "sweep part: 1 runs, 0 already done" in out.getvalue()
+    out = io.StringIO()
+    assert main(["run", str(path), "--quiet"], out=out) == 0
+    assert "sweep part: 2 runs, 1 already done" in out.getvalue()
+
+
+def test_select_part_keeps_the_conditions_of_the_selected_agents() -> None:
+    from qdrl_bench.runner import check_conditions, select_part
+    from qdrl_bench.spec import load_sweep
+
+    spec = load_sweep(Path(registry.__file__).parent / "configs" / "robustness.yaml")
+    part = select_part(spec, ["qdrl/SemanticSlicing-v1"], ["q-ppo-4q", "baselines"])
+    assert [e.id for e in part.envs] == ["qdrl/SemanticSlicing-v1"]
+    assert [a.label for a in part.agents] == ["q-ppo-4q", "baselines"]
+    assert part.name == spec.name and part.store == spec.store
+    assert len(part.eval.conditions) == len(spec.eval.conditions)
+    classical = select_part(spec, agents=["ppo-small"])  # executor conditions need a circuit
+    assert {c.kind for c in classical.eval.conditions} == {"adversarial"}
+    check_conditions(part)
+    check_conditions(classical)
+    with pytest.raises(SpecError, match="--env nope: not in the sweep"):
+        select_part(spec, envs=["nope"])
+    with pytest.raises(SpecError, match="--agent q-ppo-x: not in the sweep"):
+        select_part(spec, agents=["q-ppo-x"])
+    with pytest.raises(SpecError, match="run on none of the selected envs"):
+        select_part(spec, ["qdrl/SemanticSlicing-v1"], ["q-ppo"])
