@@ -42,7 +42,7 @@ from qdrl_bench import registry, robustness
 from qdrl_bench.agents import get_agent, is_baseline
 from qdrl_bench.hyperparams import parse_entry
 from qdrl_bench.provenance import code_version, is_stale
-from qdrl_bench.spec import ALL_BASELINES, RunSpec, SpecError, SweepSpec, expand_runs
+from qdrl_bench.spec import ALL_BASELINES, AgentSpec, RunSpec, SpecError, SweepSpec, expand_runs
 from qdrl_bench.store import (
     DONE_STATUSES,
     FAILED,
@@ -312,6 +312,13 @@ def check_env_kwargs(spec: SweepSpec) -> None:
         made.close()
 
 
+def _learning_labels(agents: Sequence[AgentSpec]) -> tuple[set[str], set[str]]:
+    """The labels of the learning agents among ``agents``, and of the quantum or hybrid ones."""
+    learners = {a.label: a for a in agents if a.name != ALL_BASELINES and not is_baseline(a.name)}
+    return set(learners), {label for label, a in learners.items()
+                           if get_agent(a.name).family in ("quantum", "hybrid")}
+
+
 def select_part(spec: SweepSpec, envs: Sequence[str] = (), agents: Sequence[str] = ()
                 ) -> SweepSpec:
     """The part of a sweep on some of its envs and agents, under the same sweep name and store.
@@ -345,16 +352,13 @@ def select_part(spec: SweepSpec, envs: Sequence[str] = (), agents: Sequence[str]
     kept_agents = tuple(a for a in kept_agents if a.envs is None or set(a.envs) & labels)
     if not kept_agents:
         raise SpecError(f"{spec.path}: the selected agents run on none of the selected envs")
-    learners = {a.label: a for a in kept_agents
-                if a.name != ALL_BASELINES and not is_baseline(a.name)}
-    quantum = {label for label, a in learners.items()
-               if get_agent(a.name).family in ("quantum", "hybrid")}
+    learners, quantum = _learning_labels(kept_agents)
 
-    def applies(cond: Any) -> set[str]:
-        return set(learners) & (set(cond.agents) if cond.agents is not None else set(learners))
+    def applies(cond: Any, labels: set[str]) -> bool:
+        return any(cond.applies_to(label) for label in labels)
 
     conditions = tuple(c for c in spec.eval.conditions
-                       if applies(c) and (c.kind != "executor" or applies(c) & quantum))
+                       if applies(c, learners) and (c.kind != "executor" or applies(c, quantum)))
     return dataclasses.replace(spec, envs=kept_envs, agents=kept_agents,
                                eval=dataclasses.replace(spec.eval, conditions=conditions))
 
@@ -368,11 +372,7 @@ def check_conditions(spec: SweepSpec) -> None:
     Raises:
         SpecError: ``file:line: eval.conditions[i]: ...``.
     """
-    quantum = {a.label for a in spec.agents if a.name != ALL_BASELINES
-               and not is_baseline(a.name) and get_agent(a.name).family in ("quantum",
-                                                                            "hybrid")}
-    learners = [a.label for a in spec.agents if a.name != ALL_BASELINES
-                and not is_baseline(a.name)]
+    learners, quantum = _learning_labels(spec.agents)
     for cond in spec.eval.conditions:
         where = f"{spec.path}:{cond.line}: eval.conditions[{cond.entry}]"
         applies = set(cond.agents) if cond.agents is not None else set(learners)

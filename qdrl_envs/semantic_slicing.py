@@ -633,16 +633,9 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
     def step(self, actions: np.ndarray, rngs: Sequence[np.random.Generator]) -> StepResult:
         """Split the RBs, serve the queues on this slot's channels, score the SLAs, draw."""
         n = self.num_envs
-        qout = np.empty((len(_QUEUE), n, 4))
-        sout = np.empty((len(_SLICE), n, 3))
-        rbs = np.empty((n, 3), dtype=np.int64)
-        scalars = np.empty((len(_SCALAR), n))
-        draws = self._uniforms.take(rngs, None, 7, exponential=3)
         obs = np.empty_like(self._obs)  # a new array; the kernel writes every row
-        _step_kernel(self._model, self._world, self._view, actions,
-                     draws, self.queues.storage, self.pending,
-                     self.snr_db, self.xi, self.rb_capacity, self.rbs, obs, qout, sout,
-                     rbs, scalars)
+        qout, sout, rbs, scalars = self._slot(
+            actions, self._uniforms.take(rngs, None, 7, exponential=3), obs)
         self._obs = obs
         info: dict[str, Any] = {
             "rbs": rbs,
@@ -720,14 +713,27 @@ class SemanticSlicingCore(BatchedCore[SemanticSlicingConfig]):
         ``(N, 4)`` and ``backlog`` ``(N, 4)``.
         """
         n = self.num_envs
-        qout, sout = np.empty((len(_QUEUE), n, 4)), np.empty((len(_SLICE), n, 3))
-        scalars = np.empty((len(_SCALAR), n))
-        _step_kernel(self._model, self._world, self._view, actions, np.full((n, 7), 0.5),
-                     self.queues.storage, self.pending, self.snr_db, self.xi,
-                     self.rb_capacity, self.rbs, np.empty((n, 15), dtype=np.float32), qout,
-                     sout, np.empty((n, 3), dtype=np.int64), scalars)
+        qout, _, _, scalars = self._slot(actions, np.full((n, 7), 0.5),
+                                         np.empty((n, 15), dtype=np.float32))
         return {"reward": scalars[_SCALAR.satisfaction] + scalars[_SCALAR.violation],
                 "served": qout[_QUEUE.served], "backlog": self.queues.storage.sum(axis=-1)}
+
+    def _slot(self, actions: np.ndarray, draws: np.ndarray, obs: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One slot of the step kernel on this core's state, writing ``obs``.
+
+        Returns the per-queue ``(len(_QUEUE), N, 4)``, per-slice ``(len(_SLICE), N, 3)``,
+        split ``(N, 3)`` and scalar ``(len(_SCALAR), N)`` outputs.
+        """
+        n = self.num_envs
+        qout = np.empty((len(_QUEUE), n, 4))
+        sout = np.empty((len(_SLICE), n, 3))
+        rbs = np.empty((n, 3), dtype=np.int64)
+        scalars = np.empty((len(_SCALAR), n))
+        _step_kernel(self._model, self._world, self._view, actions, draws, self.queues.storage,
+                     self.pending, self.snr_db, self.xi, self.rb_capacity, self.rbs, obs, qout,
+                     sout, rbs, scalars)
+        return qout, sout, rbs, scalars
 
 
 # --------------------------------------------------------------------------------------------
