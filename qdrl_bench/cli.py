@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
                            "best)")
     tune.add_argument("--confirm-seeds", type=int, default=2, metavar="S",
                       help="further seeds per finalist (default 2)")
+    tune.add_argument("--env", action="append", default=[], metavar="LABEL",
+                      help="tune only this env of the sweep (label or id; repeatable); its "
+                           "studies are the whole sweep's, so parts can run side by side "
+                           "with their own --storage and --out")
+    tune.add_argument("--agent", action="append", default=[], metavar="LABEL",
+                      help="tune only this agent of the sweep (its label; repeatable)")
     tune.add_argument("--quiet", action="store_true", help="no progress lines")
     lst = sub.add_parser("list", help="list environments, agents, baselines and adapters")
     lst.add_argument("--env", action="append", help="only these env ids (repeatable)")
@@ -166,6 +172,8 @@ def _cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     from qdrl_bench.tune import tune_sweep  # heavy: see the top
 
     spec = load_sweep(args.sweep)
+    if args.env or args.agent:
+        spec = select_part(spec, args.env, args.agent)
     if args.trials < 1:
         raise SpecError(f"--trials must be >= 1, got {args.trials}")
     storage = args.storage or f"sqlite:///results/{spec.name}-tune.db"

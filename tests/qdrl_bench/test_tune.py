@@ -122,6 +122,26 @@ def test_entries_of_envs_not_tuned_are_kept(tmp_path: Path) -> None:
     assert describe_settings("a2c", "CartPole-v1", directory=out).endswith("x 128 steps")
 
 
+def test_part_of_a_sweep_tunes_the_whole_sweeps_studies(tmp_path: Path, write_sweep,
+                                                         capsys) -> None:
+    sweep = write_sweep(_sweep("part"), "part.yaml")
+    db, out = tmp_path / "part.db", tmp_path / "out"
+    assert main(["tune", str(sweep), "--trials", "1", "--agent", "a2c", "--storage",
+                 f"sqlite:///{db}", "--out", str(out), "--quiet"]) == 0
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{db}")] == [
+        study_name("part", "CartPole-v1", "a2c")]
+    assert sorted(p.name for p in out.iterdir()) == ["a2c.yml", "tuning.json"]
+    # The rest of the sweep later: the a2c study is found complete and not rerun.
+    assert main(["tune", str(sweep), "--trials", "1", "--storage", f"sqlite:///{db}",
+                 "--out", str(out), "--quiet"]) == 0
+    assert len(_study(db, study_name("part", "CartPole-v1", "a2c")).trials) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a2c.yml", "ppo.yml", "tuning.json"]
+    capsys.readouterr()
+    assert main(["tune", str(sweep), "--trials", "1", "--agent", "sac", "--storage",
+                 f"sqlite:///{db}", "--out", str(out)]) == 2
+    assert "--agent sac: not in the sweep" in capsys.readouterr().err
+
+
 def _popen_tune(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "qdrl_bench.cli", "tune", *args], cwd=REPO,
