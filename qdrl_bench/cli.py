@@ -39,7 +39,7 @@ import qdrl_envs
 from qdrl_bench import registry
 from qdrl_bench.hyperparams import DEFAULT_DIR
 from qdrl_bench.runner import RERUN_MODES, run_sweep, select_part
-from qdrl_bench.spec import SpecError, load_sweep
+from qdrl_bench.spec import SpecError, SweepSpec, load_sweep
 from qdrl_bench.store import StoreError
 from qdrl_envs.wrappers import AdapterNotApplicable, adapt_action_space, adapter_for
 
@@ -61,12 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also redo finished runs: 'stale' those produced by another code "
                           "version, 'all' every run of this sweep (old results are kept until "
                           "the new run finishes)")
-    run.add_argument("--env", action="append", default=[], metavar="LABEL",
-                     help="run only this env of the sweep (label or id; repeatable); the "
-                          "runs join the whole sweep's in its store")
-    run.add_argument("--agent", action="append", default=[], metavar="LABEL",
-                     help="run only this agent of the sweep (its label, or 'baselines'; "
-                          "repeatable)")
+    _part_options(run, "run", "the runs join the whole sweep's in its store",
+                  "its label, or 'baselines'")
     run.add_argument("--report", metavar="DIR", help="write the report to DIR afterwards")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     rep = sub.add_parser("report", help="write the report of a store")
@@ -90,12 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                            "best)")
     tune.add_argument("--confirm-seeds", type=int, default=2, metavar="S",
                       help="further seeds per finalist (default 2)")
-    tune.add_argument("--env", action="append", default=[], metavar="LABEL",
-                      help="tune only this env of the sweep (label or id; repeatable); its "
-                           "studies are the whole sweep's, so parts can run side by side "
-                           "with their own --storage and --out")
-    tune.add_argument("--agent", action="append", default=[], metavar="LABEL",
-                      help="tune only this agent of the sweep (its label; repeatable)")
+    _part_options(tune, "tune", "its studies are the whole sweep's, so parts can run side by "
+                                "side with their own --storage and --out", "its label")
     tune.add_argument("--quiet", action="store_true", help="no progress lines")
     lst = sub.add_parser("list", help="list environments, agents, baselines and adapters")
     lst.add_argument("--env", action="append", help="only these env ids (repeatable)")
@@ -105,10 +97,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+def _part_options(parser: argparse.ArgumentParser, verb: str, joins: str, agent: str) -> None:
+    """``--env`` / ``--agent``: the part of the sweep a command works on (see _load_part)."""
+    parser.add_argument("--env", action="append", default=[], metavar="LABEL",
+                        help=f"{verb} only this env of the sweep (label or id; repeatable); "
+                             f"{joins}")
+    parser.add_argument("--agent", action="append", default=[], metavar="LABEL",
+                        help=f"{verb} only this agent of the sweep ({agent}; repeatable)")
+
+
+def _load_part(args: argparse.Namespace) -> SweepSpec:
+    """The sweep file, cut to the ``--env`` / ``--agent`` selection when one is given."""
     spec = load_sweep(args.sweep)
-    if args.env or args.agent:
-        spec = select_part(spec, args.env, args.agent)
+    return select_part(spec, args.env, args.agent) if args.env or args.agent else spec
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    spec = _load_part(args)
     if args.workers is not None and args.workers < 1:
         raise SpecError(f"--workers must be >= 1, got {args.workers}")
     if args.executor or args.workers:
@@ -171,9 +176,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     from qdrl_bench.tune import tune_sweep  # heavy: see the top
 
-    spec = load_sweep(args.sweep)
-    if args.env or args.agent:
-        spec = select_part(spec, args.env, args.agent)
+    spec = _load_part(args)
     if args.trials < 1:
         raise SpecError(f"--trials must be >= 1, got {args.trials}")
     storage = args.storage or f"sqlite:///results/{spec.name}-tune.db"
